@@ -1,0 +1,96 @@
+//! End-to-end: the real `repux` binary on real files.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn repux(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_repux")).args(args).output().expect("run repux")
+}
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../volume/tests/fixtures")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+#[test]
+fn info_json_has_exactly_the_contract_keys_and_nibabel_values() {
+    let exp: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(fixtures().join("expected.json")).unwrap()).unwrap();
+    for name in ["anatomical.nii", "example_nifti2.nii.gz", "lps_gzip.nrrd"] {
+        let o = repux(&["info", "--json", fixtures().join(name).to_str().unwrap()]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
+        let mut want = vec!["affine", "datatype", "max", "mean", "min", "orientation", "shape", "spacing", "sum"];
+        want.sort();
+        let mut got: Vec<&str> = keys.iter().map(|k| k.as_str()).collect();
+        got.sort();
+        assert_eq!(got, want);
+        let e = &exp[name];
+        assert_eq!(v["shape"], e["shape"]);
+        assert_eq!(v["datatype"], e["datatype"]);
+        assert_eq!(v["orientation"], e["orientation"]);
+        for k in ["min", "max", "mean", "sum"] {
+            let (a, b) = (v[k].as_f64().unwrap(), e[k].as_f64().unwrap());
+            assert!((a - b).abs() <= 1e-9 * b.abs().max(1.0), "{name} {k}: {a} vs {b}");
+        }
+        assert_eq!(v["affine"].as_array().unwrap().len(), 4);
+    }
+}
+
+#[test]
+fn info_text_output() {
+    let o = repux(&["info", fixtures().join("scaled_u8_lps.nii.gz").to_str().unwrap()]);
+    assert!(o.status.success());
+    let s = String::from_utf8_lossy(&o.stdout);
+    assert!(s.contains("uint8") && s.contains("LPS") && s.contains("affine"), "{s}");
+}
+
+#[test]
+fn synth_then_check_passes_and_a_broken_case_fails_with_a_named_file() {
+    let d = tempfile::tempdir().unwrap();
+    let ds = d.path().join("ds");
+    let o = repux(&["synth", "--out", ds.to_str().unwrap(), "--cases", "3", "--seed", "9"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for f in ["dataset.json", "imagesTr/phantom_000_0000.nii.gz", "labelsTr/phantom_002.nii.gz"] {
+        assert!(ds.join(f).is_file(), "{f}");
+    }
+    let o = repux(&["dataset", "check", ds.to_str().unwrap()]);
+    assert!(o.status.success(), "{}{}", String::from_utf8_lossy(&o.stdout), stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("3 cases checked, 0 problem(s)"));
+    // Same seed, same bytes.
+    let ds2 = d.path().join("ds2");
+    assert!(repux(&["synth", "--out", ds2.to_str().unwrap(), "--cases", "1", "--seed", "9"]).status.success());
+    assert_eq!(std::fs::read(ds.join("labelsTr/phantom_000.nii.gz")).unwrap(), std::fs::read(ds2.join("labelsTr/phantom_000.nii.gz")).unwrap());
+    // Truncate one image: check exits 1 and names it.
+    let bad = ds.join("imagesTr/phantom_001_0000.nii.gz");
+    let b = std::fs::read(&bad).unwrap();
+    std::fs::write(&bad, &b[..b.len() / 3]).unwrap();
+    let o = repux(&["dataset", "check", ds.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("phantom_001_0000.nii.gz: gzip stream is corrupt or truncated"), "{out}");
+    let o = repux(&["dataset", "check", "--json", ds.to_str().unwrap()]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["cases"].as_array().unwrap().len(), 3);
+}
+
+#[test]
+fn bad_inputs_give_clear_errors_not_panics() {
+    let d = tempfile::tempdir().unwrap();
+    let t = d.path().join("trunc.nii.gz");
+    let b = std::fs::read(fixtures().join("example_nifti2.nii.gz")).unwrap();
+    std::fs::write(&t, &b[..b.len() / 2]).unwrap();
+    let o = repux(&["info", t.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(e.contains("trunc.nii.gz") && e.contains("truncated") && !e.contains("panicked"), "{e}");
+    let o = repux(&["dataset", "check", d.path().to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("not a dataset"), "{}", stderr(&o));
+    let o = repux(&["synth", "--out", d.path().join("z").to_str().unwrap(), "--cases", "0"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("at least 1"));
+}
