@@ -1,8 +1,12 @@
 //! `repux`: thin commands over the repux crates. Errors carry context with anyhow and exit 1;
 //! `dataset check` exits 1 when it finds problems.
 
+mod args;
+mod bench;
 mod dataset;
 mod info;
+mod plan;
+mod preprocess;
 mod synth;
 
 use clap::{Parser, Subcommand};
@@ -24,6 +28,13 @@ enum Command {
     Dataset(dataset::Command),
     /// Write the synthetic abdominal CT phantom dataset (nnU-Net v2 layout).
     Synth(synth::Args),
+    /// Fingerprint a dataset and write its plans (target spacing, normalisation, patch size).
+    Plan(plan::Args),
+    /// Preprocess every training case into a cache that training reads without resampling.
+    Preprocess(preprocess::Args),
+    /// Benchmarks.
+    #[command(subcommand)]
+    Bench(bench::Command),
 }
 
 fn main() -> ExitCode {
@@ -32,6 +43,9 @@ fn main() -> ExitCode {
         Command::Info(a) => info::run(a),
         Command::Dataset(c) => dataset::run(c),
         Command::Synth(a) => synth::run(a),
+        Command::Plan(a) => plan::run(a),
+        Command::Preprocess(a) => preprocess::run(a),
+        Command::Bench(c) => bench::run(c),
     };
     match result {
         Ok(code) => code,

@@ -94,3 +94,41 @@ fn bad_inputs_give_clear_errors_not_panics() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("at least 1"));
 }
+
+#[test]
+fn plan_then_preprocess_then_rerun_skips() {
+    let d = tempfile::tempdir().unwrap();
+    let ds = d.path().join("ds");
+    assert!(repux(&["synth", "--out", ds.to_str().unwrap(), "--cases", "2", "--seed", "4"]).status.success());
+    let plans = d.path().join("plans.json");
+    let o = repux(&["plan", ds.to_str().unwrap(), "-o", plans.to_str().unwrap(), "--target-spacing", "1.5,1.5,3", "--ct-window", "-125,275"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&plans).unwrap()).unwrap();
+    for k in ["target_spacing", "patch_size", "batch_size", "normalization", "labels"] {
+        assert!(v.get(k).is_some(), "plans lack {k}");
+    }
+    assert_eq!(v["target_spacing"], serde_json::json!([1.5, 1.5, 3.0]));
+    assert_eq!(v["labels"]["pancreas"], 4);
+    assert_eq!(v["normalization"][0]["scheme"], "window");
+    assert!(v["patch_size"].as_array().unwrap().iter().all(|p| p.as_u64().unwrap() % 16 == 0));
+    let out = d.path().join("cache");
+    let o = repux(&["preprocess", ds.to_str().unwrap(), "--plans", plans.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("2 written"));
+    for f in ["phantom_000_image.npy", "phantom_000_label.npy", "phantom_001.json", "plans.json"] {
+        assert!(out.join(f).is_file(), "{f}");
+    }
+    let o = repux(&["preprocess", ds.to_str().unwrap(), "--plans", plans.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("2 already up to date"));
+    // A broken case fails alone: the exit code says so, the other case stays cached.
+    let img = ds.join("imagesTr/phantom_001_0000.nii.gz");
+    let b = std::fs::read(&img).unwrap();
+    std::fs::write(&img, &b[..100]).unwrap();
+    let o = repux(&["preprocess", ds.to_str().unwrap(), "--plans", plans.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let s = String::from_utf8_lossy(&o.stdout);
+    assert!(s.contains("failed phantom_001") && s.contains("phantom_001_0000.nii.gz"), "{s}");
+    assert!(out.join("phantom_000.json").is_file());
+    let o = repux(&["plan", d.path().join("nothing").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+}

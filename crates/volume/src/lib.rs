@@ -8,6 +8,7 @@ pub mod dataset;
 pub mod error;
 pub mod geometry;
 pub mod nifti;
+pub mod npy;
 pub mod nrrd;
 pub mod synth;
 pub mod volume;
