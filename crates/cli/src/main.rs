@@ -5,6 +5,7 @@ mod args;
 mod bench;
 mod dataset;
 mod info;
+mod model;
 mod plan;
 mod preprocess;
 mod synth;
@@ -32,6 +33,11 @@ enum Command {
     Plan(plan::Args),
     /// Preprocess every training case into a cache that training reads without resampling.
     Preprocess(preprocess::Args),
+    /// Model inspection.
+    #[command(subcommand)]
+    Model(model::Command),
+    /// One deploy-mode (eval) forward pass of a float32 .npy through a network.
+    Forward(model::ForwardArgs),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(bench::Command),
@@ -46,6 +52,8 @@ fn main() -> ExitCode {
         Command::Plan(a) => plan::run(a),
         Command::Preprocess(a) => preprocess::run(a),
         Command::Bench(c) => bench::run(c),
+        Command::Model(c) => model::run(c),
+        Command::Forward(a) => model::forward(a),
     };
     match result {
         Ok(code) => code,

@@ -132,3 +132,44 @@ fn plan_then_preprocess_then_rerun_skips() {
     let o = repux(&["plan", d.path().join("nothing").to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
 }
+
+fn nn_fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../nn/tests/fixtures").join(name)
+}
+
+#[test]
+fn model_summary_paper_counts() {
+    for (preset, n) in [("paper", 65_827_829u64), ("paper-uxnet", 53_006_069)] {
+        let o = repux(&["model", "summary", "--model-config", preset, "--json"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(v["parameters"].as_u64(), Some(n), "{preset}");
+    }
+    let o = repux(&["model", "summary", "--model-config", "nonsense"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("not a preset"));
+}
+
+#[test]
+fn forward_reproduces_the_pytorch_fixtures() {
+    let d = tempfile::tempdir().unwrap();
+    for (name, weights) in [("repux_k21", "repux_k21.pth"), ("uxnet_k7", "uxnet_k7.pth")] {
+        let out = d.path().join(format!("{name}.npy"));
+        let o = repux(&["forward", "--model-config", nn_fixture(&format!("{name}.json")).to_str().unwrap(), "--weights", nn_fixture(weights).to_str().unwrap(), "--input", nn_fixture(&format!("{name}_input.npy")).to_str().unwrap(), "--output", out.to_str().unwrap()]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let got = repux_volume::npy::read(&out).unwrap();
+        let want = repux_volume::npy::read(&nn_fixture(&format!("{name}_logits.npy"))).unwrap();
+        assert_eq!(got.shape, want.shape);
+        let num: f64 = got.data.iter().zip(&want.data).map(|(a, b)| (*a as f64 - *b as f64).powi(2)).sum();
+        let den: f64 = want.data.iter().map(|b| (*b as f64).powi(2)).sum();
+        assert!((num / den).sqrt() <= 1e-4, "{name}: relative L2 {}", (num / den).sqrt());
+    }
+    // A side not divisible by 16 is a clear error, and nothing is written.
+    let x = d.path().join("odd.npy");
+    repux_volume::npy::write(&x, &[1, 1, 16, 16, 24], &vec![0.0; 16 * 16 * 24], repux_volume::npy::NpyType::F32).unwrap();
+    let out = d.path().join("never.npy");
+    let o = repux(&["forward", "--model-config", nn_fixture("uxnet_k7.json").to_str().unwrap(), "--weights", nn_fixture("uxnet_k7.pth").to_str().unwrap(), "--input", x.to_str().unwrap(), "--output", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("multiple of 16") && stderr(&o).contains("odd.npy"), "{}", stderr(&o));
+    assert!(!out.exists());
+}

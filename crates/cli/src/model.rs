@@ -1,0 +1,85 @@
+use anyhow::{anyhow, bail, Context, Result};
+use burn::tensor::{Tensor, TensorData};
+use repux_nn::{cpu, load_into, load_model_dir, ModelConfig, Net};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(clap::Subcommand)]
+pub enum Command {
+    /// Layers (every named tensor with its shape) and the parameter count as PyTorch counts it.
+    Summary {
+        /// Model config JSON file, or a preset: paper, paper-uxnet, small, tiny, micro.
+        #[arg(long)]
+        model_config: String,
+        /// One JSON object (keys `parameters`, `buffers`, `tensors`).
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn run(c: Command) -> Result<ExitCode> {
+    let Command::Summary { model_config, json } = c;
+    let cfg = ModelConfig::load(&model_config).map_err(|e| anyhow!(e))?;
+    let s = repux_nn::summary::summary(&Net::new(&cfg, &cpu()));
+    if json {
+        println!("{}", serde_json::to_string(&s)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{:?} (kernel {}, reparam {:?}), {} → {} channels, features {:?}, hidden {}", cfg.arch, cfg.kernel(), cfg.reparam(), cfg.in_channels, cfg.out_channels, cfg.feature_size, cfg.hidden_size);
+    println!("{:<58} {:<22} {:>12}", "tensor", "shape", "elements");
+    for t in &s.tensors {
+        println!("{:<58} {:<22} {:>12}{}", t.name, format!("{:?}", t.shape), t.numel, if t.parameter { "" } else { "  (buffer)" });
+    }
+    println!("parameters: {}   buffers: {}", s.parameters, s.buffers);
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(clap::Args)]
+pub struct ForwardArgs {
+    /// Model config JSON file or preset name (ignored when --weights is a model directory).
+    #[arg(long)]
+    pub model_config: Option<String>,
+    /// Weights: the authors' `.pth`, a `.safetensors`, or a repux model directory.
+    #[arg(long)]
+    pub weights: PathBuf,
+    /// float32 `.npy` of shape N×C×D×H×W (every side a multiple of 16).
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Where to write the float32 logits `.npy` (N×classes×D×H×W).
+    #[arg(long)]
+    pub output: PathBuf,
+}
+
+/// Loads a network from a model directory or from a config + weights file.
+pub fn load_net(weights: &Path, model_config: Option<&str>) -> Result<Net> {
+    let device = cpu();
+    if weights.is_dir() {
+        return Ok(load_model_dir(weights, &device)?);
+    }
+    let spec = model_config.ok_or_else(|| anyhow!("--model-config is needed with a weight file ({})", weights.display()))?;
+    let cfg = ModelConfig::load(spec).map_err(|e| anyhow!(e))?;
+    let mut net = Net::new(&cfg, &device);
+    load_into(&mut net, weights, &device)?;
+    Ok(net)
+}
+
+pub fn forward(a: ForwardArgs) -> Result<ExitCode> {
+    let net = load_net(&a.weights, a.model_config.as_deref())?;
+    let x = repux_volume::npy::read(&a.input)?;
+    let dims: [usize; 5] = x.shape.clone().try_into().map_err(|_| anyhow!("{}: array has shape {:?}; expected N×C×D×H×W", a.input.display(), x.shape))?;
+    if x.dtype != repux_volume::npy::NpyType::F32 {
+        bail!("{}: array is {:?}; expected float32", a.input.display(), x.dtype);
+    }
+    if x.data.iter().any(|v| !v.is_finite()) {
+        bail!("{}: input holds NaN or infinite values", a.input.display());
+    }
+    net.check_input(dims).map_err(|e| anyhow!("{}: {e}", a.input.display()))?;
+    // Deploy mode: δ and BatchNorm folded; a non-autodiff device runs BatchNorm on running stats.
+    let deployed = net.merge();
+    let y = deployed.forward(Tensor::from_data(TensorData::new(x.data, dims), &cpu()));
+    let shape = y.dims().to_vec();
+    let values = y.into_data().try_to_vec::<f32>().map_err(|e| anyhow!("reading the logits: {e:?}"))?;
+    repux_volume::npy::write(&a.output, &shape, &values, repux_volume::npy::NpyType::F32).with_context(|| format!("writing {}", a.output.display()))?;
+    println!("logits {:?} written to {}", shape, a.output.display());
+    Ok(ExitCode::SUCCESS)
+}

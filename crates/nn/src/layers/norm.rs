@@ -1,0 +1,37 @@
+//! Channels-first LayerNorm (per voxel, over channels) and InstanceNorm without affine.
+
+use burn::module::{Module, Param};
+use burn::tensor::{Device, Tensor};
+
+/// LayerNorm over the channel axis of `[N, C, D, H, W]`: per voxel, mean and biased variance
+/// over channels, then a per-channel affine (weight 1, bias 0 at init). ConvNeXt/3D UX-Net's
+/// `LayerNorm(data_format="channels_first")`.
+#[derive(Module, Debug)]
+pub struct LayerNormCf {
+    pub weight: Param<Tensor<1>>,
+    pub bias: Param<Tensor<1>>,
+    pub eps: f64,
+}
+
+impl LayerNormCf {
+    pub fn new(channels: usize, eps: f64, device: &Device) -> Self {
+        LayerNormCf { weight: Param::from_tensor(Tensor::ones([channels], device)), bias: Param::from_tensor(Tensor::zeros([channels], device)), eps }
+    }
+
+    /// `[N, C, D, H, W] → [N, C, D, H, W]`
+    pub fn forward(&self, x: Tensor<5>) -> Tensor<5> {
+        let c = self.weight.dims()[0];
+        let (var, mean) = x.clone().var_mean_bias(1);
+        let x = (x - mean) / (var + self.eps).sqrt();
+        x * self.weight.val().reshape([1, c, 1, 1, 1]) + self.bias.val().reshape([1, c, 1, 1, 1])
+    }
+}
+
+/// InstanceNorm3d without affine, always with instance statistics (MONAI's UNETR blocks):
+/// per sample and channel, mean and biased variance over the voxels.
+pub fn instance_norm(x: Tensor<5>, eps: f64) -> Tensor<5> {
+    let [n, c, d, h, w] = x.dims();
+    let flat = x.reshape([n, c, d * h * w]);
+    let (var, mean) = flat.clone().var_mean_bias(2);
+    ((flat - mean) / (var + eps).sqrt()).reshape([n, c, d, h, w])
+}

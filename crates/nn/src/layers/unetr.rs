@@ -1,0 +1,59 @@
+//! MONAI's UNETR decoder blocks as 3D UX-Net uses them: InstanceNorm (no affine, instance
+//! statistics), LeakyReLU 0.01, bias-free convolutions.
+
+use super::conv::{Conv, TranspConv};
+use super::norm::instance_norm;
+use burn::module::Module;
+use burn::tensor::activation::leaky_relu;
+use burn::tensor::{Device, Tensor};
+
+const EPS: f64 = 1e-5;
+const SLOPE: f64 = 0.01;
+
+/// `a = LReLU(IN(conv3(x))); a = IN(conv3(a)); r = x or IN(conv1(x)); out = LReLU(a + r)`
+#[derive(Module, Debug)]
+pub struct ResBlock {
+    pub conv1: Conv,
+    pub conv2: Conv,
+    /// 1×1×1 projection of the residual when channel counts differ.
+    pub conv3: Option<Conv>,
+}
+
+impl ResBlock {
+    pub fn new(cin: usize, cout: usize, device: &Device) -> Self {
+        ResBlock {
+            conv1: Conv::new(cin, cout, 3, 1, 1, 1, false, device),
+            conv2: Conv::new(cout, cout, 3, 1, 1, 1, false, device),
+            conv3: (cin != cout).then(|| Conv::new(cin, cout, 1, 1, 0, 1, false, device)),
+        }
+    }
+
+    /// `[N, C_in, D, H, W] → [N, C_out, D, H, W]`
+    pub fn forward(&self, x: Tensor<5>) -> Tensor<5> {
+        let a = leaky_relu(instance_norm(self.conv1.forward(x.clone()), EPS), SLOPE);
+        let a = instance_norm(self.conv2.forward(a), EPS);
+        let r = match &self.conv3 {
+            Some(c) => instance_norm(c.forward(x), EPS),
+            None => x,
+        };
+        leaky_relu(a + r, SLOPE)
+    }
+}
+
+/// `ConvTranspose3d(k2, s2) → concat([up, skip]) → ResBlock(2·out → out)`
+#[derive(Module, Debug)]
+pub struct UpBlock {
+    pub transp_conv: TranspConv,
+    pub conv_block: ResBlock,
+}
+
+impl UpBlock {
+    pub fn new(cin: usize, cout: usize, device: &Device) -> Self {
+        UpBlock { transp_conv: TranspConv::new(cin, cout, device), conv_block: ResBlock::new(2 * cout, cout, device) }
+    }
+
+    /// `x [N, C_in, D, H, W]`, `skip [N, C_out, 2D, 2H, 2W]` → `[N, C_out, 2D, 2H, 2W]`
+    pub fn forward(&self, x: Tensor<5>, skip: Tensor<5>) -> Tensor<5> {
+        self.conv_block.forward(Tensor::cat(vec![self.transp_conv.forward(x), skip], 1))
+    }
+}

@@ -1,0 +1,36 @@
+//! `repux model summary`: every named tensor with its shape, and the parameter count as PyTorch
+//! counts it (`sum(p.numel() for p in model.parameters())`: BatchNorm running statistics are
+//! buffers, not parameters — burn's `num_params` counts them, so it is not used here).
+
+use crate::net::Net;
+use crate::weights::{StateDict, Weights};
+use serde::Serialize;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct TensorEntry {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub numel: usize,
+    /// `false` for buffers (BatchNorm running statistics).
+    pub parameter: bool,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Summary {
+    pub parameters: usize,
+    pub buffers: usize,
+    pub tensors: Vec<TensorEntry>,
+}
+
+fn is_buffer(name: &str) -> bool {
+    name.ends_with("running_mean") || name.ends_with("running_var")
+}
+
+pub fn summary(net: &Net) -> Summary {
+    let mut sd = StateDict::default();
+    net.export("", &mut sd);
+    let tensors: Vec<TensorEntry> = sd.0.into_iter().map(|(name, (shape, _))| TensorEntry { parameter: !is_buffer(&name), numel: shape.iter().product(), name, shape }).collect();
+    let parameters = tensors.iter().filter(|t| t.parameter).map(|t| t.numel).sum();
+    let buffers = tensors.iter().filter(|t| !t.parameter).map(|t| t.numel).sum();
+    Summary { parameters, buffers, tensors }
+}

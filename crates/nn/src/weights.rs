@@ -1,0 +1,412 @@
+//! Weights in and out: the authors' PyTorch `state_dict` files (`.pth`, zip/pickle as
+//! `torch.save` writes them) and `.safetensors`, with PyTorch key names mapped 1:1 onto the
+//! modules; and repux's own model directory (`model.safetensors` + `config.json`).
+//!
+//! Key names: `repuxnet_3d.` / `uxnet_3d.` + `downsample_layers.{i}.{0,1}.*`, `stages.{s}.{b}.*`,
+//! `norm{i}.*`; `encoder{1..5}.layer.conv{1,2,3}.conv.weight`, `decoder{2..5}.transp_conv.conv.
+//! weight`, `decoder{2..5}.conv_block.conv{1,2,3}.conv.weight`, `decoder1.layer.conv{1,2}.conv.
+//! weight`, `out.conv.conv.{weight,bias}`. SR branches (repux only): `…stages.{s}.{b}.sr.{j}.*`.
+
+use crate::config::{Arch, ModelConfig};
+use crate::layers::conv::{Conv, DwConv, TranspConv};
+use crate::layers::norm::LayerNormCf;
+use crate::layers::repux_block::RepUxBlock;
+use crate::layers::unetr::{ResBlock, UpBlock};
+use crate::layers::ux_block::UxBlock;
+use crate::net::{Block, Net};
+use burn::module::{Param, RunningState};
+use burn::nn::BatchNorm;
+use burn::tensor::{Device, Tensor, TensorData};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+/// A flat map of named f32 arrays (shape, values in C order).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StateDict(pub BTreeMap<String, (Vec<usize>, Vec<f32>)>);
+
+#[derive(Debug, thiserror::Error)]
+pub enum WeightError {
+    #[error("{}: {msg}", path.display())]
+    Read { path: PathBuf, msg: String },
+    #[error("weights do not fit the model:{}", format_lists(missing, unexpected, mismatched))]
+    Mismatch { missing: Vec<String>, unexpected: Vec<String>, mismatched: Vec<String> },
+}
+
+fn format_lists(missing: &[String], unexpected: &[String], mismatched: &[String]) -> String {
+    let mut s = String::new();
+    for (name, list) in [("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", mismatched)] {
+        if !list.is_empty() {
+            s.push_str(&format!("\n  {} {name}: {}", list.len(), list.join(", ")));
+        }
+    }
+    s
+}
+
+fn key(p: &str, name: &str) -> String {
+    if p.is_empty() {
+        name.to_string()
+    } else {
+        format!("{p}.{name}")
+    }
+}
+
+fn data<const D: usize>(t: Tensor<D>) -> (Vec<usize>, Vec<f32>) {
+    let shape = t.dims().to_vec();
+    (shape, t.into_data().try_to_vec::<f32>().unwrap_or_default())
+}
+
+/// Takes tensors out of a state dict by key, checking shapes, and remembers what was missing,
+/// mismatched or never asked for.
+pub struct Importer {
+    sd: StateDict,
+    used: BTreeSet<String>,
+    missing: Vec<String>,
+    mismatched: Vec<String>,
+    device: Device,
+}
+
+impl Importer {
+    pub fn new(sd: StateDict, device: &Device) -> Self {
+        Importer { sd, used: BTreeSet::new(), missing: Vec::new(), mismatched: Vec::new(), device: device.clone() }
+    }
+
+    fn take<const D: usize>(&mut self, k: &str, want: [usize; D]) -> Option<Tensor<D>> {
+        let Some((shape, values)) = self.sd.0.get(k) else {
+            self.missing.push(k.to_string());
+            return None;
+        };
+        self.used.insert(k.to_string());
+        if shape.as_slice() != want.as_slice() {
+            self.mismatched.push(format!("{k} (file {shape:?}, model {want:?})"));
+            return None;
+        }
+        Some(Tensor::from_data(TensorData::new(values.clone(), want), &self.device))
+    }
+
+    fn param<const D: usize>(&mut self, k: &str, p: &mut Param<Tensor<D>>) {
+        if let Some(t) = self.take(k, p.dims()) {
+            *p = Param::from_tensor(t);
+        }
+    }
+
+    fn running(&mut self, k: &str, r: &mut RunningState<Tensor<1>>) {
+        if let Some(t) = self.take(k, r.value().dims()) {
+            *r = RunningState::new(t);
+        }
+    }
+
+    /// Ok when every model tensor was found with its shape and every file key was used
+    /// (`num_batches_tracked` counters are ignored).
+    pub fn finish(self) -> Result<(), WeightError> {
+        let unexpected: Vec<String> = self.sd.0.keys().filter(|k| !self.used.contains(*k) && !k.ends_with("num_batches_tracked")).cloned().collect();
+        if self.missing.is_empty() && self.mismatched.is_empty() && unexpected.is_empty() {
+            Ok(())
+        } else {
+            Err(WeightError::Mismatch { missing: self.missing, unexpected, mismatched: self.mismatched })
+        }
+    }
+}
+
+/// Import/export under PyTorch key names.
+pub trait Weights {
+    fn export(&self, p: &str, sd: &mut StateDict);
+    fn import(&mut self, p: &str, im: &mut Importer);
+}
+
+impl Weights for LayerNormCf {
+    fn export(&self, p: &str, sd: &mut StateDict) {
+        sd.0.insert(key(p, "weight"), data(self.weight.val()));
+        sd.0.insert(key(p, "bias"), data(self.bias.val()));
+    }
+    fn import(&mut self, p: &str, im: &mut Importer) {
+        im.param(&key(p, "weight"), &mut self.weight);
+        im.param(&key(p, "bias"), &mut self.bias);
+    }
+}
+
+impl Weights for DwConv {
+    fn export(&self, p: &str, sd: &mut StateDict) {
+        sd.0.insert(key(p, "weight"), data(self.weight.val()));
+        sd.0.insert(key(p, "bias"), data(self.bias.val()));
+    }
+    fn import(&mut self, p: &str, im: &mut Importer) {
+        im.param(&key(p, "weight"), &mut self.weight);
+        im.param(&key(p, "bias"), &mut self.bias);
+    }
+}
+
+impl Weights for Conv {
+    fn export(&self, p: &str, sd: &mut StateDict) {
+        sd.0.insert(key(p, "weight"), data(self.weight.val()));
+        if let Some(b) = &self.bias {
+            sd.0.insert(key(p, "bias"), data(b.val()));
+        }
+    }
+    fn import(&mut self, p: &str, im: &mut Importer) {
+        im.param(&key(p, "weight"), &mut self.weight);
+        if let Some(b) = self.bias.as_mut() {
+            im.param(&key(p, "bias"), b);
+        }
+    }
+}
+
+impl Weights for TranspConv {
+    fn export(&self, p: &str, sd: &mut StateDict) {
+        sd.0.insert(key(p, "weight"), data(self.weight.val()));
+    }
+    fn import(&mut self, p: &str, im: &mut Importer) {
+        im.param(&key(p, "weight"), &mut self.weight);
+    }
+}
+
+impl Weights for BatchNorm {
+    fn export(&self, p: &str, sd: &mut StateDict) {
+        sd.0.insert(key(p, "weight"), data(self.gamma.val()));
+        sd.0.insert(key(p, "bias"), data(self.beta.val()));
+        sd.0.insert(key(p, "running_mean"), data(self.running_mean.value()));
+        sd.0.insert(key(p, "running_var"), data(self.running_var.value()));
+    }
+    fn import(&mut self, p: &str, im: &mut Importer) {
+        im.param(&key(p, "weight"), &mut self.gamma);
+        im.param(&key(p, "bias"), &mut self.beta);
+        im.running(&key(p, "running_mean"), &mut self.running_mean);
+        im.running(&key(p, "running_var"), &mut self.running_var);
+    }
+}
+
+impl Weights for RepUxBlock {
+    fn export(&self, p: &str, sd: &mut StateDict) {
+        self.dwconv.export(&key(p, "dwconv"), sd);
+        if let Some(n) = &self.norm {
+            n.export(&key(p, "norm"), sd);
+        }
+        for (j, br) in self.sr.iter().enumerate() {
+            br.dwconv.export(&key(p, &format!("sr.{j}.dwconv")), sd);
+            br.norm.export(&key(p, &format!("sr.{j}.norm")), sd);
+        }
+    }
+    fn import(&mut self, p: &str, im: &mut Importer) {
+        self.dwconv.import(&key(p, "dwconv"), im);
+        if let Some(n) = self.norm.as_mut() {
+            n.import(&key(p, "norm"), im);
+        }
+        for (j, br) in self.sr.iter_mut().enumerate() {
+            br.dwconv.import(&key(p, &format!("sr.{j}.dwconv")), im);
+            br.norm.import(&key(p, &format!("sr.{j}.norm")), im);
+        }
+    }
+}
+
+impl Weights for UxBlock {
+    fn export(&self, p: &str, sd: &mut StateDict) {
+        self.dwconv.export(&key(p, "dwconv"), sd);
+        self.norm.export(&key(p, "norm"), sd);
+        self.pwconv1.export(&key(p, "pwconv1"), sd);
+        self.pwconv2.export(&key(p, "pwconv2"), sd);
+        sd.0.insert(key(p, "gamma"), data(self.gamma.val()));
+    }
+    fn import(&mut self, p: &str, im: &mut Importer) {
+        self.dwconv.import(&key(p, "dwconv"), im);
+        self.norm.import(&key(p, "norm"), im);
+        self.pwconv1.import(&key(p, "pwconv1"), im);
+        self.pwconv2.import(&key(p, "pwconv2"), im);
+        im.param(&key(p, "gamma"), &mut self.gamma);
+    }
+}
+
+/// MONAI's ResBlock: `conv{1,2,3}.conv.weight`.
+impl Weights for ResBlock {
+    fn export(&self, p: &str, sd: &mut StateDict) {
+        self.conv1.export(&key(p, "conv1.conv"), sd);
+        self.conv2.export(&key(p, "conv2.conv"), sd);
+        if let Some(c) = &self.conv3 {
+            c.export(&key(p, "conv3.conv"), sd);
+        }
+    }
+    fn import(&mut self, p: &str, im: &mut Importer) {
+        self.conv1.import(&key(p, "conv1.conv"), im);
+        self.conv2.import(&key(p, "conv2.conv"), im);
+        if let Some(c) = self.conv3.as_mut() {
+            c.import(&key(p, "conv3.conv"), im);
+        }
+    }
+}
+
+impl Weights for UpBlock {
+    fn export(&self, p: &str, sd: &mut StateDict) {
+        self.transp_conv.export(&key(p, "transp_conv.conv"), sd);
+        self.conv_block.export(&key(p, "conv_block"), sd);
+    }
+    fn import(&mut self, p: &str, im: &mut Importer) {
+        self.transp_conv.import(&key(p, "transp_conv.conv"), im);
+        self.conv_block.import(&key(p, "conv_block"), im);
+    }
+}
+
+impl Net {
+    fn encoder_prefix(&self) -> &'static str {
+        match self.config().arch {
+            Arch::Repuxnet => "repuxnet_3d",
+            Arch::Uxnet => "uxnet_3d",
+        }
+    }
+}
+
+impl Weights for Net {
+    fn export(&self, _p: &str, sd: &mut StateDict) {
+        let e = self.encoder_prefix();
+        for (i, d) in self.encoder.downsample_layers.iter().enumerate() {
+            let (conv, norm) = if d.norm_first { (1, 0) } else { (0, 1) };
+            d.conv.export(&format!("{e}.downsample_layers.{i}.{conv}"), sd);
+            d.norm.export(&format!("{e}.downsample_layers.{i}.{norm}"), sd);
+        }
+        for (s, stage) in self.encoder.stages.iter().enumerate() {
+            for (b, block) in stage.iter().enumerate() {
+                let p = format!("{e}.stages.{s}.{b}");
+                match block {
+                    Block::Rep(r) => r.export(&p, sd),
+                    Block::Ux(u) => u.export(&p, sd),
+                }
+            }
+        }
+        for (i, n) in self.encoder.norms.iter().enumerate() {
+            n.export(&format!("{e}.norm{i}"), sd);
+        }
+        for (name, r) in [("encoder1", &self.encoder1), ("encoder2", &self.encoder2), ("encoder3", &self.encoder3), ("encoder4", &self.encoder4), ("encoder5", &self.encoder5), ("decoder1", &self.decoder1)] {
+            r.export(&format!("{name}.layer"), sd);
+        }
+        for (name, u) in [("decoder5", &self.decoder5), ("decoder4", &self.decoder4), ("decoder3", &self.decoder3), ("decoder2", &self.decoder2)] {
+            u.export(name, sd);
+        }
+        self.out.export("out.conv.conv", sd);
+    }
+
+    fn import(&mut self, _p: &str, im: &mut Importer) {
+        let e = self.encoder_prefix();
+        for (i, d) in self.encoder.downsample_layers.iter_mut().enumerate() {
+            let (conv, norm) = if d.norm_first { (1, 0) } else { (0, 1) };
+            d.conv.import(&format!("{e}.downsample_layers.{i}.{conv}"), im);
+            d.norm.import(&format!("{e}.downsample_layers.{i}.{norm}"), im);
+        }
+        for (s, stage) in self.encoder.stages.iter_mut().enumerate() {
+            for (b, block) in stage.iter_mut().enumerate() {
+                let p = format!("{e}.stages.{s}.{b}");
+                match block {
+                    Block::Rep(r) => r.import(&p, im),
+                    Block::Ux(u) => u.import(&p, im),
+                }
+            }
+        }
+        for (i, n) in self.encoder.norms.iter_mut().enumerate() {
+            n.import(&format!("{e}.norm{i}"), im);
+        }
+        for (name, r) in [("encoder1", &mut self.encoder1), ("encoder2", &mut self.encoder2), ("encoder3", &mut self.encoder3), ("encoder4", &mut self.encoder4), ("encoder5", &mut self.encoder5), ("decoder1", &mut self.decoder1)] {
+            r.import(&format!("{name}.layer"), im);
+        }
+        for (name, u) in [("decoder5", &mut self.decoder5), ("decoder4", &mut self.decoder4), ("decoder3", &mut self.decoder3), ("decoder2", &mut self.decoder2)] {
+            u.import(name, im);
+        }
+        self.out.import("out.conv.conv", im);
+    }
+}
+
+fn read_err(path: &Path, msg: impl std::fmt::Display) -> WeightError {
+    WeightError::Read { path: path.to_path_buf(), msg: msg.to_string() }
+}
+
+/// Little-endian/native bytes of `dtype` → f32.
+fn bytes_to_f32(path: &Path, name: &str, dtype: &str, b: &[u8]) -> Result<Vec<f32>, WeightError> {
+    Ok(match dtype {
+        "F32" => b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+        "F64" => b.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])) as f32).collect(),
+        "F16" => b.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+        "BF16" => b.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+        "I64" => b.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8])) as f32).collect(),
+        other => return Err(read_err(path, format!("tensor {name}: dtype {other} is not supported"))),
+    })
+}
+
+/// Strips wrappers that training scripts add around a state dict.
+fn normalise_key(k: &str) -> String {
+    let mut k = k;
+    for p in ["state_dict.", "model.", "module."] {
+        if let Some(rest) = k.strip_prefix(p) {
+            k = rest;
+        }
+    }
+    k.to_string()
+}
+
+/// Reads `.pth`/`.pt` (torch.save zip or legacy pickle) or `.safetensors` into a [`StateDict`].
+pub fn read_state_dict(path: &Path) -> Result<StateDict, WeightError> {
+    let name = path.to_string_lossy().to_ascii_lowercase();
+    let mut sd = StateDict::default();
+    if name.ends_with(".safetensors") {
+        let bytes = std::fs::read(path).map_err(|e| read_err(path, e))?;
+        let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| read_err(path, format!("not a valid safetensors file: {e}")))?;
+        for (k, view) in st.tensors() {
+            let v = bytes_to_f32(path, &k, &format!("{:?}", view.dtype()), view.data())?;
+            sd.0.insert(normalise_key(&k), (view.shape().to_vec(), v));
+        }
+    } else if name.ends_with(".pth") || name.ends_with(".pt") || name.ends_with(".ckpt") || name.ends_with(".bin") {
+        let reader = pytorch_reader::PytorchReader::new(path).map_err(|e| read_err(path, format!("not a readable PyTorch checkpoint: {e}")))?;
+        for (k, t) in reader.into_tensors() {
+            let dtype = format!("{:?}", t.dtype()).to_ascii_uppercase();
+            let shape = t.shape().to_vec();
+            let bytes = t.read().map_err(|e| read_err(path, e))?;
+            let v = bytes_to_f32(path, &k, &dtype, &bytes)?;
+            sd.0.insert(normalise_key(&k), (shape, v));
+        }
+    } else {
+        return Err(read_err(path, "unknown weight format (expected .pth, .pt, .safetensors, or a model directory)"));
+    }
+    if sd.0.is_empty() {
+        return Err(read_err(path, "holds no tensors"));
+    }
+    Ok(sd)
+}
+
+/// Writes a state dict as `.safetensors` (atomically).
+pub fn write_safetensors(path: &Path, sd: &StateDict, metadata: Option<std::collections::HashMap<String, String>>) -> Result<(), WeightError> {
+    let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = sd.0.iter().map(|(k, (s, v))| (k.clone(), v.iter().flat_map(|x| x.to_le_bytes()).collect(), s.clone())).collect();
+    let views: Vec<(String, safetensors::tensor::TensorView)> = bytes
+        .iter()
+        .map(|(k, b, s)| safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b).map(|v| (k.clone(), v)))
+        .collect::<Result<_, _>>()
+        .map_err(|e| read_err(path, e))?;
+    let out = safetensors::serialize(views, metadata).map_err(|e| read_err(path, e))?;
+    repux_volume::nifti::write_atomic(path, |w| std::io::Write::write_all(w, &out)).map_err(|e| read_err(path, e))
+}
+
+/// Loads weights into `net` from a file; every mismatch is reported at once.
+pub fn load_into(net: &mut Net, path: &Path, device: &Device) -> Result<(), WeightError> {
+    let sd = read_state_dict(path)?;
+    let mut im = Importer::new(sd, device);
+    net.import("", &mut im);
+    im.finish().map_err(|e| match e {
+        WeightError::Mismatch { .. } => read_err(path, e),
+        other => other,
+    })
+}
+
+/// repux's model directory: `model.safetensors` + `config.json`.
+pub fn save_model_dir(net: &Net, dir: &Path) -> Result<(), WeightError> {
+    std::fs::create_dir_all(dir).map_err(|e| read_err(dir, e))?;
+    let mut sd = StateDict::default();
+    net.export("", &mut sd);
+    write_safetensors(&dir.join("model.safetensors"), &sd, None)?;
+    let cfg = serde_json::to_string_pretty(net.config()).map_err(|e| read_err(dir, e))?;
+    let cp = dir.join("config.json");
+    repux_volume::nifti::write_atomic(&cp, |w| std::io::Write::write_all(w, cfg.as_bytes())).map_err(|e| read_err(&cp, e))
+}
+
+/// Builds a network from a model directory.
+pub fn load_model_dir(dir: &Path, device: &Device) -> Result<Net, WeightError> {
+    let cp = dir.join("config.json");
+    let text = std::fs::read_to_string(&cp).map_err(|e| read_err(&cp, e))?;
+    let cfg: ModelConfig = serde_json::from_str(&text).map_err(|e| read_err(&cp, format!("invalid model config: {e}")))?;
+    cfg.validate().map_err(|e| read_err(&cp, e))?;
+    let mut net = Net::new(&cfg, device);
+    load_into(&mut net, &dir.join("model.safetensors"), device)?;
+    Ok(net)
+}

@@ -1,0 +1,161 @@
+//! The networks against an independent PyTorch implementation (tools/torch_reference.py, run
+//! once to write tests/fixtures), the paper's parameter counts, BFR that really trains, the SR
+//! and BatchNorm merges, and weight-file errors.
+
+use burn::optim::{GradientsParams, SgdConfig};
+use burn::tensor::{Distribution, Tensor, TensorData};
+use repux_nn::layers::repux_block::RepUxBlock;
+use repux_nn::layers::reparam::bfr_delta;
+use repux_nn::{cpu, load_into, ModelConfig, Net, Reparam};
+use std::path::{Path, PathBuf};
+
+fn fx(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+}
+
+fn npy(name: &str) -> (Vec<usize>, Vec<f32>) {
+    let a = repux_volume::npy::read(&fx(name)).unwrap();
+    (a.shape, a.data)
+}
+
+fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data().try_to_vec::<f32>().unwrap()
+}
+
+/// ‖a − b‖₂ / ‖b‖₂
+fn rel_l2(a: &[f32], b: &[f32]) -> f64 {
+    let num: f64 = a.iter().zip(b).map(|(x, y)| (*x as f64 - *y as f64).powi(2)).sum();
+    let den: f64 = b.iter().map(|y| (*y as f64).powi(2)).sum();
+    (num / den).sqrt()
+}
+
+fn input(name: &str) -> Tensor<5> {
+    let (shape, data) = npy(&format!("{name}_input.npy"));
+    let s: [usize; 5] = shape.try_into().unwrap();
+    Tensor::from_data(TensorData::new(data, s), &cpu())
+}
+
+#[test]
+fn matches_pytorch_reference_and_deploy_merge_agrees() {
+    for (name, weights) in [("repux_k21", "repux_k21.pth"), ("repux_k7_plain", "repux_k7_plain.safetensors"), ("uxnet_k7", "uxnet_k7.pth")] {
+        let cfg = ModelConfig::load(fx(&format!("{name}.json")).to_str().unwrap()).unwrap();
+        let mut net = Net::new(&cfg, &cpu());
+        load_into(&mut net, &fx(weights), &cpu()).unwrap();
+        let x = input(name);
+        net.check_input(x.dims()).unwrap();
+        let (shape, want) = npy(&format!("{name}_logits.npy"));
+        let y = net.forward(x.clone());
+        assert_eq!(y.dims().to_vec(), shape);
+        let got = values(y);
+        // Tolerance: relative L2 ≤ 1e-4 (f32 here vs float64 in PyTorch on the same weights).
+        let e = rel_l2(&got, &want);
+        assert!(e <= 1e-4, "{name}: relative L2 error {e}");
+        // Deploy: δ and BatchNorm folded into the kernels; same output to ≤ 1e-5 relative.
+        let deployed = net.merge();
+        let e2 = rel_l2(&values(deployed.forward(x)), &got);
+        assert!(e2 <= 1e-5, "{name}: deploy vs train-mode eval, relative L2 {e2}");
+    }
+}
+
+#[test]
+fn paper_parameter_counts() {
+    // Counted as PyTorch does (tools/torch_reference.py printed the same numbers).
+    let rep = repux_nn::summary::summary(&Net::new(&ModelConfig::preset("paper").unwrap(), &cpu()));
+    assert_eq!(rep.parameters, 65_827_829);
+    assert_eq!(rep.buffers, 2 * 2 * (48 + 96 + 192 + 384));
+    let dw: usize = rep.tensors.iter().filter(|t| t.name.ends_with("dwconv.weight")).map(|t| t.numel).sum();
+    assert_eq!(dw, 13_335_840, "the 21³ depthwise kernels");
+    let ux = repux_nn::summary::summary(&Net::new(&ModelConfig::preset("paper-uxnet").unwrap(), &cpu()));
+    assert_eq!(ux.parameters, 53_006_069);
+}
+
+#[test]
+fn bfr_gradient_step_is_delta_scaled_and_w_is_never_overwritten() {
+    let device = cpu().autodiff();
+    let k = 5;
+    let block = RepUxBlock::new(2, k, Some(1.0), &[], &device);
+    let w0 = values(block.dwconv.weight.val());
+    let x = Tensor::<5>::random([1, 2, 6, 6, 6], Distribution::Normal(0.0, 1.0), &device);
+    let target = Tensor::<5>::random([1, 2, 6, 6, 6], Distribution::Normal(0.0, 1.0), &device);
+    // (b) repeated forwards give identical outputs (no compounding) and leave W alone.
+    let y1 = values(block.forward(x.clone()));
+    let y2 = values(block.forward(x.clone()));
+    assert_eq!(y1, y2);
+    assert_eq!(values(block.dwconv.weight.val()), w0);
+    // The gradient reaching W_eff, from a plain conv whose weight is the effective kernel.
+    let w_eff = block.effective_weight().detach().require_grad();
+    let loss = (repux_nn::ops::depthwise_conv3d(x.clone(), w_eff.clone(), Some(block.dwconv.bias.val().detach())) * target.clone()).sum();
+    let g_eff = values(w_eff.grad(&loss.backward()).unwrap());
+    // (a) One SGD step on the BFR conv: W changes by −lr · δ ⊙ ∂L/∂W_eff.
+    let loss = (repux_nn::ops::depthwise_conv3d(x, block.effective_weight(), Some(block.dwconv.bias.val())) * target).sum();
+    let grads = GradientsParams::from_grads(loss.backward(), &block);
+    let lr = 0.1;
+    let mut optim = SgdConfig::new().init();
+    let stepped = optim.step(lr, block, grads);
+    let w1 = values(stepped.dwconv.weight.val());
+    let delta = bfr_delta(k, 1.0);
+    let mut worst: f64 = 0.0;
+    for (i, ((a, b), g)) in w1.iter().zip(&w0).zip(&g_eff).enumerate() {
+        let want = -lr * delta[i % (k * k * k)] * *g as f64;
+        worst = worst.max(((*a - *b) as f64 - want).abs());
+    }
+    // Tolerance: f32 rounding of W (|W| ≤ 1/√125) and of the gradient.
+    assert!(worst < 1e-6, "max deviation from the δ-scaled step: {worst}");
+}
+
+#[test]
+fn sr_and_bn_merges_equal_the_training_network_in_eval() {
+    let device = cpu();
+    for reparam in [Reparam::Sr, Reparam::Bfr, Reparam::None] {
+        let mut block = RepUxBlock::new(3, 7, (reparam == Reparam::Bfr).then_some(1.0), if reparam == Reparam::Sr { &[3, 5] } else { &[] }, &device);
+        // Non-trivial BatchNorm statistics everywhere (eval mode uses them).
+        let c = 3;
+        let set = |n: &mut burn::nn::BatchNorm, s: f64| RepUxBlock::set_bn(n, &[1.2 * s, 0.8, 1.1], &[0.1, -0.2 * s, 0.05], &[0.3, -0.1, 0.2 * s], &[0.5, 1.5 * s, 0.9]);
+        set(block.norm.as_mut().unwrap(), 1.0);
+        for (i, br) in block.sr.iter_mut().enumerate() {
+            set(&mut br.norm, 1.5 + i as f64);
+        }
+        let x = Tensor::<5>::random([2, c, 9, 8, 7], Distribution::Normal(0.0, 1.0), &device);
+        let train = values(block.forward(x.clone()));
+        let merged = block.merge();
+        assert!(merged.norm.is_none() && merged.sr.is_empty() && merged.bfr_alpha.is_none());
+        let deploy = values(merged.forward(x));
+        let e = rel_l2(&deploy, &train);
+        assert!(e <= 1e-5, "{reparam:?}: merged vs eval relative L2 {e}");
+    }
+}
+
+#[test]
+fn weight_errors_list_the_keys() {
+    let cfg = ModelConfig::load(fx("uxnet_k7.json").to_str().unwrap()).unwrap();
+    // Wrong architecture: every encoder key is missing and every file encoder key unexpected.
+    let other = ModelConfig { arch: repux_nn::Arch::Repuxnet, reparam: None, ..cfg.clone() };
+    let mut net = Net::new(&other, &cpu());
+    let e = load_into(&mut net, &fx("uxnet_k7.pth"), &cpu()).unwrap_err().to_string();
+    assert!(e.contains("uxnet_k7.pth") && e.contains("missing keys") && e.contains("repuxnet_3d.stages.0.0.dwconv.weight") && e.contains("unexpected keys") && e.contains("uxnet_3d.stages.0.0.gamma"), "{e}");
+    // Wrong width: shape mismatches name the key and both shapes.
+    let wide = ModelConfig { out_channels: 7, ..cfg.clone() };
+    let mut net = Net::new(&wide, &cpu());
+    let e = load_into(&mut net, &fx("uxnet_k7.pth"), &cpu()).unwrap_err().to_string();
+    assert!(e.contains("shape mismatches") && e.contains("out.conv.conv.weight (file [3, 4, 1, 1, 1], model [7, 4, 1, 1, 1])"), "{e}");
+    // Not a checkpoint at all.
+    let d = tempfile::tempdir().unwrap();
+    let bad = d.path().join("x.pth");
+    std::fs::write(&bad, b"not a zip").unwrap();
+    let mut net = Net::new(&cfg, &cpu());
+    let e = load_into(&mut net, &bad, &cpu()).unwrap_err().to_string();
+    assert!(e.contains("x.pth"), "{e}");
+}
+
+#[test]
+fn model_directory_roundtrip() {
+    let cfg = ModelConfig::load(fx("repux_k21.json").to_str().unwrap()).unwrap();
+    let mut net = Net::new(&cfg, &cpu());
+    load_into(&mut net, &fx("repux_k21.pth"), &cpu()).unwrap();
+    let d = tempfile::tempdir().unwrap();
+    repux_nn::save_model_dir(&net, d.path()).unwrap();
+    let back = repux_nn::load_model_dir(d.path(), &cpu()).unwrap();
+    assert_eq!(back.config(), net.config());
+    let x = input("repux_k21");
+    assert_eq!(values(back.forward(x.clone())), values(net.forward(x)));
+}
