@@ -159,3 +159,14 @@ fn model_directory_roundtrip() {
     let x = input("repux_k21");
     assert_eq!(values(back.forward(x.clone())), values(net.forward(x)));
 }
+
+#[test]
+fn whole_sr_network_merges_to_the_same_output() {
+    let cfg = ModelConfig { reparam: Some(Reparam::Sr), feature_size: [2, 4, 8, 8], hidden_size: 8, kernel_size: Some(7), sr_kernels: vec![3, 5], ..ModelConfig::default() };
+    cfg.validate().unwrap();
+    let net = Net::new(&cfg, &cpu());
+    let x = Tensor::<5>::random([1, 1, 16, 16, 32], Distribution::Normal(0.0, 1.0), &cpu());
+    let train = values(net.forward(x.clone()));
+    let e = rel_l2(&values(net.merge().forward(x)), &train);
+    assert!(e <= 1e-5, "SR network merged vs eval: relative L2 {e}");
+}
