@@ -1,9 +1,11 @@
 //! The convolutions the networks use, behind one burn backend extension, [`ConvBackend`]. Every
 //! hot convolution (the depthwise large kernel, the dense 3³/2³/1³/7³ convs, the k2 s2 transposed
-//! conv) goes through it, so the fast CPU kernels (the kernels issue) replace the two impls below
-//! — `Flex` (inference) and `Autodiff<Flex>` (training, with a custom backward) — without
-//! touching any network code. Today both impls call burn's own module ops; the autodiff impl uses
-//! the autodiff backend's ops, which carry their own backward.
+//! conv) goes through it, so fast CPU kernels replace the two impls below — `Flex` (inference)
+//! and `Autodiff<Flex>` (training, with a custom backward) — without touching network code.
+//!
+//! Today: the depthwise conv runs repux-kernels (FFT or direct by cost model) forward, and its
+//! backward is one custom autodiff step computing dx, dw and db together; the dense and
+//! transposed convs still call burn's own module ops (whose autodiff carries their backward).
 //!
 //! Shapes: x [N, C, D, H, W]; depthwise weight [C, 1, K, K, K]; dense weight [O, I/g, k, k, k];
 //! transposed weight [I, O, 2, 2, 2] (PyTorch's layout).
@@ -13,8 +15,14 @@ use burn::backend::ops::ModuleOps;
 use burn::backend::TensorMetadata;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{backend_extension, Autodiff, Dispatch, Flex};
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::NodeId;
+use burn::backend::flex::FlexTensor;
 use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
-use burn::tensor::Tensor;
+use burn::tensor::{Tensor, TensorData};
+use repux_kernels::depthwise::{self, DwAlgo, DwShape};
 
 /// The extension point for repux's convolutions.
 #[backend_extension(Autodiff, Flex)]
@@ -38,13 +46,15 @@ fn up_options() -> ConvTransposeOptions<3> {
     ConvTransposeOptions::new([2, 2, 2], [0, 0, 0], [0, 0, 0], [1, 1, 1], 1)
 }
 
-/// Burn's own module ops, for any backend `B` (the reference implementation of every method).
+/// Burn's generic depthwise conv (the reference the fast kernel is checked against).
+pub fn burn_depthwise<B: burn::backend::Backend>(x: FloatTensor<B>, weight: FloatTensor<B>, bias: FloatTensor<B>) -> FloatTensor<B> {
+    let opts = dw_options(&weight.shape().dims::<5>());
+    <B as ModuleOps<B>>::conv3d(x, weight, Some(bias), opts)
+}
+
+/// Burn's own module ops for the dense and transposed convs.
 macro_rules! impl_with_burn_ops {
     () => {
-        fn depthwise_conv3d(x: FloatTensor<Self>, weight: FloatTensor<Self>, bias: FloatTensor<Self>) -> FloatTensor<Self> {
-            let opts = dw_options(&weight.shape().dims::<5>());
-            <Self as ModuleOps<Self>>::conv3d(x, weight, Some(bias), opts)
-        }
         fn conv3d(x: FloatTensor<Self>, weight: FloatTensor<Self>, stride: usize, padding: usize, groups: usize) -> FloatTensor<Self> {
             <Self as ModuleOps<Self>>::conv3d(x, weight, None, ConvOptions::new([stride; 3], [padding; 3], [1, 1, 1], groups))
         }
@@ -57,11 +67,74 @@ macro_rules! impl_with_burn_ops {
     };
 }
 
+fn flex_vec(t: FloatTensor<Flex>) -> Vec<f32> {
+    let data = t.into_data();
+    match data.clone().try_to_vec::<f32>() {
+        Ok(v) => v,
+        // Other float dtypes: convert through f32.
+        Err(_) => data.convert::<f32>().try_to_vec::<f32>().unwrap_or_default(),
+    }
+}
+
+fn flex_tensor<const D: usize>(v: Vec<f32>, shape: [usize; D]) -> FloatTensor<Flex> {
+    FlexTensor::from_data(TensorData::new(v, shape))
+}
+
+fn dw_shape(x: &FloatTensor<Flex>, weight: &FloatTensor<Flex>) -> DwShape {
+    let [n, c, d, h, w] = x.shape().dims::<5>();
+    DwShape { n, c, d, h, w, k: weight.shape().dims::<5>()[2] }
+}
+
 impl ConvBackend for Flex {
+    fn depthwise_conv3d(x: FloatTensor<Self>, weight: FloatTensor<Self>, bias: FloatTensor<Self>) -> FloatTensor<Self> {
+        let s = dw_shape(&x, &weight);
+        let y = depthwise::forward(&s, &flex_vec(x), &flex_vec(weight), Some(&flex_vec(bias)), DwAlgo::Auto);
+        flex_tensor(y, [s.n, s.c, s.d, s.h, s.w])
+    }
     impl_with_burn_ops!();
 }
 
+/// The depthwise conv's backward: one kernel call gives dx, dw and db.
+#[derive(Debug)]
+struct DepthwiseBackward;
+
+impl Backward<Flex, 3> for DepthwiseBackward {
+    /// Checkpointed input and weight.
+    type State = (NodeId, NodeId);
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
+        let [node_x, node_w, node_b] = ops.parents;
+        let dy = grads.consume::<Flex>(&ops.node);
+        let (xs, ws) = ops.state;
+        let x: FloatTensor<Flex> = checkpointer.retrieve_node_output(xs);
+        let w: FloatTensor<Flex> = checkpointer.retrieve_node_output(ws);
+        let s = dw_shape(&x, &w);
+        let (dx, dw, db) = depthwise::backward(&s, &flex_vec(x), &flex_vec(w), &flex_vec(dy), DwAlgo::Auto);
+        if let Some(node) = node_x {
+            grads.register::<Flex>(node.id, flex_tensor(dx, [s.n, s.c, s.d, s.h, s.w]));
+        }
+        if let Some(node) = node_w {
+            grads.register::<Flex>(node.id, flex_tensor(dw, [s.c, 1, s.k, s.k, s.k]));
+        }
+        if let Some(node) = node_b {
+            grads.register::<Flex>(node.id, flex_tensor(db, [s.c]));
+        }
+    }
+}
+
 impl<C: CheckpointStrategy> ConvBackend for Autodiff<Flex, C> {
+    fn depthwise_conv3d(x: FloatTensor<Self>, weight: FloatTensor<Self>, bias: FloatTensor<Self>) -> FloatTensor<Self> {
+        let out = |x: &FloatTensor<Self>, w: &FloatTensor<Self>, b: &FloatTensor<Self>| <Flex as ConvBackend>::depthwise_conv3d(x.primitive().clone(), w.primitive().clone(), b.primitive().clone());
+        match DepthwiseBackward.prepare::<C>([x.node(), weight.node(), bias.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(mut prep) => {
+                let xs = prep.checkpoint(&x);
+                let ws = prep.checkpoint(&weight);
+                let y = out(&x, &weight, &bias);
+                prep.finish((xs, ws), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(out(&x, &weight, &bias)),
+        }
+    }
     impl_with_burn_ops!();
 }
 

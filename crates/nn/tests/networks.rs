@@ -170,3 +170,33 @@ fn whole_sr_network_merges_to_the_same_output() {
     let e = rel_l2(&values(net.merge().forward(x)), &train);
     assert!(e <= 1e-5, "SR network merged vs eval: relative L2 {e}");
 }
+
+/// The fast depthwise kernel (forward on Flex, custom backward on Autodiff<Flex>) against burn's
+/// generic conv3d with groups = C and its autodiff, on small shapes (gradient check).
+#[test]
+fn depthwise_extension_matches_burn_generic_op_and_its_gradients() {
+    use burn::tensor::module::conv3d;
+    use burn::tensor::ops::ConvOptions;
+    for (k, shape) in [(3usize, [2usize, 3, 5, 6, 7]), (7, [1, 2, 8, 8, 8]), (21, [1, 2, 6, 10, 12])] {
+        let device = cpu().autodiff();
+        let c = shape[1];
+        let x = Tensor::<5>::random(shape, Distribution::Normal(0.0, 1.0), &device).require_grad();
+        let w = Tensor::<5>::random([c, 1, k, k, k], Distribution::Normal(0.0, 0.2), &device).require_grad();
+        let b = Tensor::<1>::random([c], Distribution::Normal(0.0, 1.0), &device).require_grad();
+        let t = Tensor::<5>::random(shape, Distribution::Normal(0.0, 1.0), &device);
+        let ours = repux_nn::ops::depthwise_conv3d(x.clone(), w.clone(), Some(b.clone()));
+        let theirs = conv3d(x.clone(), w.clone(), Some(b.clone()), ConvOptions::new([1, 1, 1], [k / 2; 3], [1, 1, 1], c));
+        // Tolerance: f32 sums of up to K³ terms, FFT rounding: 1e-4 relative L2.
+        assert!(rel_l2(&values(ours.clone()), &values(theirs.clone())) < 1e-4, "k{k} forward");
+        let g1 = (ours * t.clone()).sum().backward();
+        let g2 = (theirs * t).sum().backward();
+        for (name, a, bb) in [
+            ("dx", values(x.grad(&g1).unwrap()), values(x.grad(&g2).unwrap())),
+            ("dw", values(w.grad(&g1).unwrap()), values(w.grad(&g2).unwrap())),
+            ("db", values(b.grad(&g1).unwrap()), values(b.grad(&g2).unwrap())),
+        ] {
+            let e = rel_l2(&a, &bb);
+            assert!(e < 1e-4, "k{k} {name}: relative L2 {e}");
+        }
+    }
+}

@@ -1,0 +1,10 @@
+//! repux-kernels: hot CPU kernels on plain `f32` slices, multi-threaded with rayon, no burn.
+//! Every fast kernel has a slow reference twin (`reference`, plain loops, f64 accumulation) and
+//! property tests comparing the two on random shapes.
+//!
+//! Layout: N × C × D × H × W, C order (last axis fastest), as everywhere in repux.
+
+pub mod depthwise;
+pub mod reference;
+
+pub use depthwise::{DwAlgo, DwShape};
