@@ -6,6 +6,19 @@ use std::time::Instant;
 
 #[derive(clap::Subcommand)]
 pub enum Command {
+    /// Time repux's depthwise kernels against burn's generic conv3d (groups = C) on the RepUX-Net
+    /// shapes, forward and forward+backward, in the same run.
+    Kernels {
+        /// One JSON array of records (op, channels, size, kernel, pass, ours_s, burn_s, gflops).
+        #[arg(long)]
+        json: bool,
+        /// Runs per measurement (median).
+        #[arg(long, default_value_t = 3)]
+        repeats: usize,
+        /// Skip burn's op where a probe estimates it above this many seconds.
+        #[arg(long, default_value_t = 60.0)]
+        burn_limit_s: f64,
+    },
     /// Time resampling a CT-sized volume to a target spacing (cubic and linear), median of runs.
     Resample {
         /// Input shape.
@@ -31,7 +44,109 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 pub fn run(c: Command) -> Result<ExitCode> {
-    let Command::Resample { shape, spacing, target, repeats, json } = c;
+    match c {
+        Command::Kernels { json, repeats, burn_limit_s } => kernels(json, repeats, burn_limit_s),
+        Command::Resample { shape, spacing, target, repeats, json } => bench_resample(shape, spacing, target, repeats, json),
+    }
+}
+
+fn time_median(repeats: usize, mut f: impl FnMut()) -> f64 {
+    median((0..repeats.max(1)).map(|_| {
+        let t = Instant::now();
+        f();
+        t.elapsed().as_secs_f64()
+    }).collect())
+}
+
+/// burn's generic depthwise conv3d on Flex: forward, or forward + backward through autodiff.
+fn burn_depthwise(s: &repux_kernels::DwShape, backward: bool) -> f64 {
+    use burn::tensor::module::conv3d;
+    use burn::tensor::ops::ConvOptions;
+    use burn::tensor::{Distribution, Tensor};
+    let device = if backward { repux_nn::cpu().autodiff() } else { repux_nn::cpu() };
+    let x = Tensor::<5>::random([s.n, s.c, s.d, s.h, s.w], Distribution::Normal(0.0, 1.0), &device);
+    let w = Tensor::<5>::random([s.c, 1, s.k, s.k, s.k], Distribution::Normal(0.0, 0.1), &device);
+    let b = Tensor::<1>::zeros([s.c], &device);
+    let (x, w, b) = if backward { (x.require_grad(), w.require_grad(), b.require_grad()) } else { (x, w, b) };
+    let t = Instant::now();
+    let y = conv3d(x, w, Some(b), ConvOptions::new([1, 1, 1], [s.k / 2; 3], [1, 1, 1], s.c));
+    if backward {
+        std::hint::black_box(y.sum().backward());
+    } else {
+        std::hint::black_box(y.into_data());
+    }
+    t.elapsed().as_secs_f64()
+}
+
+fn kernels(json: bool, repeats: usize, burn_limit_s: f64) -> Result<ExitCode> {
+    use repux_kernels::depthwise::{backward, forward, DwAlgo};
+    use repux_kernels::DwShape;
+    let mut records = Vec::new();
+    let mut notes = Vec::new();
+    for k in [21usize, 7] {
+        // burn's throughput on a small probe of this kernel size, to estimate the big shapes.
+        let probe = DwShape { n: 1, c: 2, d: 12, h: 12, w: 12, k };
+        let macs = |s: &DwShape| (s.n * s.c * s.spatial() * s.k.pow(3)) as f64;
+        let rate_f = macs(&probe) / burn_depthwise(&probe, false);
+        let rate_fb = macs(&probe) / burn_depthwise(&probe, true);
+        for (c, size) in [(48usize, 48usize), (96, 24), (192, 12), (384, 6)] {
+            let s = DwShape { n: 1, c, d: size, h: size, w: size, k };
+            let x: Vec<f32> = (0..s.input_len()).map(|i| ((i % 97) as f32 - 48.0) / 50.0).collect();
+            let w: Vec<f32> = (0..s.weight_len()).map(|i| ((i % 13) as f32 - 6.0) / 100.0).collect();
+            let b = vec![0.1f32; c];
+            for (pass, fb) in [("forward", false), ("forward_backward", true)] {
+                let ours = time_median(repeats, || {
+                    let y = forward(&s, &x, &w, Some(&b), DwAlgo::Auto);
+                    if fb {
+                        std::hint::black_box(backward(&s, &x, &w, &y, DwAlgo::Auto));
+                    } else {
+                        std::hint::black_box(y);
+                    }
+                });
+                let est = macs(&s) / if fb { rate_fb } else { rate_f };
+                let burn_s = if est > burn_limit_s {
+                    notes.push(format!("depthwise k{k} {c} ch·{size}³ {pass}: burn skipped (estimated {est:.0} s from a probe)"));
+                    None
+                } else {
+                    Some(time_median(if est > 5.0 { 1 } else { repeats }, || {
+                        burn_depthwise(&s, fb);
+                    }))
+                };
+                // Direct-convolution flop count (forward: 2·MACs; with backward: 3× that).
+                let flops = 2.0 * macs(&s) * if fb { 3.0 } else { 1.0 };
+                records.push(serde_json::json!({"op": "depthwise", "channels": c, "size": [size, size, size], "kernel": k, "pass": pass, "ours_s": ours, "burn_s": burn_s, "gflops": flops / ours / 1e9}));
+            }
+        }
+    }
+    if json {
+        println!("{}", serde_json::to_string(&records)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("depthwise conv3d, repux kernels vs burn 0.22.1 generic conv3d (Flex), {} threads, median of {repeats}", rayon_threads());
+    println!("{:<6} {:>8} {:>6} {:<17} {:>10} {:>10} {:>9} {:>9}", "kernel", "channels", "size", "pass", "ours (s)", "burn (s)", "ratio", "GFLOP/s");
+    for r in &records {
+        let ours = r["ours_s"].as_f64().unwrap_or(f64::NAN);
+        let burn = r["burn_s"].as_f64();
+        println!(
+            "{:<6} {:>8} {:>5}³ {:<17} {:>10.4} {:>10} {:>9} {:>9.1}",
+            r["kernel"].as_u64().unwrap_or(0),
+            r["channels"].as_u64().unwrap_or(0),
+            r["size"][0].as_u64().unwrap_or(0),
+            r["pass"].as_str().unwrap_or(""),
+            ours,
+            burn.map(|b| format!("{b:.3}")).unwrap_or_else(|| "skipped".into()),
+            burn.map(|b| format!("{:.0}×", b / ours)).unwrap_or_else(|| "-".into()),
+            r["gflops"].as_f64().unwrap_or(f64::NAN)
+        );
+    }
+    for n in &notes {
+        println!("note: {n}");
+    }
+    println!("note: dense and transposed convolutions still run burn's ops; their kernels are not written yet.");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn bench_resample(shape: [usize; 3], spacing: [f64; 3], target: [f64; 3], repeats: usize, json: bool) -> Result<ExitCode> {
     let n: usize = shape.iter().product();
     // A smooth CT-like field with structure on every axis (deterministic).
     let data: Vec<f32> = (0..n)

@@ -82,7 +82,7 @@ fn fft_dims(s: &DwShape) -> [usize; 3] {
 
 /// The cost model: direct ≈ 2·S·K³ flops per (sample, channel); FFT ≈ two transforms of
 /// L³·log₂L³ at ~5 flops each, weighted ×2 for their lower efficiency per flop. Calibrated on the
-/// 2-core machine (`cargo run --release -p repux-kernels --example dw_timing`): FFT wins 6× at
+/// 2-core machine (`repux bench kernels`): FFT wins 6× at
 /// K = 7 on 48³ and 10× at K = 21 on 24³; the two tie at K = 21 on 6³.
 pub fn choose(s: &DwShape) -> DwAlgo {
     if s.k <= 3 {
