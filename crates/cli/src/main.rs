@@ -4,6 +4,7 @@
 mod args;
 mod bench;
 mod dataset;
+mod evaluate;
 mod info;
 mod model;
 mod plan;
@@ -33,6 +34,8 @@ enum Command {
     Plan(plan::Args),
     /// Preprocess every training case into a cache that training reads without resampling.
     Preprocess(preprocess::Args),
+    /// Dice, IoU, HD95, ASD and NSD of a prediction folder against a reference folder.
+    Evaluate(evaluate::Args),
     /// Model inspection.
     #[command(subcommand)]
     Model(model::Command),
@@ -53,6 +56,7 @@ fn main() -> ExitCode {
         Command::Preprocess(a) => preprocess::run(a),
         Command::Bench(c) => bench::run(c),
         Command::Model(c) => model::run(c),
+        Command::Evaluate(a) => evaluate::run(a),
         Command::Forward(a) => model::forward(a),
     };
     match result {

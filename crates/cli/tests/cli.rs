@@ -173,3 +173,36 @@ fn forward_reproduces_the_pytorch_fixtures() {
     assert!(stderr(&o).contains("multiple of 16") && stderr(&o).contains("odd.npy"), "{}", stderr(&o));
     assert!(!out.exists());
 }
+
+#[test]
+fn evaluate_writes_nnunet_summary() {
+    let d = tempfile::tempdir().unwrap();
+    let ds = d.path().join("ds");
+    assert!(repux(&["synth", "--out", ds.to_str().unwrap(), "--cases", "2", "--seed", "6"]).status.success());
+    let pred = d.path().join("pred");
+    std::fs::create_dir_all(&pred).unwrap();
+    // Case 0 predicted perfectly; case 1 with the pancreas removed.
+    std::fs::copy(ds.join("labelsTr/phantom_000.nii.gz"), pred.join("phantom_000.nii.gz")).unwrap();
+    let v = repux_volume::read_volume(&ds.join("labelsTr/phantom_001.nii.gz")).unwrap();
+    let data: Vec<f32> = v.data.iter().map(|&x| if x == 4.0 { 0.0 } else { x }).collect();
+    repux_volume::nifti::write_labels(&pred.join("phantom_001.nii.gz"), &v.geometry, &data, 4).unwrap();
+    let o = repux(&["evaluate", "--pred", pred.to_str().unwrap(), "--ref", ds.join("labelsTr").to_str().unwrap(), "--labels", ds.join("dataset.json").to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(pred.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(s["metric_per_case"].as_array().unwrap().len(), 2);
+    assert_eq!(s["metric_per_case"][0]["metrics"]["1"]["Dice"], 1.0);
+    assert_eq!(s["metric_per_case"][1]["metrics"]["4"]["Dice"], 0.0);
+    assert!(s["metric_per_case"][1]["metrics"]["4"]["HD95"].is_null(), "∞ is written as null");
+    // Foreground mean: classes 1–3 perfect, pancreas mean (1 + 0)/2 → (3 + 0.5)/4.
+    let fg = s["foreground_mean"]["Dice"].as_f64().unwrap();
+    assert!((fg - 0.875).abs() < 1e-12, "{fg}");
+    for f in ["summary.csv", "summary.md"] {
+        assert!(pred.join(f).is_file());
+    }
+    // A prediction on another grid is a clear error naming the file.
+    let g = repux_volume::Geometry { shape: [2, 2, 2], ..v.geometry.clone() };
+    repux_volume::nifti::write_labels(&pred.join("phantom_001.nii.gz"), &g, &[0.0; 8], 4).unwrap();
+    let o = repux(&["evaluate", "--pred", pred.to_str().unwrap(), "--ref", ds.join("labelsTr").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("phantom_001.nii.gz") && stderr(&o).contains("does not match the reference"), "{}", stderr(&o));
+}
