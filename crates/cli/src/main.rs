@@ -8,6 +8,7 @@ mod evaluate;
 mod info;
 mod model;
 mod plan;
+mod predict;
 mod preprocess;
 mod synth;
 
@@ -34,6 +35,8 @@ enum Command {
     Plan(plan::Args),
     /// Preprocess every training case into a cache that training reads without resampling.
     Preprocess(preprocess::Args),
+    /// Segment images with a model directory; label maps land on each input's exact grid.
+    Predict(predict::Args),
     /// Dice, IoU, HD95, ASD and NSD of a prediction folder against a reference folder.
     Evaluate(evaluate::Args),
     /// Model inspection.
@@ -57,6 +60,7 @@ fn main() -> ExitCode {
         Command::Bench(c) => bench::run(c),
         Command::Model(c) => model::run(c),
         Command::Evaluate(a) => evaluate::run(a),
+        Command::Predict(a) => predict::run(a),
         Command::Forward(a) => model::forward(a),
     };
     match result {

@@ -6,6 +6,19 @@ use std::process::ExitCode;
 
 #[derive(clap::Subcommand)]
 pub enum Command {
+    /// Make a model directory (config.json, model.safetensors, plans.json) from a config and
+    /// plans, with weights from a .pth/.safetensors (e.g. the authors' checkpoint) or freshly
+    /// initialised (PyTorch's defaults) when --weights is absent.
+    Import {
+        #[arg(long)]
+        model_config: String,
+        #[arg(long)]
+        plans: PathBuf,
+        #[arg(long)]
+        weights: Option<PathBuf>,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Layers (every named tensor with its shape) and the parameter count as PyTorch counts it.
     Summary {
         /// Model config JSON file, or a preset: paper, paper-uxnet, small, tiny, micro.
@@ -18,7 +31,10 @@ pub enum Command {
 }
 
 pub fn run(c: Command) -> Result<ExitCode> {
-    let Command::Summary { model_config, json } = c;
+    let (model_config, json) = match c {
+        Command::Summary { model_config, json } => (model_config, json),
+        Command::Import { model_config, plans, weights, out } => return import(&model_config, &plans, weights.as_deref(), &out),
+    };
     let cfg = ModelConfig::load(&model_config).map_err(|e| anyhow!(e))?;
     let s = repux_nn::summary::summary(&Net::new(&cfg, &cpu()));
     if json {
@@ -81,5 +97,21 @@ pub fn forward(a: ForwardArgs) -> Result<ExitCode> {
     let values = y.into_data().try_to_vec::<f32>().map_err(|e| anyhow!("reading the logits: {e:?}"))?;
     repux_volume::npy::write(&a.output, &shape, &values, repux_volume::npy::NpyType::F32).with_context(|| format!("writing {}", a.output.display()))?;
     println!("logits {:?} written to {}", shape, a.output.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn import(model_config: &str, plans_path: &Path, weights: Option<&Path>, out: &Path) -> Result<ExitCode> {
+    let cfg = ModelConfig::load(model_config).map_err(|e| anyhow!(e))?;
+    let plans = repux_prep::Plans::load(plans_path)?;
+    if plans.num_classes() != cfg.out_channels || plans.normalization.len() != cfg.in_channels {
+        bail!("{}: plans have {} channels and {} classes, the model config {} and {}", plans_path.display(), plans.normalization.len(), plans.num_classes(), cfg.in_channels, cfg.out_channels);
+    }
+    let mut net = Net::new(&cfg, &cpu());
+    if let Some(w) = weights {
+        load_into(&mut net, w, &cpu())?;
+    }
+    repux_nn::save_model_dir(&net, out)?;
+    plans.save(&out.join("plans.json"))?;
+    println!("model directory {} written ({}; weights {})", out.display(), model_config, weights.map(|w| w.display().to_string()).unwrap_or_else(|| "freshly initialised".into()));
     Ok(ExitCode::SUCCESS)
 }

@@ -206,3 +206,46 @@ fn evaluate_writes_nnunet_summary() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("phantom_001.nii.gz") && stderr(&o).contains("does not match the reference"), "{}", stderr(&o));
 }
+
+#[test]
+fn predict_writes_native_grids_and_survives_a_broken_file() {
+    let d = tempfile::tempdir().unwrap();
+    let ds = d.path().join("ds");
+    assert!(repux(&["synth", "--out", ds.to_str().unwrap(), "--cases", "4", "--seed", "5"]).status.success());
+    let plans = d.path().join("plans.json");
+    let o = repux(&["plan", ds.to_str().unwrap(), "-o", plans.to_str().unwrap(), "--target-spacing", "3,3,4", "--patch-size", "32,32,32", "--ct-window=-125,275"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let model = d.path().join("model");
+    let o = repux(&["model", "import", "--model-config", "micro", "--plans", plans.to_str().unwrap(), "--out", model.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // Inputs: the four phantom images plus one truncated file.
+    let input = d.path().join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    for i in 0..4 {
+        std::fs::copy(ds.join(format!("imagesTr/phantom_{i:03}_0000.nii.gz")), input.join(format!("phantom_{i:03}_0000.nii.gz"))).unwrap();
+    }
+    std::fs::write(input.join("broken_0000.nii.gz"), b"\x1f\x8b\x08\x00garbage").unwrap();
+    let out = d.path().join("out");
+    let o = repux(&["predict", "-i", input.to_str().unwrap(), "-o", out.to_str().unwrap(), "-m", model.to_str().unwrap(), "--tile-batch", "2", "--largest-component", "--probabilities"]);
+    assert_eq!(o.status.code(), Some(1), "a failed case makes the exit code non-zero");
+    assert!(stderr(&o).contains("case broken") && stderr(&o).contains("broken_0000.nii.gz"), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("4 of 5 cases predicted"));
+    let mut orients = std::collections::BTreeSet::new();
+    for i in 0..4 {
+        let img = repux_volume::read_volume(&input.join(format!("phantom_{i:03}_0000.nii.gz"))).unwrap();
+        let pred = repux_volume::read(&out.join(format!("phantom_{i:03}.nii.gz"))).unwrap();
+        orients.insert(img.orientation());
+        assert_eq!(pred.volume.geometry.shape, img.geometry.shape, "case {i}: shape of the input");
+        assert!(pred.volume.geometry.max_affine_diff(&img.geometry) < 1e-4, "case {i}: affine of the input");
+        assert_eq!(pred.datatype, repux_volume::DataType::U8);
+        assert!(pred.volume.data.iter().all(|&v| (0.0..5.0).contains(&v)));
+        let probs = repux_volume::npy::read(&out.join(format!("phantom_{i:03}_probabilities.npy"))).unwrap();
+        let [a, b, c] = img.geometry.shape;
+        assert_eq!(probs.shape, vec![5, a, b, c]);
+    }
+    assert!(orients.contains("RAS") && orients.contains("LPS"), "{orients:?}");
+    // The predictions evaluate against the references.
+    let o = repux(&["evaluate", "--pred", out.to_str().unwrap(), "--ref", ds.join("labelsTr").to_str().unwrap(), "--labels", plans.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(out.join("summary.json").is_file());
+}

@@ -228,17 +228,20 @@ pub fn invert_labels(labels: &[f32], record: &InverseRecord) -> Vec<f32> {
     record.reorientation.inverse().apply_data(&full)
 }
 
+/// Maps one channel of continuous values (a class probability) on the preprocessed grid back to
+/// the native grid: linear resampling, `fill` outside the crop.
+pub fn invert_channel(values: &[f32], record: &InverseRecord, fill: f32) -> Vec<f32> {
+    let back = resample(values, record.resampled_shape, record.crop.out_shape(), [Interp::Linear; 3]);
+    record.reorientation.inverse().apply_data(&record.crop.undo(&back, fill))
+}
+
 /// Maps per-class probabilities (C × preprocessed grid) back to the native grid: linear
 /// resampling per class, background probability 1 outside the crop.
 pub fn invert_probabilities(probs: &[f32], classes: usize, record: &InverseRecord) -> Vec<f32> {
     let n: usize = record.resampled_shape.iter().product();
-    let cs = record.crop.out_shape();
-    let inv = record.reorientation.inverse();
     let mut out = Vec::with_capacity(classes * record.native.voxels());
     for c in 0..classes {
-        let back = resample(&probs[c * n..(c + 1) * n], record.resampled_shape, cs, [Interp::Linear; 3]);
-        let full = record.crop.undo(&back, if c == 0 { 1.0 } else { 0.0 });
-        out.extend(inv.apply_data(&full));
+        out.extend(invert_channel(&probs[c * n..(c + 1) * n], record, if c == 0 { 1.0 } else { 0.0 }));
     }
     out
 }
