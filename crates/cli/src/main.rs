@@ -7,6 +7,7 @@ mod dataset;
 mod evaluate;
 mod info;
 mod model;
+mod overlay;
 mod plan;
 mod predict;
 mod preprocess;
@@ -39,6 +40,8 @@ enum Command {
     Predict(predict::Args),
     /// Dice, IoU, HD95, ASD and NSD of a prediction folder against a reference folder.
     Evaluate(evaluate::Args),
+    /// Axial, coronal and sagittal slices with a coloured label overlay and legend, as PNG.
+    Overlay(overlay::Args),
     /// Model inspection.
     #[command(subcommand)]
     Model(model::Command),
@@ -61,6 +64,7 @@ fn main() -> ExitCode {
         Command::Model(c) => model::run(c),
         Command::Evaluate(a) => evaluate::run(a),
         Command::Predict(a) => predict::run(a),
+        Command::Overlay(a) => overlay::run(a),
         Command::Forward(a) => model::forward(a),
     };
     match result {

@@ -249,3 +249,25 @@ fn predict_writes_native_grids_and_survives_a_broken_file() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(out.join("summary.json").is_file());
 }
+
+#[test]
+fn overlay_writes_a_png() {
+    let d = tempfile::tempdir().unwrap();
+    let ds = d.path().join("ds");
+    assert!(repux(&["synth", "--out", ds.to_str().unwrap(), "--cases", "2", "--seed", "8"]).status.success());
+    let out = d.path().join("ov.png");
+    let img = ds.join("imagesTr/phantom_000_0000.nii.gz");
+    let o = repux(&["overlay", img.to_str().unwrap(), ds.join("labelsTr/phantom_000.nii.gz").to_str().unwrap(), "--out", out.to_str().unwrap(), "--labels", ds.join("dataset.json").to_str().unwrap(), "--window=-160,240"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let b = std::fs::read(&out).unwrap();
+    assert_eq!(&b[..8], b"\x89PNG\r\n\x1a\n");
+    let w = u32::from_be_bytes([b[16], b[17], b[18], b[19]]);
+    let h = u32::from_be_bytes([b[20], b[21], b[22], b[23]]);
+    assert!(w > 200 && h > 100, "{w}×{h}");
+    // A label from another case (another grid) is an error, and no PNG is written.
+    let bad = d.path().join("bad.png");
+    let o = repux(&["overlay", img.to_str().unwrap(), ds.join("labelsTr/phantom_001.nii.gz").to_str().unwrap(), "--out", bad.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("does not match"), "{}", stderr(&o));
+    assert!(!bad.exists());
+}

@@ -5,6 +5,7 @@
 pub mod edt;
 pub mod evaluate;
 pub mod metrics;
+pub mod overlay;
 
 pub use evaluate::{evaluate_folders, write_summary, CaseResult, Tolerances};
 pub use metrics::{class_metrics, ClassMetrics};

@@ -1,0 +1,41 @@
+use crate::args::pair;
+use anyhow::Result;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Image file.
+    pub image: PathBuf,
+    /// Label map on the image's grid (optional).
+    pub label: Option<PathBuf>,
+    /// Output PNG.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Display window lo,hi [default: the 1st–99th percentile].
+    #[arg(long, value_parser = pair, allow_hyphen_values = true)]
+    pub window: Option<(f64, f64)>,
+    /// JSON with label names (name → value, or a dataset.json/plans.json) for the legend.
+    #[arg(long)]
+    pub labels: Option<PathBuf>,
+}
+
+pub fn run(a: Args) -> Result<ExitCode> {
+    let image = repux_volume::read_volume(&a.image)?;
+    let label = a.label.as_deref().map(repux_volume::read_volume).transpose()?;
+    let mut names = BTreeMap::new();
+    if let Some(p) = &a.labels {
+        let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(p)?)?;
+        if let Some(o) = v.get("labels").unwrap_or(&v).as_object() {
+            for (name, val) in o {
+                if let Some(x) = val.as_u64() {
+                    names.insert(x as u32, name.clone());
+                }
+            }
+        }
+    }
+    repux_eval::overlay::render(&image, label.as_ref(), &names, a.window, &a.out)?;
+    println!("overlay written to {}", a.out.display());
+    Ok(ExitCode::SUCCESS)
+}
