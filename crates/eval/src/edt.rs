@@ -17,6 +17,8 @@ fn dt1(f: &mut [f64], s: f64, v: &mut Vec<usize>, z: &mut Vec<f64>, out: &mut Ve
         Some(i) => i,
         None => return, // all infinite: nothing to do
     };
+    // g[q] = f[q] + s²q², computed once (reused in every intersection below).
+    out.extend((0..n).map(|q| f[q] + s2 * (q * q) as f64));
     v.push(first);
     z.push(f64::NEG_INFINITY);
     z.push(f64::INFINITY);
@@ -26,7 +28,7 @@ fn dt1(f: &mut [f64], s: f64, v: &mut Vec<usize>, z: &mut Vec<f64>, out: &mut Ve
         }
         loop {
             let p = *v.last().unwrap_or(&first);
-            let sq = ((f[q] + s2 * (q * q) as f64) - (f[p] + s2 * (p * p) as f64)) / (2.0 * s2 * (q as f64 - p as f64));
+            let sq = (out[q] - out[p]) / (2.0 * s2 * (q as f64 - p as f64));
             if sq <= z[v.len() - 1] && v.len() > 1 {
                 v.pop();
                 z.pop();
@@ -40,28 +42,49 @@ fn dt1(f: &mut [f64], s: f64, v: &mut Vec<usize>, z: &mut Vec<f64>, out: &mut Ve
         }
     }
     let mut k = 0;
-    out.resize(n, 0.0);
-    for (q, o) in out.iter_mut().enumerate() {
+    for q in 0..n {
         while z[k + 1] < q as f64 {
             k += 1;
         }
         let p = v[k];
         let d = q as f64 - p as f64;
-        *o = s2 * d * d + f[p];
+        out[q] = s2 * d * d + f[p];
     }
     f.copy_from_slice(out);
+}
+
+/// First pass on binary seeds: squared distance to the nearest seed on the line by two scans
+/// (exact, no envelope needed); `INFINITY` when the line has no seed.
+fn seed_line(seed: &[bool], s: f64, out: &mut [f64]) {
+    let n = seed.len();
+    let mut last: Option<usize> = None;
+    for q in 0..n {
+        if seed[q] {
+            last = Some(q);
+        }
+        out[q] = last.map(|p| ((q - p) as f64 * s).powi(2)).unwrap_or(f64::INFINITY);
+    }
+    let mut next: Option<usize> = None;
+    for q in (0..n).rev() {
+        if seed[q] {
+            next = Some(q);
+        }
+        if let Some(p) = next {
+            out[q] = out[q].min(((p - q) as f64 * s).powi(2));
+        }
+    }
 }
 
 /// Squared Euclidean distance (mm²) from every voxel of a C-order `shape` grid to the nearest
 /// voxel where `seed` is true; `f64::INFINITY` everywhere if there is none.
 pub fn squared_edt(seed: &[bool], shape: [usize; 3], spacing: [f64; 3]) -> Vec<f64> {
     let [d, h, w] = shape;
-    let mut g: Vec<f64> = seed.iter().map(|&s| if s { 0.0 } else { f64::INFINITY }).collect();
+    let mut g = vec![f64::INFINITY; seed.len()];
     if !seed.iter().any(|&s| s) {
         return g;
     }
-    // Axis 2 (contiguous lines).
-    g.par_chunks_mut(w).for_each_init(|| (Vec::new(), Vec::new(), Vec::new()), |(v, z, o), line| dt1(line, spacing[2], v, z, o));
+    // Axis 2 (contiguous lines), straight from the seeds.
+    g.par_chunks_mut(w).zip(seed.par_chunks(w)).for_each(|(line, sd)| seed_line(sd, spacing[2], line));
     // Axis 1: per plane i, lines along j; gather columns.
     g.par_chunks_mut(h * w).for_each_init(
         || (Vec::new(), Vec::new(), Vec::new(), vec![0f64; h]),
