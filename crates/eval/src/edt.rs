@@ -137,32 +137,3 @@ pub fn squared_edt(seed: &[bool], shape: [usize; 3], spacing: [f64; 3]) -> Vec<f
     }
     g
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn brute(seed: &[bool], shape: [usize; 3], sp: [f64; 3]) -> Vec<f64> {
-        let [d, h, w] = shape;
-        let pts: Vec<[usize; 3]> = (0..d * h * w).filter(|&i| seed[i]).map(|i| [i / (h * w), (i / w) % h, i % w]).collect();
-        (0..d * h * w)
-            .map(|i| {
-                let p = [i / (h * w), (i / w) % h, i % w];
-                pts.iter().map(|q| (0..3).map(|a| ((p[a] as f64 - q[a] as f64) * sp[a]).powi(2)).sum::<f64>()).fold(f64::INFINITY, f64::min)
-            })
-            .collect()
-    }
-
-    #[test]
-    fn matches_brute_force() {
-        let shape = [5, 7, 6];
-        let sp = [2.0, 0.7, 1.3];
-        let seed: Vec<bool> = (0..210).map(|i| (i * 37 + 11) % 23 == 0).collect();
-        let a = squared_edt(&seed, shape, sp);
-        let b = brute(&seed, shape, sp);
-        for (x, y) in a.iter().zip(&b) {
-            assert!((x - y).abs() < 1e-9, "{x} vs {y}");
-        }
-        assert!(squared_edt(&vec![false; 210], shape, sp).iter().all(|v| v.is_infinite()));
-    }
-}

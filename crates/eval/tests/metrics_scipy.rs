@@ -44,6 +44,11 @@ fn brute(seed: &[bool], shape: [usize; 3], sp: [f64; 3]) -> Vec<f64> {
         .collect()
 }
 
+#[test]
+fn edt_without_seeds_is_infinite() {
+    assert!(squared_edt(&[false; 210], [5, 7, 6], [2.0, 0.7, 1.3]).iter().all(|v| v.is_infinite()));
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
     #[test]

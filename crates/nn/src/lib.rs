@@ -12,7 +12,7 @@ pub mod weights;
 
 pub use config::{Arch, ModelConfig, Reparam};
 pub use net::Net;
-pub use weights::{load_into, load_model_dir, read_state_dict, save_model_dir, StateDict, WeightError, Weights};
+pub use weights::{load_into, load_model_dir, read_state_dict, save_model_dir, state_dict, StateDict, WeightError, Weights};
 
 /// The CPU device repux computes on (burn's pure-Rust Flex backend).
 pub fn cpu() -> burn::tensor::Device {

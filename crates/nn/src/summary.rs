@@ -3,7 +3,7 @@
 //! buffers, not parameters — burn's `num_params` counts them, so it is not used here).
 
 use crate::net::Net;
-use crate::weights::{StateDict, Weights};
+use crate::weights::state_dict;
 use serde::Serialize;
 
 #[derive(Clone, Debug, Serialize)]
@@ -27,9 +27,7 @@ fn is_buffer(name: &str) -> bool {
 }
 
 pub fn summary(net: &Net) -> Summary {
-    let mut sd = StateDict::default();
-    net.export("", &mut sd);
-    let tensors: Vec<TensorEntry> = sd.0.into_iter().map(|(name, (shape, _))| TensorEntry { parameter: !is_buffer(&name), numel: shape.iter().product(), name, shape }).collect();
+    let tensors: Vec<TensorEntry> = state_dict(net).0.into_iter().map(|(name, (shape, _))| TensorEntry { parameter: !is_buffer(&name), numel: shape.iter().product(), name, shape }).collect();
     let parameters = tensors.iter().filter(|t| t.parameter).map(|t| t.numel).sum();
     let buffers = tensors.iter().filter(|t| !t.parameter).map(|t| t.numel).sum();
     Summary { parameters, buffers, tensors }

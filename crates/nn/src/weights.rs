@@ -55,6 +55,27 @@ fn data<const D: usize>(t: Tensor<D>) -> (Vec<usize>, Vec<f32>) {
     (shape, t.into_data().try_to_vec::<f32>().unwrap_or_default())
 }
 
+/// Something that walks a module's tensors under their PyTorch key names: exporting reads them,
+/// importing replaces them. One walk ([`Weights::visit`]) serves both, so the key names are
+/// written once.
+pub trait Visitor {
+    fn param<const D: usize>(&mut self, key: &str, p: &mut Param<Tensor<D>>);
+    fn running(&mut self, key: &str, r: &mut RunningState<Tensor<1>>);
+}
+
+/// Collects every tensor into a [`StateDict`].
+#[derive(Default)]
+pub struct Exporter(pub StateDict);
+
+impl Visitor for Exporter {
+    fn param<const D: usize>(&mut self, key: &str, p: &mut Param<Tensor<D>>) {
+        self.0 .0.insert(key.to_string(), data(p.val()));
+    }
+    fn running(&mut self, key: &str, r: &mut RunningState<Tensor<1>>) {
+        self.0 .0.insert(key.to_string(), data(r.value()));
+    }
+}
+
 /// Takes tensors out of a state dict by key, checking shapes, and remembers what was missing,
 /// mismatched or never asked for.
 pub struct Importer {
@@ -83,18 +104,6 @@ impl Importer {
         Some(Tensor::from_data(TensorData::new(values.clone(), want), &self.device))
     }
 
-    fn param<const D: usize>(&mut self, k: &str, p: &mut Param<Tensor<D>>) {
-        if let Some(t) = self.take(k, p.dims()) {
-            *p = Param::from_tensor(t);
-        }
-    }
-
-    fn running(&mut self, k: &str, r: &mut RunningState<Tensor<1>>) {
-        if let Some(t) = self.take(k, r.value().dims()) {
-            *r = RunningState::new(t);
-        }
-    }
-
     /// Ok when every model tensor was found with its shape and every file key was used
     /// (`num_batches_tracked` counters are ignored).
     pub fn finish(self) -> Result<(), WeightError> {
@@ -107,206 +116,140 @@ impl Importer {
     }
 }
 
-/// Import/export under PyTorch key names.
+impl Visitor for Importer {
+    fn param<const D: usize>(&mut self, key: &str, p: &mut Param<Tensor<D>>) {
+        if let Some(t) = self.take(key, p.dims()) {
+            *p = Param::from_tensor(t);
+        }
+    }
+    fn running(&mut self, key: &str, r: &mut RunningState<Tensor<1>>) {
+        if let Some(t) = self.take(key, r.value().dims()) {
+            *r = RunningState::new(t);
+        }
+    }
+}
+
+/// The walk over a module's tensors under PyTorch key names (prefix `p`).
 pub trait Weights {
-    fn export(&self, p: &str, sd: &mut StateDict);
-    fn import(&mut self, p: &str, im: &mut Importer);
+    fn visit<V: Visitor>(&mut self, p: &str, v: &mut V);
+}
+
+/// Every tensor of `m` by PyTorch key name.
+pub fn state_dict<M: Weights + Clone>(m: &M) -> StateDict {
+    let mut e = Exporter::default();
+    m.clone().visit("", &mut e);
+    e.0
 }
 
 impl Weights for LayerNormCf {
-    fn export(&self, p: &str, sd: &mut StateDict) {
-        sd.0.insert(key(p, "weight"), data(self.weight.val()));
-        sd.0.insert(key(p, "bias"), data(self.bias.val()));
-    }
-    fn import(&mut self, p: &str, im: &mut Importer) {
-        im.param(&key(p, "weight"), &mut self.weight);
-        im.param(&key(p, "bias"), &mut self.bias);
+    fn visit<V: Visitor>(&mut self, p: &str, v: &mut V) {
+        v.param(&key(p, "weight"), &mut self.weight);
+        v.param(&key(p, "bias"), &mut self.bias);
     }
 }
 
 impl Weights for DwConv {
-    fn export(&self, p: &str, sd: &mut StateDict) {
-        sd.0.insert(key(p, "weight"), data(self.weight.val()));
-        sd.0.insert(key(p, "bias"), data(self.bias.val()));
-    }
-    fn import(&mut self, p: &str, im: &mut Importer) {
-        im.param(&key(p, "weight"), &mut self.weight);
-        im.param(&key(p, "bias"), &mut self.bias);
+    fn visit<V: Visitor>(&mut self, p: &str, v: &mut V) {
+        v.param(&key(p, "weight"), &mut self.weight);
+        v.param(&key(p, "bias"), &mut self.bias);
     }
 }
 
 impl Weights for Conv {
-    fn export(&self, p: &str, sd: &mut StateDict) {
-        sd.0.insert(key(p, "weight"), data(self.weight.val()));
-        if let Some(b) = &self.bias {
-            sd.0.insert(key(p, "bias"), data(b.val()));
-        }
-    }
-    fn import(&mut self, p: &str, im: &mut Importer) {
-        im.param(&key(p, "weight"), &mut self.weight);
+    fn visit<V: Visitor>(&mut self, p: &str, v: &mut V) {
+        v.param(&key(p, "weight"), &mut self.weight);
         if let Some(b) = self.bias.as_mut() {
-            im.param(&key(p, "bias"), b);
+            v.param(&key(p, "bias"), b);
         }
     }
 }
 
 impl Weights for TranspConv {
-    fn export(&self, p: &str, sd: &mut StateDict) {
-        sd.0.insert(key(p, "weight"), data(self.weight.val()));
-    }
-    fn import(&mut self, p: &str, im: &mut Importer) {
-        im.param(&key(p, "weight"), &mut self.weight);
+    fn visit<V: Visitor>(&mut self, p: &str, v: &mut V) {
+        v.param(&key(p, "weight"), &mut self.weight);
     }
 }
 
 impl Weights for BatchNorm {
-    fn export(&self, p: &str, sd: &mut StateDict) {
-        sd.0.insert(key(p, "weight"), data(self.gamma.val()));
-        sd.0.insert(key(p, "bias"), data(self.beta.val()));
-        sd.0.insert(key(p, "running_mean"), data(self.running_mean.value()));
-        sd.0.insert(key(p, "running_var"), data(self.running_var.value()));
-    }
-    fn import(&mut self, p: &str, im: &mut Importer) {
-        im.param(&key(p, "weight"), &mut self.gamma);
-        im.param(&key(p, "bias"), &mut self.beta);
-        im.running(&key(p, "running_mean"), &mut self.running_mean);
-        im.running(&key(p, "running_var"), &mut self.running_var);
+    fn visit<V: Visitor>(&mut self, p: &str, v: &mut V) {
+        v.param(&key(p, "weight"), &mut self.gamma);
+        v.param(&key(p, "bias"), &mut self.beta);
+        v.running(&key(p, "running_mean"), &mut self.running_mean);
+        v.running(&key(p, "running_var"), &mut self.running_var);
     }
 }
 
 impl Weights for RepUxBlock {
-    fn export(&self, p: &str, sd: &mut StateDict) {
-        self.dwconv.export(&key(p, "dwconv"), sd);
-        if let Some(n) = &self.norm {
-            n.export(&key(p, "norm"), sd);
-        }
-        for (j, br) in self.sr.iter().enumerate() {
-            br.dwconv.export(&key(p, &format!("sr.{j}.dwconv")), sd);
-            br.norm.export(&key(p, &format!("sr.{j}.norm")), sd);
-        }
-    }
-    fn import(&mut self, p: &str, im: &mut Importer) {
-        self.dwconv.import(&key(p, "dwconv"), im);
+    fn visit<V: Visitor>(&mut self, p: &str, v: &mut V) {
+        self.dwconv.visit(&key(p, "dwconv"), v);
         if let Some(n) = self.norm.as_mut() {
-            n.import(&key(p, "norm"), im);
+            n.visit(&key(p, "norm"), v);
         }
         for (j, br) in self.sr.iter_mut().enumerate() {
-            br.dwconv.import(&key(p, &format!("sr.{j}.dwconv")), im);
-            br.norm.import(&key(p, &format!("sr.{j}.norm")), im);
+            br.dwconv.visit(&key(p, &format!("sr.{j}.dwconv")), v);
+            br.norm.visit(&key(p, &format!("sr.{j}.norm")), v);
         }
     }
 }
 
 impl Weights for UxBlock {
-    fn export(&self, p: &str, sd: &mut StateDict) {
-        self.dwconv.export(&key(p, "dwconv"), sd);
-        self.norm.export(&key(p, "norm"), sd);
-        self.pwconv1.export(&key(p, "pwconv1"), sd);
-        self.pwconv2.export(&key(p, "pwconv2"), sd);
-        sd.0.insert(key(p, "gamma"), data(self.gamma.val()));
-    }
-    fn import(&mut self, p: &str, im: &mut Importer) {
-        self.dwconv.import(&key(p, "dwconv"), im);
-        self.norm.import(&key(p, "norm"), im);
-        self.pwconv1.import(&key(p, "pwconv1"), im);
-        self.pwconv2.import(&key(p, "pwconv2"), im);
-        im.param(&key(p, "gamma"), &mut self.gamma);
+    fn visit<V: Visitor>(&mut self, p: &str, v: &mut V) {
+        self.dwconv.visit(&key(p, "dwconv"), v);
+        self.norm.visit(&key(p, "norm"), v);
+        self.pwconv1.visit(&key(p, "pwconv1"), v);
+        self.pwconv2.visit(&key(p, "pwconv2"), v);
+        v.param(&key(p, "gamma"), &mut self.gamma);
     }
 }
 
 /// MONAI's ResBlock: `conv{1,2,3}.conv.weight`.
 impl Weights for ResBlock {
-    fn export(&self, p: &str, sd: &mut StateDict) {
-        self.conv1.export(&key(p, "conv1.conv"), sd);
-        self.conv2.export(&key(p, "conv2.conv"), sd);
-        if let Some(c) = &self.conv3 {
-            c.export(&key(p, "conv3.conv"), sd);
-        }
-    }
-    fn import(&mut self, p: &str, im: &mut Importer) {
-        self.conv1.import(&key(p, "conv1.conv"), im);
-        self.conv2.import(&key(p, "conv2.conv"), im);
+    fn visit<V: Visitor>(&mut self, p: &str, v: &mut V) {
+        self.conv1.visit(&key(p, "conv1.conv"), v);
+        self.conv2.visit(&key(p, "conv2.conv"), v);
         if let Some(c) = self.conv3.as_mut() {
-            c.import(&key(p, "conv3.conv"), im);
+            c.visit(&key(p, "conv3.conv"), v);
         }
     }
 }
 
 impl Weights for UpBlock {
-    fn export(&self, p: &str, sd: &mut StateDict) {
-        self.transp_conv.export(&key(p, "transp_conv.conv"), sd);
-        self.conv_block.export(&key(p, "conv_block"), sd);
-    }
-    fn import(&mut self, p: &str, im: &mut Importer) {
-        self.transp_conv.import(&key(p, "transp_conv.conv"), im);
-        self.conv_block.import(&key(p, "conv_block"), im);
-    }
-}
-
-impl Net {
-    fn encoder_prefix(&self) -> &'static str {
-        match self.config().arch {
-            Arch::Repuxnet => "repuxnet_3d",
-            Arch::Uxnet => "uxnet_3d",
-        }
+    fn visit<V: Visitor>(&mut self, p: &str, v: &mut V) {
+        self.transp_conv.visit(&key(p, "transp_conv.conv"), v);
+        self.conv_block.visit(&key(p, "conv_block"), v);
     }
 }
 
 impl Weights for Net {
-    fn export(&self, _p: &str, sd: &mut StateDict) {
-        let e = self.encoder_prefix();
-        for (i, d) in self.encoder.downsample_layers.iter().enumerate() {
-            let (conv, norm) = if d.norm_first { (1, 0) } else { (0, 1) };
-            d.conv.export(&format!("{e}.downsample_layers.{i}.{conv}"), sd);
-            d.norm.export(&format!("{e}.downsample_layers.{i}.{norm}"), sd);
-        }
-        for (s, stage) in self.encoder.stages.iter().enumerate() {
-            for (b, block) in stage.iter().enumerate() {
-                let p = format!("{e}.stages.{s}.{b}");
-                match block {
-                    Block::Rep(r) => r.export(&p, sd),
-                    Block::Ux(u) => u.export(&p, sd),
-                }
-            }
-        }
-        for (i, n) in self.encoder.norms.iter().enumerate() {
-            n.export(&format!("{e}.norm{i}"), sd);
-        }
-        for (name, r) in [("encoder1", &self.encoder1), ("encoder2", &self.encoder2), ("encoder3", &self.encoder3), ("encoder4", &self.encoder4), ("encoder5", &self.encoder5), ("decoder1", &self.decoder1)] {
-            r.export(&format!("{name}.layer"), sd);
-        }
-        for (name, u) in [("decoder5", &self.decoder5), ("decoder4", &self.decoder4), ("decoder3", &self.decoder3), ("decoder2", &self.decoder2)] {
-            u.export(name, sd);
-        }
-        self.out.export("out.conv.conv", sd);
-    }
-
-    fn import(&mut self, _p: &str, im: &mut Importer) {
-        let e = self.encoder_prefix();
+    fn visit<V: Visitor>(&mut self, _p: &str, v: &mut V) {
+        let e = match self.config().arch {
+            Arch::Repuxnet => "repuxnet_3d",
+            Arch::Uxnet => "uxnet_3d",
+        };
         for (i, d) in self.encoder.downsample_layers.iter_mut().enumerate() {
             let (conv, norm) = if d.norm_first { (1, 0) } else { (0, 1) };
-            d.conv.import(&format!("{e}.downsample_layers.{i}.{conv}"), im);
-            d.norm.import(&format!("{e}.downsample_layers.{i}.{norm}"), im);
+            d.conv.visit(&format!("{e}.downsample_layers.{i}.{conv}"), v);
+            d.norm.visit(&format!("{e}.downsample_layers.{i}.{norm}"), v);
         }
         for (s, stage) in self.encoder.stages.iter_mut().enumerate() {
             for (b, block) in stage.iter_mut().enumerate() {
                 let p = format!("{e}.stages.{s}.{b}");
                 match block {
-                    Block::Rep(r) => r.import(&p, im),
-                    Block::Ux(u) => u.import(&p, im),
+                    Block::Rep(r) => r.visit(&p, v),
+                    Block::Ux(u) => u.visit(&p, v),
                 }
             }
         }
         for (i, n) in self.encoder.norms.iter_mut().enumerate() {
-            n.import(&format!("{e}.norm{i}"), im);
+            n.visit(&format!("{e}.norm{i}"), v);
         }
         for (name, r) in [("encoder1", &mut self.encoder1), ("encoder2", &mut self.encoder2), ("encoder3", &mut self.encoder3), ("encoder4", &mut self.encoder4), ("encoder5", &mut self.encoder5), ("decoder1", &mut self.decoder1)] {
-            r.import(&format!("{name}.layer"), im);
+            r.visit(&format!("{name}.layer"), v);
         }
         for (name, u) in [("decoder5", &mut self.decoder5), ("decoder4", &mut self.decoder4), ("decoder3", &mut self.decoder3), ("decoder2", &mut self.decoder2)] {
-            u.import(name, im);
+            u.visit(name, v);
         }
-        self.out.import("out.conv.conv", im);
+        self.out.visit("out.conv.conv", v);
     }
 }
 
@@ -382,7 +325,7 @@ pub fn write_safetensors(path: &Path, sd: &StateDict, metadata: Option<std::coll
 pub fn load_into(net: &mut Net, path: &Path, device: &Device) -> Result<(), WeightError> {
     let sd = read_state_dict(path)?;
     let mut im = Importer::new(sd, device);
-    net.import("", &mut im);
+    net.visit("", &mut im);
     im.finish().map_err(|e| match e {
         WeightError::Mismatch { .. } => read_err(path, e),
         other => other,
@@ -392,9 +335,7 @@ pub fn load_into(net: &mut Net, path: &Path, device: &Device) -> Result<(), Weig
 /// repux's model directory: `model.safetensors` + `config.json`.
 pub fn save_model_dir(net: &Net, dir: &Path) -> Result<(), WeightError> {
     std::fs::create_dir_all(dir).map_err(|e| read_err(dir, e))?;
-    let mut sd = StateDict::default();
-    net.export("", &mut sd);
-    write_safetensors(&dir.join("model.safetensors"), &sd, None)?;
+    write_safetensors(&dir.join("model.safetensors"), &state_dict(net), None)?;
     let cfg = serde_json::to_string_pretty(net.config()).map_err(|e| read_err(dir, e))?;
     let cp = dir.join("config.json");
     repux_volume::nifti::write_atomic(&cp, |w| std::io::Write::write_all(w, cfg.as_bytes())).map_err(|e| read_err(&cp, e))
