@@ -12,6 +12,7 @@ mod plan;
 mod predict;
 mod preprocess;
 mod synth;
+mod train;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -36,6 +37,8 @@ enum Command {
     Plan(plan::Args),
     /// Preprocess every training case into a cache that training reads without resampling.
     Preprocess(preprocess::Args),
+    /// Train a network on a preprocessed dataset (the paper's recipe by default).
+    Train(train::Args),
     /// Segment images with a model directory; label maps land on each input's exact grid.
     Predict(predict::Args),
     /// Dice, IoU, HD95, ASD and NSD of a prediction folder against a reference folder.
@@ -64,6 +67,7 @@ fn main() -> ExitCode {
         Command::Model(c) => model::run(c),
         Command::Evaluate(a) => evaluate::run(a),
         Command::Predict(a) => predict::run(a),
+        Command::Train(a) => train::run(a),
         Command::Overlay(a) => overlay::run(a),
         Command::Forward(a) => model::forward(a),
     };
