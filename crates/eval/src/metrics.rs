@@ -14,7 +14,7 @@
 //! Empty conventions: both masks empty → every metric NaN (nnU-Net: excluded from the means);
 //! exactly one empty → Dice = IoU = 0, HD95 = ASD = +∞, NSD = 0.
 
-use crate::edt::squared_edt;
+use crate::edt::squared_edt_at;
 use rayon::prelude::*;
 use serde::Serialize;
 
@@ -96,9 +96,8 @@ pub fn surface_distances(pred_edges: &[bool], ref_edges: &[bool], shape: [usize;
     };
     let cs = [hi[0] - lo[0], hi[1] - lo[1], hi[2] - lo[2]];
     let (pe, re) = (crop(pred_edges, shape, lo, hi), crop(ref_edges, shape, lo, hi));
-    let (to_ref, to_pred) = rayon::join(|| squared_edt(&re, cs, spacing), || squared_edt(&pe, cs, spacing));
-    let pick = |edges: &[bool], dist: &[f64]| edges.iter().zip(dist).filter(|(e, _)| **e).map(|(_, d)| d.sqrt()).collect::<Vec<f64>>();
-    (pick(&pe, &to_ref), pick(&re, &to_pred))
+    let (to_ref, to_pred) = rayon::join(|| squared_edt_at(&re, cs, spacing, &pe), || squared_edt_at(&pe, cs, spacing, &re));
+    (to_ref.into_iter().map(f64::sqrt).collect(), to_pred.into_iter().map(f64::sqrt).collect())
 }
 
 /// numpy's default percentile (linear interpolation between order statistics).
@@ -144,7 +143,18 @@ pub fn class_metrics(pred: &[bool], reference: &[bool], shape: [usize; 3], spaci
         m.NSD = 0.0;
         return m;
     }
-    let (pe, re) = rayon::join(|| edges(pred, shape), || edges(reference, shape));
+    // Work inside the masks' joint bounding box grown by one voxel: the outside is background in
+    // both, so the edges (and every distance between them) are the same as on the full grid.
+    let (pred, reference, shape) = match bbox([pred, reference], shape) {
+        Some((lo, hi)) => {
+            let lo: [usize; 3] = std::array::from_fn(|a| lo[a].saturating_sub(1));
+            let hi: [usize; 3] = std::array::from_fn(|a| (hi[a] + 1).min(shape[a]));
+            let cs = [hi[0] - lo[0], hi[1] - lo[1], hi[2] - lo[2]];
+            (crop(pred, shape, lo, hi), crop(reference, shape, lo, hi), cs)
+        }
+        None => (pred.to_vec(), reference.to_vec(), shape),
+    };
+    let (pe, re) = rayon::join(|| edges(&pred, shape), || edges(&reference, shape));
     let (d1, d2) = surface_distances(&pe, &re, shape, spacing);
     let within = d1.iter().chain(&d2).filter(|&&d| d <= nsd_tolerance).count();
     m.NSD = within as f64 / (d1.len() + d2.len()) as f64;

@@ -3,7 +3,7 @@
 
 use proptest::prelude::*;
 use repux_eval::class_metrics;
-use repux_eval::edt::squared_edt;
+use repux_eval::edt::{squared_edt, squared_edt_at};
 
 #[test]
 fn matches_scipy_fixtures() {
@@ -58,6 +58,14 @@ proptest! {
         let seed: Vec<bool> = (0..n).map(|i| bits[i] && bits[(i * 7 + 3) % 343] && bits[(i * 13 + 5) % 343]).collect();
         let a = squared_edt(&seed, [d, h, w], [sx, sy, sz]);
         let b = brute(&seed, [d, h, w], [sx, sy, sz]);
+        // The query-restricted variant agrees at the queried voxels (here: every other voxel).
+        let query: Vec<bool> = (0..n).map(|i| bits[(i * 5 + 1) % 343]).collect();
+        let at = squared_edt_at(&seed, [d, h, w], [sx, sy, sz], &query);
+        let want: Vec<f64> = b.iter().zip(&query).filter(|(_, q)| **q).map(|(v, _)| *v).collect();
+        prop_assert_eq!(at.len(), want.len());
+        for (x, y) in at.iter().zip(&want) {
+            prop_assert!((x == y) || (x - y).abs() <= 1e-9 * y.abs().max(1.0), "at: {} vs {}", x, y);
+        }
         for (x, y) in a.iter().zip(&b) {
             // Tolerance: exact arithmetic on the same squared distances, 1e-9 relative.
             prop_assert!((x == y) || (x - y).abs() <= 1e-9 * y.abs().max(1.0), "{} vs {}", x, y);
