@@ -72,6 +72,7 @@ fn paper_parameter_counts() {
 #[test]
 fn bfr_gradient_step_is_delta_scaled_and_w_is_never_overwritten() {
     let device = cpu().autodiff();
+    device.seed(3);
     let k = 5;
     let block = RepUxBlock::new(2, k, Some(1.0), &[], &device);
     let w0 = values(block.dwconv.weight.val());
@@ -106,6 +107,7 @@ fn bfr_gradient_step_is_delta_scaled_and_w_is_never_overwritten() {
 #[test]
 fn sr_and_bn_merges_equal_the_training_network_in_eval() {
     let device = cpu();
+    device.seed(5);
     for reparam in [Reparam::Sr, Reparam::Bfr, Reparam::None] {
         let mut block = RepUxBlock::new(3, 7, (reparam == Reparam::Bfr).then_some(1.0), if reparam == Reparam::Sr { &[3, 5] } else { &[] }, &device);
         // Non-trivial BatchNorm statistics everywhere (eval mode uses them).
@@ -162,13 +164,21 @@ fn model_directory_roundtrip() {
 
 #[test]
 fn whole_sr_network_merges_to_the_same_output() {
-    let cfg = ModelConfig { reparam: Some(Reparam::Sr), feature_size: [2, 4, 8, 8], hidden_size: 8, kernel_size: Some(7), sr_kernels: vec![3, 5], ..ModelConfig::default() };
+    // Seeded weights (unseeded, a rare draw put InstanceNorm over a near-constant 2-channel
+    // feature map, which amplifies f32 rounding past the bound).
+    let cfg = ModelConfig { reparam: Some(Reparam::Sr), feature_size: [4, 8, 16, 16], hidden_size: 16, kernel_size: Some(7), sr_kernels: vec![3, 5], ..ModelConfig::default() };
     cfg.validate().unwrap();
-    let net = Net::new(&cfg, &cpu());
-    let x = Tensor::<5>::random([1, 1, 16, 16, 32], Distribution::Normal(0.0, 1.0), &cpu());
-    let train = values(net.forward(x.clone()));
-    let e = rel_l2(&values(net.merge().forward(x)), &train);
-    assert!(e <= 1e-5, "SR network merged vs eval: relative L2 {e}");
+    let seeds: Vec<u64> = std::env::var("REPUX_SR_SEEDS").ok().map(|s| s.split(',').filter_map(|v| v.parse().ok()).collect()).unwrap_or_else(|| vec![7]);
+    for seed in seeds {
+        let device = cpu();
+        device.seed(seed);
+        let net = Net::new(&cfg, &device);
+        let x = Tensor::<5>::random([1, 1, 16, 16, 32], Distribution::Normal(0.0, 1.0), &device);
+        let train = values(net.forward(x.clone()));
+        let e = rel_l2(&values(net.merge().forward(x)), &train);
+        eprintln!("seed {seed}: relative L2 {e:.2e}");
+        assert!(e <= 1e-5, "SR network merged vs eval (seed {seed}): relative L2 {e}");
+    }
 }
 
 /// The fast depthwise kernel (forward on Flex, custom backward on Autodiff<Flex>) against burn's
@@ -179,6 +189,7 @@ fn depthwise_extension_matches_burn_generic_op_and_its_gradients() {
     use burn::tensor::ops::ConvOptions;
     for (k, shape) in [(3usize, [2usize, 3, 5, 6, 7]), (7, [1, 2, 8, 8, 8]), (21, [1, 2, 6, 10, 12])] {
         let device = cpu().autodiff();
+        device.seed(k as u64);
         let c = shape[1];
         let x = Tensor::<5>::random(shape, Distribution::Normal(0.0, 1.0), &device).require_grad();
         let w = Tensor::<5>::random([c, 1, k, k, k], Distribution::Normal(0.0, 0.2), &device).require_grad();
