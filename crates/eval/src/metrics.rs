@@ -12,7 +12,8 @@
 //!   `compute_surface_dice`).
 //!
 //! Empty conventions: both masks empty → every metric NaN (nnU-Net: excluded from the means);
-//! exactly one empty → Dice = IoU = 0, HD95 = ASD = +∞, NSD = 0.
+//! exactly one empty → Dice = IoU = 0 (nnU-Net; MONAI's `DiceMetric(ignore_empty=True)` gives NaN
+//! whenever the reference is empty), HD95 = ASD = +∞ and NSD = 0 (MONAI).
 
 use crate::edt::squared_edt_at;
 use rayon::prelude::*;
