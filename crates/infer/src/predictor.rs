@@ -144,9 +144,9 @@ pub fn input_cases(input: &Path) -> Result<Vec<(String, Vec<PathBuf>)>, InferErr
     let mut cases: BTreeMap<String, BTreeMap<usize, PathBuf>> = BTreeMap::new();
     for f in files {
         let id = repux_volume::dataset::case_id(&f);
-        let (case, ch) = match id.rsplit_once('_') {
-            Some((c, s)) if s.len() == 4 && s.bytes().all(|b| b.is_ascii_digit()) => (c.to_string(), s.parse().unwrap_or(0)),
-            _ => (id, 0),
+        let (case, ch) = match repux_volume::dataset::split_channel(&id) {
+            Some((c, ch)) => (c.to_string(), ch),
+            None => (id, 0),
         };
         cases.entry(case).or_default().insert(ch, f);
     }

@@ -138,8 +138,8 @@ fn list_files(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(v)
 }
 
-/// `case_0003` → (`case`, 3).
-fn split_channel(stem: &str) -> Option<(&str, usize)> {
+/// `case_0003` → (`case`, 3): nnU-Net's channel suffix.
+pub fn split_channel(stem: &str) -> Option<(&str, usize)> {
     let (case, ch) = stem.rsplit_once('_')?;
     if ch.len() == 4 && ch.bytes().all(|b| b.is_ascii_digit()) {
         Some((case, ch.parse().ok()?))
