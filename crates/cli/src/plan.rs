@@ -1,7 +1,7 @@
 use crate::args::{pair, triple};
 use anyhow::{Context, Result};
 use repux_prep::plan::{fingerprint, make_plans};
-use repux_prep::{Interp, LabelInterp, PlanOptions, SeparateZ};
+use repux_prep::{Interp, LabelInterp, PlanOptions, ResampleOptions, SeparateZ};
 use repux_volume::Dataset;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -69,19 +69,22 @@ pub fn run(a: Args) -> Result<ExitCode> {
         patch_size: a.patch_size,
         batch_size: a.batch_size,
         ct_window: a.ct_window,
-        image_interpolation: match a.image_interpolation {
-            ImageInterp::Linear => Interp::Linear,
-            ImageInterp::Cubic => Interp::Cubic,
+        resampling: ResampleOptions {
+            image_interpolation: match a.image_interpolation {
+                ImageInterp::Linear => Interp::Linear,
+                ImageInterp::Cubic => Interp::Cubic,
+            },
+            label_interpolation: match a.label_interpolation {
+                LabelInterpArg::Nearest => LabelInterp::Nearest,
+                LabelInterpArg::OneHotLinear => LabelInterp::OneHotLinear,
+            },
+            separate_z: match a.separate_z {
+                SeparateZArg::Auto => SeparateZ::Auto,
+                SeparateZArg::Never => SeparateZ::Never,
+            },
+            crop_to_foreground: !a.no_crop,
+            ..ResampleOptions::default()
         },
-        label_interpolation: match a.label_interpolation {
-            LabelInterpArg::Nearest => LabelInterp::Nearest,
-            LabelInterpArg::OneHotLinear => LabelInterp::OneHotLinear,
-        },
-        separate_z: match a.separate_z {
-            SeparateZArg::Auto => SeparateZ::Auto,
-            SeparateZArg::Never => SeparateZ::Never,
-        },
-        crop_to_foreground: !a.no_crop,
         foreground_fraction: a.foreground_fraction,
         ..PlanOptions::default()
     };

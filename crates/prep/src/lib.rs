@@ -13,7 +13,7 @@ pub mod resample;
 pub mod sampler;
 
 pub use intensity::Normalization;
-pub use pipeline::{invert_channel, invert_labels, invert_probabilities, preprocess, InverseRecord, LabelInterp, PrepConfig, PrepError, Preprocessed, SeparateZ};
+pub use pipeline::{invert_channel, invert_labels, invert_probabilities, preprocess, InverseRecord, LabelInterp, PrepConfig, PrepError, Preprocessed, ResampleOptions, SeparateZ};
 pub use plan::{PlanOptions, Plans};
 pub use resample::Interp;
 

@@ -38,11 +38,10 @@ pub enum SeparateZ {
     Never,
 }
 
-/// What the pipeline needs from the plans.
+/// How a case is cropped and resampled: the plans' choices besides target spacing and
+/// normalisation. Flattened into [`PrepConfig`] and the plans, so JSON keeps flat keys.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct PrepConfig {
-    pub target_spacing: [f64; 3],
-    pub normalization: Vec<Normalization>,
+pub struct ResampleOptions {
     pub image_interpolation: Interp,
     pub label_interpolation: LabelInterp,
     pub separate_z: SeparateZ,
@@ -50,6 +49,23 @@ pub struct PrepConfig {
     pub crop_to_foreground: bool,
     /// Voxels added around the foreground box on each side (native resolution).
     pub crop_margin: usize,
+}
+
+impl Default for ResampleOptions {
+    /// nnU-Net's: cubic images, one-hot-linear labels, separate z beyond 3× anisotropy; crop to the
+    /// foreground with a 2-voxel margin.
+    fn default() -> Self {
+        ResampleOptions { image_interpolation: Interp::Cubic, label_interpolation: LabelInterp::OneHotLinear, separate_z: SeparateZ::Auto, anisotropy_threshold: 3.0, crop_to_foreground: true, crop_margin: 2 }
+    }
+}
+
+/// What the pipeline needs from the plans.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PrepConfig {
+    pub target_spacing: [f64; 3],
+    pub normalization: Vec<Normalization>,
+    #[serde(flatten)]
+    pub resampling: ResampleOptions,
 }
 
 /// A crop `[start, end)` of a grid of `shape`.
@@ -162,8 +178,8 @@ pub struct Preprocessed {
 /// Per-axis interpolation for one resampling, with nnU-Net's separate-z rule.
 pub fn axis_interp(cfg: &PrepConfig, spacing: [f64; 3], order: Interp) -> [Interp; 3] {
     let mut it = [order; 3];
-    if cfg.separate_z == SeparateZ::Auto {
-        if let Some(ax) = separate_z_axis(spacing, cfg.target_spacing, cfg.anisotropy_threshold) {
+    if cfg.resampling.separate_z == SeparateZ::Auto {
+        if let Some(ax) = separate_z_axis(spacing, cfg.target_spacing, cfg.resampling.anisotropy_threshold) {
             it[ax] = Interp::Nearest;
         }
     }
@@ -196,24 +212,24 @@ pub fn preprocess(image: &Volume, labels: Option<&Volume>, cfg: &PrepConfig) -> 
         norm.apply(&mut data[c * n..(c + 1) * n]);
     }
     // Foreground: anything above channel 0's floor (air after CT clipping/windowing), plus labels.
-    let crop = if cfg.crop_to_foreground {
+    let crop = if cfg.resampling.crop_to_foreground {
         let ch0 = &data[..n];
         let floor = ch0.iter().cloned().fold(f32::INFINITY, f32::min);
         let lab = ras_labels.as_deref();
-        bounding_box(ras.geometry.shape, cfg.crop_margin, |i| ch0[i] > floor + 1e-6 || lab.is_some_and(|l| l[i] > 0.0))
+        bounding_box(ras.geometry.shape, cfg.resampling.crop_margin, |i| ch0[i] > floor + 1e-6 || lab.is_some_and(|l| l[i] > 0.0))
     } else {
         Crop { shape: ras.geometry.shape, start: [0; 3], end: ras.geometry.shape }
     };
     let cropped_geom = crop.apply_geometry(&ras.geometry);
     let out_shape = shape_for_spacing(cropped_geom.shape, cropped_geom.spacing, cfg.target_spacing);
-    let img_interp = axis_interp(cfg, cropped_geom.spacing, cfg.image_interpolation);
+    let img_interp = axis_interp(cfg, cropped_geom.spacing, cfg.resampling.image_interpolation);
     let lab_interp = axis_interp(cfg, cropped_geom.spacing, Interp::Linear);
     let mut out = Vec::with_capacity(out_shape.iter().product::<usize>() * image.channels);
     for c in 0..image.channels {
         let cut = crop.apply(&data[c * n..(c + 1) * n]);
         out.extend(resample(&cut, cropped_geom.shape, out_shape, img_interp));
     }
-    let labels_out = ras_labels.map(|l| resample_labels(&crop.apply(&l), cropped_geom.shape, out_shape, cfg.label_interpolation == LabelInterp::OneHotLinear, lab_interp));
+    let labels_out = ras_labels.map(|l| resample_labels(&crop.apply(&l), cropped_geom.shape, out_shape, cfg.resampling.label_interpolation == LabelInterp::OneHotLinear, lab_interp));
     let geometry = resampled_geometry(&cropped_geom, out_shape);
     let record = InverseRecord { native: image.geometry.clone(), reorientation: ro, crop, resampled_shape: out_shape, geometry: geometry.clone() };
     Ok(Preprocessed { image: Volume::new(geometry, image.channels, out), labels: labels_out, record })

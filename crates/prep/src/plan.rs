@@ -3,8 +3,7 @@
 //! that every later step reads. Every field can be overridden ([`PlanOptions`]) or edited.
 
 use crate::intensity::{percentile_sorted, Normalization};
-use crate::pipeline::{LabelInterp, PrepConfig, SeparateZ};
-use crate::resample::Interp;
+use crate::pipeline::{PrepConfig, ResampleOptions};
 use crate::Error;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -122,12 +121,8 @@ pub struct Plans {
     pub normalization: Vec<ChannelNormalization>,
     #[serde(default = "default_orientation")]
     pub orientation: String,
-    pub image_interpolation: Interp,
-    pub label_interpolation: LabelInterp,
-    pub separate_z: SeparateZ,
-    pub anisotropy_threshold: f64,
-    pub crop_to_foreground: bool,
-    pub crop_margin: usize,
+    #[serde(flatten)]
+    pub resampling: ResampleOptions,
     /// Fraction of training crops centred on a foreground voxel.
     pub foreground_fraction: f64,
     /// Median case shape at the target spacing (before cropping).
@@ -143,12 +138,7 @@ pub struct PlanOptions {
     pub batch_size: usize,
     /// Use the paper's fixed HU window for CT channels instead of nnU-Net's CT scheme.
     pub ct_window: Option<(f64, f64)>,
-    pub image_interpolation: Interp,
-    pub label_interpolation: LabelInterp,
-    pub separate_z: SeparateZ,
-    pub anisotropy_threshold: f64,
-    pub crop_to_foreground: bool,
-    pub crop_margin: usize,
+    pub resampling: ResampleOptions,
     pub foreground_fraction: f64,
 }
 
@@ -159,12 +149,7 @@ impl Default for PlanOptions {
             patch_size: [96; 3],
             batch_size: 2,
             ct_window: None,
-            image_interpolation: Interp::Cubic,
-            label_interpolation: LabelInterp::OneHotLinear,
-            separate_z: SeparateZ::Auto,
-            anisotropy_threshold: 3.0,
-            crop_to_foreground: true,
-            crop_margin: 2,
+            resampling: ResampleOptions::default(),
             foreground_fraction: 0.5,
         }
     }
@@ -257,12 +242,7 @@ pub fn make_plans(ds: &Dataset, fp: Fingerprint, opt: &PlanOptions) -> Result<Pl
         batch_size: opt.batch_size.max(1),
         normalization,
         orientation: "RAS".into(),
-        image_interpolation: opt.image_interpolation,
-        label_interpolation: opt.label_interpolation,
-        separate_z: opt.separate_z,
-        anisotropy_threshold: opt.anisotropy_threshold,
-        crop_to_foreground: opt.crop_to_foreground,
-        crop_margin: opt.crop_margin,
+        resampling: opt.resampling.clone(),
         foreground_fraction: opt.foreground_fraction.clamp(0.0, 1.0),
         median_shape,
         fingerprint: fp,
@@ -274,12 +254,7 @@ impl Plans {
         PrepConfig {
             target_spacing: self.target_spacing,
             normalization: self.normalization.iter().map(|n| n.scheme.clone()).collect(),
-            image_interpolation: self.image_interpolation,
-            label_interpolation: self.label_interpolation,
-            separate_z: self.separate_z,
-            anisotropy_threshold: self.anisotropy_threshold,
-            crop_to_foreground: self.crop_to_foreground,
-            crop_margin: self.crop_margin,
+            resampling: self.resampling.clone(),
         }
     }
 

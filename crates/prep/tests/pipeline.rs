@@ -8,7 +8,7 @@ use repux_prep::cache::{load_case, preprocess_dataset, CachedCase, CaseMeta, Out
 use repux_prep::loader::{make_batch, Loader, LoaderConfig};
 use repux_prep::plan::{fingerprint, make_plans};
 use repux_prep::sampler::{sample, PadMode, SamplerConfig};
-use repux_prep::{invert_labels, invert_probabilities, preprocess, Interp, LabelInterp, Normalization, PlanOptions, PrepConfig, SeparateZ};
+use repux_prep::{invert_labels, invert_probabilities, preprocess, Interp, LabelInterp, Normalization, PlanOptions, PrepConfig, ResampleOptions, SeparateZ};
 use repux_volume::synth::generate_case;
 use repux_volume::{Geometry, Volume};
 use std::sync::Arc;
@@ -17,12 +17,7 @@ fn cfg(target: [f64; 3], labels: LabelInterp, crop: bool) -> PrepConfig {
     PrepConfig {
         target_spacing: target,
         normalization: vec![Normalization::Window { a_min: -125.0, a_max: 275.0 }],
-        image_interpolation: Interp::Cubic,
-        label_interpolation: labels,
-        separate_z: SeparateZ::Auto,
-        anisotropy_threshold: 3.0,
-        crop_to_foreground: crop,
-        crop_margin: 2,
+        resampling: ResampleOptions { image_interpolation: Interp::Cubic, label_interpolation: labels, separate_z: SeparateZ::Auto, anisotropy_threshold: 3.0, crop_to_foreground: crop, crop_margin: 2 },
     }
 }
 
