@@ -158,17 +158,15 @@ pub fn write_summary(results: &[CaseResult], out: &Path, tol: &Tolerances) -> Re
         })).collect::<Vec<_>>(),
         "nsd_tolerance_mm": {"default": tol.default, "per_class": tol.per_class.iter().map(|(c, t)| (c.to_string(), *t)).collect::<BTreeMap<_, _>>()},
     });
-    let text = serde_json::to_string_pretty(&summary).map_err(|e| Error::invalid(out, e.to_string()))?;
-    let jp = out.join("summary.json");
-    repux_volume::nifti::write_atomic(&jp, |w| std::io::Write::write_all(w, text.as_bytes()))?;
+    repux_volume::nifti::write_json(&out.join("summary.json"), &summary)?;
     let mut csv = format!("case,class,{}\n", KEYS.join(","));
     for r in results {
         for (c, m) in &r.metrics {
             csv.push_str(&format!("{},{c},{}\n", r.case, values(m).iter().map(|v| v.to_string()).collect::<Vec<_>>().join(",")));
         }
     }
-    repux_volume::nifti::write_atomic(&out.join("summary.csv"), |w| std::io::Write::write_all(w, csv.as_bytes()))?;
-    repux_volume::nifti::write_atomic(&out.join("summary.md"), |w| std::io::Write::write_all(w, markdown(&per_class, &fg).as_bytes()))?;
+    repux_volume::nifti::write_bytes_atomic(&out.join("summary.csv"), csv.as_bytes())?;
+    repux_volume::nifti::write_bytes_atomic(&out.join("summary.md"), markdown(&per_class, &fg).as_bytes())?;
     Ok(summary)
 }
 

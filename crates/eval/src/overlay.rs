@@ -207,5 +207,5 @@ pub fn render(image: &Volume, labels: Option<&Volume>, names: &BTreeMap<u32, Str
         let mut wr = enc.write_header().map_err(|e| Error::invalid(out, e.to_string()))?;
         wr.write_image_data(&cv.px).map_err(|e| Error::invalid(out, e.to_string()))?;
     }
-    repux_volume::nifti::write_atomic(out, |w| std::io::Write::write_all(w, &bytes))
+    repux_volume::nifti::write_bytes_atomic(out, &bytes)
 }

@@ -318,7 +318,7 @@ pub fn write_safetensors(path: &Path, sd: &StateDict, metadata: Option<std::coll
         .collect::<Result<_, _>>()
         .map_err(|e| read_err(path, e))?;
     let out = safetensors::serialize(views, metadata).map_err(|e| read_err(path, e))?;
-    repux_volume::nifti::write_atomic(path, |w| std::io::Write::write_all(w, &out)).map_err(|e| read_err(path, e))
+    repux_volume::nifti::write_bytes_atomic(path, &out).map_err(|e| read_err(path, e))
 }
 
 /// Loads weights into `net` from a file; every mismatch is reported at once.
@@ -336,9 +336,8 @@ pub fn load_into(net: &mut Net, path: &Path, device: &Device) -> Result<(), Weig
 pub fn save_model_dir(net: &Net, dir: &Path) -> Result<(), WeightError> {
     std::fs::create_dir_all(dir).map_err(|e| read_err(dir, e))?;
     write_safetensors(&dir.join("model.safetensors"), &state_dict(net), None)?;
-    let cfg = serde_json::to_string_pretty(net.config()).map_err(|e| read_err(dir, e))?;
     let cp = dir.join("config.json");
-    repux_volume::nifti::write_atomic(&cp, |w| std::io::Write::write_all(w, cfg.as_bytes())).map_err(|e| read_err(&cp, e))
+    repux_volume::nifti::write_json(&cp, net.config()).map_err(|e| read_err(&cp, e))
 }
 
 /// Builds a network from a model directory.

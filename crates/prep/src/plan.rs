@@ -269,8 +269,7 @@ impl Plans {
     }
 
     pub fn save(&self, path: &Path) -> Result<(), Error> {
-        let text = serde_json::to_string_pretty(self).map_err(|e| Error::Other(e.to_string()))?;
-        Ok(repux_volume::nifti::write_atomic(path, |w| std::io::Write::write_all(w, text.as_bytes()))?)
+        Ok(repux_volume::nifti::write_json(path, self)?)
     }
 }
 

@@ -98,8 +98,7 @@ pub fn splits(ids: &[String], path: &Path) -> Result<Vec<(Vec<String>, Vec<Strin
             Split { train, val }
         })
         .collect();
-    let text = serde_json::to_string_pretty(&folds).map_err(|e| TrainError::Config(e.to_string()))?;
-    repux_volume::nifti::write_atomic(path, |w| std::io::Write::write_all(w, text.as_bytes()))?;
+    repux_volume::nifti::write_json(path, &folds)?;
     Ok(folds.into_iter().map(|s| (s.train, s.val)).collect())
 }
 
@@ -198,9 +197,8 @@ pub fn train(model: &ModelConfig, plans: &Plans, train_cases: Vec<CachedCase>, v
         log.push('\n');
         on_log(&line);
     }
-    repux_volume::nifti::write_atomic(&log_path, |w| std::io::Write::write_all(w, log.as_bytes()))?;
+    repux_volume::nifti::write_bytes_atomic(&log_path, log.as_bytes())?;
     save_checkpoint(&net, plans, &out.join("checkpoint_final"))?;
-    let text = serde_json::to_string_pretty(cfg).map_err(|e| TrainError::Config(e.to_string()))?;
-    repux_volume::nifti::write_atomic(&out.join("train_config.json"), |w| std::io::Write::write_all(w, text.as_bytes()))?;
+    repux_volume::nifti::write_json(&out.join("train_config.json"), cfg)?;
     Ok(net)
 }

@@ -746,6 +746,17 @@ pub fn write_atomic(path: &Path, body: impl FnOnce(&mut std::io::BufWriter<&std:
     Ok(())
 }
 
+/// Writes `bytes` to `path` atomically (see [`write_atomic`]).
+pub fn write_bytes_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic(path, |w| w.write_all(bytes))
+}
+
+/// Writes `value` as pretty-printed JSON, atomically.
+pub fn write_json<T: serde::Serialize + ?Sized>(path: &Path, value: &T) -> Result<()> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| Error::invalid(path, format!("cannot serialise as JSON: {e}")))?;
+    write_bytes_atomic(path, text.as_bytes())
+}
+
 /// Writes an integer label map with the smallest unsigned type that holds `max_label`.
 pub fn write_labels(path: &Path, g: &Geometry, labels: &[f32], max_label: u32) -> Result<()> {
     write_nifti(path, g, 1, labels, DataType::for_labels(max_label))

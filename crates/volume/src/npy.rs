@@ -100,7 +100,7 @@ pub fn encode(shape: &[usize], data: &[f32], dtype: NpyType) -> Result<Vec<u8>, 
 /// Writes a `.npy` file atomically.
 pub fn write(path: &Path, shape: &[usize], data: &[f32], dtype: NpyType) -> Result<()> {
     let bytes = encode(shape, data, dtype).map_err(|m| Error::invalid(path, m))?;
-    crate::nifti::write_atomic(path, |w| std::io::Write::write_all(w, &bytes))
+    crate::nifti::write_bytes_atomic(path, &bytes)
 }
 
 fn dict_value<'a>(header: &'a str, key: &str) -> Option<&'a str> {

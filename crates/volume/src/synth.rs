@@ -354,8 +354,7 @@ pub fn write_dataset(out: &Path, cases: usize, seed: u64, mut progress: impl FnM
         "file_ending": ".nii.gz",
     });
     let jp = out.join("dataset.json");
-    let text = serde_json::to_string_pretty(&json).map_err(|e| Error::invalid(&jp, e.to_string()))?;
-    crate::nifti::write_atomic(&jp, |w| std::io::Write::write_all(w, text.as_bytes()))
+    crate::nifti::write_json(&jp, &json)
 }
 
 #[cfg(test)]
