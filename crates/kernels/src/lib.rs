@@ -4,6 +4,7 @@
 //!
 //! Layout: N × C × D × H × W, C order (last axis fastest), as everywhere in repux.
 
+pub mod dense;
 pub mod depthwise;
 pub mod reference;
 

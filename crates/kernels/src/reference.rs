@@ -71,3 +71,107 @@ pub fn depthwise_backward(s: &DwShape, x: &[f32], w: &[f32], dy: &[f32]) -> (Vec
     let f = |v: Vec<f64>| v.into_iter().map(|a| a as f32).collect();
     (f(dx), f(dw), f(db))
 }
+
+/// `y[n,o,z] = b[o] + Σ_{i∈group(o), q} x[n,i,z·s+q−p] · w[o,i,q]` (PyTorch's conv3d, zero
+/// padding, groups).
+pub fn conv3d_forward(s: &crate::dense::ConvShape, x: &[f32], w: &[f32], b: Option<&[f32]>) -> Vec<f32> {
+    let mut y = vec![0f64; s.output_len()];
+    conv3d_visit(s, |xi, wi, yi| y[yi] += x[xi] as f64 * w[wi] as f64);
+    let sp: usize = s.out().iter().product();
+    for (i, v) in y.iter_mut().enumerate() {
+        *v += b.map(|b| b[i / sp % s.cout] as f64).unwrap_or(0.0);
+    }
+    y.into_iter().map(|v| v as f32).collect()
+}
+
+/// Gradients of [`conv3d_forward`]: (dx, dw, db).
+pub fn conv3d_backward(s: &crate::dense::ConvShape, x: &[f32], w: &[f32], dy: &[f32]) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let mut dx = vec![0f64; x.len()];
+    let mut dw = vec![0f64; w.len()];
+    conv3d_visit(s, |xi, wi, yi| {
+        dx[xi] += dy[yi] as f64 * w[wi] as f64;
+        dw[wi] += dy[yi] as f64 * x[xi] as f64;
+    });
+    let sp: usize = s.out().iter().product();
+    let mut db = vec![0f64; s.cout];
+    for (i, &g) in dy.iter().enumerate() {
+        db[i / sp % s.cout] += g as f64;
+    }
+    let f = |v: Vec<f64>| v.into_iter().map(|a| a as f32).collect();
+    (f(dx), f(dw), f(db))
+}
+
+/// Calls `f(x index, w index, y index)` for every product term of a conv3d.
+fn conv3d_visit(s: &crate::dense::ConvShape, mut f: impl FnMut(usize, usize, usize)) {
+    let [od, oh, ow] = s.out();
+    let (k, cg, og) = (s.k, s.cin / s.groups, s.cout / s.groups);
+    for n in 0..s.n {
+        for o in 0..s.cout {
+            let g = o / og;
+            for z in 0..od {
+                for yy in 0..oh {
+                    for xx in 0..ow {
+                        let yi = (((n * s.cout + o) * od + z) * oh + yy) * ow + xx;
+                        for i in 0..cg {
+                            for a in 0..k {
+                                for b in 0..k {
+                                    for c in 0..k {
+                                        let iz = (z * s.stride + a) as isize - s.pad as isize;
+                                        let iy = (yy * s.stride + b) as isize - s.pad as isize;
+                                        let ix = (xx * s.stride + c) as isize - s.pad as isize;
+                                        if iz < 0 || iy < 0 || ix < 0 || iz >= s.d as isize || iy >= s.h as isize || ix >= s.w as isize {
+                                            continue;
+                                        }
+                                        let xi = (((n * s.cin + g * cg + i) * s.d + iz as usize) * s.h + iy as usize) * s.w + ix as usize;
+                                        let wi = (((o * cg + i) * k + a) * k + b) * k + c;
+                                        f(xi, wi, yi);
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `y[n,o,2z+q] = Σ_i x[n,i,z] · w[i,o,q]` (PyTorch's conv_transpose3d, kernel 2, stride 2).
+pub fn conv_transpose_k2s2_forward(s: &crate::dense::UpShape, x: &[f32], w: &[f32]) -> Vec<f32> {
+    let mut y = vec![0f64; s.output_len()];
+    up_visit(s, |xi, wi, yi| y[yi] += x[xi] as f64 * w[wi] as f64);
+    y.into_iter().map(|v| v as f32).collect()
+}
+
+/// Gradients of [`conv_transpose_k2s2_forward`]: (dx, dw).
+pub fn conv_transpose_k2s2_backward(s: &crate::dense::UpShape, x: &[f32], w: &[f32], dy: &[f32]) -> (Vec<f32>, Vec<f32>) {
+    let mut dx = vec![0f64; x.len()];
+    let mut dw = vec![0f64; w.len()];
+    up_visit(s, |xi, wi, yi| {
+        dx[xi] += dy[yi] as f64 * w[wi] as f64;
+        dw[wi] += dy[yi] as f64 * x[xi] as f64;
+    });
+    let f = |v: Vec<f64>| v.into_iter().map(|a| a as f32).collect();
+    (f(dx), f(dw))
+}
+
+fn up_visit(s: &crate::dense::UpShape, mut f: impl FnMut(usize, usize, usize)) {
+    for n in 0..s.n {
+        for i in 0..s.cin {
+            for o in 0..s.cout {
+                for z in 0..s.d {
+                    for yy in 0..s.h {
+                        for xx in 0..s.w {
+                            let xi = (((n * s.cin + i) * s.d + z) * s.h + yy) * s.w + xx;
+                            for q in 0..8 {
+                                let (a, b, c) = (q / 4, q / 2 % 2, q % 2);
+                                let yi = (((n * s.cout + o) * 2 * s.d + 2 * z + a) * 2 * s.h + 2 * yy + b) * 2 * s.w + 2 * xx + c;
+                                f(xi, (i * s.cout + o) * 8 + q, yi);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -3,9 +3,11 @@
 //! conv) goes through it, so fast CPU kernels replace the two impls below — `Flex` (inference)
 //! and `Autodiff<Flex>` (training, with a custom backward) — without touching network code.
 //!
-//! Today: the depthwise conv runs repux-kernels (FFT or direct by cost model) forward, and its
-//! backward is one custom autodiff step computing dx, dw and db together; the dense and
-//! transposed convs still call burn's own module ops (whose autodiff carries their backward).
+//! Every conv runs repux-kernels: the depthwise conv by FFT or direct loops (cost model), the
+//! dense/grouped convs and the k2 s2 transposed conv by im2col + GEMM. Each has one custom
+//! autodiff step computing all its gradients together (dx only when the input needs one — the
+//! network's input does not). Burn's own module ops stay available as the reference
+//! ([`burn_depthwise`], [`burn_conv3d`]) that tests and `repux bench` compare against.
 //!
 //! Shapes: x [N, C, D, H, W]; depthwise weight [C, 1, K, K, K]; dense weight [O, I/g, k, k, k];
 //! transposed weight [I, O, 2, 2, 2] (PyTorch's layout).
@@ -22,6 +24,7 @@ use burn::backend::autodiff::NodeId;
 use burn::backend::flex::FlexTensor;
 use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
 use burn::tensor::{Tensor, TensorData};
+use repux_kernels::dense::{self, ConvShape, UpShape};
 use repux_kernels::depthwise::{self, DwAlgo, DwShape};
 
 /// The extension point for repux's convolutions.
@@ -29,9 +32,7 @@ use repux_kernels::depthwise::{self, DwAlgo, DwShape};
 pub trait ConvBackend: burn::backend::Backend {
     /// Depthwise conv, stride 1, 'same' zero padding (K odd), with bias.
     fn depthwise_conv3d(x: FloatTensor<Self>, weight: FloatTensor<Self>, bias: FloatTensor<Self>) -> FloatTensor<Self>;
-    /// Dense or grouped conv with a cubic kernel, without bias.
-    fn conv3d(x: FloatTensor<Self>, weight: FloatTensor<Self>, stride: usize, padding: usize, groups: usize) -> FloatTensor<Self>;
-    /// Dense or grouped conv with a cubic kernel and a bias.
+    /// Dense or grouped conv with a cubic kernel and a bias (zeros for a conv without one).
     fn conv3d_bias(x: FloatTensor<Self>, weight: FloatTensor<Self>, bias: FloatTensor<Self>, stride: usize, padding: usize, groups: usize) -> FloatTensor<Self>;
     /// Transposed conv, kernel 2, stride 2, no bias.
     fn conv_transpose3d_k2s2(x: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self>;
@@ -52,28 +53,22 @@ pub fn burn_depthwise<B: burn::backend::Backend>(x: FloatTensor<B>, weight: Floa
     <B as ModuleOps<B>>::conv3d(x, weight, Some(bias), opts)
 }
 
-/// Burn's own module ops for the dense and transposed convs.
-macro_rules! impl_with_burn_ops {
-    () => {
-        fn conv3d(x: FloatTensor<Self>, weight: FloatTensor<Self>, stride: usize, padding: usize, groups: usize) -> FloatTensor<Self> {
-            <Self as ModuleOps<Self>>::conv3d(x, weight, None, ConvOptions::new([stride; 3], [padding; 3], [1, 1, 1], groups))
-        }
-        fn conv3d_bias(x: FloatTensor<Self>, weight: FloatTensor<Self>, bias: FloatTensor<Self>, stride: usize, padding: usize, groups: usize) -> FloatTensor<Self> {
-            <Self as ModuleOps<Self>>::conv3d(x, weight, Some(bias), ConvOptions::new([stride; 3], [padding; 3], [1, 1, 1], groups))
-        }
-        fn conv_transpose3d_k2s2(x: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self> {
-            <Self as ModuleOps<Self>>::conv_transpose3d(x, weight, None, up_options())
-        }
-    };
+/// Burn's generic dense/grouped conv (the reference the fast kernel is checked against).
+pub fn burn_conv3d<B: burn::backend::Backend>(x: FloatTensor<B>, weight: FloatTensor<B>, bias: FloatTensor<B>, stride: usize, padding: usize, groups: usize) -> FloatTensor<B> {
+    <B as ModuleOps<B>>::conv3d(x, weight, Some(bias), ConvOptions::new([stride; 3], [padding; 3], [1, 1, 1], groups))
+}
+
+/// Burn's generic transposed conv, kernel 2, stride 2 (the reference).
+pub fn burn_conv_transpose3d_k2s2<B: burn::backend::Backend>(x: FloatTensor<B>, weight: FloatTensor<B>) -> FloatTensor<B> {
+    <B as ModuleOps<B>>::conv_transpose3d(x, weight, None, up_options())
 }
 
 fn flex_vec(t: FloatTensor<Flex>) -> Vec<f32> {
     let data = t.into_data();
-    match data.clone().try_to_vec::<f32>() {
-        Ok(v) => v,
-        // Other float dtypes: convert through f32.
-        Err(_) => data.convert::<f32>().try_to_vec::<f32>().unwrap_or_default(),
-    }
+    // f32 moves the buffer out when the tensor owns it (no copy); other float dtypes convert.
+    // Either way the dtype matches, so the conversion cannot fail (the kernels assert lengths).
+    let data = if data.dtype() == burn::tensor::DType::F32 { data } else { data.convert::<f32>() };
+    data.try_into_vec::<f32>().unwrap_or_default()
 }
 
 fn flex_tensor<const D: usize>(v: Vec<f32>, shape: [usize; D]) -> FloatTensor<Flex> {
@@ -85,13 +80,50 @@ fn dw_shape(x: &FloatTensor<Flex>, weight: &FloatTensor<Flex>) -> DwShape {
     DwShape { n, c, d, h, w, k: weight.shape().dims::<5>()[2] }
 }
 
+/// Stride, padding and groups of a dense conv (the autodiff state carries them).
+#[derive(Clone, Copy, Debug)]
+struct ConvParams {
+    stride: usize,
+    padding: usize,
+    groups: usize,
+}
+
+fn conv_shape(x: &FloatTensor<Flex>, weight: &FloatTensor<Flex>, p: ConvParams) -> ConvShape {
+    let [n, cin, d, h, w] = x.shape().dims::<5>();
+    let [cout, _, k, _, _] = weight.shape().dims::<5>();
+    ConvShape { n, cin, cout, d, h, w, k, stride: p.stride, pad: p.padding, groups: p.groups }
+}
+
+fn up_shape(x: &FloatTensor<Flex>, weight: &FloatTensor<Flex>) -> UpShape {
+    let [n, cin, d, h, w] = x.shape().dims::<5>();
+    UpShape { n, cin, cout: weight.shape().dims::<5>()[1], d, h, w }
+}
+
+fn flex_conv3d(x: FloatTensor<Flex>, weight: FloatTensor<Flex>, bias: FloatTensor<Flex>, p: ConvParams) -> FloatTensor<Flex> {
+    let s = conv_shape(&x, &weight, p);
+    let y = dense::conv3d_forward(&s, &flex_vec(x), &flex_vec(weight), Some(&flex_vec(bias)));
+    let [od, oh, ow] = s.out();
+    flex_tensor(y, [s.n, s.cout, od, oh, ow])
+}
+
+fn flex_up(x: FloatTensor<Flex>, weight: FloatTensor<Flex>) -> FloatTensor<Flex> {
+    let s = up_shape(&x, &weight);
+    let y = dense::conv_transpose_k2s2_forward(&s, &flex_vec(x), &flex_vec(weight));
+    flex_tensor(y, [s.n, s.cout, 2 * s.d, 2 * s.h, 2 * s.w])
+}
+
 impl ConvBackend for Flex {
     fn depthwise_conv3d(x: FloatTensor<Self>, weight: FloatTensor<Self>, bias: FloatTensor<Self>) -> FloatTensor<Self> {
         let s = dw_shape(&x, &weight);
         let y = depthwise::forward(&s, &flex_vec(x), &flex_vec(weight), Some(&flex_vec(bias)), DwAlgo::Auto);
         flex_tensor(y, [s.n, s.c, s.d, s.h, s.w])
     }
-    impl_with_burn_ops!();
+    fn conv3d_bias(x: FloatTensor<Self>, weight: FloatTensor<Self>, bias: FloatTensor<Self>, stride: usize, padding: usize, groups: usize) -> FloatTensor<Self> {
+        flex_conv3d(x, weight, bias, ConvParams { stride, padding, groups })
+    }
+    fn conv_transpose3d_k2s2(x: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self> {
+        flex_up(x, weight)
+    }
 }
 
 /// The depthwise conv's backward: one kernel call gives dx, dw and db.
@@ -122,6 +154,60 @@ impl Backward<Flex, 3> for DepthwiseBackward {
     }
 }
 
+/// The dense conv's backward: one im2col pass gives dw and db, a second (only when the input
+/// needs it) dx.
+#[derive(Debug)]
+struct DenseBackward;
+
+impl Backward<Flex, 3> for DenseBackward {
+    /// Checkpointed input and weight, and the conv's parameters.
+    type State = (NodeId, NodeId, ConvParams);
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
+        let [node_x, node_w, node_b] = ops.parents;
+        let dy = grads.consume::<Flex>(&ops.node);
+        let (xs, ws, p) = ops.state;
+        let x: FloatTensor<Flex> = checkpointer.retrieve_node_output(xs);
+        let w: FloatTensor<Flex> = checkpointer.retrieve_node_output(ws);
+        let s = conv_shape(&x, &w, p);
+        let wdims = w.shape().dims::<5>();
+        let (dx, dw, db) = dense::conv3d_backward(&s, &flex_vec(x), &flex_vec(w), &flex_vec(dy), node_x.is_some());
+        if let Some(node) = node_x {
+            grads.register::<Flex>(node.id, flex_tensor(dx, [s.n, s.cin, s.d, s.h, s.w]));
+        }
+        if let Some(node) = node_w {
+            grads.register::<Flex>(node.id, flex_tensor(dw, wdims));
+        }
+        if let Some(node) = node_b {
+            grads.register::<Flex>(node.id, flex_tensor(db, [s.cout]));
+        }
+    }
+}
+
+/// The k2 s2 transposed conv's backward: dx and dw from one pass.
+#[derive(Debug)]
+struct UpBackward;
+
+impl Backward<Flex, 2> for UpBackward {
+    type State = (NodeId, NodeId);
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
+        let [node_x, node_w] = ops.parents;
+        let dy = grads.consume::<Flex>(&ops.node);
+        let (xs, ws) = ops.state;
+        let x: FloatTensor<Flex> = checkpointer.retrieve_node_output(xs);
+        let w: FloatTensor<Flex> = checkpointer.retrieve_node_output(ws);
+        let s = up_shape(&x, &w);
+        let (dx, dw) = dense::conv_transpose_k2s2_backward(&s, &flex_vec(x), &flex_vec(w), &flex_vec(dy));
+        if let Some(node) = node_x {
+            grads.register::<Flex>(node.id, flex_tensor(dx, [s.n, s.cin, s.d, s.h, s.w]));
+        }
+        if let Some(node) = node_w {
+            grads.register::<Flex>(node.id, flex_tensor(dw, [s.cin, s.cout, 2, 2, 2]));
+        }
+    }
+}
+
 impl<C: CheckpointStrategy> ConvBackend for Autodiff<Flex, C> {
     fn depthwise_conv3d(x: FloatTensor<Self>, weight: FloatTensor<Self>, bias: FloatTensor<Self>) -> FloatTensor<Self> {
         let out = |x: &FloatTensor<Self>, w: &FloatTensor<Self>, b: &FloatTensor<Self>| <Flex as ConvBackend>::depthwise_conv3d(x.primitive().clone(), w.primitive().clone(), b.primitive().clone());
@@ -135,7 +221,31 @@ impl<C: CheckpointStrategy> ConvBackend for Autodiff<Flex, C> {
             OpsKind::UnTracked(prep) => prep.finish(out(&x, &weight, &bias)),
         }
     }
-    impl_with_burn_ops!();
+    fn conv3d_bias(x: FloatTensor<Self>, weight: FloatTensor<Self>, bias: FloatTensor<Self>, stride: usize, padding: usize, groups: usize) -> FloatTensor<Self> {
+        let p = ConvParams { stride, padding, groups };
+        let out = |x: &FloatTensor<Self>, w: &FloatTensor<Self>, b: &FloatTensor<Self>| flex_conv3d(x.primitive().clone(), w.primitive().clone(), b.primitive().clone(), p);
+        match DenseBackward.prepare::<C>([x.node(), weight.node(), bias.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(mut prep) => {
+                let xs = prep.checkpoint(&x);
+                let ws = prep.checkpoint(&weight);
+                let y = out(&x, &weight, &bias);
+                prep.finish((xs, ws, p), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(out(&x, &weight, &bias)),
+        }
+    }
+    fn conv_transpose3d_k2s2(x: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self> {
+        let out = |x: &FloatTensor<Self>, w: &FloatTensor<Self>| flex_up(x.primitive().clone(), w.primitive().clone());
+        match UpBackward.prepare::<C>([x.node(), weight.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(mut prep) => {
+                let xs = prep.checkpoint(&x);
+                let ws = prep.checkpoint(&weight);
+                let y = out(&x, &weight);
+                prep.finish((xs, ws), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(out(&x, &weight)),
+        }
+    }
 }
 
 /// Depthwise conv, stride 1, 'same' zero padding (K odd).
@@ -147,11 +257,9 @@ pub fn depthwise_conv3d(x: Tensor<5>, weight: Tensor<5>, bias: Option<Tensor<1>>
 
 /// Dense (or grouped) conv with cubic kernel, given stride and padding.
 pub fn conv3d_dense(x: Tensor<5>, weight: Tensor<5>, bias: Option<Tensor<1>>, stride: usize, padding: usize, groups: usize) -> Tensor<5> {
-    let out = match bias {
-        Some(b) => <Dispatch as ConvBackend>::conv3d_bias(x.into_dispatch(), weight.into_dispatch(), b.into_dispatch(), stride, padding, groups),
-        None => <Dispatch as ConvBackend>::conv3d(x.into_dispatch(), weight.into_dispatch(), stride, padding, groups),
-    };
-    Tensor::from_dispatch(out)
+    let c = weight.dims()[0];
+    let bias = bias.unwrap_or_else(|| Tensor::zeros([c], &weight.device()));
+    Tensor::from_dispatch(<Dispatch as ConvBackend>::conv3d_bias(x.into_dispatch(), weight.into_dispatch(), bias.into_dispatch(), stride, padding, groups))
 }
 
 /// Transposed conv, kernel 2, stride 2, no bias (the decoder's upsampling).

@@ -211,3 +211,49 @@ fn depthwise_extension_matches_burn_generic_op_and_its_gradients() {
         }
     }
 }
+
+/// The im2col + GEMM dense/grouped and transposed convs (forward on Flex, custom backward on
+/// Autodiff<Flex>) against burn's generic conv3d / conv_transpose3d and their autodiff.
+#[test]
+fn dense_and_transposed_extensions_match_burn_generic_ops_and_their_gradients() {
+    use burn::tensor::module::{conv3d, conv_transpose3d};
+    use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
+    // (cin, cout, k, stride, pad, groups, input shape): stem, 3³ res conv, downsampling, 1³ head,
+    // grouped 1³ (UX-Net MLP).
+    let cases = [(1usize, 4usize, 7usize, 2usize, 3usize, 1usize, [1usize, 1, 9, 10, 8]), (3, 5, 3, 1, 1, 1, [2, 3, 6, 5, 7]), (4, 6, 2, 2, 0, 1, [2, 4, 6, 8, 4]), (6, 3, 1, 1, 0, 1, [1, 6, 4, 5, 3]), (6, 12, 1, 1, 0, 3, [2, 6, 3, 4, 5])];
+    for (i, &(cin, cout, k, stride, pad, groups, shape)) in cases.iter().enumerate() {
+        let device = cpu().autodiff();
+        device.seed(i as u64);
+        let x = Tensor::<5>::random(shape, Distribution::Normal(0.0, 1.0), &device).require_grad();
+        let w = Tensor::<5>::random([cout, cin / groups, k, k, k], Distribution::Normal(0.0, 0.2), &device).require_grad();
+        let b = Tensor::<1>::random([cout], Distribution::Normal(0.0, 1.0), &device).require_grad();
+        let ours = repux_nn::ops::conv3d_dense(x.clone(), w.clone(), Some(b.clone()), stride, pad, groups);
+        let theirs = conv3d(x.clone(), w.clone(), Some(b.clone()), ConvOptions::new([stride; 3], [pad; 3], [1, 1, 1], groups));
+        assert_eq!(ours.dims(), theirs.dims());
+        // Tolerance: f32 sums of up to Cin·k³ terms in another order: 1e-5 relative L2.
+        assert!(rel_l2(&values(ours.clone()), &values(theirs.clone())) < 1e-5, "case {i} forward");
+        let t = Tensor::<5>::random(ours.dims(), Distribution::Normal(0.0, 1.0), &device);
+        let g1 = (ours * t.clone()).sum().backward();
+        let g2 = (theirs * t).sum().backward();
+        for (name, a, bb) in [
+            ("dx", values(x.grad(&g1).unwrap()), values(x.grad(&g2).unwrap())),
+            ("dw", values(w.grad(&g1).unwrap()), values(w.grad(&g2).unwrap())),
+            ("db", values(b.grad(&g1).unwrap()), values(b.grad(&g2).unwrap())),
+        ] {
+            let e = rel_l2(&a, &bb);
+            assert!(e < 1e-5, "case {i} {name}: relative L2 {e}");
+        }
+    }
+    let device = cpu().autodiff();
+    device.seed(9);
+    let x = Tensor::<5>::random([2, 5, 3, 4, 2], Distribution::Normal(0.0, 1.0), &device).require_grad();
+    let w = Tensor::<5>::random([5, 3, 2, 2, 2], Distribution::Normal(0.0, 0.3), &device).require_grad();
+    let ours = repux_nn::ops::conv_transpose3d_k2s2(x.clone(), w.clone());
+    let theirs = conv_transpose3d(x.clone(), w.clone(), None, ConvTransposeOptions::new([2, 2, 2], [0, 0, 0], [0, 0, 0], [1, 1, 1], 1));
+    assert!(rel_l2(&values(ours.clone()), &values(theirs.clone())) < 1e-5, "transposed forward");
+    let t = Tensor::<5>::random(ours.dims(), Distribution::Normal(0.0, 1.0), &device);
+    let g1 = (ours * t.clone()).sum().backward();
+    let g2 = (theirs * t).sum().backward();
+    assert!(rel_l2(&values(x.grad(&g1).unwrap()), &values(x.grad(&g2).unwrap())) < 1e-5, "transposed dx");
+    assert!(rel_l2(&values(w.grad(&g1).unwrap()), &values(w.grad(&g2).unwrap())) < 1e-5, "transposed dw");
+}

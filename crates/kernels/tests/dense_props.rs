@@ -1,0 +1,88 @@
+//! im2col + GEMM dense and transposed convs against the f64 reference on random shapes
+//! (strides, padding, groups, the 1³ direct path, odd sizes) — forward and all gradients.
+
+use proptest::prelude::*;
+use rand::{Rng, SeedableRng};
+use repux_kernels::dense::{self, ConvShape, UpShape};
+use repux_kernels::reference;
+
+fn data(n: usize, seed: u64) -> Vec<f32> {
+    let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    (0..n).map(|_| r.gen_range(-1.0f32..1.0)).collect()
+}
+
+/// Largest |a − b| relative to max(1, max|b|).
+fn err(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    let scale = b.iter().fold(1f32, |m, v| m.max(v.abs()));
+    a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / scale
+}
+
+// Tolerance: f32 GEMM sums of up to Cin·k³ (forward, dx) or N·P (dw) terms of |v| ≤ 1 against
+// f64 sums: 1e-4 of the scale.
+const TOL: f32 = 1e-4;
+
+fn check_conv(s: ConvShape, seed: u64) -> Result<(), TestCaseError> {
+    let x = data(s.input_len(), seed);
+    let w = data(s.weight_len(), seed + 1);
+    let b = data(s.cout, seed + 2);
+    let dy = data(s.output_len(), seed + 3);
+    let y = dense::conv3d_forward(&s, &x, &w, Some(&b));
+    let want = reference::conv3d_forward(&s, &x, &w, Some(&b));
+    prop_assert!(err(&y, &want) < TOL, "forward {s:?}: {}", err(&y, &want));
+    let (dx, dw, db) = dense::conv3d_backward(&s, &x, &w, &dy, true);
+    let (rdx, rdw, rdb) = reference::conv3d_backward(&s, &x, &w, &dy);
+    prop_assert!(err(&dx, &rdx) < TOL, "dx {s:?}: {}", err(&dx, &rdx));
+    prop_assert!(err(&dw, &rdw) < TOL, "dw {s:?}: {}", err(&dw, &rdw));
+    prop_assert!(err(&db, &rdb) < 1e-5, "db {s:?}");
+    let (no_dx, dw2, _) = dense::conv3d_backward(&s, &x, &w, &dy, false);
+    prop_assert!(no_dx.is_empty() && dw2 == dw);
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+    #[test]
+    fn conv3d_matches_reference(
+        n in 1usize..3, cg in 1usize..4, og in 1usize..4, groups in 1usize..3,
+        d in 1usize..8, h in 1usize..8, w in 1usize..8,
+        kind in 0usize..5, seed in 0u64..1000,
+    ) {
+        // The network's kinds: 3³ s1 p1, 1³, 2³ s2 (downsampling), 7³ s2 p3 (stem), and 3³ s2 p0.
+        let (k, stride, pad) = [(3, 1, 1), (1, 1, 0), (2, 2, 0), (7, 2, 3), (3, 2, 0)][kind];
+        let min = k - 2 * pad;
+        let s = ConvShape { n, cin: cg * groups, cout: og * groups, d: d.max(min), h: h.max(min), w: w.max(min), k, stride, pad, groups };
+        check_conv(s, seed)?;
+    }
+
+    #[test]
+    fn conv_transpose_matches_reference(n in 1usize..3, cin in 1usize..6, cout in 1usize..6, d in 1usize..6, h in 1usize..6, w in 1usize..6, seed in 0u64..1000) {
+        let s = UpShape { n, cin, cout, d, h, w };
+        let x = data(s.input_len(), seed);
+        let wt = data(s.weight_len(), seed + 1);
+        let dy = data(s.output_len(), seed + 2);
+        let y = dense::conv_transpose_k2s2_forward(&s, &x, &wt);
+        let want = reference::conv_transpose_k2s2_forward(&s, &x, &wt);
+        prop_assert!(err(&y, &want) < TOL, "forward {s:?}: {}", err(&y, &want));
+        let (dx, dw) = dense::conv_transpose_k2s2_backward(&s, &x, &wt, &dy);
+        let (rdx, rdw) = reference::conv_transpose_k2s2_backward(&s, &x, &wt, &dy);
+        prop_assert!(err(&dx, &rdx) < TOL, "dx {s:?}: {}", err(&dx, &rdx));
+        prop_assert!(err(&dw, &rdw) < TOL, "dw {s:?}: {}", err(&dw, &rdw));
+    }
+}
+
+/// A volume big enough that the columns are built in several depth slabs.
+#[test]
+fn slabs_cover_the_volume() {
+    let s = ConvShape { n: 1, cin: 64, cout: 3, d: 40, h: 40, w: 40, k: 3, stride: 1, pad: 1, groups: 1 };
+    assert!(dense::COLS_BUDGET / (64 * 27 * 40 * 40) < 40, "the shape must need several slabs");
+    let x = data(s.input_len(), 7);
+    let w = data(s.weight_len(), 8);
+    let y = dense::conv3d_forward(&s, &x, &w, None);
+    let want = reference::conv3d_forward(&s, &x, &w, None);
+    assert!(err(&y, &want) < TOL, "{}", err(&y, &want));
+    let dy = data(s.output_len(), 9);
+    let (dx, dw, _) = dense::conv3d_backward(&s, &x, &w, &dy, true);
+    let (rdx, rdw, _) = reference::conv3d_backward(&s, &x, &w, &dy);
+    assert!(err(&dx, &rdx) < TOL && err(&dw, &rdw) < TOL, "{} {}", err(&dx, &rdx), err(&dw, &rdw));
+}
