@@ -28,6 +28,28 @@ pub enum Command {
         #[arg(long, default_value_t = 60.0)]
         burn_limit_s: f64,
     },
+    /// Time a whole network — an eval forward and a training step (forward, DiceCE, backward,
+    /// AdamW) — with repux's kernels and with burn's generic conv ops, in the same run.
+    Model {
+        /// Model preset or config JSON (5 classes, 1 channel).
+        #[arg(long, default_value = "tiny")]
+        preset: String,
+        /// Patch size.
+        #[arg(long, value_parser = triple::<usize>, default_value = "48,48,32")]
+        patch: [usize; 3],
+        /// Crops per step (the training batch).
+        #[arg(long, default_value_t = 2)]
+        batch: usize,
+        /// Runs per measurement (median), after one warm-up.
+        #[arg(long, default_value_t = 3)]
+        repeats: usize,
+        /// Only repux's kernels (skip burn's generic ops).
+        #[arg(long)]
+        no_burn: bool,
+        /// One JSON array of records instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Time resampling a CT-sized volume to a target spacing (cubic and linear), median of runs.
     Resample {
         /// Input shape.
@@ -57,7 +79,66 @@ pub fn run(c: Command) -> Result<ExitCode> {
         Command::Kernels { json, repeats, burn_limit_s } => kernels(json, repeats, burn_limit_s),
         Command::Surface { shape, spacing, repeats } => surface(shape, spacing, repeats),
         Command::Resample { shape, spacing, target, repeats, json } => bench_resample(shape, spacing, target, repeats, json),
+        Command::Model { preset, patch, batch, repeats, no_burn, json } => model(&preset, patch, batch, repeats, no_burn, json),
     }
+}
+
+/// Seconds of (eval forward, training step) for one network with the current conv ops.
+fn model_times(cfg: &repux_nn::ModelConfig, patch: [usize; 3], batch: usize, repeats: usize) -> (f64, f64) {
+    use burn::optim::GradientsParams;
+    use burn::tensor::{Distribution, Tensor};
+    let [d, h, w] = patch;
+    let plain = repux_nn::cpu();
+    plain.seed(0);
+    let net = repux_nn::Net::new(cfg, &plain);
+    let x = Tensor::<5>::random([batch, cfg.in_channels, d, h, w], Distribution::Normal(0.0, 1.0), &plain);
+    let fwd = || {
+        let _ = net.forward(x.clone()).into_data();
+    };
+    fwd();
+    let forward = time_median(repeats, fwd);
+    let dev = plain.autodiff();
+    dev.seed(0);
+    let mut tnet = repux_nn::Net::new(cfg, &dev);
+    let mut opt = repux_train::optim::AdamW::new(0.01);
+    let xa = Tensor::<5>::random([batch, cfg.in_channels, d, h, w], Distribution::Normal(0.0, 1.0), &dev);
+    let labels: Vec<u16> = (0..batch * d * h * w).map(|i| ((i / 97) % cfg.out_channels) as u16).collect();
+    let y = repux_train::loss::one_hot(&labels, cfg.out_channels, [batch, cfg.out_channels, d, h, w], &dev);
+    let mut step = || {
+        let (loss, _, _) = repux_train::loss::dice_ce(tnet.forward(xa.clone()), y.clone(), None);
+        let grads = GradientsParams::from_grads(loss.backward(), &tnet);
+        opt.step(&mut tnet, grads, 1e-4);
+    };
+    step();
+    let train = time_median(repeats, &mut step);
+    (forward, train)
+}
+
+fn model(preset: &str, patch: [usize; 3], batch: usize, repeats: usize, no_burn: bool, json: bool) -> Result<ExitCode> {
+    let cfg = repux_nn::ModelConfig::load(preset).map_err(|e| anyhow::anyhow!(e))?;
+    let cfg = repux_nn::ModelConfig { in_channels: 1, out_channels: 5, ..cfg };
+    repux_nn::ops::use_burn_ops(false);
+    let (f_ours, t_ours) = model_times(&cfg, patch, batch, repeats);
+    let (f_burn, t_burn) = if no_burn {
+        (f64::NAN, f64::NAN)
+    } else {
+        repux_nn::ops::use_burn_ops(true);
+        let r = model_times(&cfg, patch, batch, repeats);
+        repux_nn::ops::use_burn_ops(false);
+        r
+    };
+    let threads = rayon::current_num_threads();
+    if json {
+        let rec = |pass: &str, ours: f64, burn: f64| serde_json::json!({"preset": preset, "patch": patch, "batch": batch, "pass": pass, "ours_s": ours, "burn_s": if burn.is_finite() { serde_json::json!(burn) } else { serde_json::Value::Null }, "threads": threads});
+        println!("{}", serde_json::Value::Array(vec![rec("forward", f_ours, f_burn), rec("train_step", t_ours, t_burn)]));
+    } else {
+        println!("model {preset}, batch {batch} × {patch:?}, {threads} threads, median of {repeats}");
+        println!("{:<12} {:>12} {:>12} {:>8}", "pass", "repux (s)", "burn ops (s)", "ratio");
+        for (name, o, b) in [("forward", f_ours, f_burn), ("train step", t_ours, t_burn)] {
+            println!("{name:<12} {o:>12.3} {b:>12.3} {:>7.1}×", b / o);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn time_median(repeats: usize, mut f: impl FnMut()) -> f64 {

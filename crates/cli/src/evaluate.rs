@@ -1,5 +1,5 @@
 use anyhow::{anyhow, Result};
-use repux_eval::evaluate::{evaluate_folders, labels_from_json, means, write_summary, Tolerances};
+use repux_eval::evaluate::{evaluate_folders_remapped, labels_from_json, means, write_summary, Remap, Tolerances};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -25,6 +25,12 @@ pub struct Args {
     /// Per-class NSD tolerances, e.g. 1=2.0,4=1.0 (class=mm).
     #[arg(long)]
     pub nsd_tolerance_per_class: Option<String>,
+    /// Rewrite predicted label values first, e.g. `2=1` (a FLARE model's kidney → KiTS's 1); values not named become background.
+    #[arg(long)]
+    pub pred_map: Option<String>,
+    /// Rewrite reference label values first, e.g. `1=1,2=1,3=1` (KiTS kidney, tumour, cyst → kidney).
+    #[arg(long)]
+    pub ref_map: Option<String>,
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
@@ -37,7 +43,11 @@ pub fn run(a: Args) -> Result<ExitCode> {
     }
     let tol = Tolerances { default: a.nsd_tolerance, per_class };
     let labels = a.labels.as_deref().map(labels_from_json).transpose()?;
-    let results = evaluate_folders(&a.pred, &a.reference, labels, &tol)?;
+    let remap = Remap {
+        pred: a.pred_map.as_deref().map(Remap::parse).transpose().map_err(|e| anyhow!("--pred-map: {e}"))?.unwrap_or_default(),
+        reference: a.ref_map.as_deref().map(Remap::parse).transpose().map_err(|e| anyhow!("--ref-map: {e}"))?.unwrap_or_default(),
+    };
+    let results = evaluate_folders_remapped(&a.pred, &a.reference, labels, &tol, &remap)?;
     let out = a.output.unwrap_or_else(|| a.pred.clone());
     write_summary(&results, &out, &tol)?;
     let (per, fg) = means(&results);

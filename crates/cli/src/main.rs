@@ -4,12 +4,14 @@
 mod args;
 mod bench;
 mod dataset;
+mod demo;
 mod evaluate;
 mod info;
 mod model;
 mod overlay;
 mod plan;
 mod predict;
+mod recipe;
 mod preprocess;
 mod synth;
 mod train;
@@ -26,6 +28,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The whole pipeline on the embedded phantom: synthesise, plan, preprocess, train a reduced
+    /// RepUX-Net, predict held-out cases, evaluate (and --compare: the paper's ablation).
+    Demo(demo::Args),
     /// Shape, datatype, spacing, affine, orientation and value statistics of an image file.
     Info(info::Args),
     /// Dataset layouts: check integrity.
@@ -45,6 +50,9 @@ enum Command {
     Evaluate(evaluate::Args),
     /// Axial, coronal and sagittal slices with a coloured label overlay and legend, as PNG.
     Overlay(overlay::Args),
+    /// The paper's set-up for one of its six datasets (flare, amos, msd-spleen, kits, lits,
+    /// tcia-pancreas), read in its shipped layout, written as commands and configs.
+    Recipe(recipe::Args),
     /// Model inspection.
     #[command(subcommand)]
     Model(model::Command),
@@ -65,7 +73,9 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Demo(a) => demo::run(a),
         Command::Info(a) => info::run(a),
+        Command::Recipe(a) => recipe::run(a),
         Command::Dataset(c) => dataset::run(c),
         Command::Synth(a) => synth::run(a),
         Command::Plan(a) => plan::run(a),

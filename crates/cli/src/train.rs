@@ -3,10 +3,11 @@ use indicatif::{ProgressBar, ProgressStyle};
 use repux_nn::ModelConfig;
 use repux_prep::cache::{load_case, preprocess_dataset, Outcome};
 use repux_prep::Plans;
-use repux_train::{splits, train, TrainConfig};
+use repux_train::{splits, train, Ending, RunOptions, Schedule, TrainConfig};
 use repux_volume::Dataset;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -18,38 +19,146 @@ pub struct Args {
     /// Fold 0–4 of splits_final.json, or `all` (train on everything, validate on it too).
     #[arg(long, default_value = "0")]
     pub fold: String,
-    /// Output model folder (checkpoint_latest/best/final, log.jsonl, train_config.json).
+    /// Output model folder (checkpoint_latest/best/final, log.jsonl, progress.png, train_config.json).
     #[arg(long)]
     pub out: PathBuf,
+    /// Training configuration (TOML): any TrainConfig field (iterations, val_interval, lr,
+    /// weight_decay, schedule, warmup, seed, volumes_per_step, crops_per_volume, augment, workers,
+    /// early_stopping, class_weights) plus `model` (preset or JSON file). Flags override it.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
     /// Model preset name (paper, paper-uxnet, small, tiny, micro) or config JSON file; its
-    /// channel and class counts are set from the plans.
-    #[arg(long, default_value = "small")]
-    pub model_preset: String,
-    #[arg(long, default_value_t = 60_000)]
-    pub iterations: usize,
-    #[arg(long, default_value_t = 500)]
-    pub val_interval: usize,
-    #[arg(long, default_value_t = 1e-4)]
-    pub lr: f64,
-    #[arg(long, default_value_t = 0.01)]
-    pub weight_decay: f64,
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
+    /// channel and class counts are set from the plans [default: small].
+    #[arg(long)]
+    pub model_preset: Option<String>,
+    /// Planned iterations [default: 60000].
+    #[arg(long)]
+    pub iterations: Option<usize>,
+    /// Validate and checkpoint every N iterations [default: 500].
+    #[arg(long)]
+    pub val_interval: Option<usize>,
+    /// Base learning rate [default: 1e-4].
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// AdamW weight decay [default: 0.01].
+    #[arg(long)]
+    pub weight_decay: Option<f64>,
+    /// Learning-rate schedule [default: constant].
+    #[arg(long, value_enum)]
+    pub schedule: Option<ScheduleArg>,
+    /// Warm-up iterations of the cosine schedule [default: 0].
+    #[arg(long)]
+    pub warmup: Option<usize>,
+    /// Seed of initialisation, crops and augmentation [default: 0].
+    #[arg(long)]
+    pub seed: Option<u64>,
     /// Crops per training step from one volume (the paper: 2).
-    #[arg(long, default_value_t = 2)]
-    pub crops_per_volume: usize,
+    #[arg(long)]
+    pub crops_per_volume: Option<usize>,
     /// Augmentation preset: paper, nnunet, none.
-    #[arg(long, default_value = "paper")]
-    pub augment: String,
+    #[arg(long)]
+    pub augment: Option<String>,
+    /// Stop when the validation Dice has not improved for N validations.
+    #[arg(long)]
+    pub early_stopping: Option<usize>,
+    /// Continue from OUT/checkpoint_latest exactly (its saved configuration is used).
+    #[arg(long)]
+    pub resume: bool,
+    /// Train N iterations past the planned length, continuing from OUT/checkpoint_latest.
+    #[arg(long)]
+    pub extend: Option<usize>,
+    /// Initialise from a trained model directory (or a training folder's checkpoint_final).
+    #[arg(long)]
+    pub init_from: Option<PathBuf>,
+    /// With --init-from: a new output head for this dataset's classes (e.g. FLARE → AMOS).
+    #[arg(long, requires = "init_from")]
+    pub new_head: bool,
     /// Preprocessed cache [default: DATASET/preprocessed]; cases not up to date are preprocessed first.
     #[arg(long)]
     pub cache: Option<PathBuf>,
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum ScheduleArg {
+    Constant,
+    Poly,
+    Cosine,
+}
+
+/// `train.toml`: the trainer's fields plus the model.
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    model: Option<String>,
+    #[serde(flatten)]
+    train: TrainConfig,
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_sigint(_: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+fn read_config(path: &Path) -> Result<ConfigFile> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    toml::from_str(&text).map_err(|e| anyhow!("{}: invalid training config: {e}", path.display()))
+}
+
 pub fn run(a: Args) -> Result<ExitCode> {
     let ds = Dataset::open(&a.dataset)?;
     let plans = Plans::load(&a.plans).context("reading the plans")?;
-    let mut model = ModelConfig::load(&a.model_preset).map_err(|e| anyhow!(e))?;
+    let file = match &a.config {
+        Some(p) => read_config(p)?,
+        None => ConfigFile::default(),
+    };
+    let mut cfg = file.train;
+    if let Some(v) = a.iterations {
+        cfg.iterations = v;
+    }
+    if let Some(v) = a.val_interval {
+        cfg.val_interval = v;
+    }
+    if let Some(v) = a.lr {
+        cfg.lr = v;
+    }
+    if let Some(v) = a.weight_decay {
+        cfg.weight_decay = v;
+    }
+    if let Some(v) = a.schedule {
+        cfg.schedule = match v {
+            ScheduleArg::Constant => Schedule::Constant,
+            ScheduleArg::Poly => Schedule::Poly,
+            ScheduleArg::Cosine => Schedule::Cosine,
+        };
+    }
+    if let Some(v) = a.warmup {
+        cfg.warmup = v;
+    }
+    if let Some(v) = a.seed {
+        cfg.seed = v;
+    }
+    if let Some(v) = a.crops_per_volume {
+        cfg.crops_per_volume = v;
+    }
+    if let Some(v) = &a.augment {
+        cfg.augment = v.clone();
+    }
+    if a.early_stopping.is_some() {
+        cfg.early_stopping = a.early_stopping;
+    }
+    let spec = a.model_preset.clone().or(file.model).unwrap_or_else(|| "small".into());
+    let mut model = match &a.init_from {
+        // Fine-tuning keeps the architecture of the weights it starts from.
+        Some(dir) => {
+            let d = if dir.join("config.json").is_file() { dir.clone() } else { dir.join("checkpoint_final") };
+            ModelConfig::load(&d.join("config.json").to_string_lossy()).map_err(|e| anyhow!(e))?
+        }
+        None => ModelConfig::load(&spec).map_err(|e| anyhow!(e))?,
+    };
+    if a.init_from.is_some() && model.in_channels != plans.normalization.len() {
+        bail!("--init-from: the model takes {} input channels, the plans have {}", model.in_channels, plans.normalization.len());
+    }
     model.in_channels = plans.normalization.len();
     model.out_channels = plans.num_classes();
     let cache = a.cache.clone().unwrap_or_else(|| a.dataset.join("preprocessed"));
@@ -68,18 +177,45 @@ pub fn run(a: Args) -> Result<ExitCode> {
     };
     let load = |ids: &[String]| ids.iter().map(|id| load_case(&cache, id)).collect::<Result<Vec<_>, _>>();
     let (train_cases, val_cases) = (load(&train_ids)?, load(&val_ids)?);
-    let cfg = TrainConfig { iterations: a.iterations, val_interval: a.val_interval, lr: a.lr, weight_decay: a.weight_decay, seed: a.seed, volumes_per_step: 1, crops_per_volume: a.crops_per_volume, augment: a.augment.clone(), workers: 1 };
-    let bar = ProgressBar::new(a.iterations as u64);
+    // SAFETY: installing a handler that only stores to an atomic (async-signal-safe).
+    unsafe {
+        libc::signal(libc::SIGINT, on_sigint as extern "C" fn(libc::c_int) as libc::sighandler_t);
+    }
+    let resuming = a.resume || a.extend.is_some();
+    let opts = RunOptions { resume: a.resume, extend: a.extend.unwrap_or(0), init_from: a.init_from.as_deref(), new_head: a.new_head, stop: Some(&STOP) };
+    let bar = ProgressBar::new(cfg.iterations as u64);
     bar.set_style(ProgressStyle::with_template("train {bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}, {per_sec}] {msg}")?);
-    train(&model, &plans, train_cases, &val_cases, &cfg, &a.out, |l| {
+    let hidden = bar.is_hidden();
+    let mut first = true;
+    let outcome = train(&model, &plans, train_cases, &val_cases, &cfg, &a.out, &opts, |l| {
+        if first {
+            // A resumed run knows its length only now.
+            if resuming {
+                bar.set_position(l.iteration as u64 - 1);
+            }
+            first = false;
+        }
         let v = l.val_mean_dice.map(|d| format!(" val Dice {d:.3}")).unwrap_or_default();
-        bar.set_message(format!("loss {:.4}{v}", l.loss));
+        bar.set_message(format!("loss {:.4} lr {:.2e}{v}", l.loss, l.lr));
         bar.inc(1);
         if let Some(d) = l.val_mean_dice {
-            bar.println(format!("iteration {}: loss {:.4}, validation mean Dice {d:.4} {:?}", l.iteration, l.loss, l.val_dice.as_deref().unwrap_or(&[])));
+            let msg = format!("iteration {}: loss {:.4}, validation mean Dice {d:.4} per class {:?}", l.iteration, l.loss, l.val_dice.as_deref().unwrap_or(&[]).iter().map(|v| (v * 1000.0).round() / 1000.0).collect::<Vec<_>>());
+            if hidden {
+                eprintln!("{msg}");
+            } else {
+                bar.println(msg);
+            }
         }
     })?;
     bar.finish_and_clear();
-    println!("trained {} iterations on {} cases; model in {}/checkpoint_final", a.iterations, train_ids.len(), a.out.display());
+    let best = outcome.best_val_dice.map(|d| format!(", best validation mean Dice {d:.4}")).unwrap_or_default();
+    match outcome.ending {
+        Ending::Completed => println!("trained {} iterations on {} cases{best}; model in {}/checkpoint_final", outcome.iteration, train_ids.len(), a.out.display()),
+        Ending::EarlyStopped => println!("stopped early at iteration {} (no validation improvement){best}; model in {}/checkpoint_final", outcome.iteration, a.out.display()),
+        Ending::Stopped => {
+            println!("stopped at iteration {}; state saved in {}/checkpoint_latest — continue with --resume", outcome.iteration, a.out.display());
+            return Ok(ExitCode::from(130));
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }

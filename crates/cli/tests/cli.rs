@@ -271,3 +271,101 @@ fn overlay_writes_a_png() {
     assert!(stderr(&o).contains("does not match"), "{}", stderr(&o));
     assert!(!bad.exists());
 }
+
+#[test]
+fn train_with_a_config_file_stops_on_a_stop_file_and_resumes() {
+    let d = tempfile::tempdir().unwrap();
+    let ds = d.path().join("ds");
+    assert!(repux(&["synth", "--out", ds.to_str().unwrap(), "--cases", "3", "--seed", "2"]).status.success());
+    let plans = d.path().join("plans.json");
+    let o = repux(&["plan", ds.to_str().unwrap(), "-o", plans.to_str().unwrap(), "--target-spacing", "4,4,4", "--patch-size", "32,32,16", "--ct-window=-125,275"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let cfg = d.path().join("train.toml");
+    std::fs::write(&cfg, "model = \"micro\"\niterations = 6\nval_interval = 3\nlr = 0.003\nschedule = \"poly\"\naugment = \"none\"\n").unwrap();
+    let out = d.path().join("model");
+    // A STOP file already present: the run saves after its first iteration and exits 130.
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("STOP"), b"").unwrap();
+    let base = ["train", ds.to_str().unwrap(), "--plans", plans.to_str().unwrap(), "--fold", "0", "--out", out.to_str().unwrap(), "--config", cfg.to_str().unwrap()];
+    let o = repux(&base);
+    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("--resume"));
+    assert!(!out.join("STOP").exists() && out.join("checkpoint_latest/optimizer.safetensors").is_file());
+    let o = repux(&[&base[..], &["--resume"]].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let log = std::fs::read_to_string(out.join("log.jsonl")).unwrap();
+    let its: Vec<u64> = log.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["iteration"].as_u64().unwrap()).collect();
+    assert_eq!(its, (1..=6).collect::<Vec<_>>());
+    let saved: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("checkpoint_final/train_config.json")).unwrap()).unwrap();
+    assert_eq!((saved["schedule"].as_str(), saved["lr"].as_f64()), (Some("poly"), Some(0.003)));
+    assert!(out.join("progress.png").is_file());
+    let model_cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("checkpoint_final/config.json")).unwrap()).unwrap();
+    assert_eq!(model_cfg["feature_size"][0].as_u64(), Some(4), "the config file's model (micro)");
+    // --extend trains past the planned length; flags override the file.
+    let o = repux(&[&base[..], &["--extend", "2"]].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(out.join("log.jsonl")).unwrap().lines().count(), 8);
+    // An unknown key in the config is refused by name.
+    std::fs::write(&cfg, "iterationz = 3\n").unwrap();
+    let o = repux(&["train", ds.to_str().unwrap(), "--plans", plans.to_str().unwrap(), "--out", d.path().join("m2").to_str().unwrap(), "--config", cfg.to_str().unwrap()]);
+    assert!(!o.status.success() && stderr(&o).contains("train.toml") && stderr(&o).contains("iterationz"), "{}", stderr(&o));
+}
+
+#[test]
+fn demo_runs_end_to_end_at_a_reduced_budget() {
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("demo");
+    let o = repux(&["demo", "--out", out.to_str().unwrap(), "--train-cases", "3", "--test-cases", "1", "--iterations", "4", "--model-preset", "micro", "--spacing", "4,4,4", "--patch", "32,32,16", "--compare"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    for organ in ["liver", "spleen", "kidneys", "pancreas", "foreground mean", "RepUX-Net (BFR)", "plain 21³ kernel", "SR", "3D UX-Net"] {
+        assert!(stdout.contains(organ), "{organ} missing from\n{stdout}");
+    }
+    let s: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert!(s["foreground_mean"]["Dice"].is_number(), "{s}");
+    assert!(out.join("overlay.png").is_file() && out.join("model/progress.png").is_file() && out.join("compare.md").is_file());
+}
+
+#[test]
+fn recipes_read_the_shipped_layouts_and_score_a_flare_model_with_the_mapping() {
+    let d = tempfile::tempdir().unwrap();
+    // A KiTS-layout folder made from two phantom cases (liver = 1 … as "kidney + masses").
+    let ph = d.path().join("ph");
+    assert!(repux(&["synth", "--out", ph.to_str().unwrap(), "--cases", "2", "--seed", "3"]).status.success());
+    let kits = d.path().join("kits");
+    for i in 0..2 {
+        let case = kits.join(format!("data/case_{i:05}"));
+        std::fs::create_dir_all(&case).unwrap();
+        std::fs::copy(ph.join(format!("imagesTr/phantom_{i:03}_0000.nii.gz")), case.join("imaging.nii.gz")).unwrap();
+        std::fs::copy(ph.join(format!("labelsTr/phantom_{i:03}.nii.gz")), case.join("segmentation.nii.gz")).unwrap();
+    }
+    let out = d.path().join("recipe");
+    let o = repux(&["recipe", "kits", "--data", kits.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("Kits layout, 2 training cases"));
+    let cmds = std::fs::read_to_string(out.join("commands.sh")).unwrap();
+    assert!(cmds.contains("--pred-map 2=1 --ref-map 1=1,2=1,3=1") && cmds.contains("inputs/case_00001_0000.nii.gz"), "{cmds}");
+    let toml = std::fs::read_to_string(out.join("train.toml")).unwrap();
+    assert!(toml.contains("lr = 1e-4") && toml.contains("iterations = 60000"));
+    // The mapping at work: the phantom's own labels as "predictions" of a FLARE-like model whose
+    // class 3 is scored against reference classes {3} → perfect Dice; against {2} → 0.
+    let refs = ph.join("labelsTr");
+    let e = d.path().join("eval");
+    let o = repux(&["evaluate", "--pred", refs.to_str().unwrap(), "--ref", refs.to_str().unwrap(), "--pred-map", "3=1", "--ref-map", "3=1", "-o", e.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(e.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(s["mean"]["1"]["Dice"].as_f64(), Some(1.0), "{s}");
+    assert!(s["mean"].get("2").is_none(), "only the mapped class is scored");
+    let o = repux(&["evaluate", "--pred", refs.to_str().unwrap(), "--ref", refs.to_str().unwrap(), "--pred-map", "3=1", "--ref-map", "2=1", "-o", e.to_str().unwrap()]);
+    assert!(o.status.success());
+    let s: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(e.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(s["mean"]["1"]["Dice"].as_f64(), Some(0.0));
+    // The wrong layout for the recipe is named; DICOM gets the conversion note.
+    let o = repux(&["recipe", "lits", "--data", d.path().join("empty").to_str().unwrap()]);
+    assert!(!o.status.success() && stderr(&o).contains("volume-N.nii"), "{}", stderr(&o));
+    let dcm = d.path().join("tcia/PANCREAS_0001/1.2.3");
+    std::fs::create_dir_all(&dcm).unwrap();
+    std::fs::write(dcm.join("1-001.dcm"), b"DICM").unwrap();
+    let o = repux(&["recipe", "tcia-pancreas", "--data", d.path().join("tcia").to_str().unwrap()]);
+    assert!(!o.status.success() && stderr(&o).contains("DICOM") && stderr(&o).contains("dcm2niix"), "{}", stderr(&o));
+}

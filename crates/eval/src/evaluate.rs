@@ -32,6 +32,33 @@ impl Tolerances {
     }
 }
 
+/// Label values rewritten before evaluation, e.g. to score a FLARE model (kidney = 2) on KiTS
+/// (kidney and masses = 1, 2, 3): `pred {2→1}`, `reference {1→1, 2→1, 3→1}`. A non-empty map
+/// sends every value it does not name to background.
+#[derive(Clone, Debug, Default)]
+pub struct Remap {
+    pub pred: BTreeMap<u32, u32>,
+    pub reference: BTreeMap<u32, u32>,
+}
+
+impl Remap {
+    /// Parses `a=b,c=d` into a map.
+    pub fn parse(s: &str) -> std::result::Result<BTreeMap<u32, u32>, String> {
+        s.split(',')
+            .filter(|p| !p.trim().is_empty())
+            .map(|p| {
+                let (a, b) = p.split_once('=').ok_or_else(|| format!("{p:?} is not from=to"))?;
+                let num = |x: &str| x.trim().parse::<u32>().map_err(|_| format!("{x:?} is not a label value"));
+                Ok((num(a)?, num(b)?))
+            })
+            .collect()
+    }
+}
+
+fn apply(map: &BTreeMap<u32, u32>, data: &[f32]) -> Vec<f32> {
+    data.iter().map(|&v| if v >= 0.0 { map.get(&(v as u32)).copied().unwrap_or(0) as f32 } else { 0.0 }).collect()
+}
+
 fn image_files(dir: &Path) -> Result<BTreeMap<String, PathBuf>> {
     let mut out = BTreeMap::new();
     for e in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
@@ -60,9 +87,15 @@ pub fn labels_from_json(path: &Path) -> Result<Vec<u32>> {
 }
 
 /// Evaluates one prediction against its reference.
-pub fn evaluate_case(pred: &Path, reference: &Path, labels: &[u32], tol: &Tolerances) -> Result<CaseResult> {
+pub fn evaluate_case(pred: &Path, reference: &Path, labels: &[u32], tol: &Tolerances, remap: &Remap) -> Result<CaseResult> {
     let (p, r) = rayon::join(|| repux_volume::read_volume(pred), || repux_volume::read_volume(reference));
-    let (p, r) = (p?, r?);
+    let (mut p, mut r) = (p?, r?);
+    if !remap.pred.is_empty() {
+        p.data = apply(&remap.pred, &p.data);
+    }
+    if !remap.reference.is_empty() {
+        r.data = apply(&remap.reference, &r.data);
+    }
     if p.geometry.shape != r.geometry.shape {
         return Err(Error::invalid(pred, format!("shape {:?} does not match the reference {} ({:?})", p.geometry.shape, reference.display(), r.geometry.shape)));
     }
@@ -85,6 +118,12 @@ pub fn evaluate_case(pred: &Path, reference: &Path, labels: &[u32], tol: &Tolera
 
 /// Evaluates every reference case. A missing prediction is an error naming the cases.
 pub fn evaluate_folders(pred_dir: &Path, ref_dir: &Path, labels: Option<Vec<u32>>, tol: &Tolerances) -> Result<Vec<CaseResult>> {
+    evaluate_folders_remapped(pred_dir, ref_dir, labels, tol, &Remap::default())
+}
+
+/// [`evaluate_folders`] with label values rewritten first (labels default to the mapped
+/// reference values).
+pub fn evaluate_folders_remapped(pred_dir: &Path, ref_dir: &Path, labels: Option<Vec<u32>>, tol: &Tolerances, remap: &Remap) -> Result<Vec<CaseResult>> {
     let refs = image_files(ref_dir)?;
     if refs.is_empty() {
         return Err(Error::invalid(ref_dir, "holds no reference images"));
@@ -102,14 +141,17 @@ pub fn evaluate_folders(pred_dir: &Path, ref_dir: &Path, labels: Option<Vec<u32>
             for p in refs.values() {
                 for v in repux_volume::read_volume(p)?.data {
                     if v > 0.0 {
-                        set.insert(v as u32);
+                        let v = if remap.reference.is_empty() { v as u32 } else { remap.reference.get(&(v as u32)).copied().unwrap_or(0) };
+                        if v > 0 {
+                            set.insert(v);
+                        }
                     }
                 }
             }
             set.into_iter().collect()
         }
     };
-    refs.iter().map(|(id, r)| evaluate_case(&preds[id], r, &labels, tol)).collect()
+    refs.iter().map(|(id, r)| evaluate_case(&preds[id], r, &labels, tol, remap)).collect()
 }
 
 fn num(v: f64) -> Value {

@@ -24,8 +24,22 @@ use burn::backend::autodiff::NodeId;
 use burn::backend::flex::FlexTensor;
 use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
 use burn::tensor::{Tensor, TensorData};
+use std::sync::atomic::{AtomicBool, Ordering};
 use repux_kernels::dense::{self, ConvShape, UpShape};
 use repux_kernels::depthwise::{self, DwAlgo, DwShape};
+
+/// When set, every conv runs burn's generic module op instead of repux's kernels (the peer
+/// `repux bench model` times against, in the same process). Off by default.
+static BURN_OPS: AtomicBool = AtomicBool::new(false);
+
+/// Routes all convolutions to burn's generic ops (`true`) or repux's kernels (`false`).
+pub fn use_burn_ops(on: bool) {
+    BURN_OPS.store(on, Ordering::SeqCst);
+}
+
+fn burn_ops() -> bool {
+    BURN_OPS.load(Ordering::Relaxed)
+}
 
 /// The extension point for repux's convolutions.
 #[backend_extension(Autodiff, Flex)]
@@ -114,14 +128,23 @@ fn flex_up(x: FloatTensor<Flex>, weight: FloatTensor<Flex>) -> FloatTensor<Flex>
 
 impl ConvBackend for Flex {
     fn depthwise_conv3d(x: FloatTensor<Self>, weight: FloatTensor<Self>, bias: FloatTensor<Self>) -> FloatTensor<Self> {
+        if burn_ops() {
+            return burn_depthwise::<Self>(x, weight, bias);
+        }
         let s = dw_shape(&x, &weight);
         let y = depthwise::forward(&s, &flex_vec(x), &flex_vec(weight), Some(&flex_vec(bias)), DwAlgo::Auto);
         flex_tensor(y, [s.n, s.c, s.d, s.h, s.w])
     }
     fn conv3d_bias(x: FloatTensor<Self>, weight: FloatTensor<Self>, bias: FloatTensor<Self>, stride: usize, padding: usize, groups: usize) -> FloatTensor<Self> {
+        if burn_ops() {
+            return burn_conv3d::<Self>(x, weight, bias, stride, padding, groups);
+        }
         flex_conv3d(x, weight, bias, ConvParams { stride, padding, groups })
     }
     fn conv_transpose3d_k2s2(x: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self> {
+        if burn_ops() {
+            return burn_conv_transpose3d_k2s2::<Self>(x, weight);
+        }
         flex_up(x, weight)
     }
 }
@@ -210,6 +233,9 @@ impl Backward<Flex, 2> for UpBackward {
 
 impl<C: CheckpointStrategy> ConvBackend for Autodiff<Flex, C> {
     fn depthwise_conv3d(x: FloatTensor<Self>, weight: FloatTensor<Self>, bias: FloatTensor<Self>) -> FloatTensor<Self> {
+        if burn_ops() {
+            return burn_depthwise::<Self>(x, weight, bias);
+        }
         let out = |x: &FloatTensor<Self>, w: &FloatTensor<Self>, b: &FloatTensor<Self>| <Flex as ConvBackend>::depthwise_conv3d(x.primitive().clone(), w.primitive().clone(), b.primitive().clone());
         match DepthwiseBackward.prepare::<C>([x.node(), weight.node(), bias.node()]).compute_bound().stateful() {
             OpsKind::Tracked(mut prep) => {
@@ -222,6 +248,9 @@ impl<C: CheckpointStrategy> ConvBackend for Autodiff<Flex, C> {
         }
     }
     fn conv3d_bias(x: FloatTensor<Self>, weight: FloatTensor<Self>, bias: FloatTensor<Self>, stride: usize, padding: usize, groups: usize) -> FloatTensor<Self> {
+        if burn_ops() {
+            return burn_conv3d::<Self>(x, weight, bias, stride, padding, groups);
+        }
         let p = ConvParams { stride, padding, groups };
         let out = |x: &FloatTensor<Self>, w: &FloatTensor<Self>, b: &FloatTensor<Self>| flex_conv3d(x.primitive().clone(), w.primitive().clone(), b.primitive().clone(), p);
         match DenseBackward.prepare::<C>([x.node(), weight.node(), bias.node()]).compute_bound().stateful() {
@@ -235,6 +264,9 @@ impl<C: CheckpointStrategy> ConvBackend for Autodiff<Flex, C> {
         }
     }
     fn conv_transpose3d_k2s2(x: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self> {
+        if burn_ops() {
+            return burn_conv_transpose3d_k2s2::<Self>(x, weight);
+        }
         let out = |x: &FloatTensor<Self>, w: &FloatTensor<Self>| flex_up(x.primitive().clone(), w.primitive().clone());
         match UpBackward.prepare::<C>([x.node(), weight.node()]).compute_bound().stateful() {
             OpsKind::Tracked(mut prep) => {

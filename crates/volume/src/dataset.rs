@@ -10,6 +10,10 @@
 //!   multi-channel cases are 4-D files.
 //! - Paired folders: `images/` and `labels/` (or `imagesTr/` and `labelsTr/` without a
 //!   `dataset.json`), matched by file name; an image `<case>_<XXXX>` is channel XXXX of `<case>`.
+//! - KiTS (19/21/23): case folders `case_XXXXX/imaging.nii.gz` + `segmentation.nii.gz`, directly
+//!   in the folder or under `data/`; a case folder without a segmentation is a test case.
+//! - LiTS: `volume-N.nii` + `segmentation-N.nii`, in the folder or its subfolders (the
+//!   challenge ships `Training Batch 1/` and `Training Batch 2/`); case id `liver_N`.
 
 use crate::error::{Error, Result};
 use crate::Format;
@@ -24,6 +28,8 @@ pub enum Layout {
     NnUnetV2,
     Decathlon,
     Paired,
+    Kits,
+    Lits,
 }
 
 /// One case: its image channel files (in channel order) and its label file.
@@ -101,8 +107,12 @@ impl Dataset {
             }
         } else if let Some((img, lab)) = [("images", "labels"), ("imagesTr", "labelsTr")].iter().map(|(i, l)| (dir.join(i), dir.join(l))).find(|(i, _)| i.is_dir()) {
             open_paired(dir, &img, &lab)?
+        } else if let Some(ds) = open_kits(dir)? {
+            ds
+        } else if let Some(ds) = open_lits(dir)? {
+            ds
         } else {
-            return Err(Error::invalid(dir, "not a dataset: no dataset.json, and no images/ + labels/ (or imagesTr/ + labelsTr/) folders"));
+            return Err(Error::invalid(dir, "not a dataset: no dataset.json, no images/ + labels/ (or imagesTr/ + labelsTr/) folders, no KiTS case_*/imaging.nii.gz folders, no LiTS volume-N files"));
         };
         if ds.training.is_empty() {
             return Err(Error::invalid(dir, format!("no training cases found ({:?} layout)", ds.layout)));
@@ -121,6 +131,22 @@ impl Dataset {
 
 /// Visible files of a folder (names starting with '.' are skipped: macOS `._` droppings ship in
 /// the Decathlon archives), sorted.
+/// Visible subfolders of a folder, sorted.
+fn list_dirs(dir: &Path) -> Result<Vec<PathBuf>> {
+    if !dir.is_dir() {
+        return Ok(Vec::new());
+    }
+    let mut v = Vec::new();
+    for e in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let e = e.map_err(|e| Error::io(dir, e))?;
+        if !e.file_name().to_string_lossy().starts_with('.') && e.path().is_dir() {
+            v.push(e.path());
+        }
+    }
+    v.sort();
+    Ok(v)
+}
+
 fn list_files(dir: &Path) -> Result<Vec<PathBuf>> {
     if !dir.is_dir() {
         return Ok(Vec::new());
@@ -245,7 +271,8 @@ pub fn case_id(path: &Path) -> String {
     name
 }
 
-fn ending_of(path: &Path) -> String {
+/// The file ending of an image path (`.nii.gz`, `.nii`, `.nrrd`, …).
+pub fn ending_of(path: &Path) -> String {
     let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
     name[case_id(path).len()..].to_string()
 }
@@ -319,6 +346,73 @@ fn open_paired(dir: &Path, img_dir: &Path, lab_dir: &Path) -> Result<Dataset> {
     let name = dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
     let channel_names = (0..n_channels).map(|i| format!("channel{i}")).collect();
     Ok(Dataset { root: dir.to_path_buf(), layout: Layout::Paired, name, channel_names, labels: Vec::new(), file_ending, training, test: Vec::new(), problems })
+}
+
+/// KiTS: `case_*/imaging.nii.gz` (+ `segmentation.nii.gz`), in `dir` or `dir/data`.
+fn open_kits(dir: &Path) -> Result<Option<Dataset>> {
+    for root in [dir.to_path_buf(), dir.join("data")] {
+        if !root.is_dir() {
+            continue;
+        }
+        let folders: Vec<PathBuf> = list_dirs(&root)?.into_iter().filter(|p| p.join("imaging.nii.gz").is_file()).collect();
+        if folders.is_empty() {
+            continue;
+        }
+        let (mut training, mut test) = (Vec::new(), Vec::new());
+        for f in folders {
+            let id = f.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+            let seg = f.join("segmentation.nii.gz");
+            let case = Case { id, images: vec![f.join("imaging.nii.gz")], label: seg.is_file().then_some(seg) };
+            if case.label.is_some() {
+                training.push(case);
+            } else {
+                test.push(case);
+            }
+        }
+        let name = dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        let labels = vec![("background".into(), 0), ("kidney".into(), 1), ("tumor".into(), 2), ("cyst".into(), 3)];
+        return Ok(Some(Dataset { root: dir.to_path_buf(), layout: Layout::Kits, name, channel_names: vec!["CT".into()], labels, file_ending: ".nii.gz".into(), training, test, problems: Vec::new() }));
+    }
+    Ok(None)
+}
+
+/// LiTS: `volume-N.nii[.gz]` + `segmentation-N.nii[.gz]` in `dir` or its subfolders.
+fn open_lits(dir: &Path) -> Result<Option<Dataset>> {
+    let mut files = list_files(dir)?;
+    for sub in list_dirs(dir)? {
+        files.extend(list_files(&sub)?);
+    }
+    let number = |p: &Path, prefix: &str| -> Option<String> {
+        let name = p.file_name()?.to_string_lossy().to_string();
+        let rest = name.strip_prefix(prefix)?;
+        let n = rest.strip_suffix(".nii.gz").or_else(|| rest.strip_suffix(".nii"))?;
+        n.parse::<u32>().ok().map(|v| v.to_string())
+    };
+    let volumes: BTreeMap<u32, PathBuf> = files.iter().filter_map(|p| number(p, "volume-").map(|n| (n.parse().unwrap_or(0), p.clone()))).collect();
+    if volumes.is_empty() {
+        return Ok(None);
+    }
+    let segs: BTreeMap<String, PathBuf> = files.iter().filter_map(|p| number(p, "segmentation-").map(|n| (n, p.clone()))).collect();
+    let mut problems = Vec::new();
+    let (mut training, mut test) = (Vec::new(), Vec::new());
+    for (n, p) in volumes {
+        let case = Case { id: format!("liver_{n}"), images: vec![p], label: segs.get(&n.to_string()).cloned() };
+        if case.label.is_some() {
+            training.push(case);
+        } else {
+            test.push(case);
+        }
+    }
+    let ids: BTreeSet<String> = training.iter().chain(&test).map(|c| c.id.trim_start_matches("liver_").to_string()).collect();
+    for (n, p) in &segs {
+        if !ids.contains(n) {
+            problems.push(format!("{}: segmentation without a volume", p.display()));
+        }
+    }
+    let name = dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let labels = vec![("background".into(), 0), ("liver".into(), 1), ("tumor".into(), 2)];
+    let file_ending = training.first().map(|c| ending_of(&c.images[0])).unwrap_or_else(|| ".nii".into());
+    Ok(Some(Dataset { root: dir.to_path_buf(), layout: Layout::Lits, name, channel_names: vec!["CT".into()], labels, file_ending, training, test, problems }))
 }
 
 /// What the check found for one case.

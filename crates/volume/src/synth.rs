@@ -357,6 +357,24 @@ pub fn write_dataset(out: &Path, cases: usize, seed: u64, mut progress: impl FnM
     crate::nifti::write_json(&jp, &json)
 }
 
+/// Writes held-out test cases `first..first + count` (the same generator, indices disjoint from
+/// the training cases `0..numTraining`) into `out/imagesTs` and `out/labelsTs`.
+pub fn write_test_cases(out: &Path, first: usize, count: usize, seed: u64, mut progress: impl FnMut(usize)) -> Result<()> {
+    let img_dir = out.join("imagesTs");
+    let lab_dir = out.join("labelsTs");
+    for d in [&img_dir, &lab_dir] {
+        std::fs::create_dir_all(d).map_err(|e| Error::io(d, e))?;
+    }
+    for (n, i) in (first..first + count).enumerate() {
+        let c = generate_case(seed, i);
+        let name = case_name(i);
+        write_nifti(&img_dir.join(format!("{name}_0000.nii.gz")), &c.image.geometry, 1, &c.image.data, DataType::I16)?;
+        write_labels(&lab_dir.join(format!("{name}.nii.gz")), &c.image.geometry, &c.labels, LABELS.len() as u32 - 1)?;
+        progress(n + 1);
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

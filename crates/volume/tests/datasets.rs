@@ -102,6 +102,38 @@ fn paired_folders() {
 }
 
 #[test]
+fn kits_case_folders() {
+    let d = tempfile::tempdir().unwrap();
+    for c in ["case_00000", "case_00001"] {
+        img(&d.path().join(format!("data/{c}/imaging.nii.gz")), [3, 3, 3], 1, |_| 1.0, DataType::I16);
+        img(&d.path().join(format!("data/{c}/segmentation.nii.gz")), [3, 3, 3], 1, |i| (i % 3) as f32, DataType::U8);
+    }
+    img(&d.path().join("data/case_00300/imaging.nii.gz"), [3, 3, 3], 1, |_| 1.0, DataType::I16);
+    let ds = Dataset::open(d.path()).unwrap();
+    assert_eq!(ds.layout, Layout::Kits);
+    assert_eq!(ds.training.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), ["case_00000", "case_00001"]);
+    assert_eq!(ds.test.len(), 1, "a case folder without a segmentation is a test case");
+    let r = check(&ds);
+    assert!(r.ok(), "{r:#?}");
+}
+
+#[test]
+fn lits_volume_and_segmentation_files() {
+    let d = tempfile::tempdir().unwrap();
+    for (sub, n) in [("Training Batch 1", 0), ("Training Batch 1", 1), ("Training Batch 2", 28)] {
+        img(&d.path().join(format!("{sub}/volume-{n}.nii")), [3, 3, 3], 1, |_| 1.0, DataType::I16);
+        img(&d.path().join(format!("{sub}/segmentation-{n}.nii")), [3, 3, 3], 1, |i| (i % 3) as f32, DataType::U8);
+    }
+    img(&d.path().join("Training Batch 2/segmentation-99.nii"), [3, 3, 3], 1, |_| 0.0, DataType::U8);
+    let ds = Dataset::open(d.path()).unwrap();
+    assert_eq!(ds.layout, Layout::Lits);
+    assert_eq!(ds.training.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), ["liver_0", "liver_1", "liver_28"]);
+    assert_eq!(ds.labels.len(), 3);
+    let r = check(&ds);
+    assert!(!r.ok() && format!("{r:?}").contains("segmentation-99.nii: segmentation without a volume"), "{r:#?}");
+}
+
+#[test]
 fn empty_or_broken_folders_are_errors() {
     let d = tempfile::tempdir().unwrap();
     let e = Dataset::open(d.path()).unwrap_err().to_string();
