@@ -89,8 +89,7 @@ fn model_times(cfg: &repux_nn::ModelConfig, patch: [usize; 3], batch: usize, rep
     use burn::tensor::{Distribution, Tensor};
     let [d, h, w] = patch;
     let plain = repux_nn::cpu();
-    plain.seed(0);
-    let net = repux_nn::Net::new(cfg, &plain);
+    let net = repux_nn::Net::seeded(cfg, &plain, 0);
     let x = Tensor::<5>::random([batch, cfg.in_channels, d, h, w], Distribution::Normal(0.0, 1.0), &plain);
     let fwd = || {
         let _ = net.forward(x.clone()).into_data();
@@ -98,8 +97,7 @@ fn model_times(cfg: &repux_nn::ModelConfig, patch: [usize; 3], batch: usize, rep
     fwd();
     let forward = time_median(repeats, fwd);
     let dev = plain.autodiff();
-    dev.seed(0);
-    let mut tnet = repux_nn::Net::new(cfg, &dev);
+    let mut tnet = repux_nn::Net::seeded(cfg, &dev, 0);
     let mut opt = repux_train::optim::AdamW::new(0.01);
     let xa = Tensor::<5>::random([batch, cfg.in_channels, d, h, w], Distribution::Normal(0.0, 1.0), &dev);
     let labels: Vec<u16> = (0..batch * d * h * w).map(|i| ((i / 97) % cfg.out_channels) as u16).collect();

@@ -115,7 +115,19 @@ pub struct Net {
     pub config: ModelConfig,
 }
 
+/// Serialises seeded initialisation: burn's device RNG is process-wide, so two networks built at
+/// once (parallel tests, a benchmark beside a trainer) would interleave their draws.
+static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 impl Net {
+    /// A freshly initialised network whose weights depend only on `seed` (and the config), even
+    /// when other threads draw random tensors on the same device through this function.
+    pub fn seeded(cfg: &ModelConfig, device: &Device, seed: u64) -> Self {
+        let _guard = INIT.lock().unwrap_or_else(|e| e.into_inner());
+        device.seed(seed);
+        Net::new(cfg, device)
+    }
+
     pub fn new(cfg: &ModelConfig, device: &Device) -> Self {
         let f = cfg.feature_size;
         let h = cfg.hidden_size;

@@ -84,8 +84,12 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Volumes per step. Default 1.
     pub volumes_per_step: usize,
-    /// Crops per volume. Default 2 (the paper's batch of 2 crops of one volume).
+    /// Crops per volume. Default 2 (the paper's batch of 2 crops of one volume). The batch
+    /// BatchNorm sees is `volumes_per_step × crops_per_volume`.
     pub crops_per_volume: usize,
+    /// Training patch size; default the plans' (`patch_size`). Checkpoints carry plans with the
+    /// patch used, so prediction tiles with it too.
+    pub patch_size: Option<[usize; 3]>,
     /// Augmentation preset: `paper` (default), `nnunet` or `none`.
     pub augment: String,
     /// Data-loading threads. Default 1.
@@ -103,7 +107,7 @@ pub struct TrainConfig {
 impl Default for TrainConfig {
     /// The paper's recipe (ARCHITECTURE §3).
     fn default() -> Self {
-        TrainConfig { iterations: 60_000, val_interval: 500, lr: 1e-4, weight_decay: 0.01, schedule: Schedule::Constant, warmup: 0, seed: 0, volumes_per_step: 1, crops_per_volume: 2, augment: "paper".into(), workers: 1, class_uniform: false, early_stopping: None, class_weights: None }
+        TrainConfig { iterations: 60_000, val_interval: 500, lr: 1e-4, weight_decay: 0.01, schedule: Schedule::Constant, warmup: 0, seed: 0, volumes_per_step: 1, crops_per_volume: 2, patch_size: None, augment: "paper".into(), workers: 1, class_uniform: false, early_stopping: None, class_weights: None }
     }
 }
 
@@ -346,14 +350,21 @@ pub fn train(model: &ModelConfig, plans: &Plans, train_cases: Vec<CachedCase>, v
         saved.iterations = saved.iterations.max(state.iteration) + opts.extend;
         (net, opt, state, saved)
     } else {
-        device.seed(cfg.seed);
-        let mut net = Net::new(model, &device);
+        let mut net = Net::seeded(model, &device, cfg.seed);
         if let Some(dir) = opts.init_from {
             init_weights(&mut net, dir, opts.new_head)?;
         }
         (net, AdamW::new(cfg.weight_decay), TrainerState { iteration: 0, best_val_dice: None, best_iteration: 0, validations_since_best: 0, seconds: 0.0 }, cfg.clone())
     };
     cfg.val_interval = cfg.val_interval.max(1);
+    let mut plans = plans.clone();
+    if let Some(p) = cfg.patch_size {
+        if p.contains(&0) {
+            return Err(TrainError::Config(format!("patch_size {p:?} must be positive")));
+        }
+        plans.patch_size = p;
+    }
+    let plans = &plans;
     let model = net.config().clone();
     if model.out_channels != plans.num_classes() || model.in_channels != plans.normalization.len() {
         return Err(TrainError::Config(format!("the model takes {} channels and predicts {} classes; the plans have {} and {}", model.in_channels, model.out_channels, plans.normalization.len(), plans.num_classes())));
@@ -363,6 +374,9 @@ pub fn train(model: &ModelConfig, plans: &Plans, train_cases: Vec<CachedCase>, v
             return Err(TrainError::Config(format!("class_weights has {} entries for {} classes", w.len(), model.out_channels)));
         }
     }
+    // The folder alone says what was trained: the model config and the plans beside the log.
+    repux_volume::nifti::write_json(&out.join("config.json"), &model)?;
+    plans.save(&out.join("plans.json"))?;
     let augment = AugmentConfig::preset(&cfg.augment).ok_or_else(|| TrainError::Config(format!("unknown augmentation preset {:?} (paper, nnunet, none)", cfg.augment)))?;
     let sampler = SamplerConfig { patch: plans.patch_size, foreground_fraction: plans.foreground_fraction, class_uniform: cfg.class_uniform, pad: PadMode::Zero };
     let loader_cfg = LoaderConfig { sampler, augment, volumes_per_step: cfg.volumes_per_step, crops_per_volume: cfg.crops_per_volume, seed: cfg.seed, workers: cfg.workers, prefetch: 2 };

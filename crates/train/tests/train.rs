@@ -131,6 +131,24 @@ fn stopped_and_resumed_run_equals_uninterrupted_and_truncation_is_refused() {
 }
 
 #[test]
+fn early_stopping_ends_a_run_without_improvement() {
+    let d = tempfile::tempdir().unwrap();
+    let (_, plans, cases) = setup(d.path(), 2, [4.0, 4.0, 4.0], [32, 32, 16]);
+    let model = ModelConfig { in_channels: 1, out_channels: plans.num_classes(), ..ModelConfig::preset("micro").unwrap() };
+    // lr 0: the weights stay; only BatchNorm's running statistics move the validation Dice.
+    let cfg = TrainConfig { iterations: 20, val_interval: 2, lr: 0.0, weight_decay: 0.0, early_stopping: Some(2), patch_size: Some([16, 16, 16]), ..TrainConfig::default() };
+    let out = d.path().join("m");
+    let r = train(&model, &plans, cases.clone(), &cases[..1], &cfg, &out, &RunOptions::default(), |_| {}).unwrap();
+    let state: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("checkpoint_final/trainer_state.json")).unwrap()).unwrap();
+    let best = state["best_iteration"].as_u64().unwrap() as usize;
+    assert_eq!(r.ending, Ending::EarlyStopped);
+    assert_eq!(r.iteration, best + 2 * 2, "stops at the second validation without improvement");
+    assert!(out.join("checkpoint_final").is_dir() && out.join("config.json").is_file() && out.join("plans.json").is_file());
+    let p = Plans::load(&out.join("checkpoint_final/plans.json")).unwrap();
+    assert_eq!(p.patch_size, [16, 16, 16], "checkpoints carry the patch trained with");
+}
+
+#[test]
 fn schedules() {
     let c = TrainConfig { iterations: 100, lr: 1.0, ..TrainConfig::default() };
     assert_eq!(c.lr_at(1), 1.0);
