@@ -29,6 +29,18 @@ fn rel_l2(a: &[f32], b: &[f32]) -> f64 {
     (num / den).sqrt()
 }
 
+/// Back-propagates `Σ ours·t` and `Σ theirs·t` and compares the gradients of the named 5-D and
+/// 1-D leaves to relative L2 `tol`.
+fn assert_same_gradients(ours: Tensor<5>, theirs: Tensor<5>, t: Tensor<5>, leaves5: &[(&str, &Tensor<5>)], leaves1: &[(&str, &Tensor<1>)], tol: f64, what: &str) {
+    let g1 = (ours * t.clone()).sum().backward();
+    let g2 = (theirs * t).sum().backward();
+    let pairs = leaves5.iter().map(|(n, l)| (*n, values(l.grad(&g1).unwrap()), values(l.grad(&g2).unwrap()))).chain(leaves1.iter().map(|(n, l)| (*n, values(l.grad(&g1).unwrap()), values(l.grad(&g2).unwrap()))));
+    for (name, a, b) in pairs {
+        let e = rel_l2(&a, &b);
+        assert!(e < tol, "{what} {name}: relative L2 {e}");
+    }
+}
+
 fn input(name: &str) -> Tensor<5> {
     let (shape, data) = npy(&format!("{name}_input.npy"));
     let s: [usize; 5] = shape.try_into().unwrap();
@@ -199,16 +211,7 @@ fn depthwise_extension_matches_burn_generic_op_and_its_gradients() {
         let theirs = conv3d(x.clone(), w.clone(), Some(b.clone()), ConvOptions::new([1, 1, 1], [k / 2; 3], [1, 1, 1], c));
         // Tolerance: f32 sums of up to K³ terms, FFT rounding: 1e-4 relative L2.
         assert!(rel_l2(&values(ours.clone()), &values(theirs.clone())) < 1e-4, "k{k} forward");
-        let g1 = (ours * t.clone()).sum().backward();
-        let g2 = (theirs * t).sum().backward();
-        for (name, a, bb) in [
-            ("dx", values(x.grad(&g1).unwrap()), values(x.grad(&g2).unwrap())),
-            ("dw", values(w.grad(&g1).unwrap()), values(w.grad(&g2).unwrap())),
-            ("db", values(b.grad(&g1).unwrap()), values(b.grad(&g2).unwrap())),
-        ] {
-            let e = rel_l2(&a, &bb);
-            assert!(e < 1e-4, "k{k} {name}: relative L2 {e}");
-        }
+        assert_same_gradients(ours, theirs, t, &[("dx", &x), ("dw", &w)], &[("db", &b)], 1e-4, &format!("k{k}"));
     }
 }
 
@@ -233,16 +236,7 @@ fn dense_and_transposed_extensions_match_burn_generic_ops_and_their_gradients() 
         // Tolerance: f32 sums of up to Cin·k³ terms in another order: 1e-5 relative L2.
         assert!(rel_l2(&values(ours.clone()), &values(theirs.clone())) < 1e-5, "case {i} forward");
         let t = Tensor::<5>::random(ours.dims(), Distribution::Normal(0.0, 1.0), &device);
-        let g1 = (ours * t.clone()).sum().backward();
-        let g2 = (theirs * t).sum().backward();
-        for (name, a, bb) in [
-            ("dx", values(x.grad(&g1).unwrap()), values(x.grad(&g2).unwrap())),
-            ("dw", values(w.grad(&g1).unwrap()), values(w.grad(&g2).unwrap())),
-            ("db", values(b.grad(&g1).unwrap()), values(b.grad(&g2).unwrap())),
-        ] {
-            let e = rel_l2(&a, &bb);
-            assert!(e < 1e-5, "case {i} {name}: relative L2 {e}");
-        }
+        assert_same_gradients(ours, theirs, t, &[("dx", &x), ("dw", &w)], &[("db", &b)], 1e-5, &format!("case {i}"));
     }
     let device = cpu().autodiff();
     device.seed(9);
@@ -252,8 +246,5 @@ fn dense_and_transposed_extensions_match_burn_generic_ops_and_their_gradients() 
     let theirs = conv_transpose3d(x.clone(), w.clone(), None, ConvTransposeOptions::new([2, 2, 2], [0, 0, 0], [0, 0, 0], [1, 1, 1], 1));
     assert!(rel_l2(&values(ours.clone()), &values(theirs.clone())) < 1e-5, "transposed forward");
     let t = Tensor::<5>::random(ours.dims(), Distribution::Normal(0.0, 1.0), &device);
-    let g1 = (ours * t.clone()).sum().backward();
-    let g2 = (theirs * t).sum().backward();
-    assert!(rel_l2(&values(x.grad(&g1).unwrap()), &values(x.grad(&g2).unwrap())) < 1e-5, "transposed dx");
-    assert!(rel_l2(&values(w.grad(&g1).unwrap()), &values(w.grad(&g2).unwrap())) < 1e-5, "transposed dw");
+    assert_same_gradients(ours, theirs, t, &[("dx", &x), ("dw", &w)], &[], 1e-5, "transposed");
 }

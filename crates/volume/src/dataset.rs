@@ -129,39 +129,32 @@ impl Dataset {
     }
 }
 
-/// Visible files of a folder (names starting with '.' are skipped: macOS `._` droppings ship in
-/// the Decathlon archives), sorted.
-/// Visible subfolders of a folder, sorted.
-fn list_dirs(dir: &Path) -> Result<Vec<PathBuf>> {
+/// Visible entries of a folder that are folders (`dirs`) or files, sorted. Names starting with
+/// '.' are skipped: macOS `._` droppings ship in the Decathlon archives.
+fn visible(dir: &Path, dirs: bool) -> Result<Vec<PathBuf>> {
     if !dir.is_dir() {
         return Ok(Vec::new());
     }
     let mut v = Vec::new();
     for e in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
         let e = e.map_err(|e| Error::io(dir, e))?;
-        if !e.file_name().to_string_lossy().starts_with('.') && e.path().is_dir() {
-            v.push(e.path());
+        let p = e.path();
+        if !e.file_name().to_string_lossy().starts_with('.') && (if dirs { p.is_dir() } else { p.is_file() }) {
+            v.push(p);
         }
     }
     v.sort();
     Ok(v)
 }
 
+/// Visible subfolders of a folder, sorted.
+fn list_dirs(dir: &Path) -> Result<Vec<PathBuf>> {
+    visible(dir, true)
+}
+
+/// Visible files of a folder, sorted.
 fn list_files(dir: &Path) -> Result<Vec<PathBuf>> {
-    if !dir.is_dir() {
-        return Ok(Vec::new());
-    }
-    let mut v = Vec::new();
-    for e in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
-        let e = e.map_err(|e| Error::io(dir, e))?;
-        let name = e.file_name().to_string_lossy().to_string();
-        if name.starts_with('.') || !e.path().is_file() {
-            continue;
-        }
-        v.push(e.path());
-    }
-    v.sort();
-    Ok(v)
+    visible(dir, false)
 }
 
 /// `case_0003` → (`case`, 3): nnU-Net's channel suffix.
