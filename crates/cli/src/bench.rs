@@ -31,9 +31,12 @@ pub enum Command {
     /// Time a whole network — an eval forward and a training step (forward, DiceCE, backward,
     /// AdamW) — with repux's kernels and with burn's generic conv ops, in the same run.
     Model {
-        /// Model preset or config JSON (5 classes, 1 channel).
-        #[arg(long, default_value = "tiny")]
-        preset: String,
+        /// Model preset (paper, paper-uxnet, small, tiny, micro) or config JSON (5 classes, 1 channel).
+        #[arg(long, alias = "preset", default_value = "tiny")]
+        model_config: String,
+        /// Cubic patch side (e.g. 96 for the paper's 96³); overrides --patch.
+        #[arg(long)]
+        size: Option<usize>,
         /// Patch size.
         #[arg(long, value_parser = triple::<usize>, default_value = "48,48,32")]
         patch: [usize; 3],
@@ -79,7 +82,7 @@ pub fn run(c: Command) -> Result<ExitCode> {
         Command::Kernels { json, repeats, burn_limit_s } => kernels(json, repeats, burn_limit_s),
         Command::Surface { shape, spacing, repeats } => surface(shape, spacing, repeats),
         Command::Resample { shape, spacing, target, repeats, json } => bench_resample(shape, spacing, target, repeats, json),
-        Command::Model { preset, patch, batch, repeats, no_burn, json } => model(&preset, patch, batch, repeats, no_burn, json),
+        Command::Model { model_config, size, patch, batch, repeats, no_burn, json } => model(&model_config, size.map(|n| [n; 3]).unwrap_or(patch), batch, repeats, no_burn, json),
     }
 }
 
@@ -207,17 +210,26 @@ fn kernels(json: bool, repeats: usize, burn_limit_s: f64) -> Result<ExitCode> {
             }
         }
     }
+    dense_records(repeats, burn_limit_s, &mut records, &mut notes);
     if json {
         println!("{}", serde_json::to_string(&records)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!("depthwise conv3d, repux kernels vs burn 0.22.1 generic conv3d (Flex), {} threads, median of {repeats}", rayon_threads());
-    println!("{:<6} {:>8} {:>6} {:<17} {:>10} {:>10} {:>9} {:>9}", "kernel", "channels", "size", "pass", "ours (s)", "burn (s)", "ratio", "GFLOP/s");
+    let peak = repux_kernels::dense::gemm_gflops(1536, 3);
+    println!("repux kernels vs burn 0.22.1 generic conv3d / conv_transpose3d (Flex), {} threads, median of {repeats}", rayon_threads());
+    println!("{:<15} {:<6} {:>8} {:>6} {:<17} {:>10} {:>10} {:>9} {:>9}", "op", "kernel", "channels", "size", "pass", "ours (s)", "burn (s)", "ratio", "GFLOP/s");
     for r in &records {
         let ours = r["ours_s"].as_f64().unwrap_or(f64::NAN);
         let burn = r["burn_s"].as_f64();
+        let op = match (r["op"].as_str().unwrap_or(""), r["out_channels"].as_u64(), r["stride"].as_u64()) {
+            ("depthwise", _, _) => "depthwise".to_string(),
+            (op, Some(o), Some(st)) => format!("{op}→{o} s{st}"),
+            (op, Some(o), None) => format!("{op}→{o}"),
+            (op, _, _) => op.to_string(),
+        };
         println!(
-            "{:<6} {:>8} {:>5}³ {:<17} {:>10.4} {:>10} {:>9} {:>9.1}",
+            "{:<15} {:<6} {:>8} {:>5}³ {:<17} {:>10.4} {:>10} {:>9} {:>9.1}",
+            op,
             r["kernel"].as_u64().unwrap_or(0),
             r["channels"].as_u64().unwrap_or(0),
             r["size"][0].as_u64().unwrap_or(0),
@@ -231,8 +243,89 @@ fn kernels(json: bool, repeats: usize, burn_limit_s: f64) -> Result<ExitCode> {
     for n in &notes {
         println!("note: {n}");
     }
-    println!("note: dense and transposed convolutions still run burn's ops; their kernels are not written yet.");
+    println!("note: fp32 GEMM peak through the same GEMM path (1536³, median of 3): {peak:.1} GFLOP/s");
     Ok(ExitCode::SUCCESS)
+}
+
+/// burn's generic conv3d (or k2 s2 transposed conv) on Flex: forward, or forward + backward.
+fn burn_dense(x_shape: [usize; 5], w_shape: [usize; 5], stride: usize, pad: usize, transposed: bool, backward: bool) -> f64 {
+    use burn::tensor::module::{conv3d, conv_transpose3d};
+    use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
+    use burn::tensor::{Distribution, Tensor};
+    let device = if backward { repux_nn::cpu().autodiff() } else { repux_nn::cpu() };
+    let x = Tensor::<5>::random(x_shape, Distribution::Normal(0.0, 1.0), &device);
+    let w = Tensor::<5>::random(w_shape, Distribution::Normal(0.0, 0.1), &device);
+    let (x, w) = if backward { (x.require_grad(), w.require_grad()) } else { (x, w) };
+    let t = Instant::now();
+    let y = if transposed {
+        conv_transpose3d(x, w, None, ConvTransposeOptions::new([2, 2, 2], [0, 0, 0], [0, 0, 0], [1, 1, 1], 1))
+    } else {
+        conv3d(x, w, None, ConvOptions::new([stride; 3], [pad; 3], [1, 1, 1], 1))
+    };
+    if backward {
+        std::hint::black_box(y.sum().backward());
+    } else {
+        std::hint::black_box(y.into_data());
+    }
+    t.elapsed().as_secs_f64()
+}
+
+/// The paper network's dense convolutions at a 96³ patch: encoder1's and decoder1's 3³ convs,
+/// the stem, a k2 s2 downsampling conv and the decoder's k2 s2 transposed conv.
+fn dense_records(repeats: usize, burn_limit_s: f64, records: &mut Vec<serde_json::Value>, notes: &mut Vec<String>) {
+    use repux_kernels::dense::{self, ConvShape, UpShape};
+    // (name, cin, cout, input side, k, stride, pad)
+    let convs = [("encoder1 3³", 1usize, 48usize, 96usize, 3usize, 1usize, 1usize), ("encoder1/decoder1 3³", 48, 48, 96, 3, 1, 1), ("decoder1 3³ (concat)", 96, 48, 96, 3, 1, 1), ("stem 7³ s2", 1, 48, 96, 7, 2, 3), ("downsample k2 s2", 48, 96, 48, 2, 2, 0)];
+    let data = |n: usize| -> Vec<f32> { (0..n).map(|i| ((i % 97) as f32 - 48.0) / 50.0).collect() };
+    // burn's throughput on a small probe, to estimate (and skip) the slowest runs.
+    let probe = |k: usize, fb: bool| {
+        let t = burn_dense([1, 8, 16, 16, 16], [8, 8, k, k, k], 1, k / 2, false, fb);
+        (8 * 8 * k.pow(3) * 16usize.pow(3)) as f64 / t
+    };
+    for (name, cin, cout, size, k, stride, pad) in convs {
+        let s = ConvShape { n: 1, cin, cout, d: size, h: size, w: size, k, stride, pad, groups: 1 };
+        let (x, w) = (data(s.input_len()), data(s.weight_len()));
+        let macs = (s.output_len() * cin * k.pow(3)) as f64;
+        for (pass, fb) in [("forward", false), ("forward_backward", true)] {
+            let ours = time_median(repeats, || {
+                let y = dense::conv3d_forward(&s, &x, &w, None);
+                if fb {
+                    std::hint::black_box(dense::conv3d_backward(&s, &x, &w, &y, cin > 1));
+                } else {
+                    std::hint::black_box(y);
+                }
+            });
+            let est = macs / probe(k.min(7), fb);
+            let burn_s = if est > burn_limit_s {
+                notes.push(format!("{name} {cin}→{cout} @{size}³ {pass}: burn skipped (estimated {est:.0} s from a probe)"));
+                None
+            } else {
+                Some(time_median(if est > 5.0 { 1 } else { repeats }, || {
+                    burn_dense([1, cin, size, size, size], [cout, cin, k, k, k], stride, pad, false, fb);
+                }))
+            };
+            let flops = 2.0 * macs * if fb { if cin > 1 { 3.0 } else { 2.0 } } else { 1.0 };
+            records.push(serde_json::json!({"op": "conv", "name": name, "channels": cin, "out_channels": cout, "size": [size, size, size], "kernel": k, "stride": stride, "pass": pass, "ours_s": ours, "burn_s": burn_s, "gflops": flops / ours / 1e9}));
+        }
+    }
+    let s = UpShape { n: 1, cin: 96, cout: 48, d: 48, h: 48, w: 48 };
+    let (x, w) = (data(s.input_len()), data(s.weight_len()));
+    let macs = (s.input_len() * s.cout * 8) as f64;
+    for (pass, fb) in [("forward", false), ("forward_backward", true)] {
+        let ours = time_median(repeats, || {
+            let y = dense::conv_transpose_k2s2_forward(&s, &x, &w);
+            if fb {
+                std::hint::black_box(dense::conv_transpose_k2s2_backward(&s, &x, &w, &y));
+            } else {
+                std::hint::black_box(y);
+            }
+        });
+        let burn_s = Some(time_median(1, || {
+            burn_dense([1, 96, 48, 48, 48], [96, 48, 2, 2, 2], 2, 0, true, fb);
+        }));
+        let flops = 2.0 * macs * if fb { 3.0 } else { 1.0 };
+        records.push(serde_json::json!({"op": "conv_transpose", "name": "decoder up k2 s2", "channels": 96, "out_channels": 48, "size": [48, 48, 48], "kernel": 2, "stride": 2, "pass": pass, "ours_s": ours, "burn_s": burn_s, "gflops": flops / ours / 1e9}));
+    }
 }
 
 fn bench_resample(shape: [usize; 3], spacing: [f64; 3], target: [f64; 3], repeats: usize, json: bool) -> Result<ExitCode> {

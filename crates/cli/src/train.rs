@@ -189,9 +189,11 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let mut first = true;
     let outcome = train(&model, &plans, train_cases, &val_cases, &cfg, &a.out, &opts, |l| {
         if first {
-            // A resumed run knows its length only now.
+            // A resumed or extended run knows its length and position only now.
+            bar.set_length(l.planned as u64);
             if resuming {
                 bar.set_position(l.iteration as u64 - 1);
+                bar.reset_eta();
             }
             first = false;
         }

@@ -390,6 +390,24 @@ pub fn conv_transpose_k2s2_backward(s: &UpShape, x: &[f32], w: &[f32], dy: &[f32
     (dx, dw)
 }
 
+/// GFLOP/s of an `n × n × n` f32 GEMM through the same path the convolutions use (median of
+/// `repeats`): the machine's practical fp32 peak that conv throughput is compared with.
+pub fn gemm_gflops(n: usize, repeats: usize) -> f64 {
+    let a: Vec<f32> = (0..n * n).map(|i| (i % 7) as f32 * 0.1).collect();
+    let b: Vec<f32> = (0..n * n).map(|i| (i % 5) as f32 * 0.1).collect();
+    let mut c = vec![0f32; n * n];
+    matmul(n, n, n, &mut c, n, false, &a, (n, 1), &b, (n, 1));
+    let mut times: Vec<f64> = (0..repeats.max(1))
+        .map(|_| {
+            let t = std::time::Instant::now();
+            matmul(n, n, n, &mut c, n, false, &a, (n, 1), &b, (n, 1));
+            t.elapsed().as_secs_f64()
+        })
+        .collect();
+    times.sort_by(|x, y| x.total_cmp(y));
+    2.0 * (n as f64).powi(3) / times[times.len() / 2] / 1e9
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

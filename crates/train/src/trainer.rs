@@ -187,6 +187,9 @@ pub struct LogLine {
     pub val_dice: Option<Vec<f64>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub val_mean_dice: Option<f64>,
+    /// The run's planned length (not logged: a resumed or extended run knows it only here).
+    #[serde(skip)]
+    pub planned: usize,
 }
 
 /// nnU-Net's `splits_final.json`: five folds `{"train": [...], "val": [...]}`, deterministic for
@@ -425,7 +428,7 @@ pub fn train(model: &ModelConfig, plans: &Plans, train_cases: Vec<CachedCase>, v
         opt.step(&mut net, grads, lr);
         state.iteration = it;
         state.seconds = base_seconds + start.elapsed().as_secs_f64();
-        let mut line = LogLine { iteration: it, loss: lv, dice_loss: dv, ce: cv, lr, seconds: state.seconds, val_dice: None, val_mean_dice: None };
+        let mut line = LogLine { iteration: it, loss: lv, dice_loss: dv, ce: cv, lr, seconds: state.seconds, val_dice: None, val_mean_dice: None, planned: cfg.iterations };
         losses.push((it, lv));
         let mut early = false;
         if it % cfg.val_interval == 0 || it == cfg.iterations {

@@ -1,0 +1,122 @@
+#!/usr/bin/env python3
+"""PyTorch-CPU timings of the shapes `repux bench kernels` and `repux bench model` time, for
+the kernels issue's "at least 2x faster than PyTorch CPU" targets: run it on the same machine,
+with the same thread count, next to the repux commands.
+
+    python3 tools/torch_bench.py --threads 2                 # kernels + tiny model at 48x48x32
+    python3 tools/torch_bench.py --threads 2 --model paper --size 96   # the paper network, 2 x 96^3
+
+Prints one JSON array: kernel records with repux's keys (op, channels, size, kernel, pass,
+torch_s) and model records (model, patch, batch, pass, torch_s, peak_rss_mb). The network is
+tools/torch_reference.py's independent PyTorch RepUX-Net (BFR forward), trained with
+torch.optim.AdamW and MONAI's Dice + CE written out (no MONAI needed).
+Needs torch (and numpy).
+"""
+import argparse
+import json
+import os
+import resource
+import statistics
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from torch_reference import Net  # noqa: E402
+
+PRESETS = {
+    "paper": ((48, 96, 192, 384), 768),
+    "small": ((16, 32, 64, 128), 256),
+    "tiny": ((8, 16, 32, 64), 128),
+    "micro": ((4, 8, 16, 32), 64),
+}
+
+
+def timed(fn, repeats):
+    fn()
+    ts = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t)
+    return statistics.median(ts)
+
+
+def kernel_records(repeats):
+    recs = []
+
+    def run(op, x_shape, w_shape, conv, **meta):
+        for pass_, back in (("forward", False), ("forward_backward", True)):
+            x = torch.randn(*x_shape, requires_grad=back)
+            w = (0.1 * torch.randn(*w_shape)).requires_grad_(back)
+
+            def f():
+                y = conv(x, w)
+                if back:
+                    y.sum().backward()
+
+            recs.append(dict(op=op, pass_=pass_, torch_s=timed(f, repeats), **meta))
+
+    for k in (21, 7):
+        for c, s in ((48, 48), (96, 24), (192, 12), (384, 6)):
+            run("depthwise", (1, c, s, s, s), (c, 1, k, k, k), lambda x, w, c=c, k=k: F.conv3d(x, w, padding=k // 2, groups=c), channels=c, size=[s, s, s], kernel=k)
+    for cin, cout, s, k, st, p in ((1, 48, 96, 3, 1, 1), (48, 48, 96, 3, 1, 1), (96, 48, 96, 3, 1, 1), (1, 48, 96, 7, 2, 3), (48, 96, 48, 2, 2, 0)):
+        run("conv", (1, cin, s, s, s), (cout, cin, k, k, k), lambda x, w, st=st, p=p: F.conv3d(x, w, stride=st, padding=p), channels=cin, out_channels=cout, size=[s, s, s], kernel=k, stride=st)
+    run("conv_transpose", (1, 96, 48, 48, 48), (96, 48, 2, 2, 2), lambda x, w: F.conv_transpose3d(x, w, stride=2), channels=96, out_channels=48, size=[48, 48, 48], kernel=2, stride=2)
+    for r in recs:
+        r["pass"] = r.pop("pass_")
+    return recs
+
+
+def dice_ce(logits, target):
+    p = logits.softmax(1).flatten(2)
+    t = F.one_hot(target, logits.shape[1]).movedim(-1, 1).flatten(2).float()
+    dice = (2 * (p * t).sum(2) + 1e-5) / (p.sum(2) + t.sum(2) + 1e-5)
+    return (1 - dice).mean() + F.cross_entropy(logits, target)
+
+
+def model_records(name, patch, batch, repeats):
+    fs, hidden = PRESETS[name]
+    net = Net("repuxnet", 1, 5, fs, hidden, 21)
+    x = torch.randn(batch, 1, *patch)
+    y = torch.randint(0, 5, (batch, *patch))
+    recs = []
+    net.eval()
+    with torch.no_grad():
+        recs.append(dict(model=name, patch=list(patch), batch=batch, **{"pass": "forward"}, torch_s=timed(lambda: net(x), repeats)))
+    net.train()
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-4, weight_decay=0.01)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        dice_ce(net(x), y).backward()
+        opt.step()
+
+    recs.append(dict(model=name, patch=list(patch), batch=batch, **{"pass": "train_step"}, torch_s=timed(step, repeats)))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    for r in recs:
+        r["peak_rss_mb"] = peak
+    return recs
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--model", default="tiny", choices=sorted(PRESETS))
+    ap.add_argument("--size", type=int, help="cubic patch side (default 48x48x32)")
+    ap.add_argument("--batch", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--no-kernels", action="store_true")
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    patch = (a.size,) * 3 if a.size else (48, 48, 32)
+    recs = [] if a.no_kernels else kernel_records(a.repeats)
+    recs += model_records(a.model, patch, a.batch, a.repeats)
+    print(json.dumps(recs, indent=1))
+
+
+if __name__ == "__main__":
+    main()
