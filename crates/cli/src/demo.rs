@@ -80,6 +80,14 @@ pub fn run(a: Args) -> Result<ExitCode> {
         anyhow::bail!("the demo needs at least 3 training cases and 1 test case");
     }
     std::fs::create_dir_all(&out).map_err(|e| repux_volume::Error::io(&out, e))?;
+    // A previous demo's data, predictions and comparison runs would otherwise mix into this one
+    // (e.g. more test cases then); only the demo's own subfolders are removed.
+    for sub in ["phantom", "predictions", "compare"] {
+        let p = out.join(sub);
+        if p.is_dir() {
+            std::fs::remove_dir_all(&p).with_context(|| format!("removing the previous demo's {}", p.display()))?;
+        }
+    }
     println!("repux demo → {}", out.display());
 
     let t = Instant::now();

@@ -238,6 +238,15 @@ fn dense_and_transposed_extensions_match_burn_generic_ops_and_their_gradients() 
         let t = Tensor::<5>::random(ours.dims(), Distribution::Normal(0.0, 1.0), &device);
         assert_same_gradients(ours, theirs, t, &[("dx", &x), ("dw", &w)], &[("db", &b)], 1e-5, &format!("case {i}"));
     }
+    // A wide conv (Cin·k³ > 1024): inference routes it to burn's forward, training to ours; both agree.
+    let plain = cpu();
+    plain.seed(7);
+    let x = Tensor::<5>::random([1, 40, 5, 6, 4], Distribution::Normal(0.0, 1.0), &plain);
+    let w = Tensor::<5>::random([8, 40, 3, 3, 3], Distribution::Normal(0.0, 0.1), &plain);
+    let infer = repux_nn::ops::conv3d_dense(x.clone(), w.clone(), None, 1, 1, 1);
+    let ad = cpu().autodiff();
+    let train = repux_nn::ops::conv3d_dense(Tensor::from_data(x.into_data(), &ad), Tensor::from_data(w.into_data(), &ad), None, 1, 1, 1);
+    assert!(rel_l2(&values(infer), &values(train)) < 1e-5, "wide conv: inference and training paths");
     let device = cpu().autodiff();
     device.seed(9);
     let x = Tensor::<5>::random([2, 5, 3, 4, 2], Distribution::Normal(0.0, 1.0), &device).require_grad();
