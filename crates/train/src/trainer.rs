@@ -265,7 +265,8 @@ fn save_checkpoint(net: &Net, plans: &Plans, opt: &AdamW, state: &TrainerState, 
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).map_err(|e| io(&tmp, e))?;
     }
-    repux_nn::save_model_dir(&eval_copy(net)?, &tmp)?;
+    // The training network's state dict is the eval copy's: no round trip through a copy.
+    repux_nn::save_model_dir(net, &tmp)?;
     plans.save(&tmp.join("plans.json"))?;
     opt.save(&tmp.join("optimizer.safetensors"))?;
     repux_volume::nifti::write_json(&tmp.join("trainer_state.json"), state)?;
