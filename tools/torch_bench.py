@@ -7,7 +7,7 @@ with the same thread count, next to the repux commands.
     python3 tools/torch_bench.py --threads 2 --model paper --size 96   # the paper network, 2 x 96^3
 
 Prints one JSON array: kernel records with repux's keys (op, channels, size, kernel, pass,
-torch_s) and model records (model, patch, batch, pass, torch_s, peak_rss_mb). The network is
+torch_s) and model records (model, patch, batch, pass, torch_s, peak_rss_mib). The network is
 tools/torch_reference.py's independent PyTorch RepUX-Net (BFR forward), trained with
 torch.optim.AdamW and MONAI's Dice + CE written out (no MONAI needed).
 Needs torch (and numpy).
@@ -85,7 +85,7 @@ def model_records(name, patch, batch, repeats):
     recs = []
     net.eval()
     with torch.no_grad():
-        recs.append(dict(model=name, patch=list(patch), batch=batch, **{"pass": "forward"}, torch_s=timed(lambda: net(x), repeats)))
+        recs.append(dict(model=name, patch=list(patch), batch=batch, **{"pass": "forward"}, torch_s=timed(lambda: net(x), repeats), peak_rss_mib=peak_rss_mib()))
     net.train()
     opt = torch.optim.AdamW(net.parameters(), lr=1e-4, weight_decay=0.01)
 
@@ -94,11 +94,13 @@ def model_records(name, patch, batch, repeats):
         dice_ce(net(x), y).backward()
         opt.step()
 
-    recs.append(dict(model=name, patch=list(patch), batch=batch, **{"pass": "train_step"}, torch_s=timed(step, repeats)))
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    for r in recs:
-        r["peak_rss_mb"] = peak
+    recs.append(dict(model=name, patch=list(patch), batch=batch, **{"pass": "train_step"}, torch_s=timed(step, repeats), peak_rss_mib=peak_rss_mib()))
     return recs
+
+
+def peak_rss_mib():
+    """Peak resident set of this process so far (monotonic: read right after the pass)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def main():

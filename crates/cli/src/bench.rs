@@ -31,7 +31,8 @@ pub enum Command {
     /// Time a whole network — an eval forward and a training step (forward, DiceCE, backward,
     /// AdamW) — with repux's kernels and with burn's generic conv ops, in the same run.
     Model {
-        /// Model preset (paper, paper-uxnet, small, tiny, micro) or config JSON (5 classes, 1 channel).
+        /// Model preset (paper, paper-uxnet, small, tiny, micro, swinunetr, swinunetr-small,
+        /// swinunetr-tiny) or config JSON (5 classes, 1 channel).
         #[arg(long, alias = "preset", default_value = "tiny")]
         model_config: String,
         /// Cubic patch side (e.g. 96 for the paper's 96³); overrides --patch.
@@ -86,8 +87,20 @@ pub fn run(c: Command) -> Result<ExitCode> {
     }
 }
 
-/// Seconds of (eval forward, training step) for one network with the current conv ops.
-fn model_times(cfg: &repux_nn::ModelConfig, patch: [usize; 3], batch: usize, repeats: usize) -> (f64, f64) {
+/// The process's peak resident set so far, in MiB (getrusage; monotonic, so read it right after
+/// the pass it should describe).
+fn peak_rss_mib() -> f64 {
+    // SAFETY: getrusage writes into the zeroed struct we own.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) } != 0 {
+        return f64::NAN;
+    }
+    u.ru_maxrss as f64 / 1024.0
+}
+
+/// Seconds of (eval forward, training step) for one network with the current conv ops, and the
+/// process's peak RSS (MiB) after each.
+fn model_times(cfg: &repux_nn::ModelConfig, patch: [usize; 3], batch: usize, repeats: usize) -> ([f64; 2], [f64; 2]) {
     use burn::optim::GradientsParams;
     use burn::tensor::{Distribution, Tensor};
     let [d, h, w] = patch;
@@ -99,6 +112,8 @@ fn model_times(cfg: &repux_nn::ModelConfig, patch: [usize; 3], batch: usize, rep
     };
     fwd();
     let forward = time_median(repeats, fwd);
+    let rss_forward = peak_rss_mib();
+    drop(net);
     let dev = plain.autodiff();
     let mut tnet = repux_nn::Net::seeded(cfg, &dev, 0);
     let mut opt = repux_train::optim::AdamW::new(0.01);
@@ -112,31 +127,31 @@ fn model_times(cfg: &repux_nn::ModelConfig, patch: [usize; 3], batch: usize, rep
     };
     step();
     let train = time_median(repeats, &mut step);
-    (forward, train)
+    ([forward, train], [rss_forward, peak_rss_mib()])
 }
 
 fn model(preset: &str, patch: [usize; 3], batch: usize, repeats: usize, no_burn: bool, json: bool) -> Result<ExitCode> {
     let cfg = repux_nn::ModelConfig::load(preset).map_err(|e| anyhow::anyhow!(e))?;
     let cfg = repux_nn::ModelConfig { in_channels: 1, out_channels: 5, ..cfg };
     repux_nn::ops::use_burn_ops(false);
-    let (f_ours, t_ours) = model_times(&cfg, patch, batch, repeats);
-    let (f_burn, t_burn) = if no_burn {
-        (f64::NAN, f64::NAN)
+    let ([f_ours, t_ours], [rss_f, rss_t]) = model_times(&cfg, patch, batch, repeats);
+    let [f_burn, t_burn] = if no_burn {
+        [f64::NAN, f64::NAN]
     } else {
         repux_nn::ops::use_burn_ops(true);
-        let r = model_times(&cfg, patch, batch, repeats);
+        let (r, _) = model_times(&cfg, patch, batch, repeats);
         repux_nn::ops::use_burn_ops(false);
         r
     };
     let threads = rayon::current_num_threads();
     if json {
-        let rec = |pass: &str, ours: f64, burn: f64| serde_json::json!({"preset": preset, "patch": patch, "batch": batch, "pass": pass, "ours_s": ours, "burn_s": if burn.is_finite() { serde_json::json!(burn) } else { serde_json::Value::Null }, "threads": threads});
-        println!("{}", serde_json::Value::Array(vec![rec("forward", f_ours, f_burn), rec("train_step", t_ours, t_burn)]));
+        let rec = |pass: &str, ours: f64, burn: f64, rss: f64| serde_json::json!({"preset": preset, "patch": patch, "batch": batch, "pass": pass, "ours_s": ours, "burn_s": if burn.is_finite() { serde_json::json!(burn) } else { serde_json::Value::Null }, "peak_rss_mib": rss, "threads": threads});
+        println!("{}", serde_json::Value::Array(vec![rec("forward", f_ours, f_burn, rss_f), rec("train_step", t_ours, t_burn, rss_t)]));
     } else {
         println!("model {preset}, batch {batch} × {patch:?}, {threads} threads, median of {repeats}");
-        println!("{:<12} {:>12} {:>12} {:>8}", "pass", "repux (s)", "burn ops (s)", "ratio");
-        for (name, o, b) in [("forward", f_ours, f_burn), ("train step", t_ours, t_burn)] {
-            println!("{name:<12} {o:>12.3} {b:>12.3} {:>7.1}×", b / o);
+        println!("{:<12} {:>12} {:>12} {:>8} {:>16}", "pass", "repux (s)", "burn ops (s)", "ratio", "repux peak RSS");
+        for (name, o, b, rss) in [("forward", f_ours, f_burn, rss_f), ("train step", t_ours, t_burn, rss_t)] {
+            println!("{name:<12} {o:>12.3} {b:>12.3} {:>7.1}× {:>12.0} MiB", b / o, rss);
         }
     }
     Ok(ExitCode::SUCCESS)

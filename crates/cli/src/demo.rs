@@ -115,7 +115,10 @@ pub fn run(a: Args) -> Result<ExitCode> {
         if a.compare {
             v.push(("plain 21³ kernel", ModelConfig { reparam: Some(Reparam::None), ..base.clone() }));
             v.push(("SR (21³ + 3³, 7³ branches)", ModelConfig { reparam: Some(Reparam::Sr), sr_kernels: vec![3, 7], ..base.clone() }));
-            v.push(("3D UX-Net (7³)", ModelConfig { arch: Arch::Uxnet, kernel_size: Some(7), reparam: None, ..base }));
+            v.push(("3D UX-Net (7³)", ModelConfig { arch: Arch::Uxnet, kernel_size: Some(7), reparam: None, ..base.clone() }));
+            // MONAI's smallest SwinUNETR (feature_size 12; the UX-Net presets shrink widths alike).
+            let swin = ModelConfig::preset("swinunetr-tiny").ok_or_else(|| anyhow!("no swinunetr-tiny preset"))?;
+            v.push(("SwinUNETR (feature size 12)", ModelConfig { in_channels: 1, out_channels: CLASSES, ..swin }));
         }
         v
     };
@@ -129,7 +132,11 @@ pub fn run(a: Args) -> Result<ExitCode> {
         let mut runs = Vec::new();
         for s in 0..seeds {
             let dir = if vi == 0 && s == 0 { out.clone() } else { out.join("compare").join(format!("{}-seed{s}", slug(name))) };
-            let cfg = TrainConfig { iterations: a.iterations, val_interval: (a.iterations / 3).max(1), lr: a.lr, schedule: Schedule::Cosine, warmup: (a.iterations / 20).max(1), seed: a.seed + s as u64, class_uniform: true, ..TrainConfig::default() };
+            // SwinUNETR needs sides that are multiples of 32: its patch is the plans' rounded up
+            // (crops and sliding windows pad where the image is smaller).
+            let m = model.size_multiple();
+            let patch = plans.patch_size.map(|p| p.div_ceil(m) * m);
+            let cfg = TrainConfig { iterations: a.iterations, val_interval: (a.iterations / 3).max(1), lr: a.lr, schedule: Schedule::Cosine, warmup: (a.iterations / 20).max(1), seed: a.seed + s as u64, class_uniform: true, patch_size: (patch != plans.patch_size).then_some(patch), ..TrainConfig::default() };
             let r = run_one(name, model, &plans, &train_cases, &val_cases, &cfg, &data, &dir)?;
             runs.push(r);
         }

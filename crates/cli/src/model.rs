@@ -21,7 +21,8 @@ pub enum Command {
     },
     /// Layers (every named tensor with its shape) and the parameter count as PyTorch counts it.
     Summary {
-        /// Model config JSON file, or a preset: paper, paper-uxnet, small, tiny, micro.
+        /// Model config JSON file, or a preset: paper, paper-uxnet, small, tiny, micro, swinunetr,
+        /// swinunetr-small, swinunetr-tiny.
         #[arg(long)]
         model_config: String,
         /// One JSON object (keys `parameters`, `buffers`, `tensors`).

@@ -16,9 +16,12 @@ pub struct Args {
     /// Target spacing in mm, e.g. 1.5,1.5,2.0 [default: nnU-Net's rule on the median spacing].
     #[arg(long, value_parser = triple::<f64>)]
     pub target_spacing: Option<[f64; 3]>,
-    /// Largest patch size; shrunk to fit small images, each side a multiple of 16.
+    /// Largest patch size; shrunk to fit small images, each side a multiple of --size-multiple.
     #[arg(long, value_parser = triple::<usize>, default_value = "96,96,96")]
     pub patch_size: [usize; 3],
+    /// Every patch side a multiple of this: 16 for RepUX-Net/3D UX-Net, 32 for SwinUNETR.
+    #[arg(long, default_value_t = 16)]
+    pub size_multiple: usize,
     /// Crops per training step.
     #[arg(long, default_value_t = 2)]
     pub batch_size: usize,
@@ -86,7 +89,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
             ..ResampleOptions::default()
         },
         foreground_fraction: a.foreground_fraction,
-        ..PlanOptions::default()
+        size_multiple: a.size_multiple,
     };
     let fp = fingerprint(&ds, a.seed).context("fingerprinting the dataset")?;
     let plans = make_plans(&ds, fp, &opt)?;

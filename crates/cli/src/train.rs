@@ -27,9 +27,10 @@ pub struct Args {
     /// early_stopping, class_weights) plus `model` (preset or JSON file). Flags override it.
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Model preset name (paper, paper-uxnet, small, tiny, micro) or config JSON file; its
-    /// channel and class counts are set from the plans [default: small].
-    #[arg(long)]
+    /// Model preset name (paper, paper-uxnet, small, tiny, micro, swinunetr, swinunetr-small,
+    /// swinunetr-tiny) or config JSON file; its channel and class counts are set from the plans
+    /// [default: small].
+    #[arg(long, alias = "model-config")]
     pub model_preset: Option<String>,
     /// Planned iterations [default: 60000].
     #[arg(long)]

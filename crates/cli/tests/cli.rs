@@ -145,6 +145,14 @@ fn model_summary_paper_counts() {
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
         assert_eq!(v["parameters"].as_u64(), Some(n), "{preset}");
     }
+    // SwinUNETR(in 1, out 14, feature_size 48): the count MONAI 1.5.1 reports.
+    let d = tempfile::tempdir().unwrap();
+    let cfg = d.path().join("swin.json");
+    std::fs::write(&cfg, r#"{"arch": "swinunetr", "feature_size": 48, "out_channels": 14}"#).unwrap();
+    let o = repux(&["model", "summary", "--model-config", cfg.to_str().unwrap(), "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["parameters"].as_u64(), Some(62_187_296));
     let o = repux(&["model", "summary", "--model-config", "nonsense"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("not a preset"));
@@ -153,7 +161,7 @@ fn model_summary_paper_counts() {
 #[test]
 fn forward_reproduces_the_pytorch_fixtures() {
     let d = tempfile::tempdir().unwrap();
-    for (name, weights) in [("repux_k21", "repux_k21.pth"), ("uxnet_k7", "uxnet_k7.pth")] {
+    for (name, weights) in [("repux_k21", "repux_k21.pth"), ("uxnet_k7", "uxnet_k7.pth"), ("swinunetr_w3", "swinunetr_w3.pth")] {
         let out = d.path().join(format!("{name}.npy"));
         let o = repux(&["forward", "--model-config", nn_fixture(&format!("{name}.json")).to_str().unwrap(), "--weights", nn_fixture(weights).to_str().unwrap(), "--input", nn_fixture(&format!("{name}_input.npy")).to_str().unwrap(), "--output", out.to_str().unwrap()]);
         assert!(o.status.success(), "{}", stderr(&o));
@@ -311,6 +319,35 @@ fn train_with_a_config_file_stops_on_a_stop_file_and_resumes() {
     assert!(!o.status.success() && stderr(&o).contains("train.toml") && stderr(&o).contains("iterationz"), "{}", stderr(&o));
 }
 
+/// SwinUNETR through the unchanged commands: a plan for 32-multiples, `repux train` with the
+/// preset, `repux predict` with the checkpoint; a 16-multiple plan is refused with the fix.
+#[test]
+fn swinunetr_trains_and_predicts_through_the_cli() {
+    let d = tempfile::tempdir().unwrap();
+    let ds = d.path().join("ds");
+    assert!(repux(&["synth", "--out", ds.to_str().unwrap(), "--cases", "3", "--seed", "4"]).status.success());
+    let plans16 = d.path().join("plans16.json");
+    let o = repux(&["plan", ds.to_str().unwrap(), "-o", plans16.to_str().unwrap(), "--target-spacing", "4,4,4", "--patch-size", "32,32,16", "--ct-window=-125,275"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = d.path().join("model");
+    let train = |plans: &Path| repux(&["train", ds.to_str().unwrap(), "--plans", plans.to_str().unwrap(), "--fold", "0", "--out", out.to_str().unwrap(), "--model-config", "swinunetr-tiny", "--iterations", "2", "--val-interval", "2", "--lr", "0.001"]);
+    let o = train(&plans16);
+    assert!(!o.status.success() && stderr(&o).contains("multiple of 32") && stderr(&o).contains("--size-multiple 32"), "{}", stderr(&o));
+    let plans = d.path().join("plans.json");
+    let o = repux(&["plan", ds.to_str().unwrap(), "-o", plans.to_str().unwrap(), "--target-spacing", "4,4,4", "--patch-size", "32,32,32", "--size-multiple", "32", "--ct-window=-125,275"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = train(&plans);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("checkpoint_final/config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["arch"].as_str(), Some("swinunetr"));
+    let pred = d.path().join("pred");
+    let o = repux(&["predict", "-i", ds.join("imagesTr").to_str().unwrap(), "-o", pred.to_str().unwrap(), "-m", out.join("checkpoint_final").to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let img = repux_volume::read_volume(&ds.join("imagesTr/phantom_000_0000.nii.gz")).unwrap();
+    let seg = repux_volume::read_volume(&pred.join("phantom_000.nii.gz")).unwrap();
+    assert_eq!(seg.geometry.shape, img.geometry.shape, "the segmentation is on the image's grid");
+}
+
 #[test]
 fn demo_runs_end_to_end_at_a_reduced_budget() {
     let d = tempfile::tempdir().unwrap();
@@ -318,7 +355,7 @@ fn demo_runs_end_to_end_at_a_reduced_budget() {
     let o = repux(&["demo", "--out", out.to_str().unwrap(), "--train-cases", "3", "--test-cases", "1", "--iterations", "4", "--model-preset", "micro", "--spacing", "4,4,4", "--patch", "32,32,16", "--compare"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let stdout = String::from_utf8_lossy(&o.stdout);
-    for organ in ["liver", "spleen", "kidneys", "pancreas", "foreground mean", "RepUX-Net (BFR)", "plain 21³ kernel", "SR", "3D UX-Net"] {
+    for organ in ["liver", "spleen", "kidneys", "pancreas", "foreground mean", "RepUX-Net (BFR)", "plain 21³ kernel", "SR", "3D UX-Net", "SwinUNETR"] {
         assert!(stdout.contains(organ), "{organ} missing from\n{stdout}");
     }
     let s: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();

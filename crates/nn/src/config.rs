@@ -7,6 +7,17 @@
 //! ```
 //! Missing fields take the defaults of the paper's RepUX-Net (3D UX-Net: kernel 7, no
 //! re-parameterization).
+//!
+//! SwinUNETR (MONAI 1.5's `monai.networks.nets.SwinUNETR`, the paper's transformer baseline):
+//!
+//! ```json
+//! {"arch": "swinunetr", "in_channels": 1, "out_channels": 14, "feature_size": 48,
+//!  "depths": [2,2,2,2], "num_heads": [3,6,12,24], "window_size": 7, "mlp_ratio": 4.0,
+//!  "use_v2": false, "downsample": "merging"}
+//! ```
+//! `feature_size` takes MONAI's single number f (stage widths f, 2f, 4f, 8f) or the four widths.
+//! `hidden_size`, `kernel_size`, `alpha`, `reparam` and `sr_kernels` are UX-Net fields and are
+//! not used by SwinUNETR (`kernel_size`/`reparam` are rejected there).
 
 use serde::{Deserialize, Serialize};
 
@@ -17,6 +28,17 @@ pub enum Arch {
     Repuxnet,
     /// 3D UX-Net: 7³ depthwise conv → LayerNorm → grouped MLP → γ, residual.
     Uxnet,
+    /// SwinUNETR (MONAI): shifted-window transformer encoder, UNETR residual decoder.
+    Swinunetr,
+}
+
+/// SwinUNETR's patch merging: MONAI's `"merging"` (v0.9 concat order, the default) or
+/// `"mergingv2"` (itertools.product order).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Merging {
+    Merging,
+    Mergingv2,
 }
 
 /// How the large depthwise kernels are parameterised during training.
@@ -42,7 +64,8 @@ pub struct ModelConfig {
     pub out_channels: usize,
     #[serde(default = "d_depths")]
     pub depths: [usize; 4],
-    #[serde(default = "d_features")]
+    /// Stage widths; SwinUNETR configs may give MONAI's single `feature_size` f (→ f, 2f, 4f, 8f).
+    #[serde(default = "d_features", deserialize_with = "features")]
     pub feature_size: [usize; 4],
     #[serde(default = "d_hidden")]
     pub hidden_size: usize,
@@ -58,6 +81,46 @@ pub struct ModelConfig {
     /// Small kernel sizes of the SR branches.
     #[serde(default = "d_sr")]
     pub sr_kernels: Vec<usize>,
+    /// SwinUNETR: attention heads per stage.
+    #[serde(default = "d_heads")]
+    pub num_heads: [usize; 4],
+    /// SwinUNETR: attention window side (clipped to the feature map where that is smaller).
+    #[serde(default = "d_window")]
+    pub window_size: usize,
+    /// SwinUNETR: MLP hidden width / embedding width.
+    #[serde(default = "d_mlp")]
+    pub mlp_ratio: f64,
+    /// SwinUNETR v2: a residual conv block before each transformer stage.
+    #[serde(default)]
+    pub use_v2: bool,
+    /// SwinUNETR: patch merging variant.
+    #[serde(default = "d_merging")]
+    pub downsample: Merging,
+}
+
+fn features<'de, D: serde::Deserializer<'de>>(d: D) -> Result<[usize; 4], D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum F {
+        One(usize),
+        Four([usize; 4]),
+    }
+    Ok(match F::deserialize(d)? {
+        F::One(f) => [f, 2 * f, 4 * f, 8 * f],
+        F::Four(v) => v,
+    })
+}
+fn d_heads() -> [usize; 4] {
+    [3, 6, 12, 24]
+}
+fn d_window() -> usize {
+    7
+}
+fn d_mlp() -> f64 {
+    4.0
+}
+fn d_merging() -> Merging {
+    Merging::Merging
 }
 
 fn d_arch() -> Arch {
@@ -91,9 +154,11 @@ impl Default for ModelConfig {
     }
 }
 
-/// Named presets: `paper` (RepUX-Net as published), `paper-uxnet`, and reduced ones for CPU work
-/// that keep the 21³ kernel and BFR and shrink only the widths.
-pub const PRESETS: &[&str] = &["paper", "paper-uxnet", "small", "tiny", "micro"];
+/// Named presets: `paper` (RepUX-Net as published), `paper-uxnet`, reduced ones for CPU work
+/// that keep the 21³ kernel and BFR and shrink only the widths, and SwinUNETR with MONAI's
+/// feature_size 48 (`swinunetr`), 24 (`swinunetr-small`) and 12 (`swinunetr-tiny`, MONAI's
+/// smallest: feature_size must be a multiple of 12).
+pub const PRESETS: &[&str] = &["paper", "paper-uxnet", "small", "tiny", "micro", "swinunetr", "swinunetr-small", "swinunetr-tiny"];
 
 impl ModelConfig {
     pub fn preset(name: &str) -> Option<ModelConfig> {
@@ -104,6 +169,9 @@ impl ModelConfig {
             "small" => ModelConfig { feature_size: [16, 32, 64, 128], hidden_size: 256, ..base },
             "tiny" => ModelConfig { feature_size: [8, 16, 32, 64], hidden_size: 128, ..base },
             "micro" => ModelConfig { feature_size: [4, 8, 16, 32], hidden_size: 64, ..base },
+            "swinunetr" => ModelConfig { arch: Arch::Swinunetr, ..base },
+            "swinunetr-small" => ModelConfig { arch: Arch::Swinunetr, feature_size: [24, 48, 96, 192], ..base },
+            "swinunetr-tiny" => ModelConfig { arch: Arch::Swinunetr, feature_size: [12, 24, 48, 96], ..base },
             _ => return None,
         })
     }
@@ -111,19 +179,31 @@ impl ModelConfig {
     pub fn kernel(&self) -> usize {
         self.kernel_size.unwrap_or(match self.arch {
             Arch::Repuxnet => 21,
-            Arch::Uxnet => 7,
+            Arch::Uxnet | Arch::Swinunetr => 7,
         })
     }
 
     pub fn reparam(&self) -> Reparam {
         self.reparam.unwrap_or(match self.arch {
             Arch::Repuxnet => Reparam::Bfr,
-            Arch::Uxnet => Reparam::None,
+            Arch::Uxnet | Arch::Swinunetr => Reparam::None,
         })
+    }
+
+    /// Every input side must be a multiple of this: 16 for the UX-Nets (stem + three stride-2
+    /// stages), 32 for SwinUNETR (MONAI: patch_size⁵ = 2⁵).
+    pub fn size_multiple(&self) -> usize {
+        match self.arch {
+            Arch::Swinunetr => 32,
+            _ => 16,
+        }
     }
 
     /// Checks the values; the error says which field is wrong.
     pub fn validate(&self) -> Result<(), String> {
+        if self.arch == Arch::Swinunetr {
+            return self.validate_swin();
+        }
         let k = self.kernel();
         if k % 2 == 0 || !(1..=31).contains(&k) {
             return Err(format!("kernel_size {k} must be odd, 1 to 31"));
@@ -146,6 +226,28 @@ impl ModelConfig {
         }
         if self.reparam() == Reparam::Bfr && self.arch != Arch::Repuxnet {
             return Err("bfr re-parameterization applies to RepUX-Net blocks".into());
+        }
+        Ok(())
+    }
+
+    fn validate_swin(&self) -> Result<(), String> {
+        if self.kernel_size.is_some() || self.reparam.is_some_and(|r| r != Reparam::None) {
+            return Err("kernel_size and reparam are UX-Net fields; SwinUNETR has no depthwise kernels".into());
+        }
+        if self.in_channels == 0 || self.out_channels == 0 || self.depths.contains(&0) || self.num_heads.contains(&0) || self.window_size == 0 {
+            return Err("channel counts, depths, num_heads and window_size must be positive".into());
+        }
+        let f = self.feature_size[0];
+        if f == 0 || f % 12 != 0 || self.feature_size != [f, 2 * f, 4 * f, 8 * f] {
+            return Err(format!("feature_size {:?}: SwinUNETR takes one feature_size f, a multiple of 12 (widths f, 2f, 4f, 8f)", self.feature_size));
+        }
+        for (s, (&c, &h)) in self.feature_size.iter().zip(&self.num_heads).enumerate() {
+            if c % h != 0 {
+                return Err(format!("stage {s}: width {c} is not divisible by num_heads {h}"));
+            }
+        }
+        if !(self.mlp_ratio > 0.0 && self.mlp_ratio.is_finite()) || (f as f64 * self.mlp_ratio).fract() != 0.0 {
+            return Err(format!("mlp_ratio {} must be positive and give whole MLP widths", self.mlp_ratio));
         }
         Ok(())
     }
@@ -182,5 +284,13 @@ mod tests {
         assert!(serde_json::from_str::<ModelConfig>(r#"{"kernal_size": 3}"#).is_err());
         let bad = ModelConfig { kernel_size: Some(20), ..Default::default() };
         assert!(bad.validate().unwrap_err().contains("odd"));
+        // MONAI's single feature_size for SwinUNETR.
+        let s: ModelConfig = serde_json::from_str(r#"{"arch": "swinunetr", "feature_size": 24, "out_channels": 14}"#).unwrap();
+        assert_eq!((s.feature_size, s.num_heads, s.window_size, s.size_multiple()), ([24, 48, 96, 192], [3, 6, 12, 24], 7, 32));
+        s.validate().unwrap();
+        let odd: ModelConfig = serde_json::from_str(r#"{"arch": "swinunetr", "feature_size": 20}"#).unwrap();
+        assert!(odd.validate().unwrap_err().contains("multiple of 12"));
+        let rep: ModelConfig = serde_json::from_str(r#"{"arch": "swinunetr", "reparam": "bfr"}"#).unwrap();
+        assert!(rep.validate().is_err());
     }
 }

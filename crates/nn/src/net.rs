@@ -1,3 +1,6 @@
+//! The segmentation network behind every command: [`Net`] is RepUX-Net / 3D UX-Net ([`UxNet`],
+//! here) or SwinUNETR ([`SwinUnetr`], `swin_unetr.rs`), by `config.arch`.
+//!
 //! RepUX-Net and 3D UX-Net: the shared encoder (stem 7³ stride 2, three 2³ stride-2
 //! downsamplings, four stages) and the MONAI-style residual decoder. One model type serves both
 //! architectures; the encoder's blocks differ.
@@ -11,6 +14,7 @@ use crate::layers::norm::LayerNormCf;
 use crate::layers::repux_block::RepUxBlock;
 use crate::layers::unetr::{ResBlock, UpBlock};
 use crate::layers::ux_block::UxBlock;
+use crate::swin_unetr::SwinUnetr;
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 
@@ -72,7 +76,8 @@ impl Encoder {
                             let sr: &[usize] = if cfg.reparam() == Reparam::Sr { &cfg.sr_kernels } else { &[] };
                             Block::Rep(RepUxBlock::new(f[s], k, alpha, sr, device))
                         }
-                        Arch::Uxnet => Block::Ux(UxBlock::new(f[s], k, device)),
+                        // (SwinUNETR never builds this encoder.)
+                        Arch::Uxnet | Arch::Swinunetr => Block::Ux(UxBlock::new(f[s], k, device)),
                     })
                     .collect()
             })
@@ -95,9 +100,16 @@ impl Encoder {
     }
 }
 
-/// The full segmentation network (RepUX-Net or 3D UX-Net, by `config.arch`).
+/// The full segmentation network, by `config.arch`.
 #[derive(Module, Debug)]
-pub struct Net {
+pub enum Net {
+    Ux(UxNet),
+    Swin(SwinUnetr),
+}
+
+/// RepUX-Net or 3D UX-Net (by `config.arch`).
+#[derive(Module, Debug)]
+pub struct UxNet {
     pub encoder: Encoder,
     pub encoder1: ResBlock,
     pub encoder2: ResBlock,
@@ -129,9 +141,57 @@ impl Net {
     }
 
     pub fn new(cfg: &ModelConfig, device: &Device) -> Self {
+        match cfg.arch {
+            Arch::Swinunetr => Net::Swin(SwinUnetr::new(cfg, device)),
+            Arch::Repuxnet | Arch::Uxnet => Net::Ux(UxNet::new(cfg, device)),
+        }
+    }
+
+    pub fn config(&self) -> &ModelConfig {
+        match self {
+            Net::Ux(n) => &n.config,
+            Net::Swin(n) => &n.config,
+        }
+    }
+
+    /// The input's channel count must match, and every side be a positive multiple of
+    /// [`ModelConfig::size_multiple`] (16 for the UX-Nets, 32 for SwinUNETR).
+    pub fn check_input(&self, dims: [usize; 5]) -> Result<(), String> {
+        let [_, c, d, h, w] = dims;
+        if c != self.config().in_channels {
+            return Err(format!("input has {c} channels, the model expects {}", self.config().in_channels));
+        }
+        let m = self.config().size_multiple();
+        if [d, h, w].iter().any(|s| s % m != 0 || *s == 0) {
+            return Err(format!("input size {d}×{h}×{w}: every side must be a positive multiple of {m}"));
+        }
+        Ok(())
+    }
+
+    /// `[N, C_in, D, H, W] → [N, classes, D, H, W]` raw logits.
+    pub fn forward(&self, x: Tensor<5>) -> Tensor<5> {
+        match self {
+            Net::Ux(n) => n.forward(x),
+            Net::Swin(n) => n.forward(x),
+        }
+    }
+
+    /// The deploy network: every RepUX block merged (δ applied, BatchNorms and SR branches
+    /// folded); other networks are returned as they are. Its output equals this network's
+    /// eval-mode output.
+    pub fn merge(&self) -> Net {
+        match self {
+            Net::Ux(n) => Net::Ux(n.merge()),
+            Net::Swin(n) => Net::Swin(n.clone()),
+        }
+    }
+}
+
+impl UxNet {
+    pub fn new(cfg: &ModelConfig, device: &Device) -> Self {
         let f = cfg.feature_size;
         let h = cfg.hidden_size;
-        Net {
+        UxNet {
             encoder: Encoder::new(cfg, device),
             encoder1: ResBlock::new(cfg.in_channels, f[0], device),
             encoder2: ResBlock::new(f[0], f[1], device),
@@ -146,22 +206,6 @@ impl Net {
             out: Conv::new(f[0], cfg.out_channels, 1, 1, 0, 1, true, device),
             config: cfg.clone(),
         }
-    }
-
-    pub fn config(&self) -> &ModelConfig {
-        &self.config
-    }
-
-    /// Every input side must be divisible by 16 (four stride-2 stages after the stem).
-    pub fn check_input(&self, dims: [usize; 5]) -> Result<(), String> {
-        let [_, c, d, h, w] = dims;
-        if c != self.config().in_channels {
-            return Err(format!("input has {c} channels, the model expects {}", self.config().in_channels));
-        }
-        if [d, h, w].iter().any(|s| s % 16 != 0 || *s == 0) {
-            return Err(format!("input size {d}×{h}×{w}: every side must be a positive multiple of 16"));
-        }
-        Ok(())
     }
 
     /// `[N, C_in, D, H, W] → [N, classes, D, H, W]` raw logits.
@@ -179,9 +223,8 @@ impl Net {
         self.out.forward(self.decoder1.forward(d))
     }
 
-    /// The deploy network: every RepUX block merged (δ applied, BatchNorms and SR branches
-    /// folded). Its output equals this network's eval-mode output.
-    pub fn merge(&self) -> Net {
+    /// Every RepUX block merged (δ applied, BatchNorms and SR branches folded).
+    pub fn merge(&self) -> UxNet {
         let mut net = self.clone();
         for stage in net.encoder.stages.iter_mut() {
             for b in stage.iter_mut() {

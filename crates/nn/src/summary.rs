@@ -1,6 +1,6 @@
 //! `repux model summary`: every named tensor with its shape, and the parameter count as PyTorch
 //! counts it (`sum(p.numel() for p in model.parameters())`: BatchNorm running statistics are
-//! buffers, not parameters — burn's `num_params` counts them, so it is not used here).
+//! buffers, not parameters, as are SwinUNETR's relative_position_index tables — burn's `num_params` counts them, so it is not used here).
 
 use crate::net::Net;
 use crate::weights::state_dict;
@@ -11,7 +11,7 @@ pub struct TensorEntry {
     pub name: String,
     pub shape: Vec<usize>,
     pub numel: usize,
-    /// `false` for buffers (BatchNorm running statistics).
+    /// `false` for buffers (BatchNorm running statistics, relative position indices).
     pub parameter: bool,
 }
 
@@ -23,7 +23,7 @@ pub struct Summary {
 }
 
 fn is_buffer(name: &str) -> bool {
-    name.ends_with("running_mean") || name.ends_with("running_var")
+    name.ends_with("running_mean") || name.ends_with("running_var") || name.ends_with("relative_position_index")
 }
 
 pub fn summary(net: &Net) -> Summary {

@@ -6,14 +6,22 @@
 //! `norm{i}.*`; `encoder{1..5}.layer.conv{1,2,3}.conv.weight`, `decoder{2..5}.transp_conv.conv.
 //! weight`, `decoder{2..5}.conv_block.conv{1,2,3}.conv.weight`, `decoder1.layer.conv{1,2}.conv.
 //! weight`, `out.conv.conv.{weight,bias}`. SR branches (repux only): `…stages.{s}.{b}.sr.{j}.*`.
+//! SwinUNETR: MONAI's names (see `swin_unetr.rs`), including the `relative_position_index`
+//! buffers, which are derived: written on export, checked (when present) on import.
 
 use crate::config::{Arch, ModelConfig};
 use crate::layers::conv::{Conv, DwConv, TranspConv};
-use crate::layers::norm::LayerNormCf;
+use crate::layers::linear::Linear;
+use crate::layers::norm::{LayerNorm, LayerNormCf};
+use crate::layers::patch_merging::PatchMerging;
+use crate::layers::swin_block::SwinBlock;
+use crate::layers::swin_stage::SwinStage;
+use crate::layers::window_attention::{relative_position_index, WindowAttention};
+use crate::swin_unetr::SwinUnetr;
 use crate::layers::repux_block::RepUxBlock;
 use crate::layers::unetr::{ResBlock, UpBlock};
 use crate::layers::ux_block::UxBlock;
-use crate::net::{Block, Net};
+use crate::net::{Block, Net, UxNet};
 use burn::module::{Param, RunningState};
 use burn::nn::BatchNorm;
 use burn::tensor::{Device, Tensor, TensorData};
@@ -61,6 +69,9 @@ fn data<const D: usize>(t: Tensor<D>) -> (Vec<usize>, Vec<f32>) {
 pub trait Visitor {
     fn param<const D: usize>(&mut self, key: &str, p: &mut Param<Tensor<D>>);
     fn running(&mut self, key: &str, r: &mut RunningState<Tensor<1>>);
+    /// A buffer the model derives from its config (not a parameter, not state); ignored unless
+    /// the visitor reads or checks files.
+    fn constant(&mut self, _key: &str, _shape: &[usize], _values: &[f32]) {}
 }
 
 /// Collects every tensor into a [`StateDict`].
@@ -73,6 +84,9 @@ impl Visitor for Exporter {
     }
     fn running(&mut self, key: &str, r: &mut RunningState<Tensor<1>>) {
         self.0 .0.insert(key.to_string(), data(r.value()));
+    }
+    fn constant(&mut self, key: &str, shape: &[usize], values: &[f32]) {
+        self.0 .0.insert(key.to_string(), (shape.to_vec(), values.to_vec()));
     }
 }
 
@@ -125,6 +139,15 @@ impl Visitor for Importer {
     fn running(&mut self, key: &str, r: &mut RunningState<Tensor<1>>) {
         if let Some(t) = self.take(key, r.value().dims()) {
             *r = RunningState::new(t);
+        }
+    }
+    /// Optional in the file; where present it must equal the derived values.
+    fn constant(&mut self, key: &str, shape: &[usize], values: &[f32]) {
+        if let Some((s, v)) = self.sd.0.get(key) {
+            self.used.insert(key.to_string());
+            if s.as_slice() != shape || v.as_slice() != values {
+                self.mismatched.push(format!("{key} (file {s:?} differs from the values this config derives, {shape:?})"));
+            }
         }
     }
 }
@@ -220,11 +243,93 @@ impl Weights for UpBlock {
     }
 }
 
-impl Weights for Net {
+impl Weights for Linear {
+    fn visit<V: Visitor>(&mut self, p: &str, v: &mut V) {
+        v.param(&key(p, "weight"), &mut self.weight);
+        if let Some(b) = self.bias.as_mut() {
+            v.param(&key(p, "bias"), b);
+        }
+    }
+}
+
+impl Weights for LayerNorm {
+    fn visit<V: Visitor>(&mut self, p: &str, v: &mut V) {
+        v.param(&key(p, "weight"), &mut self.weight);
+        v.param(&key(p, "bias"), &mut self.bias);
+    }
+}
+
+impl Weights for WindowAttention {
+    fn visit<V: Visitor>(&mut self, p: &str, v: &mut V) {
+        v.param(&key(p, "relative_position_bias_table"), &mut self.relative_position_bias_table);
+        let n = self.window.pow(3);
+        let idx: Vec<f32> = relative_position_index(self.window).into_iter().map(|i| i as f32).collect();
+        v.constant(&key(p, "relative_position_index"), &[n, n], &idx);
+        self.qkv.visit(&key(p, "qkv"), v);
+        self.proj.visit(&key(p, "proj"), v);
+    }
+}
+
+impl Weights for SwinBlock {
+    fn visit<V: Visitor>(&mut self, p: &str, v: &mut V) {
+        self.norm1.visit(&key(p, "norm1"), v);
+        self.attn.visit(&key(p, "attn"), v);
+        self.norm2.visit(&key(p, "norm2"), v);
+        self.mlp.linear1.visit(&key(p, "mlp.linear1"), v);
+        self.mlp.linear2.visit(&key(p, "mlp.linear2"), v);
+    }
+}
+
+impl Weights for PatchMerging {
+    fn visit<V: Visitor>(&mut self, p: &str, v: &mut V) {
+        self.reduction.visit(&key(p, "reduction"), v);
+        self.norm.visit(&key(p, "norm"), v);
+    }
+}
+
+impl Weights for SwinStage {
+    fn visit<V: Visitor>(&mut self, p: &str, v: &mut V) {
+        for (b, blk) in self.blocks.iter_mut().enumerate() {
+            blk.visit(&key(p, &format!("blocks.{b}")), v);
+        }
+        self.downsample.visit(&key(p, "downsample"), v);
+    }
+}
+
+/// MONAI's `SwinUNETR.state_dict()` names.
+impl Weights for SwinUnetr {
     fn visit<V: Visitor>(&mut self, _p: &str, v: &mut V) {
-        let e = match self.config().arch {
+        self.swin_vit.patch_embed.visit("swinViT.patch_embed.proj", v);
+        for (i, l) in self.swin_vit.layers.iter_mut().enumerate() {
+            l.visit(&format!("swinViT.layers{}.0", i + 1), v);
+        }
+        for (i, c) in self.swin_vit.layers_c.iter_mut().enumerate() {
+            c.visit(&format!("swinViT.layers{}c.0.layer", i + 1), v);
+        }
+        for (name, r) in [("encoder1", &mut self.encoder1), ("encoder2", &mut self.encoder2), ("encoder3", &mut self.encoder3), ("encoder4", &mut self.encoder4), ("encoder10", &mut self.encoder10)] {
+            r.visit(&format!("{name}.layer"), v);
+        }
+        for (name, u) in [("decoder5", &mut self.decoder5), ("decoder4", &mut self.decoder4), ("decoder3", &mut self.decoder3), ("decoder2", &mut self.decoder2), ("decoder1", &mut self.decoder1)] {
+            u.visit(name, v);
+        }
+        self.out.visit("out.conv.conv", v);
+    }
+}
+
+impl Weights for Net {
+    fn visit<V: Visitor>(&mut self, p: &str, v: &mut V) {
+        match self {
+            Net::Ux(n) => n.visit(p, v),
+            Net::Swin(n) => n.visit(p, v),
+        }
+    }
+}
+
+impl Weights for UxNet {
+    fn visit<V: Visitor>(&mut self, _p: &str, v: &mut V) {
+        let e = match self.config.arch {
             Arch::Repuxnet => "repuxnet_3d",
-            Arch::Uxnet => "uxnet_3d",
+            Arch::Uxnet | Arch::Swinunetr => "uxnet_3d",
         };
         for (i, d) in self.encoder.downsample_layers.iter_mut().enumerate() {
             let (conv, norm) = if d.norm_first { (1, 0) } else { (0, 1) };

@@ -257,3 +257,73 @@ fn dense_and_transposed_extensions_match_burn_generic_ops_and_their_gradients() 
     let t = Tensor::<5>::random(ours.dims(), Distribution::Normal(0.0, 1.0), &device);
     assert_same_gradients(ours, theirs, t, &[("dx", &x), ("dw", &w)], &[], 1e-5, "transposed");
 }
+
+/// SwinUNETR against MONAI 1.5.1 itself (tools/monai_swinunetr_fixtures.py): the state dict
+/// imports with MONAI's key names (float16 tensors, int64 relative_position_index buffers), and
+/// the logits match MONAI's float64 forward.
+#[test]
+fn swinunetr_matches_monai() {
+    let name = "swinunetr_w3";
+    let cfg = ModelConfig::load(fx(&format!("{name}.json")).to_str().unwrap()).unwrap();
+    let mut net = Net::new(&cfg, &cpu());
+    load_into(&mut net, &fx(&format!("{name}.pth")), &cpu()).unwrap();
+    let x = input(name);
+    net.check_input(x.dims()).unwrap();
+    let (shape, want) = npy(&format!("{name}_logits.npy"));
+    let y = net.forward(x);
+    assert_eq!(y.dims().to_vec(), shape);
+    // Tolerance: relative L2 ≤ 1e-4 (f32 here vs float64 in MONAI on the same weights).
+    let e = rel_l2(&values(y), &want);
+    eprintln!("{name}: relative L2 vs MONAI {e:.2e}");
+    assert!(e <= 1e-4, "{name}: relative L2 error {e}");
+    // The exported state dict round-trips into a fresh network (index buffers included).
+    let d = tempfile::tempdir().unwrap();
+    repux_nn::save_model_dir(&net, d.path()).unwrap();
+    let back = repux_nn::load_model_dir(d.path(), &cpu()).unwrap();
+    assert_eq!(repux_nn::state_dict(&back), repux_nn::state_dict(&net));
+}
+
+/// Key names and shapes of a v2 SwinUNETR (residual blocks before each stage, v2 merging) equal
+/// MONAI's `state_dict()` listing.
+#[test]
+fn swinunetr_v2_keys_match_monai() {
+    let text = std::fs::read_to_string(fx("swinunetr_v2_keys.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let cfg: ModelConfig = serde_json::from_value(v["config"].clone()).unwrap();
+    cfg.validate().unwrap();
+    let ours: std::collections::BTreeMap<String, Vec<usize>> = repux_nn::state_dict(&Net::new(&cfg, &cpu())).0.into_iter().map(|(k, (s, _))| (k, s)).collect();
+    let theirs: std::collections::BTreeMap<String, Vec<usize>> = serde_json::from_value(v["keys"].clone()).unwrap();
+    assert_eq!(ours, theirs);
+}
+
+#[test]
+fn swinunetr_parameter_counts_match_monai() {
+    // Printed by tools/monai_swinunetr_fixtures.py (MONAI 1.5.1): SwinUNETR(in 1, out 14).
+    for (preset, want) in [("swinunetr", 62_187_296), ("swinunetr-small", 15_703_304), ("swinunetr-tiny", 4_078_220)] {
+        let cfg = ModelConfig { out_channels: 14, ..ModelConfig::preset(preset).unwrap() };
+        let s = repux_nn::summary::summary(&Net::new(&cfg, &cpu()));
+        assert_eq!(s.parameters, want, "{preset}");
+        assert_eq!(s.buffers, 8 * 343 * 343, "{preset}: the relative_position_index buffers");
+    }
+}
+
+/// A SwinUNETR training step reaches every parameter (attention, position table, merging,
+/// decoder), and a mis-sized input is refused with the multiple it needs.
+#[test]
+fn swinunetr_trains_and_checks_input() {
+    let device = cpu().autodiff();
+    let cfg = ModelConfig { arch: repux_nn::Arch::Swinunetr, feature_size: [12, 24, 48, 96], window_size: 3, out_channels: 2, ..ModelConfig::default() };
+    cfg.validate().unwrap();
+    let net = Net::new(&cfg, &device);
+    assert!(net.check_input([1, 1, 32, 32, 48]).unwrap_err().contains("multiple of 32"));
+    let x = Tensor::<5>::random([1, 1, 32, 32, 32], Distribution::Normal(0.0, 1.0), &device);
+    let loss = net.forward(x).powi_scalar(2).mean();
+    let grads = loss.backward();
+    let Net::Swin(s) = &net else { panic!("not a SwinUNETR") };
+    let table = s.swin_vit.layers[0].blocks[1].attn.relative_position_bias_table.val();
+    assert!(values(table.grad(&grads).expect("the position table gets a gradient")).iter().any(|v| *v != 0.0));
+    let reduction = s.swin_vit.layers[2].downsample.reduction.weight.val();
+    assert!(values(reduction.grad(&grads).expect("merging gets a gradient")).iter().any(|v| *v != 0.0));
+    let head = s.out.weight.val();
+    assert!(values(head.grad(&grads).expect("the head gets a gradient")).iter().any(|v| *v != 0.0));
+}

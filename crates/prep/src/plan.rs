@@ -114,7 +114,8 @@ pub struct Plans {
     pub labels: BTreeMap<String, u32>,
     /// Target voxel size in mm along the RAS-reoriented (i, j, k) axes.
     pub target_spacing: [f64; 3],
-    /// Training patch size, each side a multiple of 16.
+    /// Training patch size, each side a multiple of the planned size multiple (16, or 32 for
+    /// SwinUNETR).
     pub patch_size: [usize; 3],
     /// Crops per training step (the paper: 1 volume × 2 crops).
     pub batch_size: usize,
@@ -140,6 +141,8 @@ pub struct PlanOptions {
     pub ct_window: Option<(f64, f64)>,
     pub resampling: ResampleOptions,
     pub foreground_fraction: f64,
+    /// Every patch side is a multiple of this: 16 for the UX-Nets, 32 for SwinUNETR.
+    pub size_multiple: usize,
 }
 
 impl Default for PlanOptions {
@@ -151,6 +154,7 @@ impl Default for PlanOptions {
             ct_window: None,
             resampling: ResampleOptions::default(),
             foreground_fraction: 0.5,
+            size_multiple: 16,
         }
     }
 }
@@ -204,12 +208,16 @@ pub fn make_plans(ds: &Dataset, fp: Fingerprint, opt: &PlanOptions) -> Result<Pl
         median_shape[a] = median_f64(fp.cases.iter().map(|c| (c.shape[a] as f64 * c.spacing[a] / target[a]).round()).collect(), 50.0).round() as usize;
     }
     let mut patch = [0usize; 3];
+    let m = opt.size_multiple;
+    if m == 0 {
+        return Err(Error::Other("size multiple must be positive".into()));
+    }
     for a in 0..3 {
-        if opt.patch_size[a] == 0 || opt.patch_size[a] % 16 != 0 {
-            return Err(Error::Other(format!("patch size {:?}: every side must be a positive multiple of 16", opt.patch_size)));
+        if opt.patch_size[a] == 0 || opt.patch_size[a] % m != 0 {
+            return Err(Error::Other(format!("patch size {:?}: every side must be a positive multiple of {m}", opt.patch_size)));
         }
-        // Shrink to fit small images: the largest multiple of 16 not above the median size.
-        let fit = (median_shape[a] / 16 * 16).max(16);
+        // Shrink to fit small images: the largest multiple of m not above the median size.
+        let fit = (median_shape[a] / m * m).max(m);
         patch[a] = opt.patch_size[a].min(fit);
     }
     let normalization = fp

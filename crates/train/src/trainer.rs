@@ -370,6 +370,11 @@ pub fn train(model: &ModelConfig, plans: &Plans, train_cases: Vec<CachedCase>, v
     }
     let plans = &plans;
     let model = net.config().clone();
+    let p = plans.patch_size;
+    net.check_input([1, model.in_channels, p[0], p[1], p[2]]).map_err(|e| {
+        let m = model.size_multiple();
+        TrainError::Config(format!("patch size {p:?}: {e} for this model; plan with `repux plan --size-multiple {m}` or set patch_size in the train config"))
+    })?;
     if model.out_channels != plans.num_classes() || model.in_channels != plans.normalization.len() {
         return Err(TrainError::Config(format!("the model takes {} channels and predicts {} classes; the plans have {} and {}", model.in_channels, model.out_channels, plans.normalization.len(), plans.num_classes())));
     }
