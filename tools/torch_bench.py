@@ -5,12 +5,15 @@ with the same thread count, next to the repux commands.
 
     python3 tools/torch_bench.py --threads 2                 # kernels + tiny model at 48x48x32
     python3 tools/torch_bench.py --threads 2 --model paper --size 96   # the paper network, 2 x 96^3
+    python3 tools/torch_bench.py --threads 2 --model swinunetr --size 96 --no-kernels  # MONAI
 
 Prints one JSON array: kernel records with repux's keys (op, channels, size, kernel, pass,
 torch_s) and model records (model, patch, batch, pass, torch_s, peak_rss_mib). The network is
-tools/torch_reference.py's independent PyTorch RepUX-Net (BFR forward), trained with
-torch.optim.AdamW and MONAI's Dice + CE written out (no MONAI needed).
-Needs torch (and numpy).
+tools/torch_reference.py's independent PyTorch RepUX-Net (BFR forward), or MONAI's SwinUNETR
+for the swinunetr presets, trained with torch.optim.AdamW and MONAI's Dice + CE written out.
+Each time: one warm-up run, then the median of --repeats runs; the warm-up alone where it took
+> 30 s (kernels: > 5 s), the rule `repux bench model` uses.
+Needs torch (and numpy; monai + einops for SwinUNETR).
 """
 import argparse
 import json
@@ -32,10 +35,21 @@ PRESETS = {
     "tiny": ((8, 16, 32, 64), 128),
     "micro": ((4, 8, 16, 32), 64),
 }
+# repux's SwinUNETR presets: MONAI's SwinUNETR with this feature_size.
+SWIN = {"swinunetr": 48, "swinunetr-small": 24, "swinunetr-tiny": 12}
 
 
-def timed(fn, repeats):
+WARM_ONLY_S = 30.0  # the same rule as `repux bench model`
+
+
+def timed(fn, repeats, once_above=WARM_ONLY_S):
+    """One warm-up run, then the median of `repeats` runs; the warm-up alone where it took
+    longer than `once_above` seconds."""
+    t = time.perf_counter()
     fn()
+    warm = time.perf_counter() - t
+    if warm > once_above:
+        return warm
     ts = []
     for _ in range(repeats):
         t = time.perf_counter()
@@ -57,7 +71,8 @@ def kernel_records(repeats):
                 if back:
                     y.sum().backward()
 
-            recs.append(dict(op=op, pass_=pass_, torch_s=timed(f, repeats), **meta))
+            # Like `repux bench kernels` with burn: one run where it takes > 5 s.
+            recs.append(dict(op=op, pass_=pass_, torch_s=timed(f, repeats, once_above=5.0), **meta))
 
     for k in (21, 7):
         for c, s in ((48, 48), (96, 24), (192, 12), (384, 6)):
@@ -78,8 +93,13 @@ def dice_ce(logits, target):
 
 
 def model_records(name, patch, batch, repeats):
-    fs, hidden = PRESETS[name]
-    net = Net("repuxnet", 1, 5, fs, hidden, 21)
+    if name in SWIN:
+        from monai.networks.nets import SwinUNETR  # needs monai (and einops)
+
+        net = SwinUNETR(in_channels=1, out_channels=5, feature_size=SWIN[name])
+    else:
+        fs, hidden = PRESETS[name]
+        net = Net("repuxnet", 1, 5, fs, hidden, 21)
     x = torch.randn(batch, 1, *patch)
     y = torch.randint(0, 5, (batch, *patch))
     recs = []
@@ -106,17 +126,19 @@ def peak_rss_mib():
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--model", default="tiny", choices=sorted(PRESETS))
+    ap.add_argument("--model", default="tiny", choices=sorted(PRESETS) + sorted(SWIN))
     ap.add_argument("--size", type=int, help="cubic patch side (default 48x48x32)")
     ap.add_argument("--batch", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--no-kernels", action="store_true")
+    ap.add_argument("--no-model", action="store_true")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     patch = (a.size,) * 3 if a.size else (48, 48, 32)
     recs = [] if a.no_kernels else kernel_records(a.repeats)
-    recs += model_records(a.model, patch, a.batch, a.repeats)
+    if not a.no_model:
+        recs += model_records(a.model, patch, a.batch, a.repeats)
     print(json.dumps(recs, indent=1))
 
 

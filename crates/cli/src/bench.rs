@@ -44,7 +44,8 @@ pub enum Command {
         /// Crops per step (the training batch).
         #[arg(long, default_value_t = 2)]
         batch: usize,
-        /// Runs per measurement (median), after one warm-up.
+        /// Runs per measurement (median), after one warm-up (a warm-up above 30 s is the
+        /// measurement).
         #[arg(long, default_value_t = 3)]
         repeats: usize,
         /// Only repux's kernels (skip burn's generic ops).
@@ -110,8 +111,7 @@ fn model_times(cfg: &repux_nn::ModelConfig, patch: [usize; 3], batch: usize, rep
     let fwd = || {
         let _ = net.forward(x.clone()).into_data();
     };
-    fwd();
-    let forward = time_median(repeats, fwd);
+    let forward = time_warm(repeats, fwd);
     let rss_forward = peak_rss_mib();
     drop(net);
     let dev = plain.autodiff();
@@ -125,8 +125,7 @@ fn model_times(cfg: &repux_nn::ModelConfig, patch: [usize; 3], batch: usize, rep
         let grads = GradientsParams::from_grads(loss.backward(), &tnet);
         opt.step(&mut tnet, grads, 1e-4);
     };
-    step();
-    let train = time_median(repeats, &mut step);
+    let train = time_warm(repeats, &mut step);
     ([forward, train], [rss_forward, peak_rss_mib()])
 }
 
@@ -155,6 +154,21 @@ fn model(preset: &str, patch: [usize; 3], batch: usize, repeats: usize, no_burn:
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Above this, a warm-up run is itself the measurement (the same rule in tools/torch_bench.py).
+const WARM_ONLY_S: f64 = 30.0;
+
+/// One warm-up run, then the median of `repeats` runs — or the warm-up's time where it took
+/// longer than [`WARM_ONLY_S`] (a paper-size training step).
+fn time_warm(repeats: usize, mut f: impl FnMut()) -> f64 {
+    let t = Instant::now();
+    f();
+    let warm = t.elapsed().as_secs_f64();
+    if warm > WARM_ONLY_S {
+        return warm;
+    }
+    time_median(repeats, f)
 }
 
 fn time_median(repeats: usize, mut f: impl FnMut()) -> f64 {

@@ -1,5 +1,6 @@
 //! Dense (and grouped) conv3d with a cubic kernel, and the decoder's kernel-2 stride-2
-//! transposed conv, forward and backward, as im2col + GEMM (the `gemm` crate).
+//! transposed conv, forward and backward, as im2col + GEMM (the `gemm` crate). Stride-1 "same"
+//! convs (the networks' 3³ convs) skip the columns matrix: `shifted.rs`.
 //!
 //! Shapes (PyTorch's layouts): x `[N, Cin, D, H, W]`; conv weight `[Cout, Cin/g, k, k, k]`;
 //! transposed weight `[Cin, Cout, 2, 2, 2]`; outputs `[N, Cout, D', H', W']`.
@@ -232,6 +233,9 @@ fn for_each_slab(s: &ConvShape, x: &[f32], mut f: impl FnMut(usize, usize, usize
 /// `y = conv3d(x, w) + b`, PyTorch's semantics (cross-correlation, zero padding).
 pub fn conv3d_forward(s: &ConvShape, x: &[f32], w: &[f32], b: Option<&[f32]>) -> Vec<f32> {
     s.check(x.len(), w.len());
+    if crate::shifted::preferred(s) {
+        return crate::shifted::forward(s, x, w, b);
+    }
     let [od, oh, ow] = s.out();
     let sp_out = od * oh * ow;
     let (og, rows) = (s.cout / s.groups, s.rows());
@@ -258,6 +262,11 @@ pub fn conv3d_backward(s: &ConvShape, x: &[f32], w: &[f32], dy: &[f32], need_dx:
     assert_eq!(dy.len(), s.output_len(), "conv3d backward: dy length does not match {s:?}");
     let [od, oh, ow] = s.out();
     let sp_out = od * oh * ow;
+    let db = || (0..s.cout).map(|c| (0..s.n).map(|n| dy[(n * s.cout + c) * sp_out..][..sp_out].iter().map(|&v| v as f64).sum::<f64>()).sum::<f64>() as f32).collect::<Vec<f32>>();
+    if crate::shifted::preferred(s) {
+        let dx = if need_dx { crate::shifted::backward_dx(s, w, dy) } else { Vec::new() };
+        return (dx, crate::shifted::backward_dw(s, x, dy), db());
+    }
     let (og, rows) = (s.cout / s.groups, s.rows());
     // dW_g [og × rows] += dY_slab [og × width] · colsᵀ [width × rows]
     let mut dw = vec![0f32; w.len()];
@@ -266,7 +275,7 @@ pub fn conv3d_backward(s: &ConvShape, x: &[f32], w: &[f32], dy: &[f32], need_dx:
         let g_dy = &dy[(n * s.cout + g * og) * sp_out + z0 * oh * ow..];
         matmul(og, rows, width, &mut dw[g * og * rows..], rows, true, g_dy, (sp_out, 1), cols, (1, width));
     });
-    let db: Vec<f32> = (0..s.cout).map(|c| (0..s.n).map(|n| dy[(n * s.cout + c) * sp_out..][..sp_out].iter().map(|&v| v as f64).sum::<f64>()).sum::<f64>() as f32).collect();
+    let db = db();
     if !need_dx {
         return (Vec::new(), dw, db);
     }

@@ -7,5 +7,6 @@
 pub mod dense;
 pub mod depthwise;
 pub mod reference;
+pub mod shifted;
 
 pub use depthwise::{DwAlgo, DwShape};

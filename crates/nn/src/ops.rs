@@ -136,11 +136,9 @@ impl ConvBackend for Flex {
         flex_tensor(y, [s.n, s.c, s.d, s.h, s.w])
     }
     fn conv3d_bias(x: FloatTensor<Self>, weight: FloatTensor<Self>, bias: FloatTensor<Self>, stride: usize, padding: usize, groups: usize) -> FloatTensor<Self> {
-        // Inference only: for wide convs (Cin/g·k³ > 1024, e.g. the paper's 48→48 3³ at 96³)
-        // burn's NHWC im2col forward measured faster than ours (2.5 s vs 3.9 s, `repux bench
-        // kernels`); training keeps ours, whose forward+backward is the faster pair.
-        let [_, cin_g, k, _, _] = weight.shape().dims::<5>();
-        if burn_ops() || (groups == 1 && cin_g * k.pow(3) > 1024) {
+        // (Until the columns-free path for stride-1 3³ convs, wide convs went to burn's forward
+        // here; ours is now about twice as fast on them, `repux bench kernels`.)
+        if burn_ops() {
             return burn_conv3d::<Self>(x, weight, bias, stride, padding, groups);
         }
         flex_conv3d(x, weight, bias, ConvParams { stride, padding, groups })
