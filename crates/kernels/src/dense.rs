@@ -76,10 +76,16 @@ fn par() -> Parallelism {
     }
 }
 
+/// [`matmul_with`] on all rayon threads.
+#[allow(clippy::too_many_arguments)]
+fn matmul(m: usize, n: usize, k: usize, dst: &mut [f32], dst_rs: usize, accumulate: bool, lhs: &[f32], lhs_strides: (usize, usize), rhs: &[f32], rhs_strides: (usize, usize)) {
+    matmul_with(par(), m, n, k, dst, dst_rs, accumulate, lhs, lhs_strides, rhs, rhs_strides)
+}
+
 /// `dst[m×n] (= or +=) lhs[m×k] · rhs[k×n]`, all row-major with the given row strides, except
 /// that a transposed operand is read through swapped strides.
 #[allow(clippy::too_many_arguments)]
-fn matmul(m: usize, n: usize, k: usize, dst: &mut [f32], dst_rs: usize, accumulate: bool, lhs: &[f32], lhs_strides: (usize, usize), rhs: &[f32], rhs_strides: (usize, usize)) {
+pub(crate) fn matmul_with(parallelism: Parallelism, m: usize, n: usize, k: usize, dst: &mut [f32], dst_rs: usize, accumulate: bool, lhs: &[f32], lhs_strides: (usize, usize), rhs: &[f32], rhs_strides: (usize, usize)) {
     if m == 0 || n == 0 {
         return;
     }
@@ -117,7 +123,7 @@ fn matmul(m: usize, n: usize, k: usize, dst: &mut [f32], dst_rs: usize, accumula
             false,
             false,
             false,
-            par(),
+            parallelism,
         )
     }
 }
@@ -247,12 +253,17 @@ pub fn conv3d_forward(s: &ConvShape, x: &[f32], w: &[f32], b: Option<&[f32]>) ->
         matmul(og, width, rows, dst, sp_out, false, &w[g * og * rows..], (rows, 1), cols, (width, 1));
     });
     if let Some(b) = b {
-        y.par_chunks_mut(sp_out).enumerate().for_each(|(nc, out)| {
-            let bv = b[nc % s.cout];
-            out.iter_mut().for_each(|v| *v += bv);
-        });
+        add_bias(&mut y, b, sp_out);
     }
     y
+}
+
+/// `y[n, c, …] += b[c]` for `y` of `N × C × sp` (C = `b.len()`).
+pub(crate) fn add_bias(y: &mut [f32], b: &[f32], sp: usize) {
+    y.par_chunks_mut(sp).enumerate().for_each(|(nc, out)| {
+        let bv = b[nc % b.len()];
+        out.iter_mut().for_each(|v| *v += bv);
+    });
 }
 
 /// Gradients of [`conv3d_forward`] for upstream `dy`: `(dx, dw, db)`; `dx` only when

@@ -14,8 +14,8 @@
 //! reversed; dW sums `dY_grid [Cout × Q] · X_shiftedᵀ [Q × Cin]` per tap, with dY zero on the
 //! thrown-away columns, over Q chunks in parallel.
 
-use crate::dense::ConvShape;
-use gemm::{gemm, Parallelism};
+use crate::dense::{add_bias, matmul_with, ConvShape};
+use gemm::Parallelism;
 use rayon::prelude::*;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -42,19 +42,6 @@ pub fn applies(s: &ConvShape) -> bool {
 /// backward at 96³, `repux bench kernels`).
 pub fn preferred(s: &ConvShape) -> bool {
     applies(s) && s.cin.min(s.cout) >= 8
-}
-
-/// `dst[m × n] (= or +=) lhs · rhs` on one thread; operands given by (row, column) strides.
-#[allow(clippy::too_many_arguments)]
-fn gemm_seq(m: usize, n: usize, k: usize, dst: &mut [f32], dst_rs: usize, accumulate: bool, lhs: &[f32], lhs_s: (usize, usize), rhs: &[f32], rhs_s: (usize, usize)) {
-    assert!(m > 0 && n > 0 && k > 0);
-    assert!((m - 1) * dst_rs + n <= dst.len());
-    assert!((m - 1) * lhs_s.0 + (k - 1) * lhs_s.1 < lhs.len());
-    assert!((k - 1) * rhs_s.0 + (n - 1) * rhs_s.1 < rhs.len());
-    // SAFETY: the asserts keep every access in bounds; dst is the only mutable slice.
-    unsafe {
-        gemm(m, n, k, dst.as_mut_ptr(), 1, dst_rs as isize, accumulate, lhs.as_ptr(), lhs_s.1 as isize, lhs_s.0 as isize, rhs.as_ptr(), rhs_s.1 as isize, rhs_s.0 as isize, 1.0, 1.0, false, false, false, Parallelism::None)
-    }
 }
 
 /// Geometry of one slab.
@@ -123,7 +110,7 @@ fn slab_conv(m: usize, c: usize, k: usize, g: &Grid, src: &[f32], w: &[f32], ws:
             let n = nr * g.wp;
             let mut tile = vec![0f32; m * n];
             for (t, &off) in taps.iter().enumerate() {
-                gemm_seq(m, n, c, &mut tile, n, t > 0, &w[tap_off(t)..], ws, &src[r0 * g.wp + off..], (g.chan, 1));
+                matmul_with(Parallelism::None, m, n, c, &mut tile, n, t > 0, &w[tap_off(t)..], ws, &src[r0 * g.wp + off..], (g.chan, 1));
             }
             tile
         })
@@ -186,11 +173,7 @@ pub fn forward(s: &ConvShape, x: &[f32], w: &[f32], b: Option<&[f32]>) -> Vec<f3
     // W[co, ci, t]: row co stride Cin·k³, column ci stride k³, tap t at offset t.
     let mut y = conv_same(s, x, s.cin, s.cout, w, (s.cin * k3, k3), |t| t);
     if let Some(b) = b {
-        let sp = s.d * s.h * s.w;
-        y.par_chunks_mut(sp).enumerate().for_each(|(nc, out)| {
-            let bv = b[nc % s.cout];
-            out.iter_mut().for_each(|v| *v += bv);
-        });
+        add_bias(&mut y, b, s.d * s.h * s.w);
     }
     y
 }
@@ -243,7 +226,7 @@ pub fn backward_dw(s: &ConvShape, x: &[f32], dy: &[f32]) -> Vec<f32> {
                     let mut part = vec![0f32; k3 * co_n * ci_n];
                     for (t, &off) in taps.iter().enumerate() {
                         // part_t [Cout × Cin] = dY[:, q0..q0+l] · X_shifted[:, q0..q0+l]ᵀ
-                        gemm_seq(co_n, ci_n, l, &mut part[t * co_n * ci_n..], ci_n, false, &dyg[q0..], (q, 1), &xs[q0 + off..], (1, g.chan));
+                        matmul_with(Parallelism::None, co_n, ci_n, l, &mut part[t * co_n * ci_n..], ci_n, false, &dyg[q0..], (q, 1), &xs[q0 + off..], (1, g.chan));
                     }
                     part
                 })

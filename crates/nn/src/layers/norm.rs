@@ -22,9 +22,7 @@ impl LayerNormCf {
     /// `[N, C, D, H, W] → [N, C, D, H, W]`
     pub fn forward(&self, x: Tensor<5>) -> Tensor<5> {
         let c = self.weight.dims()[0];
-        let (var, mean) = x.clone().var_mean_bias(1);
-        let x = (x - mean) / (var + self.eps).sqrt();
-        x * self.weight.val().reshape([1, c, 1, 1, 1]) + self.bias.val().reshape([1, c, 1, 1, 1])
+        layer_norm_channels(x, self.eps) * self.weight.val().reshape([1, c, 1, 1, 1]) + self.bias.val().reshape([1, c, 1, 1, 1])
     }
 }
 
@@ -63,8 +61,8 @@ pub fn layer_norm_last<const D: usize>(x: Tensor<D>, eps: f64) -> Tensor<D> {
     (x - mean) / (var + eps).sqrt()
 }
 
-/// LayerNorm over the channel axis of `[N, C, D, H, W]` without affine (MONAI SwinUNETR's
-/// `proj_out(normalize=True)`).
+/// LayerNorm over the channel axis of `[N, C, D, H, W]` without affine ([`LayerNormCf`]'s
+/// normalisation; MONAI SwinUNETR's `proj_out(normalize=True)`).
 pub fn layer_norm_channels(x: Tensor<5>, eps: f64) -> Tensor<5> {
     let (var, mean) = x.clone().var_mean_bias(1);
     (x - mean) / (var + eps).sqrt()

@@ -46,11 +46,8 @@ impl WindowAttention {
         let mut attn = q.matmul(k.swap_dims(2, 3)); // [B_, heads, N, N]
         // MONAI takes the top-left n×n block of the full window's index, also where the window
         // was clipped to a smaller feature map.
-        let idx = relative_position_index(self.window);
-        let full = self.window.pow(3);
-        let sub: Vec<i64> = (0..n).flat_map(|i| idx[i * full..i * full + n].to_vec()).collect();
         let device = attn.device();
-        let sub = Tensor::<1, Int>::from_data(TensorData::new(sub, [n * n]), &device);
+        let sub = Tensor::<1, Int>::from_data(TensorData::new(position_index(self.window, n), [n * n]), &device);
         let bias = self.relative_position_bias_table.val().select(0, sub).reshape([n, n, h]).permute([2, 0, 1]);
         attn = attn + bias.unsqueeze::<4>();
         if let Some(m) = mask {
@@ -66,7 +63,11 @@ impl WindowAttention {
 /// MONAI's `relative_position_index` for a w³ window: `[w³ · w³]` row-major, entry (i, j) the
 /// table row of the offset from key j to query i.
 pub fn relative_position_index(w: usize) -> Vec<i64> {
-    let n = w.pow(3);
+    position_index(w, w.pow(3))
+}
+
+/// The top-left `n × n` block of [`relative_position_index`] (`n ≤ w³`), built directly.
+fn position_index(w: usize, n: usize) -> Vec<i64> {
     let coord = |t: usize| [(t / (w * w)) as i64, ((t / w) % w) as i64, (t % w) as i64];
     let (w, m) = (w as i64, (2 * w - 1) as i64);
     let mut out = Vec::with_capacity(n * n);
