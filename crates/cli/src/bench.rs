@@ -51,6 +51,9 @@ pub enum Command {
         /// Only repux's kernels (skip burn's generic ops).
         #[arg(long)]
         no_burn: bool,
+        /// Only the eval forward (no training step; its record is left out).
+        #[arg(long)]
+        forward_only: bool,
         /// One JSON array of records instead of a table.
         #[arg(long)]
         json: bool,
@@ -84,7 +87,7 @@ pub fn run(c: Command) -> Result<ExitCode> {
         Command::Kernels { json, repeats, burn_limit_s } => kernels(json, repeats, burn_limit_s),
         Command::Surface { shape, spacing, repeats } => surface(shape, spacing, repeats),
         Command::Resample { shape, spacing, target, repeats, json } => bench_resample(shape, spacing, target, repeats, json),
-        Command::Model { model_config, size, patch, batch, repeats, no_burn, json } => model(&model_config, size.map(|n| [n; 3]).unwrap_or(patch), batch, repeats, no_burn, json),
+        Command::Model { model_config, size, patch, batch, repeats, no_burn, forward_only, json } => model(&model_config, size.map(|n| [n; 3]).unwrap_or(patch), batch, repeats, no_burn, !forward_only, json),
     }
 }
 
@@ -101,7 +104,7 @@ fn peak_rss_mib() -> f64 {
 
 /// Seconds of (eval forward, training step) for one network with the current conv ops, and the
 /// process's peak RSS (MiB) after each.
-fn model_times(cfg: &repux_nn::ModelConfig, patch: [usize; 3], batch: usize, repeats: usize) -> ([f64; 2], [f64; 2]) {
+fn model_times(cfg: &repux_nn::ModelConfig, patch: [usize; 3], batch: usize, repeats: usize, train: bool) -> ([f64; 2], [f64; 2]) {
     use burn::optim::GradientsParams;
     use burn::tensor::{Distribution, Tensor};
     let [d, h, w] = patch;
@@ -114,6 +117,9 @@ fn model_times(cfg: &repux_nn::ModelConfig, patch: [usize; 3], batch: usize, rep
     let forward = time_warm(repeats, fwd);
     let rss_forward = peak_rss_mib();
     drop(net);
+    if !train {
+        return ([forward, f64::NAN], [rss_forward, f64::NAN]);
+    }
     let dev = plain.autodiff();
     let mut tnet = repux_nn::Net::seeded(cfg, &dev, 0);
     let mut opt = repux_train::optim::AdamW::new(0.01);
@@ -129,27 +135,31 @@ fn model_times(cfg: &repux_nn::ModelConfig, patch: [usize; 3], batch: usize, rep
     ([forward, train], [rss_forward, peak_rss_mib()])
 }
 
-fn model(preset: &str, patch: [usize; 3], batch: usize, repeats: usize, no_burn: bool, json: bool) -> Result<ExitCode> {
+fn model(preset: &str, patch: [usize; 3], batch: usize, repeats: usize, no_burn: bool, train: bool, json: bool) -> Result<ExitCode> {
     let cfg = repux_nn::ModelConfig::load(preset).map_err(|e| anyhow::anyhow!(e))?;
     let cfg = repux_nn::ModelConfig { in_channels: 1, out_channels: 5, ..cfg };
     repux_nn::ops::use_burn_ops(false);
-    let ([f_ours, t_ours], [rss_f, rss_t]) = model_times(&cfg, patch, batch, repeats);
+    let ([f_ours, t_ours], [rss_f, rss_t]) = model_times(&cfg, patch, batch, repeats, train);
     let [f_burn, t_burn] = if no_burn {
         [f64::NAN, f64::NAN]
     } else {
         repux_nn::ops::use_burn_ops(true);
-        let (r, _) = model_times(&cfg, patch, batch, repeats);
+        let (r, _) = model_times(&cfg, patch, batch, repeats, train);
         repux_nn::ops::use_burn_ops(false);
         r
     };
     let threads = rayon::current_num_threads();
     if json {
         let rec = |pass: &str, ours: f64, burn: f64, rss: f64| serde_json::json!({"preset": preset, "patch": patch, "batch": batch, "pass": pass, "ours_s": ours, "burn_s": if burn.is_finite() { serde_json::json!(burn) } else { serde_json::Value::Null }, "peak_rss_mib": rss, "threads": threads});
-        println!("{}", serde_json::Value::Array(vec![rec("forward", f_ours, f_burn, rss_f), rec("train_step", t_ours, t_burn, rss_t)]));
+        let mut recs = vec![rec("forward", f_ours, f_burn, rss_f)];
+        if train {
+            recs.push(rec("train_step", t_ours, t_burn, rss_t));
+        }
+        println!("{}", serde_json::Value::Array(recs));
     } else {
         println!("model {preset}, batch {batch} × {patch:?}, {threads} threads, median of {repeats}");
         println!("{:<12} {:>12} {:>12} {:>8} {:>16}", "pass", "repux (s)", "burn ops (s)", "ratio", "repux peak RSS");
-        for (name, o, b, rss) in [("forward", f_ours, f_burn, rss_f), ("train step", t_ours, t_burn, rss_t)] {
+        for (name, o, b, rss) in [("forward", f_ours, f_burn, rss_f), ("train step", t_ours, t_burn, rss_t)].into_iter().take(if train { 2 } else { 1 }) {
             println!("{name:<12} {o:>12.3} {b:>12.3} {:>7.1}× {:>12.0} MiB", b / o, rss);
         }
     }

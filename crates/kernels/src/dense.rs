@@ -236,9 +236,26 @@ fn for_each_slab(s: &ConvShape, x: &[f32], mut f: impl FnMut(usize, usize, usize
     }
 }
 
+/// Whether stride-1 3³ convs (forward and dx) take Winograd F(2³, 3³) (`winograd.rs`, the
+/// default) or the columns-free direct path (`shifted.rs`).
+static WINOGRAD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// Routes stride-1 3³ convs to Winograd (`true`, the default) or to the direct path (tests and
+/// `repux bench kernels` compare the two).
+pub fn use_winograd(on: bool) {
+    WINOGRAD.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn winograd_on() -> bool {
+    WINOGRAD.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// `y = conv3d(x, w) + b`, PyTorch's semantics (cross-correlation, zero padding).
 pub fn conv3d_forward(s: &ConvShape, x: &[f32], w: &[f32], b: Option<&[f32]>) -> Vec<f32> {
     s.check(x.len(), w.len());
+    if crate::winograd::preferred(s) && winograd_on() {
+        return crate::winograd::forward(s, x, w, b);
+    }
     if crate::shifted::preferred(s) {
         return crate::shifted::forward(s, x, w, b);
     }
@@ -275,7 +292,11 @@ pub fn conv3d_backward(s: &ConvShape, x: &[f32], w: &[f32], dy: &[f32], need_dx:
     let sp_out = od * oh * ow;
     let db = || (0..s.cout).map(|c| (0..s.n).map(|n| dy[(n * s.cout + c) * sp_out..][..sp_out].iter().map(|&v| v as f64).sum::<f64>()).sum::<f64>() as f32).collect::<Vec<f32>>();
     if crate::shifted::preferred(s) {
-        let dx = if need_dx { crate::shifted::backward_dx(s, w, dy) } else { Vec::new() };
+        let dx = match need_dx {
+            false => Vec::new(),
+            true if crate::winograd::preferred(s) && winograd_on() => crate::winograd::backward_dx(s, w, dy),
+            true => crate::shifted::backward_dx(s, w, dy),
+        };
         return (dx, crate::shifted::backward_dw(s, x, dy), db());
     }
     let (og, rows) = (s.cout / s.groups, s.rows());

@@ -5,8 +5,11 @@
 //! Layout: N × C × D × H × W, C order (last axis fastest), as everywhere in repux.
 
 pub mod dense;
+pub mod norm;
 pub mod depthwise;
 pub mod reference;
 pub mod shifted;
+mod simd;
+pub mod winograd;
 
 pub use depthwise::{DwAlgo, DwShape};

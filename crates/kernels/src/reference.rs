@@ -175,3 +175,38 @@ fn up_visit(s: &crate::dense::UpShape, mut f: impl FnMut(usize, usize, usize)) {
         }
     }
 }
+
+/// InstanceNorm + LeakyReLU per row of `sp` values (two-pass statistics in f64).
+pub fn instance_norm_act(x: &[f32], sp: usize, eps: f32, slope: f32) -> Vec<f32> {
+    x.chunks(sp)
+        .flat_map(|row| {
+            let mean = row.iter().map(|&v| v as f64).sum::<f64>() / sp as f64;
+            let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / sp as f64;
+            let r = 1.0 / (var + eps as f64).sqrt();
+            row.iter().map(move |&v| {
+                let h = (v as f64 - mean) * r;
+                (if h > 0.0 { h } else { h * slope as f64 }) as f32
+            })
+        })
+        .collect()
+}
+
+/// dx of [`instance_norm_act`] from its input `x` (not its output), by the chain rule written
+/// out per element: `dx_i = Σ_j dy_j · act'(x̂_j) · ∂x̂_j/∂x_i`, in f64.
+pub fn instance_norm_act_backward(x: &[f32], dy: &[f32], sp: usize, eps: f32, slope: f32) -> Vec<f32> {
+    let mut dx = vec![0f32; x.len()];
+    for (r, (row, drow)) in x.chunks(sp).zip(dy.chunks(sp)).enumerate() {
+        let n = sp as f64;
+        let mean = row.iter().map(|&v| v as f64).sum::<f64>() / n;
+        let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
+        let rs = 1.0 / (var + eps as f64).sqrt();
+        let xh: Vec<f64> = row.iter().map(|&v| (v as f64 - mean) * rs).collect();
+        let g: Vec<f64> = xh.iter().zip(drow).map(|(&h, &d)| d as f64 * if h > 0.0 { 1.0 } else { slope as f64 }).collect();
+        for i in 0..sp {
+            // ∂x̂_j/∂x_i = rs · (δ_ij − 1/n − x̂_i x̂_j / n)
+            let s: f64 = (0..sp).map(|j| g[j] * rs * ((i == j) as u8 as f64 - 1.0 / n - xh[i] * xh[j] / n)).sum();
+            dx[r * sp + i] = s as f32;
+        }
+    }
+    dx
+}

@@ -88,6 +88,33 @@ proptest! {
         }
     }
 
+    /// Winograd F(2³, 3³) (stride 1, padding 1, one group): odd and even sizes (partial tiles
+    /// on every axis), sizes below a tile, and a one-float block budget so that every block
+    /// holds a single tile row.
+    #[test]
+    fn winograd_matches_reference(
+        n in 1usize..3, cin in prop_oneof![1usize..6, 8usize..10], cout in prop_oneof![1usize..6, 8usize..10],
+        d in 1usize..9, h in 1usize..9, w in 1usize..12, small in proptest::bool::ANY, seed in 0u64..1000,
+    ) {
+        use repux_kernels::winograd;
+        let s = ConvShape { n, cin, cout, d, h, w, k: 3, stride: 1, pad: 1, groups: 1 };
+        prop_assert!(winograd::applies(&s));
+        if small {
+            winograd::set_block_budget(1);
+        }
+        let x = data(s.input_len(), seed);
+        let wt = data(s.weight_len(), seed + 1);
+        let b = data(s.cout, seed + 2);
+        let dy = data(s.output_len(), seed + 3);
+        let y = winograd::forward(&s, &x, &wt, Some(&b));
+        let dx = winograd::backward_dx(&s, &wt, &dy);
+        winograd::set_block_budget(1 << 20);
+        let want = reference::conv3d_forward(&s, &x, &wt, Some(&b));
+        let (rdx, _, _) = reference::conv3d_backward(&s, &x, &wt, &dy);
+        prop_assert!(err(&y, &want) < TOL, "forward {s:?}: {}", err(&y, &want));
+        prop_assert!(err(&dx, &rdx) < TOL, "dx {s:?}: {}", err(&dx, &rdx));
+    }
+
     #[test]
     fn conv_transpose_matches_reference(n in 1usize..3, cin in 1usize..6, cout in 1usize..6, d in 1usize..6, h in 1usize..6, w in 1usize..6, seed in 0u64..1000) {
         let s = UpShape { n, cin, cout, d, h, w };

@@ -24,9 +24,11 @@ use burn::backend::autodiff::NodeId;
 use burn::backend::flex::FlexTensor;
 use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
 use burn::tensor::{Tensor, TensorData};
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use repux_kernels::dense::{self, ConvShape, UpShape};
 use repux_kernels::depthwise::{self, DwAlgo, DwShape};
+use repux_kernels::norm;
 
 /// When set, every conv runs burn's generic module op instead of repux's kernels (the peer
 /// `repux bench model` times against, in the same process). Off by default.
@@ -50,6 +52,11 @@ pub trait ConvBackend: burn::backend::Backend {
     fn conv3d_bias(x: FloatTensor<Self>, weight: FloatTensor<Self>, bias: FloatTensor<Self>, stride: usize, padding: usize, groups: usize) -> FloatTensor<Self>;
     /// Transposed conv, kernel 2, stride 2, no bias.
     fn conv_transpose3d_k2s2(x: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// InstanceNorm (no affine, instance statistics) then LeakyReLU(`slope`) on `[N, C, …]`;
+    /// slope 1 is plain InstanceNorm. One fused pass; the backward keeps only the output.
+    fn instance_norm_act(x: FloatTensor<Self>, eps: f64, slope: f64) -> FloatTensor<Self>;
+    /// `LeakyReLU(a + b, slope)`; the backward keeps only the output.
+    fn add_leaky_relu(a: FloatTensor<Self>, b: FloatTensor<Self>, slope: f64) -> FloatTensor<Self>;
 }
 
 fn dw_options(weight_dims: &[usize]) -> ConvOptions<3> {
@@ -85,6 +92,21 @@ fn flex_vec(t: FloatTensor<Flex>) -> Vec<f32> {
     data.try_into_vec::<f32>().unwrap_or_default()
 }
 
+/// The tensor's f32 values, borrowed where its storage is a contiguous f32 buffer (every tensor
+/// the networks pass here), copied otherwise — a shared input (the autodiff graph keeps one) is
+/// not copied.
+fn flex_slice(t: &FloatTensor<Flex>) -> Cow<'_, [f32]> {
+    match t.as_slice::<f32>() {
+        Some(v) => Cow::Borrowed(v),
+        None => Cow::Owned(flex_vec(t.clone())),
+    }
+}
+
+/// Values per (sample, channel) row of `[N, C, …]`.
+fn row_len(x: &FloatTensor<Flex>) -> usize {
+    x.shape().iter().skip(2).product()
+}
+
 fn flex_tensor<const D: usize>(v: Vec<f32>, shape: [usize; D]) -> FloatTensor<Flex> {
     FlexTensor::from_data(TensorData::new(v, shape))
 }
@@ -115,14 +137,14 @@ fn up_shape(x: &FloatTensor<Flex>, weight: &FloatTensor<Flex>) -> UpShape {
 
 fn flex_conv3d(x: FloatTensor<Flex>, weight: FloatTensor<Flex>, bias: FloatTensor<Flex>, p: ConvParams) -> FloatTensor<Flex> {
     let s = conv_shape(&x, &weight, p);
-    let y = dense::conv3d_forward(&s, &flex_vec(x), &flex_vec(weight), Some(&flex_vec(bias)));
+    let y = dense::conv3d_forward(&s, &flex_slice(&x), &flex_slice(&weight), Some(&flex_slice(&bias)));
     let [od, oh, ow] = s.out();
     flex_tensor(y, [s.n, s.cout, od, oh, ow])
 }
 
 fn flex_up(x: FloatTensor<Flex>, weight: FloatTensor<Flex>) -> FloatTensor<Flex> {
     let s = up_shape(&x, &weight);
-    let y = dense::conv_transpose_k2s2_forward(&s, &flex_vec(x), &flex_vec(weight));
+    let y = dense::conv_transpose_k2s2_forward(&s, &flex_slice(&x), &flex_slice(&weight));
     flex_tensor(y, [s.n, s.cout, 2 * s.d, 2 * s.h, 2 * s.w])
 }
 
@@ -132,7 +154,7 @@ impl ConvBackend for Flex {
             return burn_depthwise::<Self>(x, weight, bias);
         }
         let s = dw_shape(&x, &weight);
-        let y = depthwise::forward(&s, &flex_vec(x), &flex_vec(weight), Some(&flex_vec(bias)), DwAlgo::Auto);
+        let y = depthwise::forward(&s, &flex_slice(&x), &flex_slice(&weight), Some(&flex_slice(&bias)), DwAlgo::Auto);
         flex_tensor(y, [s.n, s.c, s.d, s.h, s.w])
     }
     fn conv3d_bias(x: FloatTensor<Self>, weight: FloatTensor<Self>, bias: FloatTensor<Self>, stride: usize, padding: usize, groups: usize) -> FloatTensor<Self> {
@@ -148,6 +170,63 @@ impl ConvBackend for Flex {
             return burn_conv_transpose3d_k2s2::<Self>(x, weight);
         }
         flex_up(x, weight)
+    }
+    fn instance_norm_act(x: FloatTensor<Self>, eps: f64, slope: f64) -> FloatTensor<Self> {
+        flex_instance_norm_act(&x, eps, slope).0
+    }
+    fn add_leaky_relu(a: FloatTensor<Self>, b: FloatTensor<Self>, slope: f64) -> FloatTensor<Self> {
+        let shape = a.shape();
+        assert_eq!(shape, b.shape(), "add_leaky_relu: shapes differ");
+        FlexTensor::from_data(TensorData::new(norm::add_act(&flex_slice(&a), &flex_slice(&b), slope as f32), shape))
+    }
+}
+
+/// InstanceNorm + LeakyReLU on Flex: the output and each row's 1/σ.
+fn flex_instance_norm_act(x: &FloatTensor<Flex>, eps: f64, slope: f64) -> (FloatTensor<Flex>, Vec<f32>) {
+    let (y, rstd) = norm::instance_norm_act(&flex_slice(x), row_len(x), eps as f32, slope as f32);
+    (FlexTensor::from_data(TensorData::new(y, x.shape())), rstd)
+}
+
+/// InstanceNorm + LeakyReLU's backward, from the output and the rows' 1/σ.
+#[derive(Debug)]
+struct NormActBackward;
+
+impl Backward<Flex, 1> for NormActBackward {
+    /// The output, each row's 1/σ and the slope.
+    type State = (FloatTensor<Flex>, Vec<f32>, f32);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+        let [node_x] = ops.parents;
+        let dy = grads.consume::<Flex>(&ops.node);
+        let (y, rstd, slope) = ops.state;
+        if let Some(node) = node_x {
+            let dx = norm::instance_norm_act_backward(&flex_slice(&y), &flex_slice(&dy), &rstd, row_len(&y), slope);
+            grads.register::<Flex>(node.id, FlexTensor::from_data(TensorData::new(dx, y.shape())));
+        }
+    }
+}
+
+/// `LeakyReLU(a + b)`'s backward, from the output: the same gradient reaches both inputs.
+#[derive(Debug)]
+struct AddActBackward;
+
+impl Backward<Flex, 2> for AddActBackward {
+    /// The output and the slope.
+    type State = (FloatTensor<Flex>, f32);
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+        let [node_a, node_b] = ops.parents;
+        let dy = grads.consume::<Flex>(&ops.node);
+        let (y, slope) = ops.state;
+        let g = FlexTensor::from_data(TensorData::new(norm::act_backward(&flex_slice(&y), &flex_slice(&dy), slope), y.shape()));
+        match (node_a, node_b) {
+            (Some(a), Some(b)) => {
+                grads.register::<Flex>(a.id, g.clone());
+                grads.register::<Flex>(b.id, g);
+            }
+            (Some(n), None) | (None, Some(n)) => grads.register::<Flex>(n.id, g),
+            (None, None) => {}
+        }
     }
 }
 
@@ -166,7 +245,7 @@ impl Backward<Flex, 3> for DepthwiseBackward {
         let x: FloatTensor<Flex> = checkpointer.retrieve_node_output(xs);
         let w: FloatTensor<Flex> = checkpointer.retrieve_node_output(ws);
         let s = dw_shape(&x, &w);
-        let (dx, dw, db) = depthwise::backward(&s, &flex_vec(x), &flex_vec(w), &flex_vec(dy), DwAlgo::Auto);
+        let (dx, dw, db) = depthwise::backward(&s, &flex_slice(&x), &flex_slice(&w), &flex_slice(&dy), DwAlgo::Auto);
         if let Some(node) = node_x {
             grads.register::<Flex>(node.id, flex_tensor(dx, [s.n, s.c, s.d, s.h, s.w]));
         }
@@ -196,7 +275,7 @@ impl Backward<Flex, 3> for DenseBackward {
         let w: FloatTensor<Flex> = checkpointer.retrieve_node_output(ws);
         let s = conv_shape(&x, &w, p);
         let wdims = w.shape().dims::<5>();
-        let (dx, dw, db) = dense::conv3d_backward(&s, &flex_vec(x), &flex_vec(w), &flex_vec(dy), node_x.is_some());
+        let (dx, dw, db) = dense::conv3d_backward(&s, &flex_slice(&x), &flex_slice(&w), &flex_slice(&dy), node_x.is_some());
         if let Some(node) = node_x {
             grads.register::<Flex>(node.id, flex_tensor(dx, [s.n, s.cin, s.d, s.h, s.w]));
         }
@@ -223,7 +302,7 @@ impl Backward<Flex, 2> for UpBackward {
         let x: FloatTensor<Flex> = checkpointer.retrieve_node_output(xs);
         let w: FloatTensor<Flex> = checkpointer.retrieve_node_output(ws);
         let s = up_shape(&x, &w);
-        let (dx, dw) = dense::conv_transpose_k2s2_backward(&s, &flex_vec(x), &flex_vec(w), &flex_vec(dy));
+        let (dx, dw) = dense::conv_transpose_k2s2_backward(&s, &flex_slice(&x), &flex_slice(&w), &flex_slice(&dy));
         if let Some(node) = node_x {
             grads.register::<Flex>(node.id, flex_tensor(dx, [s.n, s.cin, s.d, s.h, s.w]));
         }
@@ -280,6 +359,20 @@ impl<C: CheckpointStrategy> ConvBackend for Autodiff<Flex, C> {
             OpsKind::UnTracked(prep) => prep.finish(out(&x, &weight)),
         }
     }
+    fn instance_norm_act(x: FloatTensor<Self>, eps: f64, slope: f64) -> FloatTensor<Self> {
+        let (y, rstd) = flex_instance_norm_act(x.primitive(), eps, slope);
+        match NormActBackward.prepare::<C>([x.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => prep.finish((y.clone(), rstd, slope as f32), y),
+            OpsKind::UnTracked(prep) => prep.finish(y),
+        }
+    }
+    fn add_leaky_relu(a: FloatTensor<Self>, b: FloatTensor<Self>, slope: f64) -> FloatTensor<Self> {
+        let y = <Flex as ConvBackend>::add_leaky_relu(a.primitive().clone(), b.primitive().clone(), slope);
+        match AddActBackward.prepare::<C>([a.node(), b.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => prep.finish((y.clone(), slope as f32), y),
+            OpsKind::UnTracked(prep) => prep.finish(y),
+        }
+    }
 }
 
 /// Depthwise conv, stride 1, 'same' zero padding (K odd).
@@ -294,6 +387,17 @@ pub fn conv3d_dense(x: Tensor<5>, weight: Tensor<5>, bias: Option<Tensor<1>>, st
     let c = weight.dims()[0];
     let bias = bias.unwrap_or_else(|| Tensor::zeros([c], &weight.device()));
     Tensor::from_dispatch(<Dispatch as ConvBackend>::conv3d_bias(x.into_dispatch(), weight.into_dispatch(), bias.into_dispatch(), stride, padding, groups))
+}
+
+/// InstanceNorm (no affine, instance statistics, biased variance) then LeakyReLU(`slope`) on
+/// `[N, C, …]`, fused (slope 1: InstanceNorm alone).
+pub fn instance_norm_act<const D: usize>(x: Tensor<D>, eps: f64, slope: f64) -> Tensor<D> {
+    Tensor::from_dispatch(<Dispatch as ConvBackend>::instance_norm_act(x.into_dispatch(), eps, slope))
+}
+
+/// `LeakyReLU(a + b, slope)`, fused.
+pub fn add_leaky_relu<const D: usize>(a: Tensor<D>, b: Tensor<D>, slope: f64) -> Tensor<D> {
+    Tensor::from_dispatch(<Dispatch as ConvBackend>::add_leaky_relu(a.into_dispatch(), b.into_dispatch(), slope))
 }
 
 /// Transposed conv, kernel 2, stride 2, no bias (the decoder's upsampling).

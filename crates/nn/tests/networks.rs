@@ -222,8 +222,8 @@ fn dense_and_transposed_extensions_match_burn_generic_ops_and_their_gradients() 
     use burn::tensor::module::{conv3d, conv_transpose3d};
     use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
     // (cin, cout, k, stride, pad, groups, input shape): stem, 3³ res conv, downsampling, 1³ head,
-    // grouped 1³ (UX-Net MLP).
-    let cases = [(1usize, 4usize, 7usize, 2usize, 3usize, 1usize, [1usize, 1, 9, 10, 8]), (3, 5, 3, 1, 1, 1, [2, 3, 6, 5, 7]), (4, 6, 2, 2, 0, 1, [2, 4, 6, 8, 4]), (6, 3, 1, 1, 0, 1, [1, 6, 4, 5, 3]), (6, 12, 1, 1, 0, 3, [2, 6, 3, 4, 5])];
+    // grouped 1³ (UX-Net MLP), and a 3³ conv wide enough for Winograd (forward and dx).
+    let cases = [(1usize, 4usize, 7usize, 2usize, 3usize, 1usize, [1usize, 1, 9, 10, 8]), (3, 5, 3, 1, 1, 1, [2, 3, 6, 5, 7]), (4, 6, 2, 2, 0, 1, [2, 4, 6, 8, 4]), (6, 3, 1, 1, 0, 1, [1, 6, 4, 5, 3]), (6, 12, 1, 1, 0, 3, [2, 6, 3, 4, 5]), (8, 9, 3, 1, 1, 1, [1, 8, 16, 16, 17])];
     for (i, &(cin, cout, k, stride, pad, groups, shape)) in cases.iter().enumerate() {
         let device = cpu().autodiff();
         device.seed(i as u64);
@@ -256,6 +256,31 @@ fn dense_and_transposed_extensions_match_burn_generic_ops_and_their_gradients() 
     assert!(rel_l2(&values(ours.clone()), &values(theirs.clone())) < 1e-5, "transposed forward");
     let t = Tensor::<5>::random(ours.dims(), Distribution::Normal(0.0, 1.0), &device);
     assert_same_gradients(ours, theirs, t, &[("dx", &x), ("dw", &w)], &[], 1e-5, "transposed");
+}
+
+/// The fused InstanceNorm + LeakyReLU and add + LeakyReLU passes (forward on Flex, backward
+/// from the output on Autodiff<Flex>) against the composite of burn ops they replace.
+#[test]
+fn fused_norm_passes_match_burn_ops_and_their_gradients() {
+    use burn::tensor::activation::leaky_relu;
+    use repux_nn::layers::norm::instance_norm;
+    let device = cpu().autodiff();
+    device.seed(11);
+    let shape = [2, 3, 4, 5, 6];
+    let x = Tensor::<5>::random(shape, Distribution::Normal(0.5, 2.0), &device).require_grad();
+    let y = Tensor::<5>::random(shape, Distribution::Normal(0.0, 1.0), &device).require_grad();
+    let t = Tensor::<5>::random(shape, Distribution::Normal(0.0, 1.0), &device);
+    for slope in [0.01, 1.0] {
+        let ours = repux_nn::ops::instance_norm_act(x.clone(), 1e-5, slope);
+        let theirs = leaky_relu(instance_norm(x.clone(), 1e-5), slope);
+        // Tolerance: f32 element-wise arithmetic, statistics in another order: 1e-5 relative L2.
+        assert!(rel_l2(&values(ours.clone()), &values(theirs.clone())) < 1e-5, "norm slope {slope} forward");
+        assert_same_gradients(ours, theirs, t.clone(), &[("dx", &x)], &[], 1e-5, &format!("norm slope {slope}"));
+    }
+    let ours = repux_nn::ops::add_leaky_relu(x.clone(), y.clone(), 0.01);
+    let theirs = leaky_relu(x.clone() + y.clone(), 0.01);
+    assert!(rel_l2(&values(ours.clone()), &values(theirs.clone())) < 1e-6, "add forward");
+    assert_same_gradients(ours, theirs, t, &[("da", &x), ("db", &y)], &[], 1e-6, "add");
 }
 
 /// SwinUNETR against MONAI 1.5.1 itself (tools/monai_swinunetr_fixtures.py): the state dict

@@ -1,0 +1,58 @@
+//! The fused InstanceNorm + LeakyReLU and add + LeakyReLU passes against plain f64 loops on
+//! random row counts, row lengths, slopes and data (the backward from the output only, against
+//! the chain rule from the input).
+
+use proptest::prelude::*;
+use rand::{Rng, SeedableRng};
+use repux_kernels::{norm, reference};
+
+fn data(n: usize, seed: u64, scale: f32) -> Vec<f32> {
+    let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    (0..n).map(|_| r.gen_range(-1.0f32..1.0) * scale + 0.3 * scale).collect()
+}
+
+/// Largest |a − b| relative to max(1, max|b|).
+fn err(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    let scale = b.iter().fold(1f32, |m, v| m.max(v.abs()));
+    a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / scale
+}
+
+// Tolerance: f32 element-wise arithmetic on normalised values (|x̂| ≲ √sp) against f64, and
+// the output → x̂ inversion (division by the slope, one rounding): 1e-4 of the scale.
+const TOL: f32 = 1e-4;
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+    #[test]
+    fn instance_norm_act_matches_reference(rows in 1usize..6, sp in 1usize..200, slope in prop_oneof![Just(0.01f32), Just(1.0f32), 0.05f32..0.5], scale in prop_oneof![Just(1.0f32), Just(100.0f32), Just(1e-3f32)], seed in 0u64..1000) {
+        let x = data(rows * sp, seed, scale);
+        let dy = data(rows * sp, seed + 1, 1.0);
+        let eps = 1e-5;
+        let (y, rstd) = norm::instance_norm_act(&x, sp, eps, slope);
+        let want = reference::instance_norm_act(&x, sp, eps, slope);
+        prop_assert!(err(&y, &want) < TOL, "forward: {}", err(&y, &want));
+        let dx = norm::instance_norm_act_backward(&y, &dy, &rstd, sp, slope);
+        let rdx = reference::instance_norm_act_backward(&x, &dy, sp, eps, slope);
+        // dx scales with rstd (up to 1/√eps for near-constant rows): relative to its own scale.
+        let s = rdx.iter().fold(1e-30f32, |m, v| m.max(v.abs()));
+        let e = dx.iter().zip(&rdx).fold(0f32, |m, (a, b)| m.max((a - b).abs())) / s.max(1.0);
+        prop_assert!(e < TOL, "backward: {e}");
+    }
+
+    #[test]
+    fn add_act_matches_reference(n in 1usize..300_000, slope in prop_oneof![Just(0.01f32), 0.05f32..1.0], seed in 0u64..1000) {
+        let a = data(n, seed, 1.0);
+        let b = data(n, seed + 1, 1.0);
+        let dy = data(n, seed + 2, 1.0);
+        let y = norm::add_act(&a, &b, slope);
+        let g = norm::act_backward(&y, &dy, slope);
+        for i in 0..n {
+            let s = a[i] as f64 + b[i] as f64;
+            let want = if s > 0.0 { s } else { s * slope as f64 };
+            prop_assert!((y[i] as f64 - want).abs() < 1e-6, "forward at {i}");
+            let wg = if s > 0.0 { dy[i] } else { dy[i] * slope };
+            prop_assert!((g[i] - wg).abs() < 1e-6, "backward at {i}");
+        }
+    }
+}
