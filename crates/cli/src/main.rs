@@ -63,6 +63,23 @@ enum Command {
     Bench(bench::Command),
 }
 
+/// Every conv and norm allocates its output afresh; with glibc's defaults each large buffer is
+/// its own mmap, so every pass page-faults its whole output in again (about a tenth of a
+/// paper-size forward went to the kernel's page-fault path). Serve all buffers from the heap
+/// (no mmap) and keep up to 1 GiB of freed memory for reuse. Measured with `repux bench model
+/// --model-config paper --size 96 --batch 1` against `REPUX_GLIBC_MMAP=1` (glibc's defaults):
+/// forward and training step about 15 % faster, peak RSS within 2 %.
+fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("REPUX_GLIBC_MMAP").is_none() {
+        // SAFETY: mallopt only tunes the allocator; called before any thread exists.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_MAX, 0);
+            libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+        }
+    }
+}
+
 fn main() -> ExitCode {
     // Like other Unix tools, end quietly when stdout is closed (`repux … | head`) instead of
     // panicking on a failed print.
@@ -71,6 +88,7 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    keep_freed_memory();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(a) => demo::run(a),

@@ -279,21 +279,38 @@ impl Fft3 {
         1.0 / self.real_len() as f32
     }
 
-    /// `real` (destroyed) → `spec`.
-    fn forward(&self, real: &mut [f32], spec: &mut [Complex32], buf: &mut Vec<Complex32>) {
-        let (l2, h) = (self.l[2], self.half);
-        for (r, s) in real.chunks_exact_mut(l2).zip(spec.chunks_exact_mut(h)) {
-            // Lengths match the plan by construction; realfft reports only length errors.
-            let _ = self.r2c.process(r, s);
+    /// `real` (destroyed) → `spec`, where `real` is zero outside planes `0..ext[0]` and, inside
+    /// them, outside rows `0..ext[1]` (a padded volume or kernel sits in the corner): the
+    /// transforms of all-zero rows and planes are skipped (their spectrum is zero).
+    fn forward_corner(&self, real: &mut [f32], spec: &mut [Complex32], buf: &mut Vec<Complex32>, ext: [usize; 2]) {
+        let [_, l1, l2] = self.l;
+        let h = self.half;
+        for (row, (r, s)) in real.chunks_exact_mut(l2).zip(spec.chunks_exact_mut(h)).enumerate() {
+            if row / l1 < ext[0] && row % l1 < ext[1] {
+                // Lengths match the plan by construction; realfft reports only length errors.
+                let _ = self.r2c.process(r, s);
+            } else {
+                s.fill(Complex32::default());
+            }
         }
-        self.axes(spec, buf, false);
+        self.axes(spec, buf, false, 0..ext[0]);
     }
 
     /// `spec` (destroyed) → `real`, unnormalised.
     fn inverse(&self, spec: &mut [Complex32], real: &mut [f32], buf: &mut Vec<Complex32>) {
-        self.axes(spec, buf, true);
-        let (l2, h) = (self.l[2], self.half);
-        for (s, r) in spec.chunks_exact_mut(h).zip(real.chunks_exact_mut(l2)) {
+        self.inverse_window(spec, real, buf, [0..self.l[0], 0..self.l[1]]);
+    }
+
+    /// `spec` (destroyed) → `real`, unnormalised, correct only on planes `win[0]` × rows `win[1]`
+    /// (what a crop reads); the other rows of `real` are left as they were.
+    fn inverse_window(&self, spec: &mut [Complex32], real: &mut [f32], buf: &mut Vec<Complex32>, win: [std::ops::Range<usize>; 2]) {
+        self.axes(spec, buf, true, win[0].clone());
+        let [_, l1, l2] = self.l;
+        let h = self.half;
+        for (row, (s, r)) in spec.chunks_exact_mut(h).zip(real.chunks_exact_mut(l2)).enumerate() {
+            if !win[0].contains(&(row / l1)) || !win[1].contains(&(row % l1)) {
+                continue;
+            }
             // A real signal's DC (and Nyquist) bins are real; clear rounding residue so
             // realfft accepts them.
             s[0].im = 0.0;
@@ -304,8 +321,10 @@ impl Fft3 {
         }
     }
 
-    /// Complex FFTs along axes 1 and 0 (forward order) or 0 and 1 (inverse order).
-    fn axes(&self, spec: &mut [Complex32], buf: &mut Vec<Complex32>, inverse: bool) {
+    /// Complex FFTs along axes 1 and 0 (forward order) or 0 and 1 (inverse order); the axis-1
+    /// transforms only on `planes` (forward: the others are zero; inverse: the others are not
+    /// read).
+    fn axes(&self, spec: &mut [Complex32], buf: &mut Vec<Complex32>, inverse: bool, planes: std::ops::Range<usize>) {
         let [l0, l1, _] = self.l;
         let h = self.half;
         let order: [usize; 2] = if inverse { [0, 1] } else { [1, 0] };
@@ -313,7 +332,7 @@ impl Fft3 {
             let plan = if inverse { &self.inv[axis] } else { &self.fwd[axis] };
             if axis == 1 {
                 buf.resize(l1 * h, Complex32::default());
-                for i in 0..l0 {
+                for i in planes.clone().take_while(|&i| i < l0) {
                     let block = &mut spec[i * l1 * h..(i + 1) * l1 * h];
                     for j in 0..l1 {
                         for kw in 0..h {
@@ -403,7 +422,7 @@ impl KernelSpectra {
                     }
                 }
                 let mut spec = vec![Complex32::default(); fft.spec_len()];
-                fft.forward(&mut real, &mut spec, &mut Vec::new());
+                fft.forward_corner(&mut real, &mut spec, &mut Vec::new(), [k, k]);
                 spec
             })
             .collect();
@@ -422,12 +441,13 @@ impl KernelSpectra {
             |(real, spec, buf), (nc, out)| {
                 let c = nc % s.c;
                 f.pad(s, &x[nc * sp..(nc + 1) * sp], real);
-                f.forward(real, spec, buf);
+                f.forward_corner(real, spec, buf, [s.d, s.h]);
                 for (a, k) in spec.iter_mut().zip(&self.spectra[c]) {
                     *a *= k;
                 }
-                f.inverse(spec, real, buf);
-                f.crop(s, real, s.k / 2, f.norm(), b.map(|b| b[c]).unwrap_or(0.0), out);
+                let p = s.k / 2;
+                f.inverse_window(spec, real, buf, [p..p + s.d, p..p + s.h]);
+                f.crop(s, real, p, f.norm(), b.map(|b| b[c]).unwrap_or(0.0), out);
             },
         );
         y
@@ -452,9 +472,9 @@ fn fft_backward(s: &DwShape, x: &[f32], w: &[f32], dy: &[f32]) -> (Vec<f32>, Vec
             for n in 0..s.n {
                 let off = (n * s.c + c) * sp;
                 f.pad(s, &dy[off..off + sp], &mut real);
-                f.forward(&mut real, &mut gspec, &mut buf);
+                f.forward_corner(&mut real, &mut gspec, &mut buf, [s.d, s.h]);
                 f.pad(s, &x[off..off + sp], &mut real);
-                f.forward(&mut real, &mut xspec, &mut buf);
+                f.forward_corner(&mut real, &mut xspec, &mut buf, [s.d, s.h]);
                 // Weight gradient: cross-correlation of x with dy ↔ conj(DY)·X, summed over n.
                 for ((a, g), xv) in acc.iter_mut().zip(&gspec).zip(&xspec) {
                     *a += g.conj() * xv;
@@ -463,7 +483,7 @@ fn fft_backward(s: &DwShape, x: &[f32], w: &[f32], dy: &[f32]) -> (Vec<f32>, Vec
                 for (g, kv) in gspec.iter_mut().zip(&ks.spectra[c]) {
                     *g *= kv;
                 }
-                f.inverse(&mut gspec, &mut real, &mut buf);
+                f.inverse_window(&mut gspec, &mut real, &mut buf, [p..p + s.d, p..p + s.h]);
                 f.crop(s, &real, p, f.norm(), 0.0, &mut dx[n * sp..(n + 1) * sp]);
             }
             f.inverse(&mut acc, &mut real, &mut buf);
