@@ -92,7 +92,7 @@ def dice_ce(logits, target):
     return (1 - dice).mean() + F.cross_entropy(logits, target)
 
 
-def model_records(name, patch, batch, repeats):
+def model_records(name, patch, batch, repeats, train=True):
     if name in SWIN:
         from monai.networks.nets import SwinUNETR  # needs monai (and einops)
 
@@ -106,6 +106,8 @@ def model_records(name, patch, batch, repeats):
     net.eval()
     with torch.no_grad():
         recs.append(dict(model=name, patch=list(patch), batch=batch, **{"pass": "forward"}, torch_s=timed(lambda: net(x), repeats), peak_rss_mib=peak_rss_mib()))
+    if not train:
+        return recs
     net.train()
     opt = torch.optim.AdamW(net.parameters(), lr=1e-4, weight_decay=0.01)
 
@@ -132,13 +134,14 @@ def main():
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--no-kernels", action="store_true")
     ap.add_argument("--no-model", action="store_true")
+    ap.add_argument("--forward-only", action="store_true", help="model: only the eval forward (no training step)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     patch = (a.size,) * 3 if a.size else (48, 48, 32)
     recs = [] if a.no_kernels else kernel_records(a.repeats)
     if not a.no_model:
-        recs += model_records(a.model, patch, a.batch, a.repeats)
+        recs += model_records(a.model, patch, a.batch, a.repeats, train=not a.forward_only)
     print(json.dumps(recs, indent=1))
 
 

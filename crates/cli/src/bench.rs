@@ -54,6 +54,9 @@ pub enum Command {
         /// Only the eval forward (no training step; its record is left out).
         #[arg(long)]
         forward_only: bool,
+        /// Floats of one Winograd block's transformed input (tuning; default 1048576).
+        #[arg(long)]
+        winograd_block: Option<usize>,
         /// One JSON array of records instead of a table.
         #[arg(long)]
         json: bool,
@@ -87,7 +90,12 @@ pub fn run(c: Command) -> Result<ExitCode> {
         Command::Kernels { json, repeats, burn_limit_s } => kernels(json, repeats, burn_limit_s),
         Command::Surface { shape, spacing, repeats } => surface(shape, spacing, repeats),
         Command::Resample { shape, spacing, target, repeats, json } => bench_resample(shape, spacing, target, repeats, json),
-        Command::Model { model_config, size, patch, batch, repeats, no_burn, forward_only, json } => model(&model_config, size.map(|n| [n; 3]).unwrap_or(patch), batch, repeats, no_burn, !forward_only, json),
+        Command::Model { model_config, size, patch, batch, repeats, no_burn, forward_only, winograd_block, json } => {
+            if let Some(b) = winograd_block {
+                repux_kernels::winograd::set_block_budget(b);
+            }
+            model(&model_config, size.map(|n| [n; 3]).unwrap_or(patch), batch, repeats, no_burn, !forward_only, json)
+        }
     }
 }
 

@@ -39,12 +39,14 @@ pub fn applies(s: &ConvShape) -> bool {
 }
 
 /// Whether `dense` routes the conv here: the geometry applies, both channel counts are at
-/// least 8 (with one input channel — the network's first conv — the 27-row im2col GEMM wins),
-/// and the batch holds at least [`MIN_VOXELS`] output voxels: the weight transform costs about
-/// as much per (in, out) channel pair as a few hundred voxels of the conv, so the deep, small
-/// stages (8³ and below at the paper's 96³ … 64³ inputs, wide channels) stay direct.
+/// least 32 (below that the 64 small GEMMs per block and the transforms cost more than they
+/// save: the tiny preset's forward at the demo's 2 × 32×16×16 took 0.055 s with the threshold
+/// at 8 channels and 0.033–0.048 s at 32, `repux bench model --model-config tiny --patch
+/// 32,16,16`), and the batch holds at least [`MIN_VOXELS`] output voxels: the weight transform
+/// costs about as much per (in, out) channel pair as a few hundred voxels of the conv, so the
+/// deep, small stages (8³ and below at the paper's 96³ … 64³ inputs, wide channels) stay direct.
 pub fn preferred(s: &ConvShape) -> bool {
-    applies(s) && s.cin.min(s.cout) >= 8 && s.n * s.d * s.h * s.w >= MIN_VOXELS
+    applies(s) && s.cin.min(s.cout) >= 32 && s.n * s.d * s.h * s.w >= MIN_VOXELS
 }
 
 /// Output voxels (over the batch) from which Winograd is preferred.
@@ -165,11 +167,15 @@ impl InScratch {
 /// `Bᵀ d B` (three axes) for every tile of tile row (tz, ty) of one channel `xc` (D·H·W);
 /// transform point ξ of tile t lands at `v[ξ·stride + t]`.
 #[inline(always)]
-fn input_row_impl(g: &Geo, xc: &[f32], tz: usize, ty: usize, s: &mut InScratch, v: &mut [f32], stride: usize) {
+fn input_row_impl(g: &Geo, xc: &[f32], tz: usize, ty: usize, reuse: bool, s: &mut InScratch, v: &mut [f32], stride: usize) {
     let n = g.ntx;
-    // x axis: rows (zz, yy) → a[(zz·4 + yy)·4 + cx].
+    // x axis: rows (zz, yy) → a[(zz·4 + yy)·4 + cx]. With `reuse`, `s.a` holds tile row
+    // (tz, ty − 1) of the same channel, whose input rows yy = 2, 3 are this one's yy = 0, 1.
     for zz in 0..4 {
-        for yy in 0..4 {
+        if reuse {
+            s.a.copy_within((zz * 16 + 8) * n..(zz * 16 + 16) * n, zz * 16 * n);
+        }
+        for yy in if reuse { 2..4 } else { 0..4 } {
             let (z, y) = ((2 * tz + zz) as isize - 1, (2 * ty + yy) as isize - 1);
             let r = (zz * 4 + yy) * 4;
             if z < 0 || z >= g.d as isize || y < 0 || y >= g.h as isize {
@@ -279,7 +285,7 @@ fn output_row_impl(g: &Geo, m: &[f32], stride: usize, tz: usize, ty: usize, bias
     }
 }
 
-isa_dispatch!(input_row => input_row_impl(g: &Geo, xc: &[f32], tz: usize, ty: usize, s: &mut InScratch, v: &mut [f32], stride: usize));
+isa_dispatch!(input_row => input_row_impl(g: &Geo, xc: &[f32], tz: usize, ty: usize, reuse: bool, s: &mut InScratch, v: &mut [f32], stride: usize));
 isa_dispatch!(output_row => output_row_impl(g: &Geo, m: &[f32], stride: usize, tz: usize, ty: usize, bias: f32, s: &mut InScratch, out: SharedOut, base: usize));
 
 /// Raw output pointer shared by blocks that write disjoint rows.
@@ -322,7 +328,9 @@ fn conv(n: usize, [d, h, w]: [usize; 3], c_in: usize, c_out: usize, x: &[f32], u
                 for j in 0..nr {
                     let (b, tz, ty) = row_of(j);
                     let xc = &x[(b * c_in + ci) * sp..][..sp];
-                    input_row(isa, &g, xc, tz, ty, s, &mut v[ci * tb + j * g.ntx..], c_in * tb);
+                    // Consecutive tile rows of a block share two of their four input rows per
+                    // plane: the x-axis transforms of those are kept from the previous one.
+                    input_row(isa, &g, xc, tz, ty, j > 0 && ty > 0, s, &mut v[ci * tb + j * g.ntx..], c_in * tb);
                 }
             }
             for xi in 0..64 {
