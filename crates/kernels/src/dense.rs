@@ -275,6 +275,25 @@ pub fn conv3d_forward(s: &ConvShape, x: &[f32], w: &[f32], b: Option<&[f32]>) ->
     y
 }
 
+/// An output buffer that parallel tasks writing disjoint ranges share (tiles of a conv).
+#[derive(Clone, Copy)]
+pub(crate) struct SharedOut(*mut f32, usize);
+// SAFETY: only `write` touches the buffer, and its callers promise disjoint ranges.
+unsafe impl Send for SharedOut {}
+unsafe impl Sync for SharedOut {}
+impl SharedOut {
+    /// The buffer must outlive every `write`.
+    pub(crate) fn new(buf: &mut [f32]) -> SharedOut {
+        SharedOut(buf.as_mut_ptr(), buf.len())
+    }
+    /// # Safety
+    /// Concurrent callers write disjoint ranges, while the buffer is alive.
+    pub(crate) unsafe fn write(&self, at: usize, v: &[f32]) {
+        assert!(at + v.len() <= self.1);
+        std::ptr::copy_nonoverlapping(v.as_ptr(), self.0.add(at), v.len());
+    }
+}
+
 /// `y[n, c, …] += b[c]` for `y` of `N × C × sp` (C = `b.len()`).
 pub(crate) fn add_bias(y: &mut [f32], b: &[f32], sp: usize) {
     y.par_chunks_mut(sp).enumerate().for_each(|(nc, out)| {

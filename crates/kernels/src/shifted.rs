@@ -14,7 +14,7 @@
 //! reversed; dW sums `dY_grid [Cout × Q] · X_shiftedᵀ [Q × Cin]` per tap, with dY zero on the
 //! thrown-away columns, over Q chunks in parallel.
 
-use crate::dense::{add_bias, matmul_with, ConvShape};
+use crate::dense::{add_bias, matmul_with, ConvShape, SharedOut};
 use gemm::Parallelism;
 use rayon::prelude::*;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -116,7 +116,7 @@ fn slab_conv(m: usize, c: usize, k: usize, g: &Grid, src: &[f32], w: &[f32], ws:
         })
         .collect();
     // Crop: grid row r = zz·Hp + y holds output row y of plane z0 + zz where y < H.
-    let out_ptr = SharedOut(out.as_mut_ptr(), out.len());
+    let out_ptr = SharedOut::new(out);
     tiles.par_iter().zip(results.par_iter()).for_each(|(&(r0, nr), tile)| {
         let n = nr * g.wp;
         for r in r0..r0 + nr {
@@ -135,18 +135,6 @@ fn slab_conv(m: usize, c: usize, k: usize, g: &Grid, src: &[f32], w: &[f32], ws:
     });
 }
 
-#[derive(Clone, Copy)]
-struct SharedOut(*mut f32, usize);
-unsafe impl Send for SharedOut {}
-unsafe impl Sync for SharedOut {}
-impl SharedOut {
-    /// # Safety
-    /// Callers write disjoint ranges.
-    unsafe fn write(&self, at: usize, v: &[f32]) {
-        assert!(at + v.len() <= self.1);
-        std::ptr::copy_nonoverlapping(v.as_ptr(), self.0.add(at), v.len());
-    }
-}
 
 /// One "same" conv of `x` (`n × c_in × D × H × W`) to `c_out` channels; `ws`/`tap_off` address
 /// the `[c_out × c_in]` weight block of each tap.

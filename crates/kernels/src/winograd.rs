@@ -18,7 +18,7 @@
 //! Rounding: F(2,3) adds about one ulp-scale error per transform stage; the property tests bound
 //! the relative error against the f64 reference at 1e-4.
 
-use crate::dense::{matmul_with, ConvShape};
+use crate::dense::{matmul_with, ConvShape, SharedOut};
 use crate::simd::{isa, isa_dispatch};
 use gemm::Parallelism;
 use rayon::prelude::*;
@@ -288,20 +288,6 @@ fn output_row_impl(g: &Geo, m: &[f32], stride: usize, tz: usize, ty: usize, bias
 isa_dispatch!(input_row => input_row_impl(g: &Geo, xc: &[f32], tz: usize, ty: usize, reuse: bool, s: &mut InScratch, v: &mut [f32], stride: usize));
 isa_dispatch!(output_row => output_row_impl(g: &Geo, m: &[f32], stride: usize, tz: usize, ty: usize, bias: f32, s: &mut InScratch, out: SharedOut, base: usize));
 
-/// Raw output pointer shared by blocks that write disjoint rows.
-#[derive(Clone, Copy)]
-struct SharedOut(*mut f32, usize);
-unsafe impl Send for SharedOut {}
-unsafe impl Sync for SharedOut {}
-impl SharedOut {
-    /// # Safety
-    /// Concurrent callers write disjoint ranges.
-    unsafe fn write(&self, at: usize, v: &[f32]) {
-        assert!(at + v.len() <= self.1);
-        std::ptr::copy_nonoverlapping(v.as_ptr(), self.0.add(at), v.len());
-    }
-}
-
 /// `y (n × c_out × D × H × W) = conv(x (n × c_in × D × H × W), U) + bias`.
 #[allow(clippy::too_many_arguments)]
 fn conv(n: usize, [d, h, w]: [usize; 3], c_in: usize, c_out: usize, x: &[f32], u: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
@@ -313,7 +299,7 @@ fn conv(n: usize, [d, h, w]: [usize; 3], c_in: usize, c_out: usize, x: &[f32], u
     let tb_max = rb * g.ntx;
     let mut y = vec![0f32; n * c_out * sp];
     let isa = isa();
-    let out = SharedOut(y.as_mut_ptr(), y.len());
+    let out = SharedOut::new(&mut y);
     (0..rows.div_ceil(rb)).into_par_iter().for_each_init(
         || (vec![0f32; 64 * c_in * tb_max], vec![0f32; 64 * c_out * tb_max], InScratch::new(&g)),
         |(v, m, s), blk| {
