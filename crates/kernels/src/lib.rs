@@ -13,3 +13,4 @@ mod simd;
 pub mod winograd;
 
 pub use depthwise::{DwAlgo, DwShape};
+pub use simd::limit_isa;

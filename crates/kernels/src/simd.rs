@@ -1,6 +1,8 @@
 //! Run-time ISA dispatch for the hand-written element-wise loops (Winograd transforms, fused
 //! norm passes): the same Rust body compiled three times, for AVX-512, AVX2 and baseline.
 
+use std::sync::atomic::{AtomicU8, Ordering};
+
 /// The widest vector ISA this CPU has (the crate is built for baseline x86-64, so without
 /// this the element-wise loops would run on 4-wide SSE).
 #[derive(Clone, Copy, PartialEq)]
@@ -12,13 +14,26 @@ pub(crate) enum Isa {
     Avx512,
 }
 
+/// The widest ISA the loops may use: 0 baseline, 1 AVX2, 2 AVX-512 (the default: whatever the
+/// CPU has).
+static MAX_ISA: AtomicU8 = AtomicU8::new(2);
+
+/// Caps the ISA the hand-written loops dispatch to (0 baseline, 1 AVX2, 2 AVX-512, the default).
+/// Results do not depend on it (one Rust body, no fused multiply-adds, fixed summation order);
+/// the property tests run every level against the reference.
+pub fn limit_isa(level: u8) {
+    MAX_ISA.store(level.min(2), Ordering::Relaxed);
+}
+
 pub(crate) fn isa() -> Isa {
     #[cfg(target_arch = "x86_64")]
     {
-        if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vl") && is_x86_feature_detected!("avx2") {
+        let cap = MAX_ISA.load(Ordering::Relaxed);
+        let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
+        if cap >= 2 && avx2 && is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vl") {
             return Isa::Avx512;
         }
-        if is_x86_feature_detected!("avx2") {
+        if cap >= 1 && avx2 {
             return Isa::Avx2;
         }
     }

@@ -94,9 +94,11 @@ proptest! {
     #[test]
     fn winograd_matches_reference(
         n in 1usize..3, cin in prop_oneof![1usize..6, 8usize..10], cout in prop_oneof![1usize..6, 8usize..10],
-        d in 1usize..9, h in 1usize..9, w in 1usize..12, small in proptest::bool::ANY, seed in 0u64..1000,
+        d in 1usize..9, h in 1usize..9, w in 1usize..12, small in proptest::bool::ANY, isa in 0u8..3, seed in 0u64..1000,
     ) {
         use repux_kernels::winograd;
+        // The transforms' baseline, AVX2 and AVX-512 copies (as far as this CPU has them).
+        repux_kernels::limit_isa(isa);
         let s = ConvShape { n, cin, cout, d, h, w, k: 3, stride: 1, pad: 1, groups: 1 };
         prop_assert!(winograd::applies(&s));
         if small {
@@ -109,6 +111,7 @@ proptest! {
         let y = winograd::forward(&s, &x, &wt, Some(&b));
         let dx = winograd::backward_dx(&s, &wt, &dy);
         winograd::set_block_budget(1 << 20);
+        repux_kernels::limit_isa(2);
         let want = reference::conv3d_forward(&s, &x, &wt, Some(&b));
         let (rdx, _, _) = reference::conv3d_backward(&s, &x, &wt, &dy);
         prop_assert!(err(&y, &want) < TOL, "forward {s:?}: {}", err(&y, &want));

@@ -25,7 +25,9 @@ const TOL: f32 = 1e-4;
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
     #[test]
-    fn instance_norm_act_matches_reference(rows in 1usize..6, sp in 1usize..200, slope in prop_oneof![Just(0.01f32), Just(1.0f32), 0.05f32..0.5], scale in prop_oneof![Just(1.0f32), Just(100.0f32), Just(1e-3f32)], seed in 0u64..1000) {
+    fn instance_norm_act_matches_reference(rows in 1usize..6, sp in 1usize..200, slope in prop_oneof![Just(0.01f32), Just(1.0f32), 0.05f32..0.5], scale in prop_oneof![Just(1.0f32), Just(100.0f32), Just(1e-3f32)], isa in 0u8..3, seed in 0u64..1000) {
+        // The passes' baseline, AVX2 and AVX-512 copies (as far as this CPU has them).
+        repux_kernels::limit_isa(isa);
         let x = data(rows * sp, seed, scale);
         let dy = data(rows * sp, seed + 1, 1.0);
         let eps = 1e-5;
@@ -41,7 +43,8 @@ proptest! {
     }
 
     #[test]
-    fn add_act_matches_reference(n in 1usize..300_000, slope in prop_oneof![Just(0.01f32), 0.05f32..1.0], seed in 0u64..1000) {
+    fn add_act_matches_reference(n in 1usize..300_000, slope in prop_oneof![Just(0.01f32), 0.05f32..1.0], isa in 0u8..3, seed in 0u64..1000) {
+        repux_kernels::limit_isa(isa);
         let a = data(n, seed, 1.0);
         let b = data(n, seed + 1, 1.0);
         let dy = data(n, seed + 2, 1.0);
