@@ -240,20 +240,21 @@ fn for_each_slab(s: &ConvShape, x: &[f32], mut f: impl FnMut(usize, usize, usize
 /// default) or the columns-free direct path (`shifted.rs`).
 static WINOGRAD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
 
-/// Routes stride-1 3³ convs to Winograd (`true`, the default) or to the direct path (tests and
-/// `repux bench kernels` compare the two).
+/// Routes stride-1 3³ convs to Winograd (`true`, the default) or to the direct path (a test
+/// compares the two through these entry points).
 pub fn use_winograd(on: bool) {
     WINOGRAD.store(on, std::sync::atomic::Ordering::Relaxed);
 }
 
-fn winograd_on() -> bool {
-    WINOGRAD.load(std::sync::atomic::Ordering::Relaxed)
+/// Whether this conv's forward and dx run Winograd: the shape suits it and it is switched on.
+fn takes_winograd(s: &ConvShape) -> bool {
+    crate::winograd::preferred(s) && WINOGRAD.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// `y = conv3d(x, w) + b`, PyTorch's semantics (cross-correlation, zero padding).
 pub fn conv3d_forward(s: &ConvShape, x: &[f32], w: &[f32], b: Option<&[f32]>) -> Vec<f32> {
     s.check(x.len(), w.len());
-    if crate::winograd::preferred(s) && winograd_on() {
+    if takes_winograd(s) {
         return crate::winograd::forward(s, x, w, b);
     }
     if crate::shifted::preferred(s) {
@@ -313,7 +314,7 @@ pub fn conv3d_backward(s: &ConvShape, x: &[f32], w: &[f32], dy: &[f32], need_dx:
     if crate::shifted::preferred(s) {
         let dx = match need_dx {
             false => Vec::new(),
-            true if crate::winograd::preferred(s) && winograd_on() => crate::winograd::backward_dx(s, w, dy),
+            true if takes_winograd(s) => crate::winograd::backward_dx(s, w, dy),
             true => crate::shifted::backward_dx(s, w, dy),
         };
         return (dx, crate::shifted::backward_dw(s, x, dy), db());

@@ -140,22 +140,24 @@ pub fn instance_norm_act_backward(y: &[f32], dy: &[f32], rstd: &[f32], sp: usize
     dx
 }
 
+/// `f(a, b, out)` over equal parallel chunks of two equal-length inputs, into a new vector.
+fn zip_chunks(a: &[f32], b: &[f32], what: &str, f: impl Fn(&[f32], &[f32], &mut [f32]) + Sync) -> Vec<f32> {
+    assert_eq!(a.len(), b.len(), "{what}: lengths do not match");
+    let mut out = vec![0f32; a.len()];
+    out.par_chunks_mut(CHUNK).zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK))).for_each(|(o, (a, b))| f(a, b, o));
+    out
+}
+
 /// `y = LeakyReLU(a + b, slope)`.
 pub fn add_act(a: &[f32], b: &[f32], slope: f32) -> Vec<f32> {
     check_slope(slope);
-    assert_eq!(a.len(), b.len(), "add: lengths do not match");
     let isa = isa();
-    let mut y = vec![0f32; a.len()];
-    y.par_chunks_mut(CHUNK).zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK))).for_each(|(o, (a, b))| add_act_chunk(isa, a, b, o, slope));
-    y
+    zip_chunks(a, b, "add", |a, b, o| add_act_chunk(isa, a, b, o, slope))
 }
 
 /// The gradient reaching both inputs of [`add_act`] from its output `y` and upstream `dy`.
 pub fn act_backward(y: &[f32], dy: &[f32], slope: f32) -> Vec<f32> {
     check_slope(slope);
-    assert_eq!(y.len(), dy.len(), "leaky relu backward: lengths do not match");
     let isa = isa();
-    let mut g = vec![0f32; y.len()];
-    g.par_chunks_mut(CHUNK).zip(y.par_chunks(CHUNK).zip(dy.par_chunks(CHUNK))).for_each(|(o, (y, d))| act_grad(isa, y, d, o, slope));
-    g
+    zip_chunks(y, dy, "leaky relu backward", |y, d, o| act_grad(isa, y, d, o, slope))
 }

@@ -134,6 +134,26 @@ proptest! {
     }
 }
 
+/// A conv wide enough for `dense` to route it to Winograd (≥ 32 channels, ≥ 4096 voxels):
+/// the public entry points give the same forward and dx with Winograd on and off (the direct,
+/// columns-free path), and dw and db are the same computation either way.
+#[test]
+fn winograd_and_direct_routes_agree() {
+    let s = ConvShape { n: 1, cin: 32, cout: 33, d: 16, h: 16, w: 17, k: 3, stride: 1, pad: 1, groups: 1 };
+    assert!(repux_kernels::winograd::preferred(&s));
+    let (x, wt, b, dy) = (data(s.input_len(), 1), data(s.weight_len(), 2), data(s.cout, 3), data(s.output_len(), 4));
+    let run = |on: bool| {
+        dense::use_winograd(on);
+        let y = dense::conv3d_forward(&s, &x, &wt, Some(&b));
+        let (dx, dw, db) = dense::conv3d_backward(&s, &x, &wt, &dy, true);
+        (y, dx, dw, db)
+    };
+    let (direct, wino) = (run(false), run(true));
+    assert!(err(&wino.0, &direct.0) < TOL, "forward: {}", err(&wino.0, &direct.0));
+    assert!(err(&wino.1, &direct.1) < TOL, "dx: {}", err(&wino.1, &direct.1));
+    assert_eq!((wino.2, wino.3), (direct.2, direct.3));
+}
+
 /// A volume big enough that the columns are built in several depth slabs.
 #[test]
 fn slabs_cover_the_volume() {

@@ -4,9 +4,11 @@
 //! and `Autodiff<Flex>` (training, with a custom backward) — without touching network code.
 //!
 //! Every conv runs repux-kernels: the depthwise conv by FFT or direct loops (cost model), the
-//! dense/grouped convs and the k2 s2 transposed conv by im2col + GEMM. Each has one custom
-//! autodiff step computing all its gradients together (dx only when the input needs one — the
-//! network's input does not). Burn's own module ops stay available as the reference
+//! wide stride-1 3³ convs by Winograd (forward and dx), the other dense/grouped convs and the k2
+//! s2 transposed conv by GEMM (columns-free or im2col). Each has one custom autodiff step
+//! computing all its gradients together (dx only when the input needs one — the network's input
+//! does not). The UNETR blocks' InstanceNorm + LeakyReLU and add + LeakyReLU go through the same
+//! extension as fused passes whose backward reads only their output. Burn's own module ops stay available as the reference
 //! ([`burn_depthwise`], [`burn_conv3d`]) that tests and `repux bench` compare against.
 //!
 //! Shapes: x [N, C, D, H, W]; depthwise weight [C, 1, K, K, K]; dense weight [O, I/g, k, k, k];
@@ -23,7 +25,7 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::autodiff::NodeId;
 use burn::backend::flex::FlexTensor;
 use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::{Shape, Tensor, TensorData};
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use repux_kernels::dense::{self, ConvShape, UpShape};
@@ -107,7 +109,7 @@ fn row_len(x: &FloatTensor<Flex>) -> usize {
     x.shape().iter().skip(2).product()
 }
 
-fn flex_tensor<const D: usize>(v: Vec<f32>, shape: [usize; D]) -> FloatTensor<Flex> {
+fn flex_tensor(v: Vec<f32>, shape: impl Into<Shape>) -> FloatTensor<Flex> {
     FlexTensor::from_data(TensorData::new(v, shape))
 }
 
@@ -177,14 +179,14 @@ impl ConvBackend for Flex {
     fn add_leaky_relu(a: FloatTensor<Self>, b: FloatTensor<Self>, slope: f64) -> FloatTensor<Self> {
         let shape = a.shape();
         assert_eq!(shape, b.shape(), "add_leaky_relu: shapes differ");
-        FlexTensor::from_data(TensorData::new(norm::add_act(&flex_slice(&a), &flex_slice(&b), slope as f32), shape))
+        flex_tensor(norm::add_act(&flex_slice(&a), &flex_slice(&b), slope as f32), shape)
     }
 }
 
 /// InstanceNorm + LeakyReLU on Flex: the output and each row's 1/σ.
 fn flex_instance_norm_act(x: &FloatTensor<Flex>, eps: f64, slope: f64) -> (FloatTensor<Flex>, Vec<f32>) {
     let (y, rstd) = norm::instance_norm_act(&flex_slice(x), row_len(x), eps as f32, slope as f32);
-    (FlexTensor::from_data(TensorData::new(y, x.shape())), rstd)
+    (flex_tensor(y, x.shape()), rstd)
 }
 
 /// InstanceNorm + LeakyReLU's backward, from the output and the rows' 1/σ.
@@ -201,7 +203,7 @@ impl Backward<Flex, 1> for NormActBackward {
         let (y, rstd, slope) = ops.state;
         if let Some(node) = node_x {
             let dx = norm::instance_norm_act_backward(&flex_slice(&y), &flex_slice(&dy), &rstd, row_len(&y), slope);
-            grads.register::<Flex>(node.id, FlexTensor::from_data(TensorData::new(dx, y.shape())));
+            grads.register::<Flex>(node.id, flex_tensor(dx, y.shape()));
         }
     }
 }
@@ -218,7 +220,7 @@ impl Backward<Flex, 2> for AddActBackward {
         let [node_a, node_b] = ops.parents;
         let dy = grads.consume::<Flex>(&ops.node);
         let (y, slope) = ops.state;
-        let g = FlexTensor::from_data(TensorData::new(norm::act_backward(&flex_slice(&y), &flex_slice(&dy), slope), y.shape()));
+        let g = flex_tensor(norm::act_backward(&flex_slice(&y), &flex_slice(&dy), slope), y.shape());
         match (node_a, node_b) {
             (Some(a), Some(b)) => {
                 grads.register::<Flex>(a.id, g.clone());

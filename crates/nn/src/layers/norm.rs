@@ -27,7 +27,8 @@ impl LayerNormCf {
 }
 
 /// InstanceNorm3d without affine, always with instance statistics (MONAI's UNETR blocks):
-/// per sample and channel, mean and biased variance over the voxels.
+/// per sample and channel, mean and biased variance over the voxels. As burn ops: the networks
+/// run the fused `ops::instance_norm_act`, and this is its test reference.
 pub fn instance_norm(x: Tensor<5>, eps: f64) -> Tensor<5> {
     let [n, c, d, h, w] = x.dims();
     let flat = x.reshape([n, c, d * h * w]);
