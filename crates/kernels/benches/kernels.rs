@@ -28,8 +28,13 @@ fn depthwise_convs(c: &mut Criterion) {
         g.bench_function(format!("k{k} {ch}ch {s}^3 forward"), |bench| bench.iter(|| black_box(depthwise::forward(&shape, &x, &w, Some(&b), DwAlgo::Auto))));
         g.bench_function(format!("k{k} {ch}ch {s}^3 forward+backward"), |bench| {
             bench.iter(|| {
-                let y = depthwise::forward(&shape, &x, &w, Some(&b), DwAlgo::Auto);
-                black_box((y, depthwise::backward(&shape, &x, &w, &dy, DwAlgo::Auto)))
+                // As training runs it: the FFT forward keeps its spectra for the backward.
+                let (y, saved) = depthwise::forward_saving(&shape, &x, &w, Some(&b), DwAlgo::Auto);
+                let grads = match &saved {
+                    Some(saved) => depthwise::backward_saved(saved, &dy),
+                    None => depthwise::backward(&shape, &x, &w, &dy, DwAlgo::Auto),
+                };
+                black_box((y, grads))
             })
         });
     }

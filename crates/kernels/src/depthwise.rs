@@ -20,6 +20,9 @@ use realfft::{ComplexToReal, RealFftPlanner, RealToComplex};
 use rustfft::{Fft, FftPlanner};
 use std::sync::Arc;
 
+use crate::dense::SharedOut;
+use crate::simd::{isa, isa_dispatch};
+
 /// Shape of a depthwise convolution: input/output N × C × D × H × W, weight C × K × K × K.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DwShape {
@@ -122,10 +125,10 @@ pub fn forward(s: &DwShape, x: &[f32], w: &[f32], b: Option<&[f32]>, algo: DwAlg
 pub fn backward(s: &DwShape, x: &[f32], w: &[f32], dy: &[f32], algo: DwAlgo) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     s.check(x.len(), w.len());
     assert_eq!(dy.len(), x.len(), "depthwise conv: gradient length does not match the input");
-    let db: Vec<f32> = (0..s.c).into_par_iter().map(|c| (0..s.n).map(|n| dy[(n * s.c + c) * s.spatial()..(n * s.c + c + 1) * s.spatial()].iter().map(|&v| v as f64).sum::<f64>()).sum::<f64>() as f32).collect();
+    let db = bias_grad(s, dy);
     match resolve(s, algo) {
         DwAlgo::Fft => {
-            let (dx, dw) = fft_backward(s, x, w, dy);
+            let (dx, dw) = fft_backward(&KernelSpectra::new(s, w, false), Inputs::Volume(x), dy);
             (dx, dw, db)
         }
         _ => {
@@ -241,8 +244,27 @@ fn direct_weight_grad(s: &DwShape, x: &[f32], dy: &[f32]) -> Vec<f32> {
 // ---------------------------------------------------------------------------------------------
 // FFT path
 
+/// Indices `start, start + 1, …` modulo an axis length, `len` of them: the planes or rows a crop
+/// reads (a crop may wrap around the circular grid).
+#[derive(Clone, Copy, Debug)]
+struct Wrap {
+    start: usize,
+    len: usize,
+}
+
+impl Wrap {
+    fn contains(&self, i: usize, l: usize) -> bool {
+        (i + l - self.start) % l < self.len
+    }
+}
+
 /// Plans for 3-D real FFTs of one padded size `l` (C order): a real FFT along the last axis,
-/// then complex FFTs along axes 1 and 0, batched over all lines at once.
+/// then complex FFTs along axes 1 and 0.
+///
+/// Spectra are stored **axis 0 innermost**: bin `(i, j, kw)` at `(kw·l₁ + j)·l₀ + i`, so that the
+/// axis-0 transforms run on contiguous lines, batched over the whole spectrum, with no gather.
+/// Every spectrum of one `Fft3` shares the layout, and the products between spectra are
+/// elementwise, so it never needs undoing.
 struct Fft3 {
     l: [usize; 3],
     half: usize,
@@ -250,6 +272,22 @@ struct Fft3 {
     c2r: Arc<dyn ComplexToReal<f32>>,
     fwd: [Arc<dyn Fft<f32>>; 2],
     inv: [Arc<dyn Fft<f32>>; 2],
+}
+
+/// Planes transformed (and moved between layouts) together.
+const PLANES: usize = 8;
+
+/// One worker's buffers for an [`Fft3`] (allocated once per rayon task, reused across channels).
+struct Work {
+    real: Vec<f32>,
+    /// [`PLANES`] planes of the spectrum, axis 1 innermost: `(kw, j)` at `kw·l₁ + j`.
+    planes: Vec<Complex32>,
+    /// A product of two spectra.
+    prod: Vec<Complex32>,
+    row: Vec<Complex32>,
+    /// One output row (a crop's staging).
+    line: Vec<f32>,
+    scratch: Vec<Complex32>,
 }
 
 impl Fft3 {
@@ -274,121 +312,149 @@ impl Fft3 {
         self.l[0] * self.l[1] * self.half
     }
 
+    fn work(&self) -> Work {
+        let scratch = [self.r2c.get_scratch_len(), self.c2r.get_scratch_len()]
+            .into_iter()
+            .chain(self.fwd.iter().chain(&self.inv).map(|p| p.get_inplace_scratch_len()))
+            .max()
+            .unwrap_or(0);
+        Work {
+            real: vec![0.0; self.real_len()],
+            planes: vec![Complex32::default(); PLANES * self.l[1] * self.half],
+            prod: vec![Complex32::default(); self.spec_len()],
+            row: vec![Complex32::default(); self.half],
+            line: vec![0.0; self.l[2]],
+            scratch: vec![Complex32::default(); scratch],
+        }
+    }
+
     /// 1 / (number of points): the inverse transforms are unnormalised.
     fn norm(&self) -> f32 {
         1.0 / self.real_len() as f32
     }
 
-    /// `real` (destroyed) → `spec`, where `real` is zero outside planes `0..ext[0]` and, inside
-    /// them, outside rows `0..ext[1]` (a padded volume or kernel sits in the corner): the
-    /// transforms of all-zero rows and planes are skipped (their spectrum is zero).
-    fn forward_corner(&self, real: &mut [f32], spec: &mut [Complex32], buf: &mut Vec<Complex32>, ext: [usize; 2]) {
-        let [_, l1, l2] = self.l;
-        let h = self.half;
-        for (row, (r, s)) in real.chunks_exact_mut(l2).zip(spec.chunks_exact_mut(h)).enumerate() {
-            if row / l1 < ext[0] && row % l1 < ext[1] {
-                // Lengths match the plan by construction; realfft reports only length errors.
-                let _ = self.r2c.process(r, s);
-            } else {
-                s.fill(Complex32::default());
+    /// `real` (destroyed) → a new spectrum. Only rows `0..ext[1]` of planes `0..ext[0]` of
+    /// `real` are read (each in full; a padded volume or kernel sits in that corner, zero
+    /// elsewhere): the transforms of all-zero rows and planes are skipped. The spectrum is built
+    /// in fresh memory (no zero fill first: every bin is written once); a caller that does not
+    /// keep it hands it back to the allocator, which serves the next one from the same pages.
+    ///
+    /// Planes go [`PLANES`] at a time, so that moving them into the axis-0-innermost layout
+    /// writes runs of consecutive bins rather than single ones.
+    fn forward_corner(&self, real: &mut [f32], w: &mut Work, ext: [usize; 2]) -> Vec<Complex32> {
+        let [l0, l1, l2] = self.l;
+        let (e0, e1) = (ext[0].min(l0), ext[1].min(l1));
+        let pl = l1 * self.half;
+        let Work { planes, row, scratch, .. } = w;
+        let mut spec: Vec<Complex32> = Vec::with_capacity(self.spec_len());
+        let out = &mut spec.spare_capacity_mut()[..self.spec_len()];
+        for i0 in (0..e0).step_by(PLANES) {
+            let g = PLANES.min(e0 - i0);
+            for (t, plane) in planes.chunks_exact_mut(pl).take(g).enumerate() {
+                let i = i0 + t;
+                for j in 0..e1 {
+                    // Lengths match the plans by construction; realfft reports only length errors.
+                    let _ = self.r2c.process_with_scratch(&mut real[(i * l1 + j) * l2..(i * l1 + j + 1) * l2], row, scratch);
+                    for (kw, v) in row.iter().enumerate() {
+                        plane[kw * l1 + j] = *v;
+                    }
+                }
+                for line in plane.chunks_exact_mut(l1) {
+                    line[e1..].fill(Complex32::default());
+                }
+                self.fwd[1].process_with_scratch(plane, scratch);
+            }
+            for (at, line) in out.chunks_exact_mut(l0).enumerate() {
+                for (t, v) in line[i0..i0 + g].iter_mut().enumerate() {
+                    v.write(planes[t * pl + at]);
+                }
             }
         }
-        self.axes(spec, buf, false, 0..ext[0]);
+        for line in out.chunks_exact_mut(l0) {
+            for v in &mut line[e0..] {
+                v.write(Complex32::default());
+            }
+        }
+        // SAFETY: the loops above wrote every bin: (kw, j, i) for i < e0 from the plane
+        // transforms (a plane holds all kw·l₁ + j), and i ≥ e0 with zeros.
+        unsafe { spec.set_len(self.spec_len()) };
+        self.fwd[0].process_with_scratch(&mut spec, scratch);
+        spec
     }
 
-    /// `spec` (destroyed) → `real`, unnormalised.
-    fn inverse(&self, spec: &mut [Complex32], real: &mut [f32], buf: &mut Vec<Complex32>) {
-        self.inverse_window(spec, real, buf, [0..self.l[0], 0..self.l[1]]);
-    }
-
-    /// `spec` (destroyed) → `real`, unnormalised, correct only on planes `win[0]` × rows `win[1]`
+    /// `spec` (destroyed) → `real`, unnormalised, computed only on the planes and rows of `win`
     /// (what a crop reads); the other rows of `real` are left as they were.
-    fn inverse_window(&self, spec: &mut [Complex32], real: &mut [f32], buf: &mut Vec<Complex32>, win: [std::ops::Range<usize>; 2]) {
-        self.axes(spec, buf, true, win[0].clone());
-        let [_, l1, l2] = self.l;
+    fn inverse_window(&self, spec: &mut [Complex32], real: &mut [f32], w: &mut Work, win: [Wrap; 2]) {
+        let [l0, l1, l2] = self.l;
         let h = self.half;
-        for (row, (s, r)) in spec.chunks_exact_mut(h).zip(real.chunks_exact_mut(l2)).enumerate() {
-            if !win[0].contains(&(row / l1)) || !win[1].contains(&(row % l1)) {
-                continue;
-            }
-            // A real signal's DC (and Nyquist) bins are real; clear rounding residue so
-            // realfft accepts them.
-            s[0].im = 0.0;
-            if l2 % 2 == 0 {
-                s[h - 1].im = 0.0;
-            }
-            let _ = self.c2r.process(s, r);
-        }
-    }
-
-    /// Complex FFTs along axes 1 and 0 (forward order) or 0 and 1 (inverse order); the axis-1
-    /// transforms only on `planes` (forward: the others are zero; inverse: the others are not
-    /// read).
-    fn axes(&self, spec: &mut [Complex32], buf: &mut Vec<Complex32>, inverse: bool, planes: std::ops::Range<usize>) {
-        let [l0, l1, _] = self.l;
-        let h = self.half;
-        let order: [usize; 2] = if inverse { [0, 1] } else { [1, 0] };
-        for axis in order {
-            let plan = if inverse { &self.inv[axis] } else { &self.fwd[axis] };
-            if axis == 1 {
-                buf.resize(l1 * h, Complex32::default());
-                for i in planes.clone().take_while(|&i| i < l0) {
-                    let block = &mut spec[i * l1 * h..(i + 1) * l1 * h];
-                    for j in 0..l1 {
-                        for kw in 0..h {
-                            buf[kw * l1 + j] = block[j * h + kw];
-                        }
-                    }
-                    plan.process(buf);
-                    for j in 0..l1 {
-                        for kw in 0..h {
-                            block[j * h + kw] = buf[kw * l1 + j];
-                        }
-                    }
+        let pl = l1 * h;
+        let Work { planes, row, scratch, .. } = w;
+        self.inv[0].process_with_scratch(spec, scratch);
+        let wanted: Vec<usize> = (0..l0).filter(|&i| win[0].contains(i, l0)).collect();
+        for group in wanted.chunks(PLANES) {
+            for (at, line) in spec.chunks_exact(l0).enumerate() {
+                for (t, &i) in group.iter().enumerate() {
+                    planes[t * pl + at] = line[i];
                 }
-            } else {
-                buf.resize(l0 * h, Complex32::default());
-                for j in 0..l1 {
-                    for i in 0..l0 {
-                        let row = &spec[(i * l1 + j) * h..(i * l1 + j + 1) * h];
-                        for kw in 0..h {
-                            buf[kw * l0 + i] = row[kw];
-                        }
+            }
+            for (plane, &i) in planes.chunks_exact_mut(pl).zip(group) {
+                self.inv[1].process_with_scratch(plane, scratch);
+                for j in (0..l1).filter(|&j| win[1].contains(j, l1)) {
+                    for (kw, v) in row.iter_mut().enumerate() {
+                        *v = plane[kw * l1 + j];
                     }
-                    plan.process(buf);
-                    for i in 0..l0 {
-                        let row = &mut spec[(i * l1 + j) * h..(i * l1 + j + 1) * h];
-                        for kw in 0..h {
-                            row[kw] = buf[kw * l0 + i];
-                        }
+                    // A real signal's DC (and Nyquist) bins are real; clear rounding residue so
+                    // realfft accepts them.
+                    row[0].im = 0.0;
+                    if l2 % 2 == 0 {
+                        row[h - 1].im = 0.0;
                     }
+                    let _ = self.c2r.process_with_scratch(row, &mut real[(i * l1 + j) * l2..(i * l1 + j + 1) * l2], scratch);
                 }
             }
         }
     }
 
-    /// Copies a D×H×W volume into the corner of a zeroed L³ buffer.
+    /// Writes a D×H×W volume into rows `0..H` of planes `0..D` of `real`, zero-filled to the
+    /// row length: exactly what [`Self::forward_corner`] with `ext = [D, H]` reads.
     fn pad(&self, s: &DwShape, src: &[f32], real: &mut [f32]) {
-        real.fill(0.0);
         let [_, l1, l2] = self.l;
         for z in 0..s.d {
             for y in 0..s.h {
-                real[(z * l1 + y) * l2..(z * l1 + y) * l2 + s.w].copy_from_slice(&src[(z * s.h + y) * s.w..(z * s.h + y + 1) * s.w]);
+                let row = &mut real[(z * l1 + y) * l2..(z * l1 + y + 1) * l2];
+                row[..s.w].copy_from_slice(&src[(z * s.h + y) * s.w..(z * s.h + y + 1) * s.w]);
+                row[s.w..].fill(0.0);
             }
         }
     }
 
-    /// `out[p] = real[p + off] · scale + add`, p over D×H×W.
-    fn crop(&self, s: &DwShape, real: &[f32], off: usize, scale: f32, add: f32, out: &mut [f32]) {
-        let [_, l1, l2] = self.l;
+    /// `out[z, y, x] = real[(z + start₀, y + start₁, x + start₂) mod l] · scale + add`, one row
+    /// at a time: `put(row index z·H + y, row)`.
+    #[allow(clippy::too_many_arguments)]
+    fn crop(&self, s: &DwShape, real: &[f32], start: [usize; 3], scale: f32, add: f32, row: &mut [f32], mut put: impl FnMut(usize, &[f32])) {
+        let [l0, l1, l2] = self.l;
+        // The columns of one row: `start₂..` up to the row's end, then wrapped from 0.
+        let first = (l2 - start[2]).min(s.w);
+        let row = &mut row[..s.w];
         for z in 0..s.d {
             for y in 0..s.h {
-                let src = &real[((z + off) * l1 + y + off) * l2 + off..((z + off) * l1 + y + off) * l2 + off + s.w];
-                for (o, v) in out[(z * s.h + y) * s.w..(z * s.h + y + 1) * s.w].iter_mut().zip(src) {
+                let r = ((z + start[0]) % l0 * l1 + (y + start[1]) % l1) * l2;
+                let (head, tail) = row.split_at_mut(first);
+                for (o, v) in head.iter_mut().zip(&real[r + start[2]..r + start[2] + first]) {
                     *o = v * scale + add;
                 }
+                for (o, v) in tail.iter_mut().zip(&real[r..r + s.w - first]) {
+                    *o = v * scale + add;
+                }
+                put(z * s.h + y, row);
             }
         }
+    }
+
+    /// The index range start `(l − p) mod l` per axis: where a circular correlation keeps its
+    /// lag −p, and where the input gradient's crop begins.
+    fn behind(&self, p: usize) -> [usize; 3] {
+        self.l.map(|l| (l - p % l) % l)
     }
 }
 
@@ -396,13 +462,13 @@ impl Fft3 {
 pub struct KernelSpectra {
     shape: DwShape,
     fft: Fft3,
+    flipped: bool,
     spectra: Vec<Vec<Complex32>>,
 }
 
 impl KernelSpectra {
     /// `flipped = false` gives the spectra the forward pass needs (of the flipped kernels:
-    /// convolution implements PyTorch's correlation); `true` those of the kernels themselves,
-    /// which the input gradient needs.
+    /// convolution implements PyTorch's correlation); `true` those of the kernels themselves.
     pub fn new(s: &DwShape, w: &[f32], flipped: bool) -> Self {
         s.check(s.input_len(), w.len());
         let fft = Fft3::new(fft_dims(s));
@@ -410,105 +476,215 @@ impl KernelSpectra {
         let [_, l1, l2] = fft.l;
         let spectra = (0..s.c)
             .into_par_iter()
-            .map(|c| {
-                let mut real = vec![0f32; fft.real_len()];
-                let wk = &w[c * k * k * k..(c + 1) * k * k * k];
-                for a in 0..k {
-                    for b in 0..k {
-                        for cc in 0..k {
-                            let v = if flipped { wk[(a * k + b) * k + cc] } else { wk[((k - 1 - a) * k + (k - 1 - b)) * k + (k - 1 - cc)] };
-                            real[(a * l1 + b) * l2 + cc] = v;
+            .map_init(
+                || fft.work(),
+                |work, c| {
+                    let wk = &w[c * k * k * k..(c + 1) * k * k * k];
+                    let real = &mut work.real;
+                    for a in 0..k {
+                        for b in 0..k {
+                            let row = &mut real[(a * l1 + b) * l2..(a * l1 + b + 1) * l2];
+                            for (cc, v) in row[..k].iter_mut().enumerate() {
+                                *v = if flipped { wk[(a * k + b) * k + cc] } else { wk[((k - 1 - a) * k + (k - 1 - b)) * k + (k - 1 - cc)] };
+                            }
+                            row[k..].fill(0.0);
                         }
                     }
-                }
-                let mut spec = vec![Complex32::default(); fft.spec_len()];
-                fft.forward_corner(&mut real, &mut spec, &mut Vec::new(), [k, k]);
-                spec
-            })
+                    let mut real = std::mem::take(&mut work.real);
+                    let spec = fft.forward_corner(&mut real, work, [k, k]);
+                    work.real = real;
+                    spec
+                },
+            )
             .collect();
-        KernelSpectra { shape: *s, fft, spectra }
+        KernelSpectra { shape: *s, fft, flipped, spectra }
     }
 
     /// Applies the kernels (as prepared) to `x` (N×C×D×H×W), adding `b`.
     pub fn forward(&self, x: &[f32], b: Option<&[f32]>) -> Vec<f32> {
+        self.apply(x, b, false).0
+    }
+
+    /// [`Self::forward`], also returning each (sample, channel)'s input spectrum when `keep`.
+    fn apply(&self, x: &[f32], b: Option<&[f32]>, keep: bool) -> (Vec<f32>, Vec<Vec<Complex32>>) {
         let s = &self.shape;
         assert_eq!(x.len(), s.input_len(), "depthwise conv: input length does not match {s:?}");
         let sp = s.spatial();
         let f = &self.fft;
+        let start = [s.k / 2; 3];
+        let isa = isa();
         let mut y = vec![0f32; x.len()];
-        y.par_chunks_mut(sp).enumerate().for_each_init(
-            || (vec![0f32; f.real_len()], vec![Complex32::default(); f.spec_len()], Vec::new()),
-            |(real, spec, buf), (nc, out)| {
-                let c = nc % s.c;
-                f.pad(s, &x[nc * sp..(nc + 1) * sp], real);
-                f.forward_corner(real, spec, buf, [s.d, s.h]);
-                for (a, k) in spec.iter_mut().zip(&self.spectra[c]) {
-                    *a *= k;
-                }
-                let p = s.k / 2;
-                f.inverse_window(spec, real, buf, [p..p + s.d, p..p + s.h]);
-                f.crop(s, real, p, f.norm(), b.map(|b| b[c]).unwrap_or(0.0), out);
-            },
-        );
-        y
+        let kept: Vec<Vec<Complex32>> = y
+            .par_chunks_mut(sp)
+            .enumerate()
+            .map_init(
+                || f.work(),
+                |work, (nc, out)| {
+                    let c = nc % s.c;
+                    let mut real = std::mem::take(&mut work.real);
+                    f.pad(s, &x[nc * sp..(nc + 1) * sp], &mut real);
+                    let xs = f.forward_corner(&mut real, work, [s.d, s.h]);
+                    let mut prod = std::mem::take(&mut work.prod);
+                    mul(isa, &mut prod, &xs, &self.spectra[c]);
+                    f.inverse_window(&mut prod, &mut real, work, [Wrap { start: start[0], len: s.d }, Wrap { start: start[1], len: s.h }]);
+                    let mut line = std::mem::take(&mut work.line);
+                    f.crop(s, &real, start, f.norm(), b.map(|b| b[c]).unwrap_or(0.0), &mut line, |r, v| out[r * s.w..(r + 1) * s.w].copy_from_slice(v));
+                    (work.real, work.line, work.prod) = (real, line, prod);
+                    if keep {
+                        xs
+                    } else {
+                        Vec::new()
+                    }
+                },
+            )
+            .collect();
+        (y, kept)
     }
 }
 
-/// Input and weight gradients by FFT; one task per channel, samples inside it.
-fn fft_backward(s: &DwShape, x: &[f32], w: &[f32], dy: &[f32]) -> (Vec<f32>, Vec<f32>) {
-    let ks = KernelSpectra::new(s, w, true);
+/// What an FFT forward keeps for its backward: the (flipped) kernels' spectra and each (sample,
+/// channel)'s input spectrum — the backward then transforms only `dy`. At RepUX-Net's stage 1
+/// (48 ch · 48³, padded to 60³) that is 0.9 MB per channel and per sample.
+pub struct DwSaved {
+    kernels: KernelSpectra,
+    inputs: Vec<Vec<Complex32>>,
+}
+
+impl std::fmt::Debug for DwSaved {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DwSaved({:?}, padded to {:?})", self.kernels.shape, self.kernels.fft.l)
+    }
+}
+
+impl DwSaved {
+    pub fn shape(&self) -> DwShape {
+        self.kernels.shape
+    }
+}
+
+/// [`forward`], also returning what [`backward_saved`] needs when the FFT path runs (`None` on
+/// the direct path, whose backward reads `x` and `w` again).
+pub fn forward_saving(s: &DwShape, x: &[f32], w: &[f32], b: Option<&[f32]>, algo: DwAlgo) -> (Vec<f32>, Option<DwSaved>) {
+    s.check(x.len(), w.len());
+    match resolve(s, algo) {
+        DwAlgo::Fft => {
+            let kernels = KernelSpectra::new(s, w, false);
+            let (y, inputs) = kernels.apply(x, b, true);
+            (y, Some(DwSaved { kernels, inputs }))
+        }
+        _ => (direct_forward(s, x, w, b), None),
+    }
+}
+
+/// Gradients `(dx, dw, db)` from what [`forward_saving`] kept: one transform of `dy` per (sample,
+/// channel) and two inverse ones, instead of the six transforms the backward would otherwise
+/// repeat.
+pub fn backward_saved(saved: &DwSaved, dy: &[f32]) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let s = saved.shape();
+    assert_eq!(dy.len(), s.input_len(), "depthwise conv: gradient length does not match {s:?}");
+    let (dx, dw) = fft_backward(&saved.kernels, Inputs::Spectra(&saved.inputs), dy);
+    (dx, dw, bias_grad(&s, dy))
+}
+
+fn bias_grad(s: &DwShape, dy: &[f32]) -> Vec<f32> {
+    let sp = s.spatial();
+    (0..s.c).into_par_iter().map(|c| (0..s.n).map(|n| dy[(n * s.c + c) * sp..(n * s.c + c + 1) * sp].iter().map(|&v| v as f64).sum::<f64>()).sum::<f64>() as f32).collect()
+}
+
+/// Where the backward finds the input's spectra.
+enum Inputs<'a> {
+    /// Kept by the forward, one per (sample, channel).
+    Spectra(&'a [Vec<Complex32>]),
+    /// Transformed again from the input.
+    Volume(&'a [f32]),
+}
+
+/// Input and weight gradients by FFT from the forward's kernel spectra `ks` (flipped kernels);
+/// one task per channel, samples inside it.
+///
+/// With `F` the flipped kernel's spectrum, the kernel's own is `conj(F)` delayed by K − 1, so
+/// `dx = iFFT(DY · conj F)` read from lag −P; `dw[q] = iFFT(conj(DY) · X)` (the circular
+/// cross-correlation of dy with x) read at lags q − P, summed over samples.
+fn fft_backward(ks: &KernelSpectra, inputs: Inputs, dy: &[f32]) -> (Vec<f32>, Vec<f32>) {
+    debug_assert!(!ks.flipped);
+    let s = ks.shape;
     let f = &ks.fft;
     let (sp, k, p) = (s.spatial(), s.k, s.k / 2);
-    let [l0, l1, l2] = f.l;
-    let per_channel: Vec<(Vec<f32>, Vec<f32>)> = (0..s.c)
+    let [_, l1, l2] = f.l;
+    let behind = f.behind(p);
+    let isa = isa();
+    let mut dx = vec![0f32; s.input_len()];
+    let out = SharedOut::new(&mut dx);
+    let dw: Vec<Vec<f32>> = (0..s.c)
         .into_par_iter()
-        .map(|c| {
-            let mut real = vec![0f32; f.real_len()];
-            let mut gspec = vec![Complex32::default(); f.spec_len()];
-            let mut xspec = vec![Complex32::default(); f.spec_len()];
-            let mut acc = vec![Complex32::default(); f.spec_len()];
-            let mut buf = Vec::new();
-            let mut dx = vec![0f32; s.n * sp];
-            for n in 0..s.n {
-                let off = (n * s.c + c) * sp;
-                f.pad(s, &dy[off..off + sp], &mut real);
-                f.forward_corner(&mut real, &mut gspec, &mut buf, [s.d, s.h]);
-                f.pad(s, &x[off..off + sp], &mut real);
-                f.forward_corner(&mut real, &mut xspec, &mut buf, [s.d, s.h]);
-                // Weight gradient: cross-correlation of x with dy ↔ conj(DY)·X, summed over n.
-                for ((a, g), xv) in acc.iter_mut().zip(&gspec).zip(&xspec) {
-                    *a += g.conj() * xv;
+        .map_init(
+            || f.work(),
+            |work, c| {
+                let mut real = std::mem::take(&mut work.real);
+                let mut line = std::mem::take(&mut work.line);
+                let mut acc: Vec<Complex32> = Vec::new();
+                for n in 0..s.n {
+                    let off = (n * s.c + c) * sp;
+                    f.pad(&s, &dy[off..off + sp], &mut real);
+                    let mut g = f.forward_corner(&mut real, work, [s.d, s.h]);
+                    let fresh;
+                    let xs: &[Complex32] = match inputs {
+                        Inputs::Spectra(v) => &v[n * s.c + c],
+                        Inputs::Volume(x) => {
+                            f.pad(&s, &x[off..off + sp], &mut real);
+                            fresh = f.forward_corner(&mut real, work, [s.d, s.h]);
+                            &fresh
+                        }
+                    };
+                    if acc.is_empty() {
+                        acc = vec![Complex32::default(); f.spec_len()];
+                    }
+                    grad_products(isa, &mut acc, &mut g, xs, &ks.spectra[c]);
+                    f.inverse_window(&mut g, &mut real, work, [Wrap { start: behind[0], len: s.d }, Wrap { start: behind[1], len: s.h }]);
+                    // SAFETY: (sample n, channel c) owns rows off/W.. of dx; one task per channel.
+                    f.crop(&s, &real, behind, f.norm(), 0.0, &mut line, |r, v| unsafe { out.write(off + r * s.w, v) });
                 }
-                // Input gradient: dy convolved with the (unflipped) kernel, 'same' crop.
-                for (g, kv) in gspec.iter_mut().zip(&ks.spectra[c]) {
-                    *g *= kv;
-                }
-                f.inverse_window(&mut gspec, &mut real, &mut buf, [p..p + s.d, p..p + s.h]);
-                f.crop(s, &real, p, f.norm(), 0.0, &mut dx[n * sp..(n + 1) * sp]);
-            }
-            f.inverse(&mut acc, &mut real, &mut buf);
-            let mut dw = vec![0f32; k * k * k];
-            let wrap = |q: usize, l: usize| (q + l - p) % l;
-            for a in 0..k {
-                for b in 0..k {
-                    for cc in 0..k {
-                        dw[(a * k + b) * k + cc] = real[(wrap(a, l0) * l1 + wrap(b, l1)) * l2 + wrap(cc, l2)] * f.norm();
+                f.inverse_window(&mut acc, &mut real, work, [Wrap { start: behind[0], len: k }, Wrap { start: behind[1], len: k }]);
+                let mut dw = vec![0f32; k * k * k];
+                let at = |q: usize, i: usize| (q + behind[i]) % f.l[i];
+                for a in 0..k {
+                    for b in 0..k {
+                        for cc in 0..k {
+                            dw[(a * k + b) * k + cc] = real[(at(a, 0) * l1 + at(b, 1)) * l2 + at(cc, 2)] * f.norm();
+                        }
                     }
                 }
-            }
-            (dx, dw)
-        })
+                (work.real, work.line) = (real, line);
+                dw
+            },
+        )
         .collect();
-    let mut dx = vec![0f32; x.len()];
-    let mut dw = Vec::with_capacity(s.weight_len());
-    for (c, (dxc, dwc)) in per_channel.into_iter().enumerate() {
-        for n in 0..s.n {
-            dx[(n * s.c + c) * sp..(n * s.c + c + 1) * sp].copy_from_slice(&dxc[n * sp..(n + 1) * sp]);
-        }
-        dw.extend(dwc);
-    }
-    (dx, dw)
+    (dx, dw.concat())
 }
+
+/// `out[i] = a[i]·b[i]` (complex).
+#[inline(always)]
+fn mul_impl(out: &mut [Complex32], a: &[Complex32], b: &[Complex32]) {
+    for ((o, x), y) in out.iter_mut().zip(a).zip(b) {
+        *o = Complex32::new(x.re * y.re - x.im * y.im, x.re * y.im + x.im * y.re);
+    }
+}
+
+/// The backward's spectral products for one sample: `acc += conj(g)·x` (the weight gradient's
+/// correlation), then `g *= conj(k)` (the input gradient's convolution).
+#[inline(always)]
+fn grad_products_impl(acc: &mut [Complex32], g: &mut [Complex32], x: &[Complex32], k: &[Complex32]) {
+    for (((a, gv), xv), kv) in acc.iter_mut().zip(g.iter_mut()).zip(x).zip(k) {
+        let (gr, gi) = (gv.re, gv.im);
+        a.re += gr * xv.re + gi * xv.im;
+        a.im += gr * xv.im - gi * xv.re;
+        gv.re = gr * kv.re + gi * kv.im;
+        gv.im = gi * kv.re - gr * kv.im;
+    }
+}
+
+isa_dispatch!(mul => mul_impl(out: &mut [Complex32], a: &[Complex32], b: &[Complex32]));
+isa_dispatch!(grad_products => grad_products_impl(acc: &mut [Complex32], g: &mut [Complex32], x: &[Complex32], k: &[Complex32]));
 
 #[cfg(test)]
 mod tests {

@@ -2,7 +2,7 @@
 
 use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
-use repux_kernels::depthwise::{backward, forward, DwAlgo, DwShape, KernelSpectra};
+use repux_kernels::depthwise::{backward, backward_saved, forward, forward_saving, DwAlgo, DwShape, KernelSpectra};
 use repux_kernels::reference;
 
 fn data(n: usize, seed: u64) -> Vec<f32> {
@@ -31,6 +31,16 @@ fn check(s: DwShape, seed: u64) -> Result<(), TestCaseError> {
         prop_assert!(err(&dx, &rdx) < 2e-4, "{algo:?} dx {s:?}: {}", err(&dx, &rdx));
         prop_assert!(err(&dw, &rdw) < 2e-4, "{algo:?} dw {s:?}: {}", err(&dw, &rdw));
         prop_assert!(err(&db, &rdb) < 1e-5, "{algo:?} db {s:?}");
+        // The training path: the forward keeps its spectra (FFT only) and the backward reuses them.
+        let (ys, saved) = forward_saving(&s, &x, &w, Some(&b), algo);
+        prop_assert_eq!(&ys, &y);
+        prop_assert_eq!(saved.is_some(), algo == DwAlgo::Fft);
+        if let Some(saved) = saved {
+            let (sdx, sdw, sdb) = backward_saved(&saved, &dy);
+            prop_assert!(err(&sdx, &rdx) < 2e-4, "saved dx {s:?}: {}", err(&sdx, &rdx));
+            prop_assert!(err(&sdw, &rdw) < 2e-4, "saved dw {s:?}: {}", err(&sdw, &rdw));
+            prop_assert_eq!(sdb, db);
+        }
     }
     Ok(())
 }

@@ -29,7 +29,8 @@ use burn::tensor::{Shape, Tensor, TensorData};
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use repux_kernels::dense::{self, ConvShape, UpShape};
-use repux_kernels::depthwise::{self, DwAlgo, DwShape};
+use repux_kernels::depthwise::{self, DwAlgo, DwSaved, DwShape};
+use std::sync::Arc;
 use repux_kernels::norm;
 
 /// When set, every conv runs burn's generic module op instead of repux's kernels (the peer
@@ -144,6 +145,15 @@ fn flex_conv3d(x: FloatTensor<Flex>, weight: FloatTensor<Flex>, bias: FloatTenso
     flex_tensor(y, [s.n, s.cout, od, oh, ow])
 }
 
+/// The depthwise conv on Flex; with `keep`, also what the FFT path's backward reuses (the
+/// kernel and input spectra; `None` on the direct path).
+fn flex_depthwise(x: FloatTensor<Flex>, weight: FloatTensor<Flex>, bias: FloatTensor<Flex>, keep: bool) -> (FloatTensor<Flex>, Option<DwSaved>) {
+    let s = dw_shape(&x, &weight);
+    let (x, w, b) = (flex_slice(&x), flex_slice(&weight), flex_slice(&bias));
+    let (y, saved) = if keep { depthwise::forward_saving(&s, &x, &w, Some(&b), DwAlgo::Auto) } else { (depthwise::forward(&s, &x, &w, Some(&b), DwAlgo::Auto), None) };
+    (flex_tensor(y, [s.n, s.c, s.d, s.h, s.w]), saved)
+}
+
 fn flex_up(x: FloatTensor<Flex>, weight: FloatTensor<Flex>) -> FloatTensor<Flex> {
     let s = up_shape(&x, &weight);
     let y = dense::conv_transpose_k2s2_forward(&s, &flex_slice(&x), &flex_slice(&weight));
@@ -155,9 +165,7 @@ impl ConvBackend for Flex {
         if burn_ops() {
             return burn_depthwise::<Self>(x, weight, bias);
         }
-        let s = dw_shape(&x, &weight);
-        let y = depthwise::forward(&s, &flex_slice(&x), &flex_slice(&weight), Some(&flex_slice(&bias)), DwAlgo::Auto);
-        flex_tensor(y, [s.n, s.c, s.d, s.h, s.w])
+        flex_depthwise(x, weight, bias, false).0
     }
     fn conv3d_bias(x: FloatTensor<Self>, weight: FloatTensor<Self>, bias: FloatTensor<Self>, stride: usize, padding: usize, groups: usize) -> FloatTensor<Self> {
         // (Until the columns-free path for stride-1 3³ convs, wide convs went to burn's forward
@@ -236,18 +244,31 @@ impl Backward<Flex, 2> for AddActBackward {
 #[derive(Debug)]
 struct DepthwiseBackward;
 
+/// What the depthwise backward reads.
+#[derive(Clone, Debug)]
+enum DwState {
+    /// The FFT forward's kernel and input spectra: the backward transforms only `dy` (three
+    /// transforms per channel and sample fewer than from the input and weight).
+    Spectra(Arc<DwSaved>),
+    /// The checkpointed input and weight (the direct path).
+    Nodes(NodeId, NodeId),
+}
+
 impl Backward<Flex, 3> for DepthwiseBackward {
-    /// Checkpointed input and weight.
-    type State = (NodeId, NodeId);
+    type State = DwState;
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
         let [node_x, node_w, node_b] = ops.parents;
         let dy = grads.consume::<Flex>(&ops.node);
-        let (xs, ws) = ops.state;
-        let x: FloatTensor<Flex> = checkpointer.retrieve_node_output(xs);
-        let w: FloatTensor<Flex> = checkpointer.retrieve_node_output(ws);
-        let s = dw_shape(&x, &w);
-        let (dx, dw, db) = depthwise::backward(&s, &flex_slice(&x), &flex_slice(&w), &flex_slice(&dy), DwAlgo::Auto);
+        let (s, (dx, dw, db)) = match ops.state {
+            DwState::Spectra(saved) => (saved.shape(), depthwise::backward_saved(&saved, &flex_slice(&dy))),
+            DwState::Nodes(xs, ws) => {
+                let x: FloatTensor<Flex> = checkpointer.retrieve_node_output(xs);
+                let w: FloatTensor<Flex> = checkpointer.retrieve_node_output(ws);
+                let s = dw_shape(&x, &w);
+                (s, depthwise::backward(&s, &flex_slice(&x), &flex_slice(&w), &flex_slice(&dy), DwAlgo::Auto))
+            }
+        };
         if let Some(node) = node_x {
             grads.register::<Flex>(node.id, flex_tensor(dx, [s.n, s.c, s.d, s.h, s.w]));
         }
@@ -319,15 +340,18 @@ impl<C: CheckpointStrategy> ConvBackend for Autodiff<Flex, C> {
         if burn_ops() {
             return burn_depthwise::<Self>(x, weight, bias);
         }
-        let out = |x: &FloatTensor<Self>, w: &FloatTensor<Self>, b: &FloatTensor<Self>| <Flex as ConvBackend>::depthwise_conv3d(x.primitive().clone(), w.primitive().clone(), b.primitive().clone());
+        let out = |x: &FloatTensor<Self>, w: &FloatTensor<Self>, b: &FloatTensor<Self>, keep: bool| flex_depthwise(x.primitive().clone(), w.primitive().clone(), b.primitive().clone(), keep);
         match DepthwiseBackward.prepare::<C>([x.node(), weight.node(), bias.node()]).compute_bound().stateful() {
-            OpsKind::Tracked(mut prep) => {
-                let xs = prep.checkpoint(&x);
-                let ws = prep.checkpoint(&weight);
-                let y = out(&x, &weight, &bias);
-                prep.finish((xs, ws), y)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(out(&x, &weight, &bias)),
+            OpsKind::Tracked(mut prep) => match out(&x, &weight, &bias, true) {
+                // The FFT path: its spectra replace the input and weight.
+                (y, Some(saved)) => prep.finish(DwState::Spectra(Arc::new(saved)), y),
+                (y, None) => {
+                    let xs = prep.checkpoint(&x);
+                    let ws = prep.checkpoint(&weight);
+                    prep.finish(DwState::Nodes(xs, ws), y)
+                }
+            },
+            OpsKind::UnTracked(prep) => prep.finish(out(&x, &weight, &bias, false).0),
         }
     }
     fn conv3d_bias(x: FloatTensor<Self>, weight: FloatTensor<Self>, bias: FloatTensor<Self>, stride: usize, padding: usize, groups: usize) -> FloatTensor<Self> {

@@ -203,6 +203,11 @@ fn depthwise_extension_matches_burn_generic_op_and_its_gradients() {
         let device = cpu().autodiff();
         device.seed(k as u64);
         let c = shape[1];
+        // k3 runs the direct loops; k21 the FFT, whose backward reuses the forward's spectra.
+        let dw = repux_kernels::DwShape { n: shape[0], c, d: shape[2], h: shape[3], w: shape[4], k };
+        if k == 21 {
+            assert_eq!(repux_kernels::depthwise::choose(&dw), repux_kernels::DwAlgo::Fft);
+        }
         let x = Tensor::<5>::random(shape, Distribution::Normal(0.0, 1.0), &device).require_grad();
         let w = Tensor::<5>::random([c, 1, k, k, k], Distribution::Normal(0.0, 0.2), &device).require_grad();
         let b = Tensor::<1>::random([c], Distribution::Normal(0.0, 1.0), &device).require_grad();
