@@ -54,7 +54,7 @@ pub enum Command {
         /// Only the eval forward (no training step; its record is left out).
         #[arg(long)]
         forward_only: bool,
-        /// Floats of one Winograd block's transformed input (tuning; default 1048576).
+        /// Floats of one Winograd block's transformed input (tuning; default 2097152).
         #[arg(long)]
         winograd_block: Option<usize>,
         /// One JSON array of records instead of a table.

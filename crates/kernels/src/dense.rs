@@ -236,7 +236,7 @@ fn for_each_slab(s: &ConvShape, x: &[f32], mut f: impl FnMut(usize, usize, usize
     }
 }
 
-/// Whether stride-1 3³ convs (forward and dx) take Winograd F(2³, 3³) (`winograd.rs`, the
+/// Whether stride-1 3³ convs (forward and dx) take Winograd F(4³, 3³) (`winograd.rs`, the
 /// default) or the columns-free direct path (`shifted.rs`).
 static WINOGRAD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
 

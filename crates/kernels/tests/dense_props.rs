@@ -88,7 +88,7 @@ proptest! {
         }
     }
 
-    /// Winograd F(2³, 3³) (stride 1, padding 1, one group): odd and even sizes (partial tiles
+    /// Winograd F(4³, 3³) (stride 1, padding 1, one group): odd and even sizes (partial tiles
     /// on every axis), sizes below a tile, and a one-float block budget so that every block
     /// holds a single tile row.
     #[test]
