@@ -207,14 +207,21 @@ impl InScratch {
 }
 
 /// `Bᵀ d B` (three axes) for every tile of tile row (tz, ty) of one channel `xc` (D·H·W);
-/// transform point ξ = (cz·6 + cy)·6 + cx of tile t lands at `v[ξ·stride + t]`.
+/// transform point ξ = (cz·6 + cy)·6 + cx of tile t lands at `v[ξ·stride + t]`. Consecutive
+/// tile rows share two of their six input rows per plane: with `reuse` their x-axis transforms
+/// are taken from the previous call.
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn input_row_impl(g: &Geo, xc: &[f32], tz: usize, ty: usize, s: &mut InScratch, v: &mut [f32], stride: usize) {
+fn input_row_impl(g: &Geo, xc: &[f32], tz: usize, ty: usize, reuse: bool, s: &mut InScratch, v: &mut [f32], stride: usize) {
     let n = g.ntx;
     let m = n + 1;
-    // x axis: input rows (zz, yy) → a[((zz·6 + yy)·6 + cx)·n + t].
+    // x axis: input rows (zz, yy) → a[((zz·6 + yy)·6 + cx)·n + t]. With `reuse`, `s.a` holds
+    // tile row (tz, ty − 1) of the same channel, whose input rows yy = 4, 5 are this one's 0, 1.
     for zz in 0..A {
-        for yy in 0..A {
+        if reuse {
+            s.a.copy_within((zz * A + T) * A * n..(zz * A + A) * A * n, zz * A * A * n);
+        }
+        for yy in if reuse { A - T..A } else { 0..A } {
             let (z, y) = ((T * tz + zz) as isize - 1, (T * ty + yy) as isize - 1);
             let r = (zz * A + yy) * A;
             if z < 0 || z >= g.d as isize || y < 0 || y >= g.h as isize {
@@ -224,7 +231,6 @@ fn input_row_impl(g: &Geo, xc: &[f32], tz: usize, ty: usize, s: &mut InScratch, 
             let row = &xc[(z as usize * g.h + y as usize) * g.w..][..g.w];
             // Padded row xp[i] = row[i − 1] in four phases: ph[p·m + j] = xp[4j + p], zero past
             // the row (n + 1 entries each; W ≤ 4n).
-            s.ph.fill(0.0);
             let (p0, rest) = s.ph.split_at_mut(m);
             let (p1, rest) = rest.split_at_mut(m);
             let (p2, p3) = rest.split_at_mut(m);
@@ -237,7 +243,7 @@ fn input_row_impl(g: &Geo, xc: &[f32], tz: usize, ty: usize, s: &mut InScratch, 
                 p3[j] = q[2];
                 p0[j + 1] = q[3];
             }
-            let j = g.w / 4;
+            let (j, rem) = (g.w / 4, g.w % 4);
             for (c, &val) in tail.iter().enumerate() {
                 match c {
                     0 => p1[j] = val,
@@ -245,6 +251,12 @@ fn input_row_impl(g: &Geo, xc: &[f32], tz: usize, ty: usize, s: &mut InScratch, 
                     _ => p3[j] = val,
                 }
             }
+            // Zero what the row does not reach: the left pad xp[0], and each phase past the end.
+            p0[0] = 0.0;
+            p0[j + 1..].fill(0.0);
+            p1[j + usize::from(rem > 0)..].fill(0.0);
+            p2[j + usize::from(rem > 1)..].fill(0.0);
+            p3[j + usize::from(rem > 2)..].fill(0.0);
             // Patch of tile t: d_i = xp[4t + i] = ph[i mod 4][t + i div 4].
             bt6([&p0[..n], &p1[..n], &p2[..n], &p3[..n], &p0[1..=n], &p1[1..=n]], split6(&mut s.a, n, r * n, n));
         }
@@ -307,8 +319,14 @@ fn output_row_impl(g: &Geo, m: &[f32], stride: usize, tz: usize, ty: usize, bias
     }
 }
 
-isa_dispatch!(input_row => input_row_impl(g: &Geo, xc: &[f32], tz: usize, ty: usize, s: &mut InScratch, v: &mut [f32], stride: usize));
+isa_dispatch!(input_row => input_row_impl(g: &Geo, xc: &[f32], tz: usize, ty: usize, reuse: bool, s: &mut InScratch, v: &mut [f32], stride: usize));
 isa_dispatch!(output_row => output_row_impl(g: &Geo, m: &[f32], stride: usize, tz: usize, ty: usize, bias: f32, s: &mut InScratch, out: SharedOut, base: usize));
+
+thread_local! {
+    /// Each worker thread's transformed input `V` and products `M` for one block (at most
+    /// [`set_block_budget`] floats each, or one tile row).
+    static BLOCKS: std::cell::RefCell<(Vec<f32>, Vec<f32>)> = const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+}
 
 /// `y (n × c_out × D × H × W) = conv(x (n × c_in × D × H × W), U) + bias`.
 #[allow(clippy::too_many_arguments)]
@@ -323,8 +341,16 @@ fn conv(n: usize, [d, h, w]: [usize; 3], c_in: usize, c_out: usize, x: &[f32], u
     let isa = isa();
     let out = SharedOut::new(&mut y);
     (0..rows.div_ceil(rb)).into_par_iter().for_each_init(
-        || (vec![0f32; XI * c_in * tb_max], vec![0f32; XI * c_out * tb_max], InScratch::new(&g)),
-        |(v, m, s), blk| {
+        || InScratch::new(&g),
+        |s, blk| BLOCKS.with_borrow_mut(|(v, m)| {
+            // Every float of V and M a block reads it wrote first, so the buffers (kept per
+            // thread across convs) are only grown, never cleared.
+            if v.len() < XI * c_in * tb_max {
+                v.resize(XI * c_in * tb_max, 0.0);
+            }
+            if m.len() < XI * c_out * tb_max {
+                m.resize(XI * c_out * tb_max, 0.0);
+            }
             let r0 = blk * rb;
             let nr = rb.min(rows - r0);
             let tb = nr * g.ntx;
@@ -336,7 +362,8 @@ fn conv(n: usize, [d, h, w]: [usize; 3], c_in: usize, c_out: usize, x: &[f32], u
                 for j in 0..nr {
                     let (b, tz, ty) = row_of(j);
                     let xc = &x[(b * c_in + ci) * sp..][..sp];
-                    input_row(isa, &g, xc, tz, ty, s, &mut v[ci * tb + j * g.ntx..], c_in * tb);
+                    // Tile row j − 1 (same channel, just transformed) is (b, tz, ty − 1) when ty > 0.
+                    input_row(isa, &g, xc, tz, ty, j > 0 && ty > 0, s, &mut v[ci * tb + j * g.ntx..], c_in * tb);
                 }
             }
             for xi in 0..XI {
@@ -349,7 +376,7 @@ fn conv(n: usize, [d, h, w]: [usize; 3], c_in: usize, c_out: usize, x: &[f32], u
                     output_row(isa, &g, &m[co * tb + j * g.ntx..], c_out * tb, tz, ty, bias.map_or(0.0, |b| b[co]), s, out, (b * c_out + co) * sp);
                 }
             }
-        },
+        }),
     );
     y
 }
