@@ -206,6 +206,30 @@ impl InScratch {
     }
 }
 
+/// Asks the cache for the two input rows per plane that tile row (tz, ty) reads and tile row
+/// (tz, ty − 1) does not (what the next call, with `reuse`, loads first): each plane's rows sit
+/// in another page, where the hardware prefetcher does not follow, and the loads then wait on
+/// memory one row at a time.
+#[inline(always)]
+fn prefetch_rows(g: &Geo, xc: &[f32], tz: usize, ty: usize) {
+    #[cfg(target_arch = "x86_64")]
+    for zz in 0..A {
+        for yy in A - 2..A {
+            let (z, y) = ((T * tz + zz) as isize - 1, (T * ty + yy) as isize - 1);
+            if z < 0 || z >= g.d as isize || y < 0 || y >= g.h as isize {
+                continue;
+            }
+            let row = &xc[(z as usize * g.h + y as usize) * g.w..][..g.w];
+            for line in row.chunks(16) {
+                // SAFETY: a prefetch only hints the cache; the address lies inside `xc`.
+                unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(line.as_ptr().cast()) };
+            }
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (g, xc, tz, ty);
+}
+
 /// `Bᵀ d B` (three axes) for every tile of tile row (tz, ty) of one channel `xc` (D·H·W);
 /// transform point ξ = (cz·6 + cy)·6 + cx of tile t lands at `v[ξ·stride + t]`. Consecutive
 /// tile rows share two of their six input rows per plane: with `reuse` their x-axis transforms
@@ -215,6 +239,7 @@ impl InScratch {
 fn input_row_impl(g: &Geo, xc: &[f32], tz: usize, ty: usize, reuse: bool, s: &mut InScratch, v: &mut [f32], stride: usize) {
     let n = g.ntx;
     let m = n + 1;
+    prefetch_rows(g, xc, tz, ty + 1);
     // x axis: input rows (zz, yy) → a[((zz·6 + yy)·6 + cx)·n + t]. With `reuse`, `s.a` holds
     // tile row (tz, ty − 1) of the same channel, whose input rows yy = 4, 5 are this one's 0, 1.
     for zz in 0..A {
