@@ -282,7 +282,7 @@ struct Work {
     real: Vec<f32>,
     /// [`PLANES`] planes of the spectrum, axis 1 innermost: `(kw, j)` at `kw·l₁ + j`.
     planes: Vec<Complex32>,
-    /// A product of two spectra.
+    /// A product of two spectra (the forward's; sized on first use).
     prod: Vec<Complex32>,
     row: Vec<Complex32>,
     /// One output row (a crop's staging).
@@ -321,7 +321,7 @@ impl Fft3 {
         Work {
             real: vec![0.0; self.real_len()],
             planes: vec![Complex32::default(); PLANES * self.l[1] * self.half],
-            prod: vec![Complex32::default(); self.spec_len()],
+            prod: Vec::new(),
             row: vec![Complex32::default(); self.half],
             line: vec![0.0; self.l[2]],
             scratch: vec![Complex32::default(); scratch],
@@ -525,6 +525,7 @@ impl KernelSpectra {
                     f.pad(s, &x[nc * sp..(nc + 1) * sp], &mut real);
                     let xs = f.forward_corner(&mut real, work, [s.d, s.h]);
                     let mut prod = std::mem::take(&mut work.prod);
+                    prod.resize(f.spec_len(), Complex32::default());
                     mul(isa, &mut prod, &xs, &self.spectra[c]);
                     f.inverse_window(&mut prod, &mut real, work, [Wrap { start: start[0], len: s.d }, Wrap { start: start[1], len: s.h }]);
                     let mut line = std::mem::take(&mut work.line);
@@ -622,7 +623,7 @@ fn fft_backward(ks: &KernelSpectra, inputs: Inputs, dy: &[f32]) -> (Vec<f32>, Ve
             |work, c| {
                 let mut real = std::mem::take(&mut work.real);
                 let mut line = std::mem::take(&mut work.line);
-                let mut acc: Vec<Complex32> = Vec::new();
+                let mut acc = vec![Complex32::default(); f.spec_len()];
                 for n in 0..s.n {
                     let off = (n * s.c + c) * sp;
                     f.pad(&s, &dy[off..off + sp], &mut real);
@@ -636,9 +637,6 @@ fn fft_backward(ks: &KernelSpectra, inputs: Inputs, dy: &[f32]) -> (Vec<f32>, Ve
                             &fresh
                         }
                     };
-                    if acc.is_empty() {
-                        acc = vec![Complex32::default(); f.spec_len()];
-                    }
                     grad_products(isa, &mut acc, &mut g, xs, &ks.spectra[c]);
                     f.inverse_window(&mut g, &mut real, work, [Wrap { start: behind[0], len: s.d }, Wrap { start: behind[1], len: s.h }]);
                     // SAFETY: (sample n, channel c) owns rows off/W.. of dx; one task per channel.
