@@ -5,7 +5,10 @@ Rust networks: weights (as torch.save .pth with the authors' state_dict key name
 .safetensors), an input and the logits, for small configurations.
 
 BFR here is the paper's intent: the forward pass uses delta * W, delta[i,j,k] = alpha / (d + alpha)
-with d the Euclidean distance from the kernel centre; the stored W is never modified.
+with d the Euclidean distance from the kernel centre; the stored W is never modified. reparam
+"deploy" is the authors' evaluation network (deploy=True): the stored kernel is convolved as it
+is, which is what their released checkpoints hold. `deploy_state_dict` turns a BFR network's
+state dict into that form (W * delta, BatchNorm kept), as `repux model export` must.
 
 Usage (needs torch, numpy, safetensors):
     python3 tools/torch_reference.py --out crates/nn/tests/fixtures
@@ -53,6 +56,7 @@ class RepUXBlock(nn.Module):
         self.register_buffer("delta", bfr_delta(k, alpha), persistent=False)
 
     def forward(self, x):
+        # "deploy" and "none": the stored kernel as it is.
         w = self.dwconv.weight * self.delta if self.reparam == "bfr" else self.dwconv.weight
         x = F.conv3d(x, w, self.dwconv.bias, padding=self.dwconv.padding, groups=self.dwconv.groups)
         return F.gelu(self.norm(x))
@@ -186,6 +190,15 @@ class Net(nn.Module):
         return self.out(self.decoder1(d))
 
 
+def deploy_state_dict(model):
+    """The state dict the authors' deploy=True network loads: each BFR kernel times delta."""
+    sd = {k: v.clone().contiguous() for k, v in model.state_dict().items()}
+    for name, m in model.named_modules():
+        if isinstance(m, RepUXBlock) and m.reparam == "bfr":
+            sd[f"{name}.dwconv.weight"] = (m.dwconv.weight * m.delta).detach().clone().contiguous()
+    return sd
+
+
 def randomise(model, gen):
     """Non-trivial values everywhere: norms, BN statistics and gamma included."""
     with torch.no_grad():
@@ -202,10 +215,15 @@ def randomise(model, gen):
 
 
 CONFIGS = [
-    # name, model config (repux's JSON schema), input shape, weight format
-    ("repux_k21", dict(arch="repuxnet", in_channels=1, out_channels=3, feature_size=[2, 4, 8, 16], hidden_size=32, kernel_size=21, alpha=1.0, reparam="bfr"), [1, 1, 64, 32, 48], "pth"),
-    ("repux_k7_plain", dict(arch="repuxnet", in_channels=2, out_channels=4, feature_size=[4, 8, 16, 32], hidden_size=64, kernel_size=7, alpha=1.0, reparam="none"), [2, 2, 32, 32, 32], "safetensors"),
-    ("uxnet_k7", dict(arch="uxnet", in_channels=1, out_channels=3, feature_size=[4, 8, 16, 32], hidden_size=64, kernel_size=7, alpha=1.0, reparam="none"), [1, 1, 32, 48, 32], "pth"),
+    # name, model config (repux's JSON schema), input shape, weight format, network form.
+    # repux_k21: an authors'-style checkpoint (deploy=True network: the kernels are used as they
+    # are); its JSON is repux's default RepUX-Net config (BFR), which must load it as the authors'
+    # network. repux_k21_train: repux's own training form (raw W, BFR applied by the forward),
+    # written as repux marks it, with the deploy state dict PyTorch computes from it beside.
+    ("repux_k21", dict(arch="repuxnet", in_channels=1, out_channels=3, feature_size=[2, 4, 8, 16], hidden_size=32, kernel_size=21, alpha=1.0, reparam="bfr"), [1, 1, 64, 32, 48], "pth", "deploy"),
+    ("repux_k21_train", dict(arch="repuxnet", in_channels=1, out_channels=2, feature_size=[2, 4, 8, 16], hidden_size=32, kernel_size=21, alpha=1.5, reparam="bfr"), [1, 1, 32, 32, 32], "safetensors", "bfr"),
+    ("repux_k7_plain", dict(arch="repuxnet", in_channels=2, out_channels=4, feature_size=[4, 8, 16, 32], hidden_size=64, kernel_size=7, alpha=1.0, reparam="none"), [2, 2, 32, 32, 32], "safetensors", "none"),
+    ("uxnet_k7", dict(arch="uxnet", in_channels=1, out_channels=3, feature_size=[4, 8, 16, 32], hidden_size=64, kernel_size=7, alpha=1.0, reparam="none"), [1, 1, 32, 48, 32], "pth", "none"),
 ]
 
 
@@ -216,10 +234,11 @@ def main():
     os.makedirs(a.out, exist_ok=True)
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cuda.matmul.allow_tf32 = False
-    for i, (name, cfg, shape, fmt) in enumerate(CONFIGS):
+    from safetensors.torch import save_file
+    for i, (name, cfg, shape, fmt, form) in enumerate(CONFIGS):
         gen = torch.Generator().manual_seed(100 + i)
         torch.manual_seed(100 + i)
-        model = Net(cfg["arch"], cfg["in_channels"], cfg["out_channels"], cfg["feature_size"], cfg["hidden_size"], cfg["kernel_size"], cfg["alpha"], cfg["reparam"])
+        model = Net(cfg["arch"], cfg["in_channels"], cfg["out_channels"], cfg["feature_size"], cfg["hidden_size"], cfg["kernel_size"], cfg["alpha"], form)
         randomise(model, gen)
         model.eval()
         # Weights and input are float32 values; the reference forward runs in float64 on them.
@@ -227,17 +246,26 @@ def main():
         x = torch.randn(shape, generator=gen, dtype=torch.float32)
         with torch.no_grad():
             y = model.double()(x.double())
+        plain = lambda d: {k: v for k, v in d.items() if not k.endswith("num_batches_tracked")}
         if fmt == "pth":
             torch.save(sd, os.path.join(a.out, f"{name}.pth"))
+        elif form == "bfr":
+            # repux's training form, marked as repux marks it; and PyTorch's deploy form of it.
+            save_file(plain(sd), os.path.join(a.out, f"{name}.safetensors"), metadata={"repux.kernels": "training"})
+            save_file(plain(deploy_state_dict(model.float())), os.path.join(a.out, f"{name}_deploy.safetensors"))
         else:
-            from safetensors.torch import save_file
-            save_file({k: v for k, v in sd.items() if not k.endswith("num_batches_tracked")}, os.path.join(a.out, f"{name}.safetensors"))
+            save_file(plain(sd), os.path.join(a.out, f"{name}.safetensors"))
         np.save(os.path.join(a.out, f"{name}_input.npy"), x.numpy())
         np.save(os.path.join(a.out, f"{name}_logits.npy"), y.float().numpy())
         with open(os.path.join(a.out, f"{name}.json"), "w") as f:
             json.dump(dict(cfg, depths=[2, 2, 2, 2]), f, indent=1)
         n = sum(p.numel() for p in model.parameters())
         print(f"{name}: {n} parameters, input {shape}, logits {list(y.shape)}, |y| mean {y.abs().mean().item():.4f}")
+        if name == "repux_k21":
+            # The same network described with the authors' REPUXNET constructor names.
+            authors = dict(in_chans=1, out_chans=3, depths=[2, 2, 2, 2], feat_size=[2, 4, 8, 16], hidden_size=32, ks=21, a=1, deploy=True, drop_path_rate=0, layer_scale_init_value=1e-6, spatial_dims=3)
+            with open(os.path.join(a.out, f"{name}_authors.json"), "w") as f:
+                json.dump(authors, f, indent=1)
     # Parameter counts of the paper configurations (5 classes), for `repux model summary`.
     for arch in ["repuxnet", "uxnet"]:
         m = Net(arch, 1, 5, [48, 96, 192, 384], 768, 21 if arch == "repuxnet" else 7)

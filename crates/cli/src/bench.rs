@@ -137,7 +137,10 @@ fn model_times(cfg: &repux_nn::ModelConfig, patch: [usize; 3], batch: usize, rep
     let mut step = || {
         let (loss, _, _) = repux_train::loss::dice_ce(tnet.forward(xa.clone()), y.clone(), None);
         let grads = GradientsParams::from_grads(loss.backward(), &tnet);
-        opt.step(&mut tnet, grads, 1e-4);
+        // A fresh optimizer on the network it was made for: a failure here is a bug.
+        if let Err(e) = opt.step(&mut tnet, grads, 1e-4) {
+            panic!("benchmark training step: {e}");
+        }
     };
     let train = time_warm(repeats, &mut step);
     ([forward, train], [rss_forward, peak_rss_mib()])

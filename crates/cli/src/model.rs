@@ -8,7 +8,9 @@ use std::process::ExitCode;
 pub enum Command {
     /// Make a model directory (config.json, model.safetensors, plans.json) from a config and
     /// plans, with weights from a .pth/.safetensors (e.g. the authors' checkpoint) or freshly
-    /// initialised (PyTorch's defaults) when --weights is absent.
+    /// initialised (PyTorch's defaults) when --weights is absent. A weight file's depthwise
+    /// kernels are taken as the kernels the network convolves with (the authors' deploy
+    /// network); under BFR the stored W becomes W_file / δ.
     Import {
         #[arg(long)]
         model_config: String,
@@ -18,6 +20,20 @@ pub enum Command {
         weights: Option<PathBuf>,
         #[arg(long)]
         out: PathBuf,
+    },
+    /// Write a model's weights for PyTorch users: the deploy form (BFR's δ applied, BatchNorms
+    /// kept, SR branches folded) in the authors' key layout (MONAI's for SwinUNETR), which their
+    /// evaluation network (`deploy=True`) loads with `load_state_dict`.
+    Export {
+        /// Model directory, or a training folder (its checkpoint_final, else checkpoint_best).
+        #[arg(short, long)]
+        model: PathBuf,
+        /// `pth` (what torch.save writes) or `safetensors`.
+        #[arg(long, value_enum)]
+        format: ExportFormatArg,
+        /// Output file.
+        #[arg(short, long)]
+        output: PathBuf,
     },
     /// Layers (every named tensor with its shape) and the parameter count as PyTorch counts it.
     Summary {
@@ -31,13 +47,20 @@ pub enum Command {
     },
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum ExportFormatArg {
+    Pth,
+    Safetensors,
+}
+
 pub fn run(c: Command) -> Result<ExitCode> {
     let (model_config, json) = match c {
         Command::Summary { model_config, json } => (model_config, json),
         Command::Import { model_config, plans, weights, out } => return import(&model_config, &plans, weights.as_deref(), &out),
+        Command::Export { model, format, output } => return export(&model, format, &output),
     };
     let cfg = ModelConfig::load(&model_config).map_err(|e| anyhow!(e))?;
-    let s = repux_nn::summary::summary(&Net::new(&cfg, &cpu()));
+    let s = repux_nn::summary::summary(&Net::new(&cfg, &cpu()))?;
     if json {
         println!("{}", serde_json::to_string(&s)?);
         return Ok(ExitCode::SUCCESS);
@@ -56,7 +79,8 @@ pub struct ForwardArgs {
     /// Model config JSON file or preset name (ignored when --weights is a model directory).
     #[arg(long)]
     pub model_config: Option<String>,
-    /// Weights: the authors' `.pth`, a `.safetensors`, or a repux model directory.
+    /// Weights: the authors' `.pth`, a `.safetensors` (their kernels are the ones convolved with,
+    /// as in the authors' deploy network), or a repux model directory.
     #[arg(long)]
     pub weights: PathBuf,
     /// float32 `.npy` of shape N×C×D×H×W (every side a multiple of 16).
@@ -98,6 +122,22 @@ pub fn forward(a: ForwardArgs) -> Result<ExitCode> {
     let values = y.into_data().try_to_vec::<f32>().map_err(|e| anyhow!("reading the logits: {e:?}"))?;
     repux_volume::npy::write(&a.output, &shape, &values, repux_volume::npy::NpyType::F32).with_context(|| format!("writing {}", a.output.display()))?;
     println!("logits {:?} written to {}", shape, a.output.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn export(model: &Path, format: ExportFormatArg, output: &Path) -> Result<ExitCode> {
+    let dirs = repux_infer::resolve_models(&[model.to_path_buf()], repux_infer::Checkpoint::Auto)?;
+    let [dir] = dirs.as_slice() else {
+        bail!("{}: holds {} models; export one model directory at a time", model.display(), dirs.len());
+    };
+    let net = load_model_dir(dir, &cpu())?;
+    let fmt = match format {
+        ExportFormatArg::Pth => repux_nn::ExportFormat::Pth,
+        ExportFormatArg::Safetensors => repux_nn::ExportFormat::Safetensors,
+    };
+    repux_nn::export(&net, output, fmt)?;
+    let cfg = net.config();
+    println!("{} written from {} ({:?}, deploy form: kernels as convolved, BatchNorms kept)", output.display(), dir.display(), cfg.arch);
     Ok(ExitCode::SUCCESS)
 }
 

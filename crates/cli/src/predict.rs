@@ -1,7 +1,7 @@
 use anyhow::{bail, Result};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use repux_infer::{input_cases, PredictOptions, Predictor};
-use repux_volume::npy::{self, NpyType};
+use repux_infer::{input_cases, resolve_models, Checkpoint, InferError, PredictOptions, Predictor};
+use repux_volume::npy::{NpyType, NpyWriter};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -13,19 +13,27 @@ pub struct Args {
     /// Output folder: `<case>.nii.gz` label maps on the input's exact grid.
     #[arg(short, long)]
     pub output: PathBuf,
-    /// Model directory (config.json, model.safetensors, plans.json).
-    #[arg(short, long)]
-    pub model: PathBuf,
+    /// A model directory (config.json, model.safetensors, plans.json), a training folder (the
+    /// --out of `repux train`) or a folder of fold_K/ training folders. Repeat -m to ensemble:
+    /// the models' softmax probabilities are averaged, as nnU-Net's `-f 0 1 2 3 4` does; they
+    /// must share plans and classes.
+    #[arg(short, long, required = true)]
+    pub model: Vec<PathBuf>,
+    /// Which checkpoint of a training folder: final, best or latest [default: final, else best].
+    #[arg(long, value_enum)]
+    pub checkpoint: Option<CheckpointArg>,
     /// Tile overlap of the sliding window.
     #[arg(long, default_value_t = 0.5)]
     pub overlap: f64,
-    /// Test-time augmentation: `flips` averages the 8 mirrorings.
-    #[arg(long, value_enum, default_value = "none")]
+    /// Test-time augmentation: `flips` (the default, as in nnU-Net) averages the network's
+    /// outputs over the 8 mirrorings of each tile (8× the compute); `none` turns it off.
+    #[arg(long, value_enum, default_value = "flips")]
     pub tta: Tta,
     /// Tiles per network call.
     #[arg(long, default_value_t = 1)]
     pub tile_batch: usize,
-    /// Also write `<case>_probabilities.npy` (float16, classes × D × H × W, native grid).
+    /// Also write `<case>_probabilities.npy` (float16, classes × D × H × W, native grid),
+    /// written one class at a time.
     #[arg(long)]
     pub probabilities: bool,
     /// Keep only the largest connected component of each class.
@@ -39,14 +47,31 @@ pub enum Tta {
     Flips,
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum CheckpointArg {
+    Final,
+    Best,
+    Latest,
+}
+
 pub fn run(a: Args) -> Result<ExitCode> {
     if !(0.0..1.0).contains(&a.overlap) {
         bail!("--overlap {} must be in [0, 1)", a.overlap);
     }
-    let predictor = Predictor::load(&a.model)?;
+    let which = match a.checkpoint {
+        None => Checkpoint::Auto,
+        Some(CheckpointArg::Final) => Checkpoint::Final,
+        Some(CheckpointArg::Best) => Checkpoint::Best,
+        Some(CheckpointArg::Latest) => Checkpoint::Latest,
+    };
+    let models = resolve_models(&a.model, which)?;
+    let predictor = Predictor::load_ensemble(&models)?;
+    if models.len() > 1 {
+        println!("ensemble of {} models: {}", models.len(), models.iter().map(|m| m.display().to_string()).collect::<Vec<_>>().join(", "));
+    }
     let cases = input_cases(&a.input)?;
     std::fs::create_dir_all(&a.output).map_err(|e| repux_volume::Error::io(&a.output, e))?;
-    let opts = PredictOptions { overlap: a.overlap, tta: matches!(a.tta, Tta::Flips), tile_batch: a.tile_batch.max(1), probabilities: a.probabilities, largest_component: a.largest_component };
+    let opts = PredictOptions { overlap: a.overlap, tta: matches!(a.tta, Tta::Flips), tile_batch: a.tile_batch.max(1), largest_component: a.largest_component };
     let multi = MultiProgress::new();
     let case_bar = multi.add(ProgressBar::new(cases.len() as u64));
     case_bar.set_style(ProgressStyle::with_template("cases {bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}")?);
@@ -55,24 +80,40 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let mut failed = Vec::new();
     for (id, files) in &cases {
         case_bar.set_message(id.clone());
-        let result = predictor.predict(files, &opts, |done, total| {
-            tile_bar.set_length(total as u64);
-            tile_bar.set_position(done as u64);
-        });
-        match result {
-            Ok(p) => {
-                let out = a.output.join(format!("{id}.nii.gz"));
-                repux_volume::nifti::write_labels(&out, &p.geometry, &p.labels, p.classes as u32 - 1)?;
-                if let Some(probs) = &p.probabilities {
-                    let [d, h, w] = p.geometry.shape;
-                    let values: Vec<f32> = probs.iter().map(|v| v.to_f32()).collect();
-                    npy::write(&a.output.join(format!("{id}_probabilities.npy")), &[p.classes, d, h, w], &values, NpyType::F16)?;
+        let prob_path = a.output.join(format!("{id}_probabilities.npy"));
+        let mut writer: Option<NpyWriter> = None;
+        let classes = predictor.classes();
+        let result = predictor.predict_with(
+            files,
+            &opts,
+            |done, total| {
+                tile_bar.set_length(total as u64);
+                tile_bar.set_position(done as u64);
+            },
+            |c, [d, h, w], values| {
+                if !a.probabilities {
+                    return Ok(());
                 }
+                if c == 0 {
+                    writer = Some(NpyWriter::create(&prob_path, &[classes, d, h, w], NpyType::F16)?);
+                }
+                match writer.as_mut() {
+                    Some(wr) => Ok(wr.append(values)?),
+                    None => Err(InferError::Case { path: prob_path.clone(), msg: "class probabilities out of order".into() }),
+                }
+            },
+        );
+        let written = result.map_err(anyhow::Error::from).and_then(|p| {
+            let out = a.output.join(format!("{id}.nii.gz"));
+            repux_volume::nifti::write_labels(&out, &p.geometry, &p.labels, p.classes as u32 - 1)?;
+            if let Some(wr) = writer.take() {
+                wr.finish()?;
             }
-            Err(e) => {
-                multi.suspend(|| eprintln!("error: case {id}: {e}"));
-                failed.push(id.clone());
-            }
+            Ok(())
+        });
+        if let Err(e) = written {
+            multi.suspend(|| eprintln!("error: case {id}: {e:#}"));
+            failed.push(id.clone());
         }
         case_bar.inc(1);
     }

@@ -13,9 +13,10 @@ pub struct Args {
     /// Plans file from `repux plan`.
     #[arg(long)]
     pub plans: PathBuf,
-    /// Cache folder [default: DATASET/preprocessed].
-    #[arg(long)]
-    pub out: Option<PathBuf>,
+    /// Cache folder [default: DATASET/preprocessed] — the same flag `repux train` reads it with
+    /// (`--out` is accepted as an older spelling).
+    #[arg(long, alias = "out")]
+    pub cache: Option<PathBuf>,
     /// Redo cases that are already up to date.
     #[arg(long)]
     pub force: bool,
@@ -24,7 +25,7 @@ pub struct Args {
 pub fn run(a: Args) -> Result<ExitCode> {
     let ds = Dataset::open(&a.dataset)?;
     let plans = Plans::load(&a.plans).context("reading the plans")?;
-    let out = a.out.unwrap_or_else(|| a.dataset.join("preprocessed"));
+    let out = a.cache.unwrap_or_else(|| a.dataset.join("preprocessed"));
     let bar = ProgressBar::new(ds.training.len() as u64);
     bar.set_style(ProgressStyle::with_template("preprocess {bar:30} {pos}/{len} cases [{elapsed_precise}<{eta_precise}] {msg}").context("progress template")?);
     let results = preprocess_dataset(&ds, &plans, &out, a.force, |id, _| {

@@ -106,6 +106,20 @@ fn abs(p: &Path) -> String {
     std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf()).display().to_string()
 }
 
+/// Single-quoted for sh (a quote inside becomes '\'').
+fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// `ln -sf` lines putting a case's first image and its label under nnU-Net names.
+fn link_case(c: &mut String, t: &repux_volume::Case, inputs: &str, references: &str) {
+    let e = repux_volume::dataset::ending_of(&t.images[0]);
+    let _ = writeln!(c, "ln -sf {} \"{inputs}/{}_0000{e}\"", sh_quote(&abs(&t.images[0])), t.id);
+    if let Some(l) = &t.label {
+        let _ = writeln!(c, "ln -sf {} \"{references}/{}{}\"", sh_quote(&abs(l)), t.id, repux_volume::dataset::ending_of(l));
+    }
+}
+
 fn has_dicom(dir: &Path) -> bool {
     let mut stack = vec![dir.to_path_buf()];
     let mut seen = 0;
@@ -138,37 +152,51 @@ fn write_files(r: &Recipe, ds: &Dataset, data: &Path, out: &Path) -> Result<()> 
     w("labels.json", &serde_json::to_string_pretty(&serde_json::json!({ "labels": labels }))?)?;
     w("model.json", &serde_json::to_string_pretty(&serde_json::json!({"arch": "repuxnet", "in_channels": 1, "out_channels": classes, "kernel_size": 21, "reparam": "bfr"}))?)?;
     w("train.toml", "# The paper's recipe (ARCHITECTURE §3): AdamW 1e-4, weight decay 0.01, no schedule,\n# DiceCE 1:1, 1 volume x 2 crops of 96^3 per step (50 % foreground), paper augmentation.\nmodel = \"model.json\"\niterations = 60000\nval_interval = 500\nlr = 1e-4\nweight_decay = 0.01\nschedule = \"constant\"\ncrops_per_volume = 2\naugment = \"paper\"\n")?;
-    let d = data.display();
+    let data_abs = std::fs::canonicalize(data).with_context(|| format!("resolving {}", data.display()))?;
+    let d = sh_quote(&data_abs.display().to_string());
     let s = r.spacing;
     let mut c = String::new();
-    let _ = writeln!(c, "#!/bin/sh\n# {}\n# Dataset: {d} ({:?} layout, {} training cases)\nset -e\ncd \"$(dirname \"$0\")\"", r.title, ds.layout, ds.training.len());
-    let _ = writeln!(c, "repux dataset check {d}");
-    let _ = writeln!(c, "repux plan {d} -o plans.json --target-spacing {},{},{} --patch-size 96,96,96 --ct-window=-125,275", s[0], s[1], s[2]);
-    let _ = writeln!(c, "repux preprocess {d} --plans plans.json --cache preprocessed");
+    let _ = writeln!(c, "#!/bin/sh\n# {}\n# Dataset: {} ({:?} layout, {} training cases)", r.title, data_abs.display(), ds.layout, ds.training.len());
+    let _ = writeln!(c, "# Runs from any folder; the variables below may be set in the environment.\nset -eu\ncd \"$(dirname \"$0\")\"");
+    let _ = writeln!(c, "REPUX=\"${{REPUX:-repux}}\"\nDATA={d}\nSPACING=\"${{SPACING:-{},{},{}}}\"\nPATCH=\"${{PATCH:-96,96,96}}\"", s[0], s[1], s[2]);
+    let _ = writeln!(c, "\"$REPUX\" dataset check \"$DATA\"");
+    let _ = writeln!(c, "\"$REPUX\" plan \"$DATA\" -o plans.json --target-spacing \"$SPACING\" --patch-size \"$PATCH\" --ct-window=-125,275");
+    let _ = writeln!(c, "\"$REPUX\" preprocess \"$DATA\" --plans plans.json --cache preprocessed");
     match r.flare_test {
         None => {
-            let _ = writeln!(c, "for f in 0 1 2 3 4; do");
-            let _ = writeln!(c, "  repux train {d} --plans plans.json --fold $f --out model_fold$f --config train.toml --cache preprocessed");
+            let _ = writeln!(c, "FOLDS=\"${{FOLDS:-0 1 2 3 4}}\"");
+            let _ = writeln!(c, "for f in $FOLDS; do");
+            let _ = writeln!(c, "  \"$REPUX\" train \"$DATA\" --plans plans.json --fold \"$f\" --out \"runs/fold_$f\" --config train.toml --cache preprocessed");
             let _ = writeln!(c, "done");
             if r.key == "amos" {
-                let _ = writeln!(c, "# fine-tuning from FLARE instead (the paper's 0.911):\n# repux train {d} --plans plans.json --fold 0 --out model_ft --config train.toml --init-from FLARE_MODEL_DIR --new-head");
+                let _ = writeln!(c, "# fine-tuning from FLARE instead (the paper's 0.911):\n# \"$REPUX\" train \"$DATA\" --plans plans.json --fold 0 --out runs_ft/fold_0 --config train.toml --init-from FLARE_RUN_FOLDER --new-head");
             }
-            let _ = writeln!(c, "# held-out images (imagesTs or your own split):\nrepux predict -i TEST_IMAGES -o predictions -m model_fold0/checkpoint_final");
-            let _ = writeln!(c, "repux evaluate --pred predictions --ref TEST_LABELS --labels labels.json");
+            // Held-out cases: the dataset's own labelled test set, else the user's.
+            let labelled_test: Vec<_> = ds.test.iter().filter(|t| t.label.is_some()).collect();
+            if !labelled_test.is_empty() {
+                let _ = writeln!(c, "# The dataset's labelled test cases, linked under nnU-Net names:\nmkdir -p test_inputs test_references");
+                for t in &labelled_test {
+                    link_case(&mut c, t, "test_inputs", "test_references");
+                }
+                let _ = writeln!(c, "TEST_IMAGES=\"${{TEST_IMAGES:-test_inputs}}\"\nTEST_LABELS=\"${{TEST_LABELS:-test_references}}\"");
+            } else {
+                let _ = writeln!(c, "TEST_IMAGES=\"${{TEST_IMAGES:-}}\"\nTEST_LABELS=\"${{TEST_LABELS:-}}\"");
+                let _ = writeln!(c, "if [ -z \"$TEST_IMAGES\" ] || [ -z \"$TEST_LABELS\" ]; then\n  echo \"trained runs/fold_*; set TEST_IMAGES and TEST_LABELS (held-out images and labels) to predict and evaluate\"\n  exit 0\nfi");
+            }
+            let _ = writeln!(c, "# The folds' ensemble (softmax average), with test-time mirroring:");
+            let _ = writeln!(c, "\"$REPUX\" predict -i \"$TEST_IMAGES\" -o predictions -m runs");
+            let _ = writeln!(c, "\"$REPUX\" evaluate --pred predictions --ref \"$TEST_LABELS\" --labels labels.json");
         }
         Some((pm, rm)) => {
+            let _ = writeln!(c, "FLARE_MODEL=\"${{FLARE_MODEL:?set FLARE_MODEL to the FLARE model (a training folder, a folder of fold_K runs, or a model directory)}}\"");
             let _ = writeln!(c, "# External test: the FLARE model, unchanged (FLARE classes: liver 1, kidney 2, spleen 3, pancreas 4).");
             let _ = writeln!(c, "# Every labelled case, linked into one input and one reference folder under nnU-Net names:");
             let _ = writeln!(c, "mkdir -p inputs references");
             for t in &ds.training {
-                let e = repux_volume::dataset::ending_of(&t.images[0]);
-                let _ = writeln!(c, "ln -sf \"{}\" \"inputs/{}_0000{e}\"", abs(&t.images[0]), t.id);
-                if let Some(l) = &t.label {
-                    let _ = writeln!(c, "ln -sf \"{}\" \"references/{}{}\"", abs(l), t.id, repux_volume::dataset::ending_of(l));
-                }
+                link_case(&mut c, t, "inputs", "references");
             }
-            let _ = writeln!(c, "repux predict -i inputs -o predictions -m FLARE_MODEL_DIR");
-            let _ = writeln!(c, "repux evaluate --pred predictions --ref references --pred-map {pm} --ref-map {rm} --labels labels.json");
+            let _ = writeln!(c, "\"$REPUX\" predict -i inputs -o predictions -m \"$FLARE_MODEL\"");
+            let _ = writeln!(c, "\"$REPUX\" evaluate --pred predictions --ref references --pred-map {pm} --ref-map {rm} --labels labels.json");
             let _ = writeln!(c, "# Training on this dataset itself works as for FLARE: repux plan/preprocess/train with model.json and train.toml.");
         }
     }

@@ -68,7 +68,9 @@ pub struct Args {
     /// Train N iterations past the planned length, continuing from OUT/checkpoint_latest.
     #[arg(long)]
     pub extend: Option<usize>,
-    /// Initialise from a trained model directory (or a training folder's checkpoint_final).
+    /// Initialise from a trained model directory (or a training folder's checkpoint_final), or
+    /// from a weight file such as the authors' .pth (then --model-preset describes the network;
+    /// the file's kernels are the ones the network starts convolving with, δ included).
     #[arg(long)]
     pub init_from: Option<PathBuf>,
     /// With --init-from: a new output head for this dataset's classes (e.g. FLARE → AMOS).
@@ -104,6 +106,30 @@ extern "C" fn on_sigint(_: libc::c_int) {
 fn read_config(path: &Path) -> Result<ConfigFile> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     toml::from_str(&text).map_err(|e| anyhow!("{}: invalid training config: {e}", path.display()))
+}
+
+/// `--resume`/`--extend` continue with the checkpoint's saved configuration; every flag that
+/// would have changed it is named instead of silently dropped.
+fn report_ignored_by_resume(a: &Args) {
+    let given = [
+        ("--config", a.config.is_some()),
+        ("--model-preset", a.model_preset.is_some()),
+        ("--iterations", a.iterations.is_some()),
+        ("--val-interval", a.val_interval.is_some()),
+        ("--lr", a.lr.is_some()),
+        ("--weight-decay", a.weight_decay.is_some()),
+        ("--schedule", a.schedule.is_some()),
+        ("--warmup", a.warmup.is_some()),
+        ("--seed", a.seed.is_some()),
+        ("--crops-per-volume", a.crops_per_volume.is_some()),
+        ("--augment", a.augment.is_some()),
+        ("--early-stopping", a.early_stopping.is_some()),
+        ("--init-from", a.init_from.is_some()),
+    ];
+    let ignored: Vec<&str> = given.iter().filter(|g| g.1).map(|g| g.0).collect();
+    if !ignored.is_empty() {
+        eprintln!("warning: a resumed run continues with the configuration saved in {}/checkpoint_latest; ignored: {} (use --extend N to train longer)", a.out.display(), ignored.join(", "));
+    }
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
@@ -148,8 +174,17 @@ pub fn run(a: Args) -> Result<ExitCode> {
     if a.early_stopping.is_some() {
         cfg.early_stopping = a.early_stopping;
     }
-    let spec = a.model_preset.clone().or(file.model).unwrap_or_else(|| "small".into());
+    if a.resume || a.extend.is_some() {
+        report_ignored_by_resume(&a);
+    }
+    // A model file named in train.toml is relative to that file, as a recipe writes it.
+    let file_model = file.model.map(|m| match &a.config {
+        Some(cfg) if Path::new(&m).is_relative() && ModelConfig::preset(&m).is_none() => cfg.parent().map(|d| d.join(&m).to_string_lossy().into_owned()).unwrap_or(m),
+        _ => m,
+    });
+    let spec = a.model_preset.clone().or(file_model).unwrap_or_else(|| "small".into());
     let mut model = match &a.init_from {
+        Some(f) if f.is_file() => ModelConfig::load(&spec).map_err(|e| anyhow!(e))?,
         // Fine-tuning keeps the architecture of the weights it starts from.
         Some(dir) => {
             let d = if dir.join("config.json").is_file() { dir.clone() } else { dir.join("checkpoint_final") };
@@ -157,7 +192,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         }
         None => ModelConfig::load(&spec).map_err(|e| anyhow!(e))?,
     };
-    if a.init_from.is_some() && model.in_channels != plans.normalization.len() {
+    if a.init_from.as_ref().is_some_and(|f| !f.is_file()) && model.in_channels != plans.normalization.len() {
         bail!("--init-from: the model takes {} input channels, the plans have {}", model.in_channels, plans.normalization.len());
     }
     model.in_channels = plans.normalization.len();

@@ -1,12 +1,17 @@
-//! Whole-case prediction with a model directory (`config.json`, `model.safetensors`,
-//! `plans.json`): preprocess with the model's plans, sliding window in deploy mode, softmax,
+//! Whole-case prediction with one model directory (`config.json`, `model.safetensors`,
+//! `plans.json`) or an ensemble of them: preprocess with the models' plans, sliding window in
+//! deploy mode per model, softmax, average the models' probabilities (nnU-Net's `-f 0 1 2 3 4`),
 //! map every class back to the native grid, arg-max — class by class, so memory holds at most
-//! one class at native resolution in f32 (plus f16 probabilities when asked for).
+//! one class at native resolution in f32; probabilities, when asked for, go to a sink one class
+//! at a time (`repux predict --probabilities` writes them to an f16 `.npy` slab by slab).
+//!
+//! [`resolve_models`] turns what users pass to `-m` into model directories: a model directory
+//! itself, a training folder (the `--out` of `repux train`: `checkpoint_final`, else
+//! `checkpoint_best`, or the one [`Checkpoint`] names), or a folder of `fold_K/` training folders.
 
 use crate::postprocess::largest_component_per_class;
-use crate::window::{sliding_window, softmax, WindowConfig};
+use crate::window::{sliding_window, softmax, WindowConfig, WindowError};
 use burn::tensor::{Tensor, TensorData};
-use half::f16;
 use repux_nn::{cpu, Net};
 use repux_prep::{invert_channel, preprocess, Plans};
 use repux_volume::Geometry;
@@ -20,6 +25,10 @@ pub enum InferError {
     Prep(#[from] repux_prep::Error),
     #[error(transparent)]
     Weights(#[from] repux_nn::WeightError),
+    #[error(transparent)]
+    Values(#[from] repux_nn::ValuesError),
+    #[error(transparent)]
+    Window(#[from] WindowError),
     #[error("{}: {msg}", path.display())]
     Case { path: PathBuf, msg: String },
 }
@@ -27,16 +36,15 @@ pub enum InferError {
 #[derive(Clone, Debug)]
 pub struct PredictOptions {
     pub overlap: f64,
-    /// Average over the 8 mirrorings.
+    /// Average over the 8 mirrorings (nnU-Net's test-time mirroring; on by default).
     pub tta: bool,
     pub tile_batch: usize,
-    pub probabilities: bool,
     pub largest_component: bool,
 }
 
 impl Default for PredictOptions {
     fn default() -> Self {
-        PredictOptions { overlap: 0.5, tta: false, tile_batch: 1, probabilities: false, largest_component: false }
+        PredictOptions { overlap: 0.5, tta: true, tile_batch: 1, largest_component: false }
     }
 }
 
@@ -45,63 +53,192 @@ pub struct Prediction {
     pub geometry: Geometry,
     /// Class index per voxel.
     pub labels: Vec<f32>,
-    /// classes × D × H × W softmax probabilities, when asked for.
-    pub probabilities: Option<Vec<f16>>,
     pub classes: usize,
 }
 
+/// Which checkpoint of a training folder to predict with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Checkpoint {
+    /// `checkpoint_final`, else `checkpoint_best`.
+    #[default]
+    Auto,
+    Final,
+    Best,
+    Latest,
+}
+
+fn is_model_dir(p: &Path) -> bool {
+    p.join("config.json").is_file() && p.join("model.safetensors").is_file()
+}
+
+fn training_checkpoint(run: &Path, which: Checkpoint) -> Option<PathBuf> {
+    let names: &[&str] = match which {
+        Checkpoint::Auto => &["checkpoint_final", "checkpoint_best"],
+        Checkpoint::Final => &["checkpoint_final"],
+        Checkpoint::Best => &["checkpoint_best"],
+        Checkpoint::Latest => &["checkpoint_latest"],
+    };
+    names.iter().map(|n| run.join(n)).find(|d| is_model_dir(d))
+}
+
+fn is_training_folder(p: &Path) -> bool {
+    ["checkpoint_final", "checkpoint_best", "checkpoint_latest"].iter().any(|n| is_model_dir(&p.join(n)))
+}
+
+/// The model directories behind `-m` arguments (see the module docs), in order.
+pub fn resolve_models(paths: &[PathBuf], which: Checkpoint) -> Result<Vec<PathBuf>, InferError> {
+    let bad = |p: &Path, msg: String| InferError::Case { path: p.to_path_buf(), msg };
+    let mut out = Vec::new();
+    for p in paths {
+        if is_model_dir(p) {
+            if which != Checkpoint::Auto {
+                return Err(bad(p, "is a model directory; --checkpoint picks among a training folder's checkpoints".into()));
+            }
+            out.push(p.clone());
+        } else if is_training_folder(p) {
+            let d = training_checkpoint(p, which).ok_or_else(|| bad(p, format!("training folder without a {} checkpoint", checkpoint_name(which))))?;
+            out.push(d);
+        } else if p.is_dir() {
+            let mut folds: Vec<(usize, PathBuf)> = std::fs::read_dir(p)
+                .map_err(|e| repux_volume::Error::io(p, e))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter_map(|d| {
+                    let k = d.file_name()?.to_str()?.strip_prefix("fold_")?.parse::<usize>().ok()?;
+                    Some((k, d))
+                })
+                .filter(|(_, d)| is_training_folder(d) || is_model_dir(d))
+                .collect();
+            if folds.is_empty() {
+                return Err(bad(p, "is not a model directory (config.json + model.safetensors), a training folder (checkpoint_final/best/latest) or a folder of fold_K/ training folders".into()));
+            }
+            folds.sort();
+            for (_, d) in folds {
+                if is_model_dir(&d) {
+                    out.push(d);
+                } else {
+                    out.push(training_checkpoint(&d, which).ok_or_else(|| bad(&d, format!("training folder without a {} checkpoint", checkpoint_name(which))))?);
+                }
+            }
+        } else {
+            return Err(repux_volume::Error::invalid(p, "no such model directory").into());
+        }
+    }
+    Ok(out)
+}
+
+fn checkpoint_name(which: Checkpoint) -> &'static str {
+    match which {
+        Checkpoint::Auto => "final or best",
+        Checkpoint::Final => "checkpoint_final",
+        Checkpoint::Best => "checkpoint_best",
+        Checkpoint::Latest => "checkpoint_latest",
+    }
+}
+
 pub struct Predictor {
-    /// The deploy network (BFR, BatchNorm and SR folded).
-    pub net: Net,
+    /// The deploy networks (BFR, BatchNorm and SR folded), one per ensemble member.
+    pub nets: Vec<Net>,
+    /// The plans every member shares.
     pub plans: Plans,
+    /// The model directories, in the order of `nets`.
+    pub models: Vec<PathBuf>,
 }
 
 impl Predictor {
-    /// Loads a model directory once.
+    /// Loads one model directory.
     pub fn load(dir: &Path) -> Result<Predictor, InferError> {
-        let net = repux_nn::load_model_dir(dir, &cpu())?.merge();
-        let plans_path = dir.join("plans.json");
-        let plans = Plans::load(&plans_path)?;
-        let cfg = net.config();
-        if plans.normalization.len() != cfg.in_channels {
-            return Err(InferError::Case { path: plans_path, msg: format!("plans normalise {} channels, the model takes {}", plans.normalization.len(), cfg.in_channels) });
+        Predictor::load_ensemble(&[dir.to_path_buf()])
+    }
+
+    /// Loads model directories to ensemble; they must share plans and class count.
+    pub fn load_ensemble(dirs: &[PathBuf]) -> Result<Predictor, InferError> {
+        let Some(first) = dirs.first() else {
+            return Err(InferError::Case { path: PathBuf::from("-m"), msg: "no model given".into() });
+        };
+        let mut nets = Vec::new();
+        let mut plans: Option<Plans> = None;
+        for dir in dirs {
+            let net = repux_nn::load_model_dir(dir, &cpu())?.merge();
+            let plans_path = dir.join("plans.json");
+            let p = Plans::load(&plans_path)?;
+            let cfg = net.config();
+            if p.normalization.len() != cfg.in_channels {
+                return Err(InferError::Case { path: plans_path, msg: format!("plans normalise {} channels, the model takes {}", p.normalization.len(), cfg.in_channels) });
+            }
+            if p.num_classes() != cfg.out_channels {
+                return Err(InferError::Case { path: plans_path, msg: format!("plans have {} classes, the model predicts {}", p.num_classes(), cfg.out_channels) });
+            }
+            if let Some(p0) = &plans {
+                if *p0 != p {
+                    let what = if p0.num_classes() != p.num_classes() { format!("{} classes, {} has {}", p.num_classes(), first.display(), p0.num_classes()) } else { format!("plans differ from those of {} (an ensemble preprocesses once, so its members must share plans)", first.display()) };
+                    return Err(InferError::Case { path: plans_path, msg: format!("cannot ensemble: {what}") });
+                }
+            } else {
+                plans = Some(p);
+            }
+            nets.push(net);
         }
-        if plans.num_classes() != cfg.out_channels {
-            return Err(InferError::Case { path: plans_path, msg: format!("plans have {} classes, the model predicts {}", plans.num_classes(), cfg.out_channels) });
-        }
-        Ok(Predictor { net, plans })
+        let plans = plans.ok_or_else(|| InferError::Case { path: first.clone(), msg: "no model given".into() })?;
+        Ok(Predictor { nets, plans, models: dirs.to_vec() })
     }
 
     pub fn classes(&self) -> usize {
-        self.net.config().out_channels
+        self.plans.num_classes()
     }
 
-    /// Logits for a batch of `n` patches (n × C × P → n × classes × P).
-    pub fn forward_patches(&self, batch: &[f32], n: usize) -> Vec<f32> {
+    /// Logits of network `m` for a batch of `n` patches (n × C × P → n × classes × P).
+    pub fn forward_patches(&self, m: usize, batch: &[f32], n: usize) -> Result<Vec<f32>, InferError> {
         let p = self.plans.patch_size;
-        let c = self.net.config().in_channels;
+        let net = &self.nets[m];
+        let c = net.config().in_channels;
         let x = Tensor::<5>::from_data(TensorData::new(batch.to_vec(), [n, c, p[0], p[1], p[2]]), &cpu());
-        self.net.forward(x).into_data().try_to_vec::<f32>().unwrap_or_default()
+        Ok(repux_nn::values(net.forward(x), "network output")?)
     }
 
     /// Predicts one case from its channel files.
     pub fn predict(&self, images: &[PathBuf], opts: &PredictOptions, progress: impl FnMut(usize, usize)) -> Result<Prediction, InferError> {
+        self.predict_with(images, opts, progress, |_, _, _| Ok(()))
+    }
+
+    /// Predicts one case; `probabilities(class, native_shape, values)` receives each class's
+    /// probabilities on the native grid in class order (one class in memory at a time).
+    /// `progress(done, total)` counts tiles over all ensemble members.
+    pub fn predict_with(
+        &self,
+        images: &[PathBuf],
+        opts: &PredictOptions,
+        mut progress: impl FnMut(usize, usize),
+        mut probabilities: impl FnMut(usize, [usize; 3], &[f32]) -> Result<(), InferError>,
+    ) -> Result<Prediction, InferError> {
         let case = repux_volume::Case { id: String::new(), images: images.to_vec(), label: None };
         let image = repux_prep::read_case_image(&case)?;
-        let first = images.first().cloned().unwrap_or_default();
-        if image.channels != self.net.config().in_channels {
-            return Err(InferError::Case { path: first, msg: format!("{} channels, the model takes {}", image.channels, self.net.config().in_channels) });
+        let first = images.first().cloned().ok_or_else(|| InferError::Case { path: PathBuf::from("-i"), msg: "a case with no image files".into() })?;
+        let cin = self.plans.normalization.len();
+        if image.channels != cin {
+            return Err(InferError::Case { path: first, msg: format!("{} channels, the model takes {cin}", image.channels) });
         }
         let pre = preprocess(&image, None, &self.plans.prep_config()).map_err(|e| InferError::Case { path: first.clone(), msg: e.to_string() })?;
         let classes = self.classes();
         let cfg = WindowConfig { patch: self.plans.patch_size, overlap: opts.overlap, mirror: opts.tta, tile_batch: opts.tile_batch };
-        let mut probs = sliding_window(&pre.image.data, pre.image.channels, pre.image.geometry.shape, classes, &cfg, |b, n| self.forward_patches(b, n), progress);
-        softmax(&mut probs, classes);
+        let members = self.nets.len();
+        let mut probs: Vec<f32> = Vec::new();
+        for m in 0..members {
+            let mut p = sliding_window(&pre.image.data, pre.image.channels, pre.image.geometry.shape, classes, &cfg, |b, n| self.forward_patches(m, b, n), |done, total| progress(m * total + done, members * total))?;
+            softmax(&mut p, classes);
+            if probs.is_empty() {
+                probs = p;
+            } else {
+                probs.iter_mut().zip(&p).for_each(|(a, b)| *a += b);
+            }
+        }
+        if members > 1 {
+            let k = members as f32;
+            probs.iter_mut().for_each(|v| *v /= k);
+        }
         let n_pre = pre.image.geometry.voxels();
         let n = image.geometry.voxels();
         let mut best = vec![f32::NEG_INFINITY; n];
         let mut labels = vec![0f32; n];
-        let mut out_probs = opts.probabilities.then(|| Vec::with_capacity(classes * n));
         for c in 0..classes {
             let p = invert_channel(&probs[c * n_pre..(c + 1) * n_pre], &pre.record, if c == 0 { 1.0 } else { 0.0 });
             for ((b, l), &v) in best.iter_mut().zip(labels.iter_mut()).zip(&p) {
@@ -110,14 +247,12 @@ impl Predictor {
                     *l = c as f32;
                 }
             }
-            if let Some(o) = out_probs.as_mut() {
-                o.extend(p.iter().map(|&v| f16::from_f32(v)));
-            }
+            probabilities(c, image.geometry.shape, &p)?;
         }
         if opts.largest_component {
             largest_component_per_class(&mut labels, image.geometry.shape);
         }
-        Ok(Prediction { geometry: image.geometry, labels, probabilities: out_probs, classes })
+        Ok(Prediction { geometry: image.geometry, labels, classes })
     }
 }
 

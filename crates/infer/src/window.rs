@@ -43,6 +43,7 @@ pub fn flip(data: &[f32], channels: usize, p: [usize; 3], flips: [bool; 3]) -> V
     (0..channels).flat_map(|c| ro.apply_data(&data[c * n..(c + 1) * n])).collect()
 }
 
+#[derive(Clone, Copy, Debug)]
 pub struct WindowConfig {
     pub patch: [usize; 3],
     pub overlap: f64,
@@ -52,17 +53,27 @@ pub struct WindowConfig {
     pub tile_batch: usize,
 }
 
+/// A predictor returned logits of the wrong size.
+#[derive(Debug, thiserror::Error)]
+#[error("the network returned {got} logits for {tiles} tile(s); expected {want}")]
+pub struct WindowError {
+    pub got: usize,
+    pub want: usize,
+    pub tiles: usize,
+}
+
 /// Runs `predict(batch, n)` (batch: n × C_in × P → n × classes × P logits) over the volume and
-/// returns the blended logits, classes × D × H × W. `progress(done, total)` counts tiles.
-pub fn sliding_window(
+/// returns the blended logits, classes × D × H × W. `progress(done, total)` counts tiles. The
+/// first error of `predict` ends the run and is returned.
+pub fn sliding_window<E: From<WindowError>>(
     image: &[f32],
     channels: usize,
     shape: [usize; 3],
     classes: usize,
     cfg: &WindowConfig,
-    mut predict: impl FnMut(&[f32], usize) -> Vec<f32>,
+    mut predict: impl FnMut(&[f32], usize) -> Result<Vec<f32>, E>,
     mut progress: impl FnMut(usize, usize),
-) -> Vec<f32> {
+) -> Result<Vec<f32>, E> {
     let p = cfg.patch;
     // Volumes smaller than the patch are zero-padded (and cropped back at the end).
     let padded: [usize; 3] = std::array::from_fn(|a| shape[a].max(p[a]));
@@ -113,7 +124,10 @@ pub fn sliding_window(
         let mut logits = vec![0f32; chunk.len() * classes * np];
         for f in &flips {
             let batch: Vec<f32> = tiles.iter().flat_map(|t| flip(t, channels, p, *f)).collect();
-            let out = predict(&batch, chunk.len());
+            let out = predict(&batch, chunk.len())?;
+            if out.len() != logits.len() {
+                return Err(WindowError { got: out.len(), want: logits.len(), tiles: chunk.len() }.into());
+            }
             for (b, l) in out.chunks(classes * np).enumerate() {
                 for (a, v) in logits[b * classes * np..(b + 1) * classes * np].iter_mut().zip(flip(l, classes, p, *f)) {
                     *a += v / flips.len() as f32;
@@ -151,7 +165,7 @@ pub fn sliding_window(
             }
         }
     }
-    out
+    Ok(out)
 }
 
 /// Softmax over the class axis of a classes × N array, in place.

@@ -7,6 +7,7 @@ pub mod config;
 pub mod layers;
 pub mod net;
 pub mod ops;
+pub mod pth;
 pub mod summary;
 pub mod swin_unetr;
 pub mod weights;
@@ -14,9 +15,23 @@ pub mod weights;
 pub use config::{Arch, ModelConfig, Reparam};
 pub use net::{Net, UxNet};
 pub use swin_unetr::SwinUnetr;
-pub use weights::{load_into, load_model_dir, read_state_dict, save_model_dir, state_dict, StateDict, WeightError, Weights};
+pub use weights::{deploy_state_dict, export, import_state_dict, load_into, load_model_dir, read_state_dict, read_weights, save_model_dir, state_dict, ExportFormat, KernelForm, StateDict, WeightError, Weights};
 
 /// The CPU device repux computes on (burn's pure-Rust Flex backend).
 pub fn cpu() -> burn::tensor::Device {
     burn::tensor::Device::flex()
+}
+
+/// A tensor whose values could not be read as f32.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}: cannot read the tensor's values as f32: {msg}")]
+pub struct ValuesError {
+    pub what: String,
+    pub msg: String,
+}
+
+/// The values of a tensor in C order as f32 (other float dtypes are converted); `what` names
+/// the tensor in the error.
+pub fn values<const D: usize>(t: burn::tensor::Tensor<D>, what: &str) -> Result<Vec<f32>, ValuesError> {
+    t.into_data().try_into_vec_as::<f32>().map_err(|e| ValuesError { what: what.to_string(), msg: format!("{e:?}") })
 }

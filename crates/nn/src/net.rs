@@ -176,14 +176,34 @@ impl Net {
         }
     }
 
+    /// Calls `f` on every RepUX-Net block (3D UX-Net and SwinUNETR have none).
+    pub fn for_each_rep_block(&mut self, mut f: impl FnMut(&mut RepUxBlock)) {
+        if let Net::Ux(n) = self {
+            for b in n.encoder.stages.iter_mut().flatten() {
+                if let Block::Rep(r) = b {
+                    f(r);
+                }
+            }
+        }
+    }
+
+    /// The network as the reference implementation's evaluation network holds it — the
+    /// authors' `deploy=True` RepUX-Net (kernels with δ applied, BatchNorms kept; SR folded), 3D
+    /// UX-Net and MONAI's SwinUNETR as they are. Its state dict is what `repux model export`
+    /// writes.
+    pub fn deploy_form(&self) -> Net {
+        let mut net = self.clone();
+        net.for_each_rep_block(|b| *b = b.deploy_form());
+        net
+    }
+
     /// The deploy network: every RepUX block merged (δ applied, BatchNorms and SR branches
     /// folded); other networks are returned as they are. Its output equals this network's
     /// eval-mode output.
     pub fn merge(&self) -> Net {
-        match self {
-            Net::Ux(n) => Net::Ux(n.merge()),
-            Net::Swin(n) => Net::Swin(n.clone()),
-        }
+        let mut net = self.clone();
+        net.for_each_rep_block(|b| *b = b.merge());
+        net
     }
 }
 
@@ -223,16 +243,4 @@ impl UxNet {
         self.out.forward(self.decoder1.forward(d))
     }
 
-    /// Every RepUX block merged (δ applied, BatchNorms and SR branches folded).
-    pub fn merge(&self) -> UxNet {
-        let mut net = self.clone();
-        for stage in net.encoder.stages.iter_mut() {
-            for b in stage.iter_mut() {
-                if let Block::Rep(r) = b {
-                    *r = r.merge();
-                }
-            }
-        }
-        net
-    }
 }

@@ -90,9 +90,10 @@ pub fn burn_conv_transpose3d_k2s2<B: burn::backend::Backend>(x: FloatTensor<B>, 
 fn flex_vec(t: FloatTensor<Flex>) -> Vec<f32> {
     let data = t.into_data();
     // f32 moves the buffer out when the tensor owns it (no copy); other float dtypes convert.
-    // Either way the dtype matches, so the conversion cannot fail (the kernels assert lengths).
+    // Either way the dtype matches, so the conversion cannot fail; if it ever did, the kernels
+    // must not run on an empty or garbled buffer.
     let data = if data.dtype() == burn::tensor::DType::F32 { data } else { data.convert::<f32>() };
-    data.try_into_vec::<f32>().unwrap_or_default()
+    data.try_into_vec::<f32>().unwrap_or_else(|e| panic!("repux kernels: a tensor converted to f32 could not be read as f32 ({e:?})"))
 }
 
 /// The tensor's f32 values, borrowed where its storage is a contiguous f32 buffer (every tensor

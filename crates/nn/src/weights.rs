@@ -8,6 +8,21 @@
 //! weight`, `out.conv.conv.{weight,bias}`. SR branches (repux only): `…stages.{s}.{b}.sr.{j}.*`.
 //! SwinUNETR: MONAI's names (see `swin_unetr.rs`), including the `relative_position_index`
 //! buffers, which are derived: written on export, checked (when present) on import.
+//!
+//! ## What a file's depthwise kernels mean ([`KernelForm`])
+//! One rule, for every command that takes weights:
+//! - **A weight file from outside repux holds the kernels the network convolves with** — the
+//!   authors' checkpoints are what their evaluation network (`deploy=True`) runs as it is, with
+//!   no δ applied. Importing one into a BFR configuration stores `W = W_file / δ`, so the
+//!   network's effective kernel `δ ⊙ W` equals the file's: inference gives the authors' logits,
+//!   and fine-tuning with BFR starts from exactly the file's network.
+//! - **repux's own model directories and checkpoints hold the raw training W** (BFR's δ is
+//!   applied by the forward), so resume stays exact. Their `model.safetensors` says so in its
+//!   metadata (`repux.kernels = training`); a model directory is read that way in any case.
+//! - **`repux model export` writes the deploy form** ([`deploy_state_dict`]): δ applied, the
+//!   BatchNorms kept (SR branches folded), in the authors' key layout, as `.pth` (what
+//!   `torch.save` writes) or `.safetensors` — the authors' `deploy=True` network reproduces
+//!   repux's logits with it, and importing it back gives the same network.
 
 use crate::config::{Arch, ModelConfig};
 use crate::layers::conv::{Conv, DwConv, TranspConv};
@@ -32,8 +47,23 @@ use std::path::{Path, PathBuf};
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct StateDict(pub BTreeMap<String, (Vec<usize>, Vec<f32>)>);
 
+/// What the depthwise kernels of a weight file are (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KernelForm {
+    /// The kernels the convolution uses (δ already in them): the authors' files, MONAI's, and
+    /// everything `repux model export` writes.
+    Deploy,
+    /// repux's stored training W: the forward applies BFR's δ.
+    Training,
+}
+
+/// The safetensors metadata key that marks repux's own training-form files.
+pub const KERNEL_FORM_KEY: &str = "repux.kernels";
+
 #[derive(Debug, thiserror::Error)]
 pub enum WeightError {
+    #[error(transparent)]
+    Values(#[from] crate::ValuesError),
     #[error("{}: {msg}", path.display())]
     Read { path: PathBuf, msg: String },
     #[error("weights do not fit the model:{}", format_lists(missing, unexpected, mismatched))]
@@ -58,9 +88,9 @@ fn key(p: &str, name: &str) -> String {
     }
 }
 
-fn data<const D: usize>(t: Tensor<D>) -> (Vec<usize>, Vec<f32>) {
+fn data<const D: usize>(key: &str, t: Tensor<D>) -> Result<(Vec<usize>, Vec<f32>), crate::ValuesError> {
     let shape = t.dims().to_vec();
-    (shape, t.into_data().try_to_vec::<f32>().unwrap_or_default())
+    Ok((shape, crate::values(t, key)?))
 }
 
 /// Something that walks a module's tensors under their PyTorch key names: exporting reads them,
@@ -74,19 +104,43 @@ pub trait Visitor {
     fn constant(&mut self, _key: &str, _shape: &[usize], _values: &[f32]) {}
 }
 
-/// Collects every tensor into a [`StateDict`].
+/// Collects every tensor into a [`StateDict`]; the first tensor whose values cannot be read is
+/// kept as the error.
 #[derive(Default)]
-pub struct Exporter(pub StateDict);
+pub struct Exporter {
+    sd: StateDict,
+    error: Option<crate::ValuesError>,
+}
+
+impl Exporter {
+    fn insert(&mut self, key: &str, d: Result<(Vec<usize>, Vec<f32>), crate::ValuesError>) {
+        match d {
+            Ok(v) => {
+                self.sd.0.insert(key.to_string(), v);
+            }
+            Err(e) => {
+                self.error.get_or_insert(e);
+            }
+        }
+    }
+
+    pub fn finish(self) -> Result<StateDict, WeightError> {
+        match self.error {
+            Some(e) => Err(e.into()),
+            None => Ok(self.sd),
+        }
+    }
+}
 
 impl Visitor for Exporter {
     fn param<const D: usize>(&mut self, key: &str, p: &mut Param<Tensor<D>>) {
-        self.0 .0.insert(key.to_string(), data(p.val()));
+        self.insert(key, data(key, p.val()));
     }
     fn running(&mut self, key: &str, r: &mut RunningState<Tensor<1>>) {
-        self.0 .0.insert(key.to_string(), data(r.value()));
+        self.insert(key, data(key, r.value()));
     }
     fn constant(&mut self, key: &str, shape: &[usize], values: &[f32]) {
-        self.0 .0.insert(key.to_string(), (shape.to_vec(), values.to_vec()));
+        self.sd.0.insert(key.to_string(), (shape.to_vec(), values.to_vec()));
     }
 }
 
@@ -157,11 +211,17 @@ pub trait Weights {
     fn visit<V: Visitor>(&mut self, p: &str, v: &mut V);
 }
 
-/// Every tensor of `m` by PyTorch key name.
-pub fn state_dict<M: Weights + Clone>(m: &M) -> StateDict {
+/// Every tensor of `m` by PyTorch key name (for a network: the training form, raw W).
+pub fn state_dict<M: Weights + Clone>(m: &M) -> Result<StateDict, WeightError> {
     let mut e = Exporter::default();
     m.clone().visit("", &mut e);
-    e.0
+    e.finish()
+}
+
+/// The state dict in the reference implementation's deploy form ([`Net::deploy_form`]): what
+/// `repux model export` writes and what the authors' `deploy=True` network loads.
+pub fn deploy_state_dict(net: &Net) -> Result<StateDict, WeightError> {
+    state_dict(&net.deploy_form())
 }
 
 impl Weights for LayerNormCf {
@@ -387,10 +447,21 @@ fn normalise_key(k: &str) -> String {
 
 /// Reads `.pth`/`.pt` (torch.save zip or legacy pickle) or `.safetensors` into a [`StateDict`].
 pub fn read_state_dict(path: &Path) -> Result<StateDict, WeightError> {
+    Ok(read_weights(path)?.0)
+}
+
+/// Reads a weight file and says what its depthwise kernels are: [`KernelForm::Training`] only
+/// for a safetensors file whose metadata marks it as repux's training state.
+pub fn read_weights(path: &Path) -> Result<(StateDict, KernelForm), WeightError> {
     let name = path.to_string_lossy().to_ascii_lowercase();
     let mut sd = StateDict::default();
+    let mut form = KernelForm::Deploy;
     if name.ends_with(".safetensors") {
         let bytes = std::fs::read(path).map_err(|e| read_err(path, e))?;
+        let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| read_err(path, format!("not a valid safetensors file: {e}")))?;
+        if header.metadata().as_ref().and_then(|m| m.get(KERNEL_FORM_KEY)).is_some_and(|v| v == "training") {
+            form = KernelForm::Training;
+        }
         let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| read_err(path, format!("not a valid safetensors file: {e}")))?;
         for (k, view) in st.tensors() {
             let v = bytes_to_f32(path, &k, &format!("{:?}", view.dtype()), view.data())?;
@@ -411,7 +482,7 @@ pub fn read_state_dict(path: &Path) -> Result<StateDict, WeightError> {
     if sd.0.is_empty() {
         return Err(read_err(path, "holds no tensors"));
     }
-    Ok(sd)
+    Ok((sd, form))
 }
 
 /// Writes a state dict as `.safetensors` (atomically).
@@ -426,21 +497,53 @@ pub fn write_safetensors(path: &Path, sd: &StateDict, metadata: Option<std::coll
     repux_volume::nifti::write_bytes_atomic(path, &out).map_err(|e| read_err(path, e))
 }
 
-/// Loads weights into `net` from a file; every mismatch is reported at once.
+/// Loads weights into `net` from a file (its [`KernelForm`] as the file says); every mismatch is
+/// reported at once.
 pub fn load_into(net: &mut Net, path: &Path, device: &Device) -> Result<(), WeightError> {
-    let sd = read_state_dict(path)?;
-    let mut im = Importer::new(sd, device);
-    net.visit("", &mut im);
-    im.finish().map_err(|e| match e {
+    let (sd, form) = read_weights(path)?;
+    import_state_dict(net, sd, form, device).map_err(|e| match e {
         WeightError::Mismatch { .. } => read_err(path, e),
         other => other,
     })
 }
 
-/// repux's model directory: `model.safetensors` + `config.json`.
+/// Replaces every tensor of `net` by the state dict's; a deploy-form file's kernels become the
+/// stored W that gives the same effective kernel ([`RepUxBlock::kernel_from_deploy`]).
+pub fn import_state_dict(net: &mut Net, sd: StateDict, form: KernelForm, device: &Device) -> Result<(), WeightError> {
+    let mut im = Importer::new(sd, device);
+    net.visit("", &mut im);
+    im.finish()?;
+    if form == KernelForm::Deploy {
+        net.for_each_rep_block(|b| b.kernel_from_deploy());
+    }
+    Ok(())
+}
+
+/// Writes the deploy-form state dict for PyTorch users: `.pth` (as `torch.save` writes a
+/// state dict) or `.safetensors`, chosen by `format`.
+pub fn export(net: &Net, path: &Path, format: ExportFormat) -> Result<(), WeightError> {
+    let sd = deploy_state_dict(net)?;
+    match format {
+        ExportFormat::Pth => crate::pth::write_pth(path, &sd).map_err(|e| read_err(path, e)),
+        ExportFormat::Safetensors => {
+            let meta = [("format", "pt"), (KERNEL_FORM_KEY, "deploy")].into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            write_safetensors(path, &sd, Some(meta))
+        }
+    }
+}
+
+/// The file formats of [`export`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExportFormat {
+    Pth,
+    Safetensors,
+}
+
+/// repux's model directory: `model.safetensors` (training form, marked so) + `config.json`.
 pub fn save_model_dir(net: &Net, dir: &Path) -> Result<(), WeightError> {
     std::fs::create_dir_all(dir).map_err(|e| read_err(dir, e))?;
-    write_safetensors(&dir.join("model.safetensors"), &state_dict(net), None)?;
+    let meta = [(KERNEL_FORM_KEY.to_string(), "training".to_string())].into_iter().collect();
+    write_safetensors(&dir.join("model.safetensors"), &state_dict(net)?, Some(meta))?;
     let cp = dir.join("config.json");
     repux_volume::nifti::write_json(&cp, net.config()).map_err(|e| read_err(&cp, e))
 }
@@ -452,6 +555,13 @@ pub fn load_model_dir(dir: &Path, device: &Device) -> Result<Net, WeightError> {
     let cfg: ModelConfig = serde_json::from_str(&text).map_err(|e| read_err(&cp, format!("invalid model config: {e}")))?;
     cfg.validate().map_err(|e| read_err(&cp, e))?;
     let mut net = Net::new(&cfg, device);
-    load_into(&mut net, &dir.join("model.safetensors"), device)?;
+    // A model directory holds repux's training W, whatever its metadata says (directories
+    // written before the metadata existed have none).
+    let file = dir.join("model.safetensors");
+    let (sd, _) = read_weights(&file)?;
+    import_state_dict(&mut net, sd, KernelForm::Training, device).map_err(|e| match e {
+        WeightError::Mismatch { .. } => read_err(&file, e),
+        other => other,
+    })?;
     Ok(net)
 }

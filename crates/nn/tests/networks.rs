@@ -49,8 +49,17 @@ fn input(name: &str) -> Tensor<5> {
 
 #[test]
 fn matches_pytorch_reference_and_deploy_merge_agrees() {
-    for (name, weights) in [("repux_k21", "repux_k21.pth"), ("repux_k7_plain", "repux_k7_plain.safetensors"), ("uxnet_k7", "uxnet_k7.pth")] {
-        let cfg = ModelConfig::load(fx(&format!("{name}.json")).to_str().unwrap()).unwrap();
+    // repux_k21 is an authors'-style checkpoint (their deploy network) read with the default
+    // RepUX-Net config (BFR) and with the authors' own constructor names (deploy: true);
+    // repux_k21_train is repux's training form (raw W, marked in the file's metadata).
+    for (name, config, weights) in [
+        ("repux_k21", "repux_k21.json", "repux_k21.pth"),
+        ("repux_k21", "repux_k21_authors.json", "repux_k21.pth"),
+        ("repux_k21_train", "repux_k21_train.json", "repux_k21_train.safetensors"),
+        ("repux_k7_plain", "repux_k7_plain.json", "repux_k7_plain.safetensors"),
+        ("uxnet_k7", "uxnet_k7.json", "uxnet_k7.pth"),
+    ] {
+        let cfg = ModelConfig::load(fx(config).to_str().unwrap()).unwrap();
         let mut net = Net::new(&cfg, &cpu());
         load_into(&mut net, &fx(weights), &cpu()).unwrap();
         let x = input(name);
@@ -61,7 +70,7 @@ fn matches_pytorch_reference_and_deploy_merge_agrees() {
         let got = values(y);
         // Tolerance: relative L2 ≤ 1e-4 (f32 here vs float64 in PyTorch on the same weights).
         let e = rel_l2(&got, &want);
-        assert!(e <= 1e-4, "{name}: relative L2 error {e}");
+        assert!(e <= 1e-4, "{name} ({config}): relative L2 error {e}");
         // Deploy: δ and BatchNorm folded into the kernels; same output to ≤ 1e-5 relative.
         let deployed = net.merge();
         let e2 = rel_l2(&values(deployed.forward(x)), &got);
@@ -72,12 +81,12 @@ fn matches_pytorch_reference_and_deploy_merge_agrees() {
 #[test]
 fn paper_parameter_counts() {
     // Counted as PyTorch does (tools/torch_reference.py printed the same numbers).
-    let rep = repux_nn::summary::summary(&Net::new(&ModelConfig::preset("paper").unwrap(), &cpu()));
+    let rep = repux_nn::summary::summary(&Net::new(&ModelConfig::preset("paper").unwrap(), &cpu())).unwrap();
     assert_eq!(rep.parameters, 65_827_829);
     assert_eq!(rep.buffers, 2 * 2 * (48 + 96 + 192 + 384));
     let dw: usize = rep.tensors.iter().filter(|t| t.name.ends_with("dwconv.weight")).map(|t| t.numel).sum();
     assert_eq!(dw, 13_335_840, "the 21³ depthwise kernels");
-    let ux = repux_nn::summary::summary(&Net::new(&ModelConfig::preset("paper-uxnet").unwrap(), &cpu()));
+    let ux = repux_nn::summary::summary(&Net::new(&ModelConfig::preset("paper-uxnet").unwrap(), &cpu())).unwrap();
     assert_eq!(ux.parameters, 53_006_069);
 }
 
@@ -137,6 +146,92 @@ fn sr_and_bn_merges_equal_the_training_network_in_eval() {
         let e = rel_l2(&deploy, &train);
         assert!(e <= 1e-5, "{reparam:?}: merged vs eval relative L2 {e}");
     }
+}
+
+/// The authors' kernels are the ones convolved with: imported under BFR, the stored W is
+/// W_file / δ and the effective kernel δ ⊙ W is the file's (what fine-tuning starts from), and
+/// applying δ once more would change the logits by tens of percent.
+#[test]
+fn authors_kernels_are_the_effective_kernels_under_bfr() {
+    let cfg = ModelConfig::load(fx("repux_k21.json").to_str().unwrap()).unwrap();
+    assert_eq!(cfg.reparam(), Reparam::Bfr);
+    let mut net = Net::new(&cfg, &cpu());
+    load_into(&mut net, &fx("repux_k21.pth"), &cpu()).unwrap();
+    let file = repux_nn::read_state_dict(&fx("repux_k21.pth")).unwrap();
+    let delta = bfr_delta(21, 1.0);
+    let mut blocks = 0;
+    net.for_each_rep_block(|b| {
+        let key = format!("repuxnet_3d.stages.{}.{}.dwconv.weight", blocks / 2, blocks % 2);
+        let (_, want) = &file.0[&key];
+        let e = rel_l2(&values(b.effective_weight()), want);
+        assert!(e < 1e-6, "{key}: effective kernel vs file, relative L2 {e}");
+        // The stored W is the file's kernel divided by δ, tap by tap.
+        let w = values(b.dwconv.weight.val());
+        let k3 = delta.len();
+        let worst = w.iter().enumerate().map(|(i, v)| ((*v as f64) * delta[i % k3] - want[i] as f64).abs()).fold(0f64, f64::max);
+        assert!(worst < 1e-5, "{key}: W·δ vs file off by {worst}");
+        blocks += 1;
+    });
+    assert_eq!(blocks, 8);
+    // The old misreading (δ applied on top of the file's kernels) is far from the authors' logits.
+    let mut wrong = Net::new(&cfg, &cpu());
+    repux_nn::import_state_dict(&mut wrong, file, repux_nn::KernelForm::Training, &cpu()).unwrap();
+    let (_, want) = npy("repux_k21_logits.npy");
+    let e = rel_l2(&values(wrong.forward(input("repux_k21"))), &want);
+    assert!(e > 0.05, "δ applied twice should be visibly wrong, got relative L2 {e}");
+}
+
+/// `repux model export` writes the deploy form: for repux's training-form network, the state
+/// dict PyTorch computes from it (tools/torch_reference.py `deploy_state_dict`: W·δ, BatchNorm
+/// kept), so the authors' deploy network reproduces repux's logits; both formats read back to
+/// the same network.
+#[test]
+fn export_writes_the_deploy_form_pytorch_computes() {
+    let cfg = ModelConfig::load(fx("repux_k21_train.json").to_str().unwrap()).unwrap();
+    let mut net = Net::new(&cfg, &cpu());
+    load_into(&mut net, &fx("repux_k21_train.safetensors"), &cpu()).unwrap();
+    let want = repux_nn::read_state_dict(&fx("repux_k21_train_deploy.safetensors")).unwrap();
+    let d = tempfile::tempdir().unwrap();
+    let x = input("repux_k21_train");
+    let logits = values(net.forward(x.clone()));
+    for (file, fmt) in [("m.pth", repux_nn::ExportFormat::Pth), ("m.safetensors", repux_nn::ExportFormat::Safetensors)] {
+        let path = d.path().join(file);
+        repux_nn::export(&net, &path, fmt).unwrap();
+        let (got, form) = repux_nn::read_weights(&path).unwrap();
+        assert_eq!(form, repux_nn::KernelForm::Deploy, "{file}");
+        assert_eq!(got.0.keys().collect::<Vec<_>>(), want.0.keys().collect::<Vec<_>>(), "{file}: the authors' keys");
+        for (k, (shape, v)) in &want.0 {
+            let (s2, v2) = &got.0[k];
+            assert_eq!(s2, shape, "{k}");
+            let e = rel_l2(v2, v);
+            // Tolerance: δ·W in f32 here and in PyTorch (δ from f64 here, f32 there).
+            assert!(e < 1e-6, "{file} {k}: relative L2 {e}");
+        }
+        // Imported back (deploy form into the BFR config): the same network.
+        let mut back = Net::new(&cfg, &cpu());
+        load_into(&mut back, &path, &cpu()).unwrap();
+        let e = rel_l2(&values(back.forward(x.clone())), &logits);
+        assert!(e < 1e-5, "{file}: re-imported export, relative L2 {e}");
+    }
+}
+
+/// An SR network exports with its branches folded (identity BatchNorm beside the merged
+/// kernel): a plain RepUX-Net of the same widths loading that file computes the same logits.
+#[test]
+fn sr_export_loads_into_the_plain_network() {
+    let cfg = ModelConfig { reparam: Some(Reparam::Sr), feature_size: [4, 8, 16, 16], hidden_size: 16, kernel_size: Some(7), sr_kernels: vec![3, 5], ..ModelConfig::default() };
+    let device = cpu();
+    device.seed(11);
+    let net = Net::new(&cfg, &device);
+    let x = Tensor::<5>::random([1, 1, 16, 16, 32], Distribution::Normal(0.0, 1.0), &device);
+    let d = tempfile::tempdir().unwrap();
+    let path = d.path().join("sr.pth");
+    repux_nn::export(&net, &path, repux_nn::ExportFormat::Pth).unwrap();
+    let plain_cfg = ModelConfig { reparam: Some(Reparam::None), ..cfg.clone() };
+    let mut plain = Net::new(&plain_cfg, &cpu());
+    load_into(&mut plain, &path, &cpu()).unwrap();
+    let e = rel_l2(&values(plain.forward(x.clone())), &values(net.forward(x)));
+    assert!(e < 1e-5, "SR export in the plain network: relative L2 {e}");
 }
 
 #[test]
@@ -310,7 +405,7 @@ fn swinunetr_matches_monai() {
     let d = tempfile::tempdir().unwrap();
     repux_nn::save_model_dir(&net, d.path()).unwrap();
     let back = repux_nn::load_model_dir(d.path(), &cpu()).unwrap();
-    assert_eq!(repux_nn::state_dict(&back), repux_nn::state_dict(&net));
+    assert_eq!(repux_nn::state_dict(&back).unwrap(), repux_nn::state_dict(&net).unwrap());
 }
 
 /// Key names and shapes of a v2 SwinUNETR (residual blocks before each stage, v2 merging) equal
@@ -321,7 +416,7 @@ fn swinunetr_v2_keys_match_monai() {
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
     let cfg: ModelConfig = serde_json::from_value(v["config"].clone()).unwrap();
     cfg.validate().unwrap();
-    let ours: std::collections::BTreeMap<String, Vec<usize>> = repux_nn::state_dict(&Net::new(&cfg, &cpu())).0.into_iter().map(|(k, (s, _))| (k, s)).collect();
+    let ours: std::collections::BTreeMap<String, Vec<usize>> = repux_nn::state_dict(&Net::new(&cfg, &cpu())).unwrap().0.into_iter().map(|(k, (s, _))| (k, s)).collect();
     let theirs: std::collections::BTreeMap<String, Vec<usize>> = serde_json::from_value(v["keys"].clone()).unwrap();
     assert_eq!(ours, theirs);
 }
@@ -331,7 +426,7 @@ fn swinunetr_parameter_counts_match_monai() {
     // Printed by tools/monai_swinunetr_fixtures.py (MONAI 1.5.1): SwinUNETR(in 1, out 14).
     for (preset, want) in [("swinunetr", 62_187_296), ("swinunetr-small", 15_703_304), ("swinunetr-tiny", 4_078_220)] {
         let cfg = ModelConfig { out_channels: 14, ..ModelConfig::preset(preset).unwrap() };
-        let s = repux_nn::summary::summary(&Net::new(&cfg, &cpu()));
+        let s = repux_nn::summary::summary(&Net::new(&cfg, &cpu())).unwrap();
         assert_eq!(s.parameters, want, "{preset}");
         assert_eq!(s.buffers, 8 * 343 * 343, "{preset}: the relative_position_index buffers");
     }

@@ -105,6 +105,18 @@ pub fn is_up_to_date(dir: &Path, plans: &Plans, case: &Case) -> bool {
     std::fs::read_to_string(&meta).ok().and_then(|t| serde_json::from_str::<CaseMeta>(&t).ok()).is_some_and(|m| m.key == case_key(plans, case))
 }
 
+/// Every label value must be one of the plans' labels (dataset.json's): a stray value would
+/// otherwise be clamped into some class or index past the one-hot.
+fn check_label_values(labels: &[f32], plans: &Plans, path: &Path) -> Result<(), Error> {
+    let allowed: std::collections::BTreeSet<u32> = plans.labels.values().copied().collect();
+    for &v in labels {
+        if v.fract() != 0.0 || v < 0.0 || !allowed.contains(&(v as u32)) {
+            return Err(Error::Case { path: path.to_path_buf(), problem: format!("label value {v} is not one of the plans' labels {:?} (run `repux dataset check`)", allowed.iter().collect::<Vec<_>>()) });
+        }
+    }
+    Ok(())
+}
+
 fn cache_case(case: &Case, plans: &Plans, out: &Path, force: bool) -> Result<Outcome, Error> {
     let key = case_key(plans, case);
     if !force && is_up_to_date(out, plans, case) {
@@ -114,7 +126,8 @@ fn cache_case(case: &Case, plans: &Plans, out: &Path, force: bool) -> Result<Out
     let label_path = case.label.as_ref().ok_or_else(|| Error::Other(format!("case {}: no label file", case.id)))?;
     let label = repux_volume::read_volume(label_path)?;
     let pre = preprocess(&image, Some(&label), &plans.prep_config()).map_err(|e| Error::Case { path: label_path.clone(), problem: e.to_string() })?;
-    let labels = pre.labels.unwrap_or_default();
+    let labels = pre.labels.ok_or_else(|| Error::Case { path: label_path.clone(), problem: "preprocessing returned no label map".into() })?;
+    check_label_values(&labels, plans, label_path)?;
     let shape = pre.image.geometry.shape;
     let (img_p, lab_p, meta_p) = paths(out, &case.id);
     npy::write(&img_p, &[pre.image.channels, shape[0], shape[1], shape[2]], &pre.image.data, NpyType::F16)?;

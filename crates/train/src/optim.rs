@@ -33,11 +33,32 @@ impl AdamW {
         AdamW { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: weight_decay as f32, step: 0, state: BTreeMap::new() }
     }
 
-    /// One step over every parameter of `net` that has a gradient in `grads`.
-    pub fn step(&mut self, net: &mut Net, mut grads: GradientsParams, lr: f64) {
+    /// One step over every parameter of `net` that has a gradient in `grads`. A moment whose
+    /// size differs from its parameter's (a checkpoint of another network) is an error, never a
+    /// silent reset.
+    pub fn step(&mut self, net: &mut Net, mut grads: GradientsParams, lr: f64) -> Result<(), String> {
         self.step += 1;
-        let mut v = StepVisitor { opt: self, grads: &mut grads, lr: lr as f32 };
+        let mut v = StepVisitor { opt: self, grads: &mut grads, lr: lr as f32, error: None };
         net.visit("", &mut v);
+        match v.error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Every moment must belong to a parameter of `net` and have its size (checked on resume).
+    pub fn check(&self, net: &Net) -> Result<(), String> {
+        let sd = repux_nn::state_dict(net).map_err(|e| e.to_string())?;
+        for (k, (m, v)) in &self.state {
+            let Some((shape, _)) = sd.0.get(k) else {
+                return Err(format!("AdamW state for {k}, which the network does not have"));
+            };
+            let n: usize = shape.iter().product();
+            if m.len() != n || v.len() != n {
+                return Err(format!("AdamW state of {k} holds {} values, the parameter {n}", m.len()));
+            }
+        }
+        Ok(())
     }
 
     pub fn save(&self, path: &Path) -> Result<(), WeightError> {
@@ -84,21 +105,31 @@ struct StepVisitor<'a> {
     opt: &'a mut AdamW,
     grads: &'a mut GradientsParams,
     lr: f32,
+    /// The first failure; later parameters are left untouched.
+    error: Option<String>,
 }
 
 impl Visitor for StepVisitor<'_> {
     fn param<const D: usize>(&mut self, key: &str, p: &mut Param<Tensor<D>>) {
+        if self.error.is_some() {
+            return;
+        }
         let Some(g) = self.grads.remove::<D>(p.id) else { return };
         let value = p.val();
         let (dims, device) = (value.dims(), value.device());
-        let mut w = value.into_data().try_to_vec::<f32>().unwrap_or_default();
-        let g = g.into_data().try_to_vec::<f32>().unwrap_or_default();
+        let read = repux_nn::values(value, key).and_then(|w| Ok((w, repux_nn::values(g, &format!("gradient of {key}"))?)));
+        let (mut w, g) = match read {
+            Ok(v) => v,
+            Err(e) => {
+                self.error = Some(e.to_string());
+                return;
+            }
+        };
         let o = &mut *self.opt;
         let (m, v) = o.state.entry(key.to_string()).or_insert_with(|| (vec![0.0; w.len()], vec![0.0; w.len()]));
-        if m.len() != w.len() || g.len() != w.len() {
-            // A state of another shape cannot be this parameter's: start it afresh.
-            *m = vec![0.0; w.len()];
-            *v = vec![0.0; w.len()];
+        if m.len() != w.len() || v.len() != w.len() || g.len() != w.len() {
+            self.error = Some(format!("AdamW state of {key} holds {} values, the parameter {} (gradient {}): the optimizer state belongs to another network", m.len(), w.len(), g.len()));
+            return;
         }
         let t = o.step as i32;
         let bc1 = 1.0 - o.beta1.powi(t);
@@ -141,7 +172,7 @@ mod tests {
             let gr = p.val().grad(&loss.backward()).unwrap();
             grads.register(p.id, gr);
             o.step += 1;
-            let mut vis = StepVisitor { opt: &mut o, grads: &mut grads, lr };
+            let mut vis = StepVisitor { opt: &mut o, grads: &mut grads, lr, error: None };
             vis.param("w", &mut p);
         }
         let got = p.val().into_data().try_to_vec::<f32>().unwrap()[0];
@@ -149,5 +180,27 @@ mod tests {
         assert!((got - w).abs() < 1e-5, "{got} vs {w}");
         // Roughly lr·2 below 1 after two steps of a constant gradient (Adam's normalised step).
         assert!((got - (1.0 - 2.0 * lr)).abs() < 0.01);
+        // A state of another size is an error, and the parameter is left as it was.
+        o.state.insert("w".into(), (vec![0.0; 3], vec![0.0; 3]));
+        let loss = (p.val() * g).sum();
+        let mut grads = GradientsParams::new();
+        grads.register(p.id, p.val().grad(&loss.backward()).unwrap());
+        let mut vis = StepVisitor { opt: &mut o, grads: &mut grads, lr, error: None };
+        vis.param("w", &mut p);
+        assert!(vis.error.unwrap().contains("holds 3 values, the parameter 1"));
+        assert_eq!(p.val().into_data().try_to_vec::<f32>().unwrap()[0], got);
+    }
+
+    /// The optimizer's state must fit the network it resumes with, checked before any step.
+    #[test]
+    fn check_rejects_state_of_another_network() {
+        let net = Net::new(&repux_nn::ModelConfig { out_channels: 2, ..repux_nn::ModelConfig::preset("micro").unwrap() }, &repux_nn::cpu());
+        let mut o = AdamW::new(0.0);
+        o.check(&net).unwrap();
+        o.state.insert("out.conv.conv.weight".into(), (vec![0.0; 7], vec![0.0; 7]));
+        assert!(o.check(&net).unwrap_err().contains("out.conv.conv.weight"));
+        let mut o = AdamW::new(0.0);
+        o.state.insert("no.such.param".into(), (vec![0.0], vec![0.0]));
+        assert!(o.check(&net).unwrap_err().contains("no.such.param"));
     }
 }

@@ -48,6 +48,8 @@ pub enum TrainError {
     Volume(#[from] repux_volume::Error),
     #[error(transparent)]
     Weights(#[from] repux_nn::WeightError),
+    #[error(transparent)]
+    Window(#[from] repux_infer::window::WindowError),
     #[error("{0}")]
     Config(String),
 }
@@ -224,14 +226,14 @@ pub fn splits(ids: &[String], path: &Path) -> Result<Vec<(Vec<String>, Vec<Strin
 /// running statistics.
 pub fn eval_copy(net: &Net) -> Result<Net, TrainError> {
     let mut plain = Net::new(net.config(), &cpu());
-    let mut im = repux_nn::weights::Importer::new(repux_nn::state_dict(net), &cpu());
+    let mut im = repux_nn::weights::Importer::new(repux_nn::state_dict(net)?, &cpu());
     plain.visit("", &mut im);
     im.finish()?;
     Ok(plain)
 }
 
 /// Per-class Dice (classes 1..) of a network on cached cases, in preprocessed space.
-pub fn validate(net: &Net, cases: &[CachedCase], patch: [usize; 3]) -> Vec<f64> {
+pub fn validate(net: &Net, cases: &[CachedCase], patch: [usize; 3]) -> Result<Vec<f64>, TrainError> {
     let classes = net.config().out_channels;
     let cin = net.config().in_channels;
     let cfg = WindowConfig { patch, overlap: 0.5, mirror: false, tile_batch: 1 };
@@ -240,20 +242,23 @@ pub fn validate(net: &Net, cases: &[CachedCase], patch: [usize; 3]) -> Vec<f64> 
     for c in cases {
         let logits = sliding_window(&c.image, c.meta.channels, c.meta.shape, classes, &cfg, |b, n| {
             let x = Tensor::<5>::from_data(TensorData::new(b.to_vec(), [n, cin, patch[0], patch[1], patch[2]]), &cpu());
-            net.forward(x).into_data().try_to_vec::<f32>().unwrap_or_default()
-        }, |_, _| {});
+            repux_nn::values(net.forward(x), "network output").map_err(|e| TrainError::Config(e.to_string()))
+        }, |_, _| {})?;
         let n: usize = c.meta.shape.iter().product();
         for v in 0..n {
             let pred = (0..classes).max_by(|&a, &b| logits[a * n + v].total_cmp(&logits[b * n + v])).unwrap_or(0);
             let truth = c.labels[v] as usize;
+            if truth >= classes {
+                return Err(TrainError::Config(format!("case {}: label value {truth} is outside the network's {classes} classes", c.meta.id)));
+            }
             if pred == truth {
                 inter[pred] += 1.0;
             }
             sums[pred] += 1.0;
-            sums[truth.min(classes - 1)] += 1.0;
+            sums[truth] += 1.0;
         }
     }
-    (1..classes).map(|k| if sums[k] > 0.0 { 2.0 * inter[k] / sums[k] } else { f64::NAN }).collect()
+    Ok((1..classes).map(|k| if sums[k] > 0.0 { 2.0 * inter[k] / sums[k] } else { f64::NAN }).collect())
 }
 
 /// Writes a whole checkpoint into `OUT/.NAME.tmp`, then swaps it in by rename.
@@ -320,13 +325,21 @@ fn read_log(path: &Path, iteration: usize) -> Result<Vec<String>, TrainError> {
         .collect())
 }
 
-/// Weights for `model` from `dir` (a model directory or a training folder); with `new_head`
-/// the output head keeps the fresh network's initialisation.
-fn init_weights(net: &mut Net, dir: &Path, new_head: bool) -> Result<(), TrainError> {
-    let dir = if dir.join("model.safetensors").is_file() { dir.to_path_buf() } else { dir.join("checkpoint_final") };
-    let file = dir.join("model.safetensors");
-    let loaded = repux_nn::read_state_dict(&file)?;
-    let mut sd = repux_nn::state_dict(net);
+/// Weights for `model` from `from`: a model directory or a training folder (repux's training W),
+/// or a weight file such as the authors' `.pth` (deploy-form kernels: under BFR the stored W
+/// becomes `W_file / δ`, so the first forward is the file's network). With `new_head` the
+/// output head keeps the fresh network's initialisation.
+fn init_weights(net: &mut Net, from: &Path, new_head: bool) -> Result<(), TrainError> {
+    let (file, loaded, form) = if from.is_file() {
+        let (sd, form) = repux_nn::read_weights(from)?;
+        (from.to_path_buf(), sd, form)
+    } else {
+        let dir = if from.join("model.safetensors").is_file() { from.to_path_buf() } else { from.join("checkpoint_final") };
+        let file = dir.join("model.safetensors");
+        let sd = repux_nn::read_state_dict(&file)?;
+        (file, sd, repux_nn::KernelForm::Training)
+    };
+    let mut sd = repux_nn::state_dict(net)?;
     let head = |k: &str| k.starts_with("out.");
     for (k, v) in loaded.0 {
         if !(new_head && head(&k)) {
@@ -334,9 +347,7 @@ fn init_weights(net: &mut Net, dir: &Path, new_head: bool) -> Result<(), TrainEr
         }
     }
     let device = cpu().autodiff();
-    let mut im = repux_nn::weights::Importer::new(sd, &device);
-    net.visit("", &mut im);
-    im.finish().map_err(|e| TrainError::Config(format!("{}: {e}{}", file.display(), if new_head { "" } else { " (a different class count needs --new-head)" })))?;
+    repux_nn::import_state_dict(net, sd, form, &device).map_err(|e| TrainError::Config(format!("{}: {e}{}", file.display(), if new_head { "" } else { " (a different class count needs --new-head)" })))?;
     Ok(())
 }
 
@@ -351,6 +362,7 @@ pub fn train(model: &ModelConfig, plans: &Plans, train_cases: Vec<CachedCase>, v
     let device = cpu().autodiff();
     let (mut net, mut opt, mut state, mut cfg) = if opts.resume || opts.extend > 0 {
         let (net, opt, state, mut saved) = load_checkpoint(out, "checkpoint_latest")?;
+        opt.check(&net).map_err(|e| TrainError::Config(format!("{}: {e}", out.join("checkpoint_latest/optimizer.safetensors").display())))?;
         saved.iterations = saved.iterations.max(state.iteration) + opts.extend;
         (net, opt, state, saved)
     } else {
@@ -377,6 +389,13 @@ pub fn train(model: &ModelConfig, plans: &Plans, train_cases: Vec<CachedCase>, v
     })?;
     if model.out_channels != plans.num_classes() || model.in_channels != plans.normalization.len() {
         return Err(TrainError::Config(format!("the model takes {} channels and predicts {} classes; the plans have {} and {}", model.in_channels, model.out_channels, plans.normalization.len(), plans.num_classes())));
+    }
+    // A label past the classes would index past the one-hot; the cache rejects values outside
+    // the plans' labels, and this catches a cache written under other plans.
+    for c in train_cases.iter().chain(val_cases) {
+        if let Some(&v) = c.labels.iter().find(|&&v| v as usize >= model.out_channels) {
+            return Err(TrainError::Config(format!("case {}: label value {v} is outside the {} classes of the plans (re-run `repux preprocess`, after `repux dataset check`)", c.meta.id, model.out_channels)));
+        }
     }
     if let Some(w) = &cfg.class_weights {
         if w.len() != model.out_channels {
@@ -431,7 +450,7 @@ pub fn train(model: &ModelConfig, plans: &Plans, train_cases: Vec<CachedCase>, v
         }
         let lr = cfg.lr_at(it);
         let grads = GradientsParams::from_grads(loss.backward(), &net);
-        opt.step(&mut net, grads, lr);
+        opt.step(&mut net, grads, lr).map_err(|e| TrainError::Config(format!("iteration {it}: {e}")))?;
         state.iteration = it;
         state.seconds = base_seconds + start.elapsed().as_secs_f64();
         let mut line = LogLine { iteration: it, loss: lv, dice_loss: dv, ce: cv, lr, seconds: state.seconds, val_dice: None, val_mean_dice: None, planned: cfg.iterations };
@@ -439,7 +458,7 @@ pub fn train(model: &ModelConfig, plans: &Plans, train_cases: Vec<CachedCase>, v
         let mut early = false;
         if it % cfg.val_interval == 0 || it == cfg.iterations {
             if !val_cases.is_empty() {
-                let d = validate(&eval_copy(&net)?, val_cases, plans.patch_size);
+                let d = validate(&eval_copy(&net)?, val_cases, plans.patch_size)?;
                 let finite: Vec<f64> = d.iter().cloned().filter(|v| v.is_finite()).collect();
                 let mean = finite.iter().sum::<f64>() / finite.len().max(1) as f64;
                 line.val_dice = Some(d);

@@ -43,7 +43,7 @@ fn tiny_network_overfits_and_checkpoints_predict() {
     let last: f64 = losses[losses.len() - 5..].iter().sum::<f64>() / 5.0;
     assert!(last < 0.5 * first, "loss {first:.3} → {last:.3} did not halve");
     // Dice per class on the training case, with the eval-mode network (running statistics).
-    let dice = validate(&repux_train::trainer::eval_copy(&res.net).unwrap(), &cases, plans.patch_size);
+    let dice = validate(&repux_train::trainer::eval_copy(&res.net).unwrap(), &cases, plans.patch_size).unwrap();
     let mean = dice.iter().sum::<f64>() / dice.len() as f64;
     assert!(mean >= 0.9, "training-case Dice {dice:?} (mean {mean:.3}) < 0.9");
     let log = std::fs::read_to_string(out.join("log.jsonl")).unwrap();
@@ -73,11 +73,28 @@ fn tiny_network_overfits_and_checkpoints_predict() {
     let err = train(&model3, &plans3, cases3.clone(), &[], &cfg1, &out3, &RunOptions { init_from: Some(&out), ..Default::default() }, |_| {}).err().unwrap();
     assert!(err.to_string().contains("--new-head"), "{err}");
     let ft = train(&model3, &plans3, cases3, &[], &cfg1, &out3, &RunOptions { init_from: Some(&out), new_head: true, ..Default::default() }, |_| {}).unwrap();
-    let a = repux_nn::state_dict(&res.net);
-    let b = repux_nn::state_dict(&ft.net);
+    let a = repux_nn::state_dict(&res.net).unwrap();
+    let b = repux_nn::state_dict(&ft.net).unwrap();
     let trunk: Vec<&String> = a.0.keys().filter(|k| !k.starts_with("out.") && !k.contains("running")).collect();
     assert!(trunk.len() > 10 && trunk.iter().all(|k| a.0[*k] == b.0[*k]), "lr 0: the trunk keeps the loaded weights");
     assert_eq!(b.0["out.conv.conv.weight"].0[0], 3);
+
+    // Fine-tuning from a weight file in the authors' deploy form (here the trained network's
+    // own export): under BFR the first forward convolves with the file's kernels, so the
+    // stored W is the trained W again (W_file / δ = δW / δ).
+    let pth = d.path().join("deploy.pth");
+    repux_nn::export(&res.net, &pth, repux_nn::ExportFormat::Pth).unwrap();
+    let out4 = d.path().join("ft_file");
+    let ft2 = train(&model, &plans, cases.clone(), &[], &cfg1, &out4, &RunOptions { init_from: Some(&pth), ..Default::default() }, |_| {}).unwrap();
+    let c = repux_nn::state_dict(&ft2.net).unwrap();
+    let mut rep_kernels = 0;
+    for (k, (_, w)) in a.0.iter().filter(|(k, _)| k.contains("stages") && k.ends_with("dwconv.weight")) {
+        let got = &c.0[k].1;
+        let worst = got.iter().zip(w).map(|(x, y)| (x - y).abs() / y.abs().max(1e-3)).fold(0f32, f32::max);
+        assert!(worst < 1e-4, "{k}: W from the deploy file differs from the trained W by {worst} (relative)");
+        rep_kernels += 1;
+    }
+    assert!(rep_kernels > 0);
 }
 
 #[test]

@@ -131,9 +131,15 @@ impl Reorientation {
         Geometry { shape: self.to_shape(), spacing, affine: aff }
     }
 
-    /// Reorders one channel (C-order, last axis fastest) into `out`.
+    /// Reorders one channel (C-order, last axis fastest) of exactly `from_shape` voxels.
+    ///
+    /// # Panics
+    /// When `data` does not hold `from_shape`'s voxel count: every caller slices one channel of
+    /// a volume of that shape, so another length is a bug, and filling the output from a slice of
+    /// another length would leave values unwritten.
     pub fn apply_data<T: Copy + Send + Sync>(&self, data: &[T]) -> Vec<T> {
         let [n0, n1, n2] = self.from_shape;
+        assert_eq!(data.len(), n0 * n1 * n2, "Reorientation::apply_data: {} values for a {:?} channel", data.len(), self.from_shape);
         let ns = self.to_shape();
         // Strides of the new array, indexed by old axis, with sign and base offset for flips.
         let new_strides = [ns[1] * ns[2], ns[2], 1];
@@ -365,6 +371,8 @@ mod tests {
         let data: Vec<u32> = (0..24).collect();
         let d2 = ro.apply_data(&data);
         assert_eq!(ro.inverse().apply_data(&d2), data);
+        let longer = std::panic::catch_unwind(|| ro.apply_data(&[data.clone(), vec![0u32]].concat()));
+        assert!(longer.is_err(), "a slice of another length is refused");
         // corner check: new voxel (0,0,0) sits where the old voxel that maps there sat
         let v = d2[0];
         let old = [(v / 12) as f64, ((v / 4) % 3) as f64, (v % 4) as f64];

@@ -52,13 +52,8 @@ pub struct NpyArray {
     pub data: Vec<f32>,
 }
 
-/// Encodes `data` (C order, `shape`) as `.npy` bytes of type `dtype` (values are rounded and must
-/// fit integer types).
-pub fn encode(shape: &[usize], data: &[f32], dtype: NpyType) -> Result<Vec<u8>, String> {
-    let n: usize = shape.iter().product();
-    if n != data.len() {
-        return Err(format!("{} values for shape {shape:?}", data.len()));
-    }
+/// The `.npy` header (magic, version 1.0, dict padded so the data start 64-byte aligned).
+fn header(shape: &[usize], dtype: NpyType) -> Vec<u8> {
     let shape_s = match shape.len() {
         1 => format!("({},)", shape[0]),
         _ => format!("({})", shape.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ")),
@@ -68,10 +63,16 @@ pub fn encode(shape: &[usize], data: &[f32], dtype: NpyType) -> Result<Vec<u8>, 
     let total = 10 + header.len() + 1;
     header.push_str(&" ".repeat((64 - total % 64) % 64));
     header.push('\n');
-    let mut out = Vec::with_capacity(10 + header.len() + n * dtype.size());
+    let mut out = Vec::with_capacity(10 + header.len());
     out.extend_from_slice(b"\x93NUMPY\x01\x00");
     out.extend_from_slice(&(header.len() as u16).to_le_bytes());
     out.extend_from_slice(header.as_bytes());
+    out
+}
+
+/// Appends `data` encoded as `dtype` (integers rounded; they must fit).
+fn encode_values(out: &mut Vec<u8>, data: &[f32], dtype: NpyType) -> Result<(), String> {
+    out.reserve(data.len() * dtype.size());
     for &v in data {
         match dtype {
             NpyType::F32 => out.extend_from_slice(&v.to_le_bytes()),
@@ -94,7 +95,74 @@ pub fn encode(shape: &[usize], data: &[f32], dtype: NpyType) -> Result<Vec<u8>, 
             }
         }
     }
+    Ok(())
+}
+
+/// Encodes `data` (C order, `shape`) as `.npy` bytes of type `dtype` (values are rounded and must
+/// fit integer types).
+pub fn encode(shape: &[usize], data: &[f32], dtype: NpyType) -> Result<Vec<u8>, String> {
+    let n: usize = shape.iter().product();
+    if n != data.len() {
+        return Err(format!("{} values for shape {shape:?}", data.len()));
+    }
+    let mut out = header(shape, dtype);
+    encode_values(&mut out, data, dtype)?;
     Ok(out)
+}
+
+/// Writes a `.npy` file slab by slab, so that an array larger than memory in f32 (a case's
+/// class probabilities on its native grid) never exists whole: [`NpyWriter::append`] encodes
+/// each slab as it comes. The file appears at `path` only when [`NpyWriter::finish`] has seen
+/// every value; an abandoned writer leaves nothing behind.
+pub struct NpyWriter {
+    path: std::path::PathBuf,
+    file: std::io::BufWriter<tempfile::NamedTempFile>,
+    dtype: NpyType,
+    expected: usize,
+    written: usize,
+}
+
+impl NpyWriter {
+    pub fn create(path: &Path, shape: &[usize], dtype: NpyType) -> Result<NpyWriter> {
+        use std::io::Write;
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        let tmp = tempfile::Builder::new().prefix(".repux-tmp").tempfile_in(dir).map_err(|e| Error::io(path, e))?;
+        let mut file = std::io::BufWriter::new(tmp);
+        file.write_all(&header(shape, dtype)).map_err(|e| Error::io(path, e))?;
+        Ok(NpyWriter { path: path.to_path_buf(), file, dtype, expected: shape.iter().product(), written: 0 })
+    }
+
+    /// Appends the next values in C order.
+    pub fn append(&mut self, data: &[f32]) -> Result<()> {
+        use std::io::Write;
+        if self.written + data.len() > self.expected {
+            return Err(Error::invalid(&self.path, format!("{} values for an array of {}", self.written + data.len(), self.expected)));
+        }
+        let mut bytes = Vec::new();
+        encode_values(&mut bytes, data, self.dtype).map_err(|m| Error::invalid(&self.path, m))?;
+        self.file.write_all(&bytes).map_err(|e| Error::io(&self.path, e))?;
+        self.written += data.len();
+        Ok(())
+    }
+
+    /// Checks that every value was written, syncs and moves the file into place.
+    pub fn finish(self) -> Result<()> {
+        if self.written != self.expected {
+            return Err(Error::invalid(&self.path, format!("{} of {} values written", self.written, self.expected)));
+        }
+        let tmp = self.file.into_inner().map_err(|e| Error::io(&self.path, e.into_error()))?;
+        tmp.as_file().sync_all().map_err(|e| Error::io(&self.path, e))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644)).map_err(|e| Error::io(&self.path, e))?;
+        }
+        tmp.persist(&self.path).map_err(|e| Error::io(&self.path, e.error))?;
+        Ok(())
+    }
 }
 
 /// Writes a `.npy` file atomically.
@@ -158,6 +226,28 @@ pub fn read(path: &Path) -> Result<NpyArray> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn slab_writer_equals_whole_encode_and_leaves_nothing_when_abandoned() {
+        let d = tempfile::tempdir().unwrap();
+        let data: Vec<f32> = (0..60).map(|i| i as f32 / 7.0 - 3.0).collect();
+        let path = d.path().join("p.npy");
+        let mut w = NpyWriter::create(&path, &[3, 4, 5], NpyType::F16).unwrap();
+        for slab in data.chunks(20) {
+            w.append(slab).unwrap();
+        }
+        assert!(!path.exists(), "nothing at the final path before finish");
+        w.finish().unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), encode(&[3, 4, 5], &data, NpyType::F16).unwrap());
+        let short = d.path().join("short.npy");
+        let mut w = NpyWriter::create(&short, &[3, 4, 5], NpyType::F16).unwrap();
+        w.append(&data[..20]).unwrap();
+        assert!(w.finish().unwrap_err().to_string().contains("20 of 60"));
+        let mut w = NpyWriter::create(&short, &[2], NpyType::F32).unwrap();
+        assert!(w.append(&data[..3]).is_err());
+        drop(w);
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1, "only the finished file remains");
+    }
 
     #[test]
     fn roundtrip_all_types() {

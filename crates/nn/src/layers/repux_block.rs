@@ -40,7 +40,8 @@ pub(crate) fn bn(c: usize, device: &Device) -> BatchNorm {
 }
 
 pub(crate) fn to_f64<const D: usize>(t: Tensor<D>) -> Vec<f64> {
-    t.into_data().try_to_vec::<f32>().unwrap_or_default().into_iter().map(|v| v as f64).collect()
+    // Every block tensor is f32 on the CPU device; a failed read is a bug, not data to zero.
+    crate::values(t, "RepUX block tensor").unwrap_or_else(|e| panic!("{e}")).into_iter().map(|v| v as f64).collect()
 }
 
 pub(crate) fn bn_stats(b: &BatchNorm) -> BnStats {
@@ -115,6 +116,38 @@ impl RepUxBlock {
             sr: Vec::new(),
             bfr_alpha: None,
         }
+    }
+
+    /// Takes the stored depthwise kernel as the kernel the convolution uses (what the authors'
+    /// files and every deploy-form file hold) and turns it into this block's stored W: under
+    /// BFR `W = W_file / δ`, so that `δ ⊙ W = W_file` and the block computes what the file's
+    /// network computes; without BFR the kernel is W already.
+    pub fn kernel_from_deploy(&mut self) {
+        let Some(alpha) = self.bfr_alpha else { return };
+        let device = self.dwconv.weight.device();
+        let [c, _, k, _, _] = self.dwconv.weight.dims();
+        let delta = bfr_delta(k, alpha);
+        let w: Vec<f64> = to_f64(self.dwconv.weight.val()).chunks(k * k * k).flat_map(|ch| ch.iter().zip(&delta).map(|(w, d)| w / d).collect::<Vec<_>>()).collect();
+        self.dwconv.weight = Param::from_tensor(tensor(&w, [c, 1, k, k, k], &device));
+    }
+
+    /// The block as the authors' evaluation network (`deploy=True`) holds it: the depthwise
+    /// kernel the convolution uses (δ applied) with the BatchNorm kept beside it. SR branches
+    /// cannot be written that way unfolded, so an SR block folds everything ([`Self::merge`]) and
+    /// keeps an identity BatchNorm (γ 1, β 0, mean 0, variance 1 − ε). Same eval output.
+    pub fn deploy_form(&self) -> RepUxBlock {
+        if self.sr.is_empty() {
+            let device = self.dwconv.weight.device();
+            let w = Param::from_tensor(Tensor::from_data(self.effective_weight().into_data(), &device));
+            return RepUxBlock { dwconv: DwConv { weight: w, bias: self.dwconv.bias.clone() }, norm: self.norm.clone(), sr: Vec::new(), bfr_alpha: None };
+        }
+        let mut merged = self.merge();
+        let c = merged.dwconv.bias.dims()[0];
+        let mut norm = bn(c, &merged.dwconv.weight.device());
+        let eps = norm.epsilon;
+        RepUxBlock::set_bn(&mut norm, &vec![1.0; c], &vec![0.0; c], &vec![0.0; c], &vec![1.0 - eps; c]);
+        merged.norm = Some(norm);
+        merged
     }
 
     /// Folds only the BatchNorm (no BFR, no SR) — exposed for the folding test.
