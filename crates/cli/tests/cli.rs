@@ -161,16 +161,30 @@ fn model_summary_paper_counts() {
 #[test]
 fn forward_reproduces_the_pytorch_fixtures() {
     let d = tempfile::tempdir().unwrap();
-    for (name, weights) in [("repux_k21", "repux_k21.pth"), ("uxnet_k7", "uxnet_k7.pth"), ("swinunetr_w3", "swinunetr_w3.pth")] {
+    // The SwinUNETR fixture's config in MONAI 1.5's own constructor names (no "arch").
+    let mut monai: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&std::fs::read_to_string(nn_fixture("swinunetr_w3.json")).unwrap()).unwrap();
+    monai.remove("arch");
+    for (k, v) in [("patch_size", serde_json::json!(2)), ("spatial_dims", 3.into()), ("normalize", true.into()), ("qkv_bias", true.into()), ("norm_name", "instance".into()), ("drop_rate", 0.0.into()), ("attn_drop_rate", 0.0.into()), ("dropout_path_rate", 0.0.into()), ("use_checkpoint", false.into())] {
+        monai.insert(k.into(), v);
+    }
+    let monai_cfg = d.path().join("monai_swinunetr.json");
+    std::fs::write(&monai_cfg, serde_json::to_string(&monai).unwrap()).unwrap();
+    for (name, config, weights) in [
+        ("repux_k21", nn_fixture("repux_k21.json"), "repux_k21.pth"),
+        ("repux_k21", nn_fixture("repux_k21_authors.json"), "repux_k21.pth"),
+        ("uxnet_k7", nn_fixture("uxnet_k7.json"), "uxnet_k7.pth"),
+        ("swinunetr_w3", nn_fixture("swinunetr_w3.json"), "swinunetr_w3.pth"),
+        ("swinunetr_w3", monai_cfg.clone(), "swinunetr_w3.pth"),
+    ] {
         let out = d.path().join(format!("{name}.npy"));
-        let o = repux(&["forward", "--model-config", nn_fixture(&format!("{name}.json")).to_str().unwrap(), "--weights", nn_fixture(weights).to_str().unwrap(), "--input", nn_fixture(&format!("{name}_input.npy")).to_str().unwrap(), "--output", out.to_str().unwrap()]);
+        let o = repux(&["forward", "--model-config", config.to_str().unwrap(), "--weights", nn_fixture(weights).to_str().unwrap(), "--input", nn_fixture(&format!("{name}_input.npy")).to_str().unwrap(), "--output", out.to_str().unwrap()]);
         assert!(o.status.success(), "{}", stderr(&o));
         let got = repux_volume::npy::read(&out).unwrap();
         let want = repux_volume::npy::read(&nn_fixture(&format!("{name}_logits.npy"))).unwrap();
         assert_eq!(got.shape, want.shape);
         let num: f64 = got.data.iter().zip(&want.data).map(|(a, b)| (*a as f64 - *b as f64).powi(2)).sum();
         let den: f64 = want.data.iter().map(|b| (*b as f64).powi(2)).sum();
-        assert!((num / den).sqrt() <= 1e-4, "{name}: relative L2 {}", (num / den).sqrt());
+        assert!((num / den).sqrt() <= 1e-4, "{name} ({}): relative L2 {}", config.display(), (num / den).sqrt());
     }
     // A side not divisible by 16 is a clear error, and nothing is written.
     let x = d.path().join("odd.npy");
@@ -405,4 +419,70 @@ fn recipes_read_the_shipped_layouts_and_score_a_flare_model_with_the_mapping() {
     std::fs::write(dcm.join("1-001.dcm"), b"DICM").unwrap();
     let o = repux(&["recipe", "tcia-pancreas", "--data", d.path().join("tcia").to_str().unwrap()]);
     assert!(!o.status.success() && stderr(&o).contains("DICOM") && stderr(&o).contains("dcm2niix"), "{}", stderr(&o));
+}
+
+/// The script `repux recipe` writes runs as it is (only its documented variables set) on a
+/// FLARE-layout dataset given by a relative path: check, plan, preprocess, two folds, the folds'
+/// ensemble with test-time mirroring, evaluation. Then `predict -m` on training folders.
+#[test]
+fn recipe_script_runs_end_to_end_and_training_folders_predict() {
+    let d = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_repux")).args(args).current_dir(d.path()).output().unwrap();
+    assert!(run(&["synth", "--out", "flare", "--cases", "5", "--seed", "8"]).status.success());
+    let o = run(&["recipe", "flare", "--data", "flare", "--out", "recipe"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rdir = d.path().join("recipe");
+    // A user's edits to the config files: a tiny budget and network.
+    let toml = std::fs::read_to_string(rdir.join("train.toml")).unwrap().replace("iterations = 60000", "iterations = 2").replace("val_interval = 500", "val_interval = 2");
+    std::fs::write(rdir.join("train.toml"), toml).unwrap();
+    let mut model: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(rdir.join("model.json")).unwrap()).unwrap();
+    model["feature_size"] = serde_json::json!([4, 8, 16, 32]);
+    model["hidden_size"] = 64.into();
+    model["kernel_size"] = 7.into();
+    std::fs::write(rdir.join("model.json"), model.to_string()).unwrap();
+    let o = Command::new("sh")
+        .arg("recipe/commands.sh")
+        .current_dir(d.path())
+        .env("REPUX", env!("CARGO_BIN_EXE_repux"))
+        .env("SPACING", "4,4,4")
+        .env("PATCH", "32,32,16")
+        .env("FOLDS", "0 1")
+        .env("TEST_IMAGES", d.path().join("flare/imagesTr"))
+        .env("TEST_LABELS", d.path().join("flare/labelsTr"))
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "commands.sh failed:\n{out}\n{}", stderr(&o));
+    assert!(out.contains("ensemble of 2 models"), "{out}");
+    for f in ["runs/fold_0/checkpoint_final/model.safetensors", "runs/fold_1/checkpoint_final/model.safetensors", "predictions/phantom_004.nii.gz", "predictions/summary.json"] {
+        assert!(rdir.join(f).is_file(), "{f}");
+    }
+    // A training folder predicts (final, else best; or the checkpoint asked for), with
+    // mirroring off on request.
+    let img = d.path().join("flare/imagesTr/phantom_000_0000.nii.gz");
+    let fold0 = rdir.join("runs/fold_0");
+    for extra in [&[][..], &["--checkpoint", "latest", "--tta", "none"][..]] {
+        let o = run(&[&["predict", "-i", img.to_str().unwrap(), "-o", "p1", "-m", fold0.to_str().unwrap()][..], extra].concat());
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert!(d.path().join("p1/phantom_000.nii.gz").is_file());
+    }
+    // Members of an ensemble must share plans: another patch size is refused by name.
+    assert!(run(&["plan", "flare", "-o", "other.json", "--target-spacing", "4,4,4", "--patch-size", "16,16,16"]).status.success());
+    assert!(run(&["model", "import", "--model-config", "micro", "--plans", "other.json", "--out", "other"]).status.success());
+    let o = run(&["predict", "-i", img.to_str().unwrap(), "-o", "p2", "-m", fold0.to_str().unwrap(), "-m", "other"]);
+    assert!(!o.status.success() && stderr(&o).contains("cannot ensemble") && stderr(&o).contains("plans.json"), "{}", stderr(&o));
+    let o = run(&["predict", "-i", img.to_str().unwrap(), "-o", "p2", "-m", "flare"]);
+    assert!(!o.status.success() && stderr(&o).contains("training folder"), "{}", stderr(&o));
+    // A model exported for PyTorch users and imported back predicts the same labels.
+    let o = run(&["model", "export", "-m", fold0.to_str().unwrap(), "--format", "pth", "-o", "fold0.pth"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let plans = fold0.join("checkpoint_final/plans.json");
+    let cfg = fold0.join("checkpoint_final/config.json");
+    assert!(run(&["model", "import", "--model-config", cfg.to_str().unwrap(), "--plans", plans.to_str().unwrap(), "--weights", "fold0.pth", "--out", "reimported"]).status.success());
+    assert!(run(&["predict", "-i", img.to_str().unwrap(), "-o", "p3", "-m", "reimported", "--tta", "none"]).status.success());
+    assert!(run(&["predict", "-i", img.to_str().unwrap(), "-o", "p4", "-m", fold0.join("checkpoint_final").to_str().unwrap(), "--tta", "none"]).status.success());
+    let a = repux_volume::read_volume(&d.path().join("p3/phantom_000.nii.gz")).unwrap();
+    let b = repux_volume::read_volume(&d.path().join("p4/phantom_000.nii.gz")).unwrap();
+    let differ = a.data.iter().zip(&b.data).filter(|(x, y)| x != y).count();
+    assert!(differ * 10_000 <= a.data.len(), "{differ} of {} voxels differ after export → import", a.data.len());
 }
