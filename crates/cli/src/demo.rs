@@ -204,7 +204,9 @@ fn run_one(name: &str, model: &ModelConfig, plans: &Plans, train_cases: &[repux_
     let pred_dir = dir.join("predictions");
     std::fs::create_dir_all(&pred_dir).map_err(|e| repux_volume::Error::io(&pred_dir, e))?;
     for (id, files) in input_cases(&data.join("imagesTs"))? {
-        let p = predictor.predict(&files, &PredictOptions::default(), |_, _| {})?;
+        // Without mirroring (repux predict mirrors by default): the demo's table and timings in
+        // the README were measured this way, and --compare trains five models per seed.
+        let p = predictor.predict(&files, &PredictOptions { tta: false, ..PredictOptions::default() }, |_, _| {})?;
         repux_volume::nifti::write_labels(&pred_dir.join(format!("{id}.nii.gz")), &p.geometry, &p.labels, p.classes as u32 - 1)?;
     }
     let tol = Tolerances { default: 1.0, per_class: BTreeMap::new() };
