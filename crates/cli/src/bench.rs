@@ -87,14 +87,46 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 pub fn run(c: Command) -> Result<ExitCode> {
     match c {
-        Command::Kernels { json, repeats, burn_limit_s } => kernels(json, repeats, burn_limit_s),
-        Command::Surface { shape, spacing, repeats } => surface(shape, spacing, repeats),
-        Command::Resample { shape, spacing, target, repeats, json } => bench_resample(shape, spacing, target, repeats, json),
-        Command::Model { model_config, size, patch, batch, repeats, no_burn, forward_only, winograd_block, json } => {
+        Command::Kernels {
+            json,
+            repeats,
+            burn_limit_s,
+        } => kernels(json, repeats, burn_limit_s),
+        Command::Surface {
+            shape,
+            spacing,
+            repeats,
+        } => surface(shape, spacing, repeats),
+        Command::Resample {
+            shape,
+            spacing,
+            target,
+            repeats,
+            json,
+        } => bench_resample(shape, spacing, target, repeats, json),
+        Command::Model {
+            model_config,
+            size,
+            patch,
+            batch,
+            repeats,
+            no_burn,
+            forward_only,
+            winograd_block,
+            json,
+        } => {
             if let Some(b) = winograd_block {
                 repux_kernels::winograd::set_block_budget(b);
             }
-            model(&model_config, size.map(|n| [n; 3]).unwrap_or(patch), batch, repeats, no_burn, !forward_only, json)
+            model(
+                &model_config,
+                size.map(|n| [n; 3]).unwrap_or(patch),
+                batch,
+                repeats,
+                no_burn,
+                !forward_only,
+                json,
+            )
         }
     }
 }
@@ -112,13 +144,23 @@ fn peak_rss_mib() -> f64 {
 
 /// Seconds of (eval forward, training step) for one network with the current conv ops, and the
 /// process's peak RSS (MiB) after each.
-fn model_times(cfg: &repux_nn::ModelConfig, patch: [usize; 3], batch: usize, repeats: usize, train: bool) -> ([f64; 2], [f64; 2]) {
+fn model_times(
+    cfg: &repux_nn::ModelConfig,
+    patch: [usize; 3],
+    batch: usize,
+    repeats: usize,
+    train: bool,
+) -> ([f64; 2], [f64; 2]) {
     use burn::optim::GradientsParams;
     use burn::tensor::{Distribution, Tensor};
     let [d, h, w] = patch;
     let plain = repux_nn::cpu();
     let net = repux_nn::Net::seeded(cfg, &plain, 0);
-    let x = Tensor::<5>::random([batch, cfg.in_channels, d, h, w], Distribution::Normal(0.0, 1.0), &plain);
+    let x = Tensor::<5>::random(
+        [batch, cfg.in_channels, d, h, w],
+        Distribution::Normal(0.0, 1.0),
+        &plain,
+    );
     let fwd = || {
         let _ = net.forward(x.clone()).into_data();
     };
@@ -131,9 +173,20 @@ fn model_times(cfg: &repux_nn::ModelConfig, patch: [usize; 3], batch: usize, rep
     let dev = plain.autodiff();
     let mut tnet = repux_nn::Net::seeded(cfg, &dev, 0);
     let mut opt = repux_train::optim::AdamW::new(0.01);
-    let xa = Tensor::<5>::random([batch, cfg.in_channels, d, h, w], Distribution::Normal(0.0, 1.0), &dev);
-    let labels: Vec<u16> = (0..batch * d * h * w).map(|i| ((i / 97) % cfg.out_channels) as u16).collect();
-    let y = repux_train::loss::one_hot(&labels, cfg.out_channels, [batch, cfg.out_channels, d, h, w], &dev);
+    let xa = Tensor::<5>::random(
+        [batch, cfg.in_channels, d, h, w],
+        Distribution::Normal(0.0, 1.0),
+        &dev,
+    );
+    let labels: Vec<u16> = (0..batch * d * h * w)
+        .map(|i| ((i / 97) % cfg.out_channels) as u16)
+        .collect();
+    let y = repux_train::loss::one_hot(
+        &labels,
+        cfg.out_channels,
+        [batch, cfg.out_channels, d, h, w],
+        &dev,
+    );
     let mut step = || {
         let (loss, _, _) = repux_train::loss::dice_ce(tnet.forward(xa.clone()), y.clone(), None);
         let grads = GradientsParams::from_grads(loss.backward(), &tnet);
@@ -146,9 +199,21 @@ fn model_times(cfg: &repux_nn::ModelConfig, patch: [usize; 3], batch: usize, rep
     ([forward, train], [rss_forward, peak_rss_mib()])
 }
 
-fn model(preset: &str, patch: [usize; 3], batch: usize, repeats: usize, no_burn: bool, train: bool, json: bool) -> Result<ExitCode> {
+fn model(
+    preset: &str,
+    patch: [usize; 3],
+    batch: usize,
+    repeats: usize,
+    no_burn: bool,
+    train: bool,
+    json: bool,
+) -> Result<ExitCode> {
     let cfg = repux_nn::ModelConfig::load(preset).map_err(|e| anyhow::anyhow!(e))?;
-    let cfg = repux_nn::ModelConfig { in_channels: 1, out_channels: 5, ..cfg };
+    let cfg = repux_nn::ModelConfig {
+        in_channels: 1,
+        out_channels: 5,
+        ..cfg
+    };
     repux_nn::ops::use_burn_ops(false);
     let ([f_ours, t_ours], [rss_f, rss_t]) = model_times(&cfg, patch, batch, repeats, train);
     let [f_burn, t_burn] = if no_burn {
@@ -168,10 +233,25 @@ fn model(preset: &str, patch: [usize; 3], batch: usize, repeats: usize, no_burn:
         }
         println!("{}", serde_json::Value::Array(recs));
     } else {
-        println!("model {preset}, batch {batch} × {patch:?}, {threads} threads, median of {repeats}");
-        println!("{:<12} {:>12} {:>12} {:>8} {:>16}", "pass", "repux (s)", "burn ops (s)", "ratio", "repux peak RSS");
-        for (name, o, b, rss) in [("forward", f_ours, f_burn, rss_f), ("train step", t_ours, t_burn, rss_t)].into_iter().take(if train { 2 } else { 1 }) {
-            println!("{name:<12} {o:>12.3} {b:>12.3} {:>7.1}× {:>12.0} MiB", b / o, rss);
+        println!(
+            "model {preset}, batch {batch} × {patch:?}, {threads} threads, median of {repeats}"
+        );
+        println!(
+            "{:<12} {:>12} {:>12} {:>8} {:>16}",
+            "pass", "repux (s)", "burn ops (s)", "ratio", "repux peak RSS"
+        );
+        for (name, o, b, rss) in [
+            ("forward", f_ours, f_burn, rss_f),
+            ("train step", t_ours, t_burn, rss_t),
+        ]
+        .into_iter()
+        .take(if train { 2 } else { 1 })
+        {
+            println!(
+                "{name:<12} {o:>12.3} {b:>12.3} {:>7.1}× {:>12.0} MiB",
+                b / o,
+                rss
+            );
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -193,11 +273,15 @@ fn time_warm(repeats: usize, mut f: impl FnMut()) -> f64 {
 }
 
 fn time_median(repeats: usize, mut f: impl FnMut()) -> f64 {
-    median((0..repeats.max(1)).map(|_| {
-        let t = Instant::now();
-        f();
-        t.elapsed().as_secs_f64()
-    }).collect())
+    median(
+        (0..repeats.max(1))
+            .map(|_| {
+                let t = Instant::now();
+                f();
+                t.elapsed().as_secs_f64()
+            })
+            .collect(),
+    )
 }
 
 /// burn's generic depthwise conv3d on Flex: forward, or forward + backward through autodiff.
@@ -205,13 +289,34 @@ fn burn_depthwise(s: &repux_kernels::DwShape, backward: bool) -> f64 {
     use burn::tensor::module::conv3d;
     use burn::tensor::ops::ConvOptions;
     use burn::tensor::{Distribution, Tensor};
-    let device = if backward { repux_nn::cpu().autodiff() } else { repux_nn::cpu() };
-    let x = Tensor::<5>::random([s.n, s.c, s.d, s.h, s.w], Distribution::Normal(0.0, 1.0), &device);
-    let w = Tensor::<5>::random([s.c, 1, s.k, s.k, s.k], Distribution::Normal(0.0, 0.1), &device);
+    let device = if backward {
+        repux_nn::cpu().autodiff()
+    } else {
+        repux_nn::cpu()
+    };
+    let x = Tensor::<5>::random(
+        [s.n, s.c, s.d, s.h, s.w],
+        Distribution::Normal(0.0, 1.0),
+        &device,
+    );
+    let w = Tensor::<5>::random(
+        [s.c, 1, s.k, s.k, s.k],
+        Distribution::Normal(0.0, 0.1),
+        &device,
+    );
     let b = Tensor::<1>::zeros([s.c], &device);
-    let (x, w, b) = if backward { (x.require_grad(), w.require_grad(), b.require_grad()) } else { (x, w, b) };
+    let (x, w, b) = if backward {
+        (x.require_grad(), w.require_grad(), b.require_grad())
+    } else {
+        (x, w, b)
+    };
     let t = Instant::now();
-    let y = conv3d(x, w, Some(b), ConvOptions::new([1, 1, 1], [s.k / 2; 3], [1, 1, 1], s.c));
+    let y = conv3d(
+        x,
+        w,
+        Some(b),
+        ConvOptions::new([1, 1, 1], [s.k / 2; 3], [1, 1, 1], s.c),
+    );
     if backward {
         std::hint::black_box(y.sum().backward());
     } else {
@@ -227,14 +332,32 @@ fn kernels(json: bool, repeats: usize, burn_limit_s: f64) -> Result<ExitCode> {
     let mut notes = Vec::new();
     for k in [21usize, 7] {
         // burn's throughput on a small probe of this kernel size, to estimate the big shapes.
-        let probe = DwShape { n: 1, c: 2, d: 12, h: 12, w: 12, k };
+        let probe = DwShape {
+            n: 1,
+            c: 2,
+            d: 12,
+            h: 12,
+            w: 12,
+            k,
+        };
         let macs = |s: &DwShape| (s.n * s.c * s.spatial() * s.k.pow(3)) as f64;
         let rate_f = macs(&probe) / burn_depthwise(&probe, false);
         let rate_fb = macs(&probe) / burn_depthwise(&probe, true);
         for (c, size) in [(48usize, 48usize), (96, 24), (192, 12), (384, 6)] {
-            let s = DwShape { n: 1, c, d: size, h: size, w: size, k };
-            let x: Vec<f32> = (0..s.input_len()).map(|i| ((i % 97) as f32 - 48.0) / 50.0).collect();
-            let w: Vec<f32> = (0..s.weight_len()).map(|i| ((i % 13) as f32 - 6.0) / 100.0).collect();
+            let s = DwShape {
+                n: 1,
+                c,
+                d: size,
+                h: size,
+                w: size,
+                k,
+            };
+            let x: Vec<f32> = (0..s.input_len())
+                .map(|i| ((i % 97) as f32 - 48.0) / 50.0)
+                .collect();
+            let w: Vec<f32> = (0..s.weight_len())
+                .map(|i| ((i % 13) as f32 - 6.0) / 100.0)
+                .collect();
             let b = vec![0.1f32; c];
             for (pass, fb) in [("forward", false), ("forward_backward", true)] {
                 let ours = time_median(repeats, || {
@@ -272,11 +395,18 @@ fn kernels(json: bool, repeats: usize, burn_limit_s: f64) -> Result<ExitCode> {
     }
     let peak = repux_kernels::dense::gemm_gflops(1536, 3);
     println!("repux kernels vs burn 0.22.1 generic conv3d / conv_transpose3d (Flex), {} threads, median of {repeats}", rayon_threads());
-    println!("{:<15} {:<6} {:>8} {:>6} {:<17} {:>10} {:>10} {:>9} {:>9}", "op", "kernel", "channels", "size", "pass", "ours (s)", "burn (s)", "ratio", "GFLOP/s");
+    println!(
+        "{:<15} {:<6} {:>8} {:>6} {:<17} {:>10} {:>10} {:>9} {:>9}",
+        "op", "kernel", "channels", "size", "pass", "ours (s)", "burn (s)", "ratio", "GFLOP/s"
+    );
     for r in &records {
         let ours = r["ours_s"].as_f64().unwrap_or(f64::NAN);
         let burn = r["burn_s"].as_f64();
-        let op = match (r["op"].as_str().unwrap_or(""), r["out_channels"].as_u64(), r["stride"].as_u64()) {
+        let op = match (
+            r["op"].as_str().unwrap_or(""),
+            r["out_channels"].as_u64(),
+            r["stride"].as_u64(),
+        ) {
             ("depthwise", _, _) => "depthwise".to_string(),
             (op, Some(o), Some(st)) => format!("{op}→{o} s{st}"),
             (op, Some(o), None) => format!("{op}→{o}"),
@@ -290,32 +420,61 @@ fn kernels(json: bool, repeats: usize, burn_limit_s: f64) -> Result<ExitCode> {
             r["size"][0].as_u64().unwrap_or(0),
             r["pass"].as_str().unwrap_or(""),
             ours,
-            burn.map(|b| format!("{b:.3}")).unwrap_or_else(|| "skipped".into()),
-            burn.map(|b| format!("{:.0}×", b / ours)).unwrap_or_else(|| "-".into()),
+            burn.map(|b| format!("{b:.3}"))
+                .unwrap_or_else(|| "skipped".into()),
+            burn.map(|b| format!("{:.0}×", b / ours))
+                .unwrap_or_else(|| "-".into()),
             r["gflops"].as_f64().unwrap_or(f64::NAN)
         );
     }
     for n in &notes {
         println!("note: {n}");
     }
-    println!("note: fp32 GEMM peak through the same GEMM path (1536³, median of 3): {peak:.1} GFLOP/s");
+    println!(
+        "note: fp32 GEMM peak through the same GEMM path (1536³, median of 3): {peak:.1} GFLOP/s"
+    );
     Ok(ExitCode::SUCCESS)
 }
 
 /// burn's generic conv3d (or k2 s2 transposed conv) on Flex: forward, or forward + backward.
-fn burn_dense(x_shape: [usize; 5], w_shape: [usize; 5], stride: usize, pad: usize, transposed: bool, backward: bool) -> f64 {
+fn burn_dense(
+    x_shape: [usize; 5],
+    w_shape: [usize; 5],
+    stride: usize,
+    pad: usize,
+    transposed: bool,
+    backward: bool,
+) -> f64 {
     use burn::tensor::module::{conv3d, conv_transpose3d};
     use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
     use burn::tensor::{Distribution, Tensor};
-    let device = if backward { repux_nn::cpu().autodiff() } else { repux_nn::cpu() };
+    let device = if backward {
+        repux_nn::cpu().autodiff()
+    } else {
+        repux_nn::cpu()
+    };
     let x = Tensor::<5>::random(x_shape, Distribution::Normal(0.0, 1.0), &device);
     let w = Tensor::<5>::random(w_shape, Distribution::Normal(0.0, 0.1), &device);
-    let (x, w) = if backward { (x.require_grad(), w.require_grad()) } else { (x, w) };
+    let (x, w) = if backward {
+        (x.require_grad(), w.require_grad())
+    } else {
+        (x, w)
+    };
     let t = Instant::now();
     let y = if transposed {
-        conv_transpose3d(x, w, None, ConvTransposeOptions::new([2, 2, 2], [0, 0, 0], [0, 0, 0], [1, 1, 1], 1))
+        conv_transpose3d(
+            x,
+            w,
+            None,
+            ConvTransposeOptions::new([2, 2, 2], [0, 0, 0], [0, 0, 0], [1, 1, 1], 1),
+        )
     } else {
-        conv3d(x, w, None, ConvOptions::new([stride; 3], [pad; 3], [1, 1, 1], 1))
+        conv3d(
+            x,
+            w,
+            None,
+            ConvOptions::new([stride; 3], [pad; 3], [1, 1, 1], 1),
+        )
     };
     if backward {
         std::hint::black_box(y.sum().backward());
@@ -327,10 +486,29 @@ fn burn_dense(x_shape: [usize; 5], w_shape: [usize; 5], stride: usize, pad: usiz
 
 /// The paper network's dense convolutions at a 96³ patch: encoder1's and decoder1's 3³ convs,
 /// the stem, a k2 s2 downsampling conv and the decoder's k2 s2 transposed conv.
-fn dense_records(repeats: usize, burn_limit_s: f64, records: &mut Vec<serde_json::Value>, notes: &mut Vec<String>) {
+fn dense_records(
+    repeats: usize,
+    burn_limit_s: f64,
+    records: &mut Vec<serde_json::Value>,
+    notes: &mut Vec<String>,
+) {
     use repux_kernels::dense::{self, ConvShape, UpShape};
     // (name, cin, cout, input side, k, stride, pad)
-    let convs = [("encoder1 3³", 1usize, 48usize, 96usize, 3usize, 1usize, 1usize), ("encoder1/decoder1 3³", 48, 48, 96, 3, 1, 1), ("decoder1 3³ (concat)", 96, 48, 96, 3, 1, 1), ("stem 7³ s2", 1, 48, 96, 7, 2, 3), ("downsample k2 s2", 48, 96, 48, 2, 2, 0)];
+    let convs = [
+        (
+            "encoder1 3³",
+            1usize,
+            48usize,
+            96usize,
+            3usize,
+            1usize,
+            1usize,
+        ),
+        ("encoder1/decoder1 3³", 48, 48, 96, 3, 1, 1),
+        ("decoder1 3³ (concat)", 96, 48, 96, 3, 1, 1),
+        ("stem 7³ s2", 1, 48, 96, 7, 2, 3),
+        ("downsample k2 s2", 48, 96, 48, 2, 2, 0),
+    ];
     let data = |n: usize| -> Vec<f32> { (0..n).map(|i| ((i % 97) as f32 - 48.0) / 50.0).collect() };
     // burn's throughput on a small probe, to estimate (and skip) the slowest runs.
     let probe = |k: usize, fb: bool| {
@@ -338,7 +516,18 @@ fn dense_records(repeats: usize, burn_limit_s: f64, records: &mut Vec<serde_json
         (8 * 8 * k.pow(3) * 16usize.pow(3)) as f64 / t
     };
     for (name, cin, cout, size, k, stride, pad) in convs {
-        let s = ConvShape { n: 1, cin, cout, d: size, h: size, w: size, k, stride, pad, groups: 1 };
+        let s = ConvShape {
+            n: 1,
+            cin,
+            cout,
+            d: size,
+            h: size,
+            w: size,
+            k,
+            stride,
+            pad,
+            groups: 1,
+        };
         let (x, w) = (data(s.input_len()), data(s.weight_len()));
         let macs = (s.output_len() * cin * k.pow(3)) as f64;
         for (pass, fb) in [("forward", false), ("forward_backward", true)] {
@@ -356,14 +545,38 @@ fn dense_records(repeats: usize, burn_limit_s: f64, records: &mut Vec<serde_json
                 None
             } else {
                 Some(time_median(if est > 5.0 { 1 } else { repeats }, || {
-                    burn_dense([1, cin, size, size, size], [cout, cin, k, k, k], stride, pad, false, fb);
+                    burn_dense(
+                        [1, cin, size, size, size],
+                        [cout, cin, k, k, k],
+                        stride,
+                        pad,
+                        false,
+                        fb,
+                    );
                 }))
             };
-            let flops = 2.0 * macs * if fb { if cin > 1 { 3.0 } else { 2.0 } } else { 1.0 };
+            let flops = 2.0
+                * macs
+                * if fb {
+                    if cin > 1 {
+                        3.0
+                    } else {
+                        2.0
+                    }
+                } else {
+                    1.0
+                };
             records.push(serde_json::json!({"op": "conv", "name": name, "channels": cin, "out_channels": cout, "size": [size, size, size], "kernel": k, "stride": stride, "pass": pass, "ours_s": ours, "burn_s": burn_s, "gflops": flops / ours / 1e9}));
         }
     }
-    let s = UpShape { n: 1, cin: 96, cout: 48, d: 48, h: 48, w: 48 };
+    let s = UpShape {
+        n: 1,
+        cin: 96,
+        cout: 48,
+        d: 48,
+        h: 48,
+        w: 48,
+    };
     let (x, w) = (data(s.input_len()), data(s.weight_len()));
     let macs = (s.input_len() * s.cout * 8) as f64;
     for (pass, fb) in [("forward", false), ("forward_backward", true)] {
@@ -383,18 +596,34 @@ fn dense_records(repeats: usize, burn_limit_s: f64, records: &mut Vec<serde_json
     }
 }
 
-fn bench_resample(shape: [usize; 3], spacing: [f64; 3], target: [f64; 3], repeats: usize, json: bool) -> Result<ExitCode> {
+fn bench_resample(
+    shape: [usize; 3],
+    spacing: [f64; 3],
+    target: [f64; 3],
+    repeats: usize,
+    json: bool,
+) -> Result<ExitCode> {
     let n: usize = shape.iter().product();
     // A smooth CT-like field with structure on every axis (deterministic).
     let data: Vec<f32> = (0..n)
         .map(|i| {
-            let (a, b, k) = (i / (shape[1] * shape[2]), (i / shape[2]) % shape[1], i % shape[2]);
-            (400.0 * ((a as f32) * 0.05).sin() * ((b as f32) * 0.07).cos() + 100.0 * ((k as f32) * 0.11).sin()) - 200.0
+            let (a, b, k) = (
+                i / (shape[1] * shape[2]),
+                (i / shape[2]) % shape[1],
+                i % shape[2],
+            );
+            (400.0 * ((a as f32) * 0.05).sin() * ((b as f32) * 0.07).cos()
+                + 100.0 * ((k as f32) * 0.11).sin())
+                - 200.0
         })
         .collect();
     let out = shape_for_spacing(shape, spacing, target);
     let mut records = Vec::new();
-    for (name, interp) in [("cubic", Interp::Cubic), ("linear", Interp::Linear), ("nearest", Interp::Nearest)] {
+    for (name, interp) in [
+        ("cubic", Interp::Cubic),
+        ("linear", Interp::Linear),
+        ("nearest", Interp::Nearest),
+    ] {
         let times: Vec<f64> = (0..repeats.max(1))
             .map(|_| {
                 let t = Instant::now();
@@ -412,14 +641,21 @@ fn bench_resample(shape: [usize; 3], spacing: [f64; 3], target: [f64; 3], repeat
         let cubic = records[0]["median_s"].as_f64().unwrap_or(f64::NAN);
         for r in &records {
             let s = r["median_s"].as_f64().unwrap_or(f64::NAN);
-            println!("  {:<8} {:>8.3} s   ({:.2}× cubic's time)", r["interpolation"].as_str().unwrap_or(""), s, s / cubic);
+            println!(
+                "  {:<8} {:>8.3} s   ({:.2}× cubic's time)",
+                r["interpolation"].as_str().unwrap_or(""),
+                s,
+                s / cubic
+            );
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
 fn rayon_threads() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }
 
 /// Two ellipsoids filling much of the volume, the second shifted and scaled: realistic organ-sized
@@ -429,18 +665,33 @@ fn surface(shape: [usize; 3], spacing: [f64; 3], repeats: usize) -> Result<ExitC
     let ell = |c: [f64; 3], r: [f64; 3]| -> Vec<bool> {
         (0..n)
             .map(|i| {
-                let p = [(i / (shape[1] * shape[2])) as f64, ((i / shape[2]) % shape[1]) as f64, (i % shape[2]) as f64];
+                let p = [
+                    (i / (shape[1] * shape[2])) as f64,
+                    ((i / shape[2]) % shape[1]) as f64,
+                    (i % shape[2]) as f64,
+                ];
                 (0..3).map(|a| ((p[a] - c[a]) / r[a]).powi(2)).sum::<f64>() < 1.0
             })
             .collect()
     };
     let s = shape.map(|v| v as f64);
-    let a = ell([s[0] * 0.5, s[1] * 0.5, s[2] * 0.5], [s[0] * 0.35, s[1] * 0.3, s[2] * 0.35]);
-    let b = ell([s[0] * 0.52, s[1] * 0.49, s[2] * 0.5], [s[0] * 0.33, s[1] * 0.31, s[2] * 0.36]);
+    let a = ell(
+        [s[0] * 0.5, s[1] * 0.5, s[2] * 0.5],
+        [s[0] * 0.35, s[1] * 0.3, s[2] * 0.35],
+    );
+    let b = ell(
+        [s[0] * 0.52, s[1] * 0.49, s[2] * 0.5],
+        [s[0] * 0.33, s[1] * 0.31, s[2] * 0.36],
+    );
     let mut m = None;
-    let t = time_median(repeats, || m = Some(repux_eval::class_metrics(&a, &b, shape, spacing, 1.0)));
+    let t = time_median(repeats, || {
+        m = Some(repux_eval::class_metrics(&a, &b, shape, spacing, 1.0))
+    });
     let m = m.ok_or_else(|| anyhow::anyhow!("no run"))?;
     println!("HD95 + ASD + NSD (+ Dice) of two masks {shape:?} at {spacing:?} mm, {} threads, median of {repeats}: {t:.3} s", rayon_threads());
-    println!("  Dice {:.4}  HD95 {:.3} mm  ASD {:.3} mm  NSD@1mm {:.4}", m.Dice, m.HD95, m.ASD, m.NSD);
+    println!(
+        "  Dice {:.4}  HD95 {:.3} mm  ASD {:.3} mm  NSD@1mm {:.4}",
+        m.Dice, m.HD95, m.ASD, m.NSD
+    );
     Ok(ExitCode::SUCCESS)
 }

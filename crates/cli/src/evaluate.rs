@@ -1,5 +1,7 @@
 use anyhow::{anyhow, Result};
-use repux_eval::evaluate::{evaluate_folders_remapped, labels_from_json, means, write_summary, Remap, Tolerances};
+use repux_eval::evaluate::{
+    evaluate_folders_remapped, labels_from_json, means, write_summary, Remap, Tolerances,
+};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -37,15 +39,39 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let mut per_class = BTreeMap::new();
     if let Some(s) = &a.nsd_tolerance_per_class {
         for part in s.split(',') {
-            let (c, t) = part.split_once('=').ok_or_else(|| anyhow!("--nsd-tolerance-per-class: {part:?} is not class=mm"))?;
-            per_class.insert(c.trim().parse::<u32>().map_err(|_| anyhow!("--nsd-tolerance-per-class: {c:?} is not a class value"))?, t.trim().parse::<f64>().map_err(|_| anyhow!("--nsd-tolerance-per-class: {t:?} is not a number"))?);
+            let (c, t) = part
+                .split_once('=')
+                .ok_or_else(|| anyhow!("--nsd-tolerance-per-class: {part:?} is not class=mm"))?;
+            per_class.insert(
+                c.trim().parse::<u32>().map_err(|_| {
+                    anyhow!("--nsd-tolerance-per-class: {c:?} is not a class value")
+                })?,
+                t.trim()
+                    .parse::<f64>()
+                    .map_err(|_| anyhow!("--nsd-tolerance-per-class: {t:?} is not a number"))?,
+            );
         }
     }
-    let tol = Tolerances { default: a.nsd_tolerance, per_class };
+    let tol = Tolerances {
+        default: a.nsd_tolerance,
+        per_class,
+    };
     let labels = a.labels.as_deref().map(labels_from_json).transpose()?;
     let remap = Remap {
-        pred: a.pred_map.as_deref().map(Remap::parse).transpose().map_err(|e| anyhow!("--pred-map: {e}"))?.unwrap_or_default(),
-        reference: a.ref_map.as_deref().map(Remap::parse).transpose().map_err(|e| anyhow!("--ref-map: {e}"))?.unwrap_or_default(),
+        pred: a
+            .pred_map
+            .as_deref()
+            .map(Remap::parse)
+            .transpose()
+            .map_err(|e| anyhow!("--pred-map: {e}"))?
+            .unwrap_or_default(),
+        reference: a
+            .ref_map
+            .as_deref()
+            .map(Remap::parse)
+            .transpose()
+            .map_err(|e| anyhow!("--ref-map: {e}"))?
+            .unwrap_or_default(),
     };
     let results = evaluate_folders_remapped(&a.pred, &a.reference, labels, &tol, &remap)?;
     let out = a.output.unwrap_or_else(|| a.pred.clone());
@@ -53,6 +79,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let (per, fg) = means(&results);
     println!("{} cases evaluated", results.len());
     print!("{}", repux_eval::evaluate::markdown(&per, &fg));
-    println!("summary.json, summary.csv and summary.md written to {}", out.display());
+    println!(
+        "summary.json, summary.csv and summary.md written to {}",
+        out.display()
+    );
     Ok(ExitCode::SUCCESS)
 }

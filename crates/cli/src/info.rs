@@ -51,13 +51,22 @@ pub fn run(a: Args) -> Result<ExitCode> {
     println!("orientation  {}", info.orientation);
     for (r, row) in info.affine.iter().enumerate() {
         let label = if r == 0 { "affine" } else { "" };
-        println!("{label:<12} [{}]", row.iter().map(|v| format!("{v:>11.5}")).collect::<Vec<_>>().join(" "));
+        println!(
+            "{label:<12} [{}]",
+            row.iter()
+                .map(|v| format!("{v:>11.5}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
     }
     println!("min / max    {} / {}", info.min, info.max);
     println!("mean         {}", info.mean);
     println!("sum          {}", info.sum);
     if l.stats.nonfinite > 0 {
-        println!("non-finite   {} voxels are NaN or infinite", l.stats.nonfinite);
+        println!(
+            "non-finite   {} voxels are NaN or infinite",
+            l.stats.nonfinite
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

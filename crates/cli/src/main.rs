@@ -11,8 +11,8 @@ mod model;
 mod overlay;
 mod plan;
 mod predict;
-mod recipe;
 mod preprocess;
+mod recipe;
 mod synth;
 mod train;
 

@@ -56,8 +56,17 @@ pub enum ExportFormatArg {
 pub fn run(c: Command) -> Result<ExitCode> {
     let (model_config, json) = match c {
         Command::Summary { model_config, json } => (model_config, json),
-        Command::Import { model_config, plans, weights, out } => return import(&model_config, &plans, weights.as_deref(), &out),
-        Command::Export { model, format, output } => return export(&model, format, &output),
+        Command::Import {
+            model_config,
+            plans,
+            weights,
+            out,
+        } => return import(&model_config, &plans, weights.as_deref(), &out),
+        Command::Export {
+            model,
+            format,
+            output,
+        } => return export(&model, format, &output),
     };
     let cfg = ModelConfig::load(&model_config).map_err(|e| anyhow!(e))?;
     let s = repux_nn::summary::summary(&Net::new(&cfg, &cpu()))?;
@@ -65,10 +74,25 @@ pub fn run(c: Command) -> Result<ExitCode> {
         println!("{}", serde_json::to_string(&s)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{:?} (kernel {}, reparam {:?}), {} → {} channels, features {:?}, hidden {}", cfg.arch, cfg.kernel(), cfg.reparam(), cfg.in_channels, cfg.out_channels, cfg.feature_size, cfg.hidden_size);
+    println!(
+        "{:?} (kernel {}, reparam {:?}), {} → {} channels, features {:?}, hidden {}",
+        cfg.arch,
+        cfg.kernel(),
+        cfg.reparam(),
+        cfg.in_channels,
+        cfg.out_channels,
+        cfg.feature_size,
+        cfg.hidden_size
+    );
     println!("{:<58} {:<22} {:>12}", "tensor", "shape", "elements");
     for t in &s.tensors {
-        println!("{:<58} {:<22} {:>12}{}", t.name, format!("{:?}", t.shape), t.numel, if t.parameter { "" } else { "  (buffer)" });
+        println!(
+            "{:<58} {:<22} {:>12}{}",
+            t.name,
+            format!("{:?}", t.shape),
+            t.numel,
+            if t.parameter { "" } else { "  (buffer)" }
+        );
     }
     println!("parameters: {}   buffers: {}", s.parameters, s.buffers);
     Ok(ExitCode::SUCCESS)
@@ -97,7 +121,12 @@ pub fn load_net(weights: &Path, model_config: Option<&str>) -> Result<Net> {
     if weights.is_dir() {
         return Ok(load_model_dir(weights, &device)?);
     }
-    let spec = model_config.ok_or_else(|| anyhow!("--model-config is needed with a weight file ({})", weights.display()))?;
+    let spec = model_config.ok_or_else(|| {
+        anyhow!(
+            "--model-config is needed with a weight file ({})",
+            weights.display()
+        )
+    })?;
     let cfg = ModelConfig::load(spec).map_err(|e| anyhow!(e))?;
     let mut net = Net::new(&cfg, &device);
     load_into(&mut net, weights, &device)?;
@@ -107,20 +136,35 @@ pub fn load_net(weights: &Path, model_config: Option<&str>) -> Result<Net> {
 pub fn forward(a: ForwardArgs) -> Result<ExitCode> {
     let net = load_net(&a.weights, a.model_config.as_deref())?;
     let x = repux_volume::npy::read(&a.input)?;
-    let dims: [usize; 5] = x.shape.clone().try_into().map_err(|_| anyhow!("{}: array has shape {:?}; expected N×C×D×H×W", a.input.display(), x.shape))?;
+    let dims: [usize; 5] = x.shape.clone().try_into().map_err(|_| {
+        anyhow!(
+            "{}: array has shape {:?}; expected N×C×D×H×W",
+            a.input.display(),
+            x.shape
+        )
+    })?;
     if x.dtype != repux_volume::npy::NpyType::F32 {
-        bail!("{}: array is {:?}; expected float32", a.input.display(), x.dtype);
+        bail!(
+            "{}: array is {:?}; expected float32",
+            a.input.display(),
+            x.dtype
+        );
     }
     if x.data.iter().any(|v| !v.is_finite()) {
         bail!("{}: input holds NaN or infinite values", a.input.display());
     }
-    net.check_input(dims).map_err(|e| anyhow!("{}: {e}", a.input.display()))?;
+    net.check_input(dims)
+        .map_err(|e| anyhow!("{}: {e}", a.input.display()))?;
     // Deploy mode: δ and BatchNorm folded; a non-autodiff device runs BatchNorm on running stats.
     let deployed = net.merge();
     let y = deployed.forward(Tensor::from_data(TensorData::new(x.data, dims), &cpu()));
     let shape = y.dims().to_vec();
-    let values = y.into_data().try_to_vec::<f32>().map_err(|e| anyhow!("reading the logits: {e:?}"))?;
-    repux_volume::npy::write(&a.output, &shape, &values, repux_volume::npy::NpyType::F32).with_context(|| format!("writing {}", a.output.display()))?;
+    let values = y
+        .into_data()
+        .try_to_vec::<f32>()
+        .map_err(|e| anyhow!("reading the logits: {e:?}"))?;
+    repux_volume::npy::write(&a.output, &shape, &values, repux_volume::npy::NpyType::F32)
+        .with_context(|| format!("writing {}", a.output.display()))?;
     println!("logits {:?} written to {}", shape, a.output.display());
     Ok(ExitCode::SUCCESS)
 }
@@ -128,7 +172,11 @@ pub fn forward(a: ForwardArgs) -> Result<ExitCode> {
 fn export(model: &Path, format: ExportFormatArg, output: &Path) -> Result<ExitCode> {
     let dirs = repux_infer::resolve_models(&[model.to_path_buf()], repux_infer::Checkpoint::Auto)?;
     let [dir] = dirs.as_slice() else {
-        bail!("{}: holds {} models; export one model directory at a time", model.display(), dirs.len());
+        bail!(
+            "{}: holds {} models; export one model directory at a time",
+            model.display(),
+            dirs.len()
+        );
     };
     let net = load_model_dir(dir, &cpu())?;
     let fmt = match format {
@@ -137,15 +185,32 @@ fn export(model: &Path, format: ExportFormatArg, output: &Path) -> Result<ExitCo
     };
     repux_nn::export(&net, output, fmt)?;
     let cfg = net.config();
-    println!("{} written from {} ({:?}, deploy form: kernels as convolved, BatchNorms kept)", output.display(), dir.display(), cfg.arch);
+    println!(
+        "{} written from {} ({:?}, deploy form: kernels as convolved, BatchNorms kept)",
+        output.display(),
+        dir.display(),
+        cfg.arch
+    );
     Ok(ExitCode::SUCCESS)
 }
 
-fn import(model_config: &str, plans_path: &Path, weights: Option<&Path>, out: &Path) -> Result<ExitCode> {
+fn import(
+    model_config: &str,
+    plans_path: &Path,
+    weights: Option<&Path>,
+    out: &Path,
+) -> Result<ExitCode> {
     let cfg = ModelConfig::load(model_config).map_err(|e| anyhow!(e))?;
     let plans = repux_prep::Plans::load(plans_path)?;
     if plans.num_classes() != cfg.out_channels || plans.normalization.len() != cfg.in_channels {
-        bail!("{}: plans have {} channels and {} classes, the model config {} and {}", plans_path.display(), plans.normalization.len(), plans.num_classes(), cfg.in_channels, cfg.out_channels);
+        bail!(
+            "{}: plans have {} channels and {} classes, the model config {} and {}",
+            plans_path.display(),
+            plans.normalization.len(),
+            plans.num_classes(),
+            cfg.in_channels,
+            cfg.out_channels
+        );
     }
     let mut net = Net::new(&cfg, &cpu());
     if let Some(w) = weights {
@@ -153,6 +218,13 @@ fn import(model_config: &str, plans_path: &Path, weights: Option<&Path>, out: &P
     }
     repux_nn::save_model_dir(&net, out)?;
     plans.save(&out.join("plans.json"))?;
-    println!("model directory {} written ({}; weights {})", out.display(), model_config, weights.map(|w| w.display().to_string()).unwrap_or_else(|| "freshly initialised".into()));
+    println!(
+        "model directory {} written ({}; weights {})",
+        out.display(),
+        model_config,
+        weights
+            .map(|w| w.display().to_string())
+            .unwrap_or_else(|| "freshly initialised".into())
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -23,7 +23,11 @@ pub struct Args {
 
 pub fn run(a: Args) -> Result<ExitCode> {
     let image = repux_volume::read_volume(&a.image)?;
-    let label = a.label.as_deref().map(repux_volume::read_volume).transpose()?;
+    let label = a
+        .label
+        .as_deref()
+        .map(repux_volume::read_volume)
+        .transpose()?;
     let mut names = BTreeMap::new();
     if let Some(p) = &a.labels {
         let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(p)?)?;

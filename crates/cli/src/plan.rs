@@ -95,15 +95,37 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let plans = make_plans(&ds, fp, &opt)?;
     let out = a.output.unwrap_or_else(|| a.dataset.join("plans.json"));
     plans.save(&out)?;
-    println!("plans for {} ({} training cases) written to {}", plans.dataset_name, plans.fingerprint.cases.len(), out.display());
+    println!(
+        "plans for {} ({} training cases) written to {}",
+        plans.dataset_name,
+        plans.fingerprint.cases.len(),
+        out.display()
+    );
     println!("  target spacing  {:?} mm", plans.target_spacing);
-    println!("  median shape    {:?} (at the target spacing)", plans.median_shape);
-    println!("  patch size      {:?}, batch size {}", plans.patch_size, plans.batch_size);
+    println!(
+        "  median shape    {:?} (at the target spacing)",
+        plans.median_shape
+    );
+    println!(
+        "  patch size      {:?}, batch size {}",
+        plans.patch_size, plans.batch_size
+    );
     for n in &plans.normalization {
-        println!("  normalisation   {}: {}", n.channel, serde_json::to_string(&n.scheme)?);
+        println!(
+            "  normalisation   {}: {}",
+            n.channel,
+            serde_json::to_string(&n.scheme)?
+        );
     }
     let mut labels: Vec<_> = plans.labels.iter().collect();
     labels.sort_by_key(|(_, v)| **v);
-    println!("  labels          {}", labels.iter().map(|(k, v)| format!("{v}={k}")).collect::<Vec<_>>().join(", "));
+    println!(
+        "  labels          {}",
+        labels
+            .iter()
+            .map(|(k, v)| format!("{v}={k}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -67,14 +67,29 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let models = resolve_models(&a.model, which)?;
     let predictor = Predictor::load_ensemble(&models)?;
     if models.len() > 1 {
-        println!("ensemble of {} models: {}", models.len(), models.iter().map(|m| m.display().to_string()).collect::<Vec<_>>().join(", "));
+        println!(
+            "ensemble of {} models: {}",
+            models.len(),
+            models
+                .iter()
+                .map(|m| m.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
     }
     let cases = input_cases(&a.input)?;
     std::fs::create_dir_all(&a.output).map_err(|e| repux_volume::Error::io(&a.output, e))?;
-    let opts = PredictOptions { overlap: a.overlap, tta: matches!(a.tta, Tta::Flips), tile_batch: a.tile_batch.max(1), largest_component: a.largest_component };
+    let opts = PredictOptions {
+        overlap: a.overlap,
+        tta: matches!(a.tta, Tta::Flips),
+        tile_batch: a.tile_batch.max(1),
+        largest_component: a.largest_component,
+    };
     let multi = MultiProgress::new();
     let case_bar = multi.add(ProgressBar::new(cases.len() as u64));
-    case_bar.set_style(ProgressStyle::with_template("cases {bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}")?);
+    case_bar.set_style(ProgressStyle::with_template(
+        "cases {bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}",
+    )?);
     let tile_bar = multi.add(ProgressBar::new(0));
     tile_bar.set_style(ProgressStyle::with_template("tiles {bar:30} {pos}/{len}")?);
     let mut failed = Vec::new();
@@ -95,11 +110,18 @@ pub fn run(a: Args) -> Result<ExitCode> {
                     return Ok(());
                 }
                 if c == 0 {
-                    writer = Some(NpyWriter::create(&prob_path, &[classes, d, h, w], NpyType::F16)?);
+                    writer = Some(NpyWriter::create(
+                        &prob_path,
+                        &[classes, d, h, w],
+                        NpyType::F16,
+                    )?);
                 }
                 match writer.as_mut() {
                     Some(wr) => Ok(wr.append(values)?),
-                    None => Err(InferError::Case { path: prob_path.clone(), msg: "class probabilities out of order".into() }),
+                    None => Err(InferError::Case {
+                        path: prob_path.clone(),
+                        msg: "class probabilities out of order".into(),
+                    }),
                 }
             },
         );
@@ -119,7 +141,12 @@ pub fn run(a: Args) -> Result<ExitCode> {
     }
     case_bar.finish_and_clear();
     tile_bar.finish_and_clear();
-    println!("{} of {} cases predicted into {}", cases.len() - failed.len(), cases.len(), a.output.display());
+    println!(
+        "{} of {} cases predicted into {}",
+        cases.len() - failed.len(),
+        cases.len(),
+        a.output.display()
+    );
     if !failed.is_empty() {
         println!("failed: {}", failed.join(", "));
         return Ok(ExitCode::FAILURE);

@@ -27,7 +27,12 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let plans = Plans::load(&a.plans).context("reading the plans")?;
     let out = a.cache.unwrap_or_else(|| a.dataset.join("preprocessed"));
     let bar = ProgressBar::new(ds.training.len() as u64);
-    bar.set_style(ProgressStyle::with_template("preprocess {bar:30} {pos}/{len} cases [{elapsed_precise}<{eta_precise}] {msg}").context("progress template")?);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "preprocess {bar:30} {pos}/{len} cases [{elapsed_precise}<{eta_precise}] {msg}",
+        )
+        .context("progress template")?,
+    );
     let results = preprocess_dataset(&ds, &plans, &out, a.force, |id, _| {
         bar.set_message(id.to_string());
         bar.inc(1)
@@ -35,10 +40,28 @@ pub fn run(a: Args) -> Result<ExitCode> {
     bar.finish_and_clear();
     let written = results.iter().filter(|r| r.1 == Outcome::Written).count();
     let skipped = results.iter().filter(|r| r.1 == Outcome::UpToDate).count();
-    let failed: Vec<_> = results.iter().filter_map(|(id, o)| if let Outcome::Failed(m) = o { Some((id, m)) } else { None }).collect();
-    println!("{} cases in {}: {written} written, {skipped} already up to date, {} failed", results.len(), out.display(), failed.len());
+    let failed: Vec<_> = results
+        .iter()
+        .filter_map(|(id, o)| {
+            if let Outcome::Failed(m) = o {
+                Some((id, m))
+            } else {
+                None
+            }
+        })
+        .collect();
+    println!(
+        "{} cases in {}: {written} written, {skipped} already up to date, {} failed",
+        results.len(),
+        out.display(),
+        failed.len()
+    );
     for (id, m) in &failed {
         println!("  failed {id}: {m}");
     }
-    Ok(if failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

@@ -77,7 +77,10 @@ const DICOM_NOTE: &str = "TCIA Pancreas-CT ships its images as DICOM series; rep
 
 pub fn run(a: Args) -> Result<ExitCode> {
     let r = recipe(a.name);
-    let out = a.out.clone().unwrap_or_else(|| PathBuf::from(format!("recipe-{}", r.key)));
+    let out = a
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("recipe-{}", r.key)));
     println!("{}", r.title);
     println!("expected layout: {}", r.layout);
     let dicom = matches!(a.name, Name::TciaPancreas) && has_dicom(&a.data);
@@ -87,8 +90,21 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let ds = if dicom {
         None
     } else {
-        let ds = Dataset::open(&a.data).with_context(|| format!("reading {} as the {} dataset (expected: {})", a.data.display(), r.key, r.layout))?;
-        println!("read {}: {:?} layout, {} training cases, {} test cases", a.data.display(), ds.layout, ds.training.len(), ds.test.len());
+        let ds = Dataset::open(&a.data).with_context(|| {
+            format!(
+                "reading {} as the {} dataset (expected: {})",
+                a.data.display(),
+                r.key,
+                r.layout
+            )
+        })?;
+        println!(
+            "read {}: {:?} layout, {} training cases, {} test cases",
+            a.data.display(),
+            ds.layout,
+            ds.training.len(),
+            ds.test.len()
+        );
         Some(ds)
     };
     if dicom {
@@ -97,13 +113,19 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let ds = ds.expect("read above");
     std::fs::create_dir_all(&out).map_err(|e| repux_volume::Error::io(&out, e))?;
     write_files(&r, &ds, &a.data, &out)?;
-    println!("recipe written to {}: commands.sh, train.toml, model.json, labels.json", out.display());
+    println!(
+        "recipe written to {}: commands.sh, train.toml, model.json, labels.json",
+        out.display()
+    );
     println!("{}", r.note);
     Ok(ExitCode::SUCCESS)
 }
 
 fn abs(p: &Path) -> String {
-    std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf()).display().to_string()
+    std::fs::canonicalize(p)
+        .unwrap_or_else(|_| p.to_path_buf())
+        .display()
+        .to_string()
 }
 
 /// Single-quoted for sh (a quote inside becomes '\'').
@@ -114,9 +136,20 @@ fn sh_quote(s: &str) -> String {
 /// `ln -sf` lines putting a case's first image and its label under nnU-Net names.
 fn link_case(c: &mut String, t: &repux_volume::Case, inputs: &str, references: &str) {
     let e = repux_volume::dataset::ending_of(&t.images[0]);
-    let _ = writeln!(c, "ln -sf {} \"{inputs}/{}_0000{e}\"", sh_quote(&abs(&t.images[0])), t.id);
+    let _ = writeln!(
+        c,
+        "ln -sf {} \"{inputs}/{}_0000{e}\"",
+        sh_quote(&abs(&t.images[0])),
+        t.id
+    );
     if let Some(l) = &t.label {
-        let _ = writeln!(c, "ln -sf {} \"{references}/{}{}\"", sh_quote(&abs(l)), t.id, repux_volume::dataset::ending_of(l));
+        let _ = writeln!(
+            c,
+            "ln -sf {} \"{references}/{}{}\"",
+            sh_quote(&abs(l)),
+            t.id,
+            repux_volume::dataset::ending_of(l)
+        );
     }
 }
 
@@ -124,7 +157,9 @@ fn has_dicom(dir: &Path) -> bool {
     let mut stack = vec![dir.to_path_buf()];
     let mut seen = 0;
     while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in rd.flatten() {
             let p = e.path();
             seen += 1;
@@ -143,25 +178,46 @@ fn has_dicom(dir: &Path) -> bool {
 
 fn write_files(r: &Recipe, ds: &Dataset, data: &Path, out: &Path) -> Result<()> {
     let classes = r.labels.len() + 1;
-    let w = |name: &str, text: &str| repux_volume::nifti::write_bytes_atomic(&out.join(name), text.as_bytes());
+    let w = |name: &str, text: &str| {
+        repux_volume::nifti::write_bytes_atomic(&out.join(name), text.as_bytes())
+    };
     let mut labels = serde_json::Map::new();
     labels.insert("background".into(), 0.into());
     for (n, v) in r.labels {
         labels.insert(n.to_string(), (*v).into());
     }
-    w("labels.json", &serde_json::to_string_pretty(&serde_json::json!({ "labels": labels }))?)?;
-    w("model.json", &serde_json::to_string_pretty(&serde_json::json!({"arch": "repuxnet", "in_channels": 1, "out_channels": classes, "kernel_size": 21, "reparam": "bfr"}))?)?;
+    w(
+        "labels.json",
+        &serde_json::to_string_pretty(&serde_json::json!({ "labels": labels }))?,
+    )?;
+    w(
+        "model.json",
+        &serde_json::to_string_pretty(
+            &serde_json::json!({"arch": "repuxnet", "in_channels": 1, "out_channels": classes, "kernel_size": 21, "reparam": "bfr"}),
+        )?,
+    )?;
     w("train.toml", "# The paper's recipe (ARCHITECTURE §3): AdamW 1e-4, weight decay 0.01, no schedule,\n# DiceCE 1:1, 1 volume x 2 crops of 96^3 per step (50 % foreground), paper augmentation.\nmodel = \"model.json\"\niterations = 60000\nval_interval = 500\nlr = 1e-4\nweight_decay = 0.01\nschedule = \"constant\"\ncrops_per_volume = 2\naugment = \"paper\"\n")?;
-    let data_abs = std::fs::canonicalize(data).with_context(|| format!("resolving {}", data.display()))?;
+    let data_abs =
+        std::fs::canonicalize(data).with_context(|| format!("resolving {}", data.display()))?;
     let d = sh_quote(&data_abs.display().to_string());
     let s = r.spacing;
     let mut c = String::new();
-    let _ = writeln!(c, "#!/bin/sh\n# {}\n# Dataset: {} ({:?} layout, {} training cases)", r.title, data_abs.display(), ds.layout, ds.training.len());
+    let _ = writeln!(
+        c,
+        "#!/bin/sh\n# {}\n# Dataset: {} ({:?} layout, {} training cases)",
+        r.title,
+        data_abs.display(),
+        ds.layout,
+        ds.training.len()
+    );
     let _ = writeln!(c, "# Runs from any folder; the variables below may be set in the environment.\nset -eu\ncd \"$(dirname \"$0\")\"");
     let _ = writeln!(c, "REPUX=\"${{REPUX:-repux}}\"\nDATA={d}\nSPACING=\"${{SPACING:-{},{},{}}}\"\nPATCH=\"${{PATCH:-96,96,96}}\"", s[0], s[1], s[2]);
     let _ = writeln!(c, "\"$REPUX\" dataset check \"$DATA\"");
     let _ = writeln!(c, "\"$REPUX\" plan \"$DATA\" -o plans.json --target-spacing \"$SPACING\" --patch-size \"$PATCH\" --ct-window=-125,275");
-    let _ = writeln!(c, "\"$REPUX\" preprocess \"$DATA\" --plans plans.json --cache preprocessed");
+    let _ = writeln!(
+        c,
+        "\"$REPUX\" preprocess \"$DATA\" --plans plans.json --cache preprocessed"
+    );
     match r.flare_test {
         None => {
             let _ = writeln!(c, "FOLDS=\"${{FOLDS:-0 1 2 3 4}}\"");
@@ -180,11 +236,20 @@ fn write_files(r: &Recipe, ds: &Dataset, data: &Path, out: &Path) -> Result<()> 
                 }
                 let _ = writeln!(c, "TEST_IMAGES=\"${{TEST_IMAGES:-test_inputs}}\"\nTEST_LABELS=\"${{TEST_LABELS:-test_references}}\"");
             } else {
-                let _ = writeln!(c, "TEST_IMAGES=\"${{TEST_IMAGES:-}}\"\nTEST_LABELS=\"${{TEST_LABELS:-}}\"");
+                let _ = writeln!(
+                    c,
+                    "TEST_IMAGES=\"${{TEST_IMAGES:-}}\"\nTEST_LABELS=\"${{TEST_LABELS:-}}\""
+                );
                 let _ = writeln!(c, "if [ -z \"$TEST_IMAGES\" ] || [ -z \"$TEST_LABELS\" ]; then\n  echo \"trained runs/fold_*; set TEST_IMAGES and TEST_LABELS (held-out images and labels) to predict and evaluate\"\n  exit 0\nfi");
             }
-            let _ = writeln!(c, "# The folds' ensemble (softmax average), with test-time mirroring:");
-            let _ = writeln!(c, "\"$REPUX\" predict -i \"$TEST_IMAGES\" -o predictions -m runs");
+            let _ = writeln!(
+                c,
+                "# The folds' ensemble (softmax average), with test-time mirroring:"
+            );
+            let _ = writeln!(
+                c,
+                "\"$REPUX\" predict -i \"$TEST_IMAGES\" -o predictions -m runs"
+            );
             let _ = writeln!(c, "\"$REPUX\" evaluate --pred predictions --ref \"$TEST_LABELS\" --labels labels.json");
         }
         Some((pm, rm)) => {
@@ -195,7 +260,10 @@ fn write_files(r: &Recipe, ds: &Dataset, data: &Path, out: &Path) -> Result<()> 
             for t in &ds.training {
                 link_case(&mut c, t, "inputs", "references");
             }
-            let _ = writeln!(c, "\"$REPUX\" predict -i inputs -o predictions -m \"$FLARE_MODEL\"");
+            let _ = writeln!(
+                c,
+                "\"$REPUX\" predict -i inputs -o predictions -m \"$FLARE_MODEL\""
+            );
             let _ = writeln!(c, "\"$REPUX\" evaluate --pred predictions --ref references --pred-map {pm} --ref-map {rm} --labels labels.json");
             let _ = writeln!(c, "# Training on this dataset itself works as for FLARE: repux plan/preprocess/train with model.json and train.toml.");
         }

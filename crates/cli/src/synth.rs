@@ -18,9 +18,18 @@ pub struct Args {
 
 pub fn run(a: Args) -> Result<ExitCode> {
     let bar = ProgressBar::new(a.cases as u64);
-    bar.set_style(ProgressStyle::with_template("synth {bar:30} {pos}/{len} cases [{elapsed_precise}]").context("progress template")?);
-    repux_volume::synth::write_dataset(&a.out, a.cases, a.seed, |done| bar.set_position(done as u64))?;
+    bar.set_style(
+        ProgressStyle::with_template("synth {bar:30} {pos}/{len} cases [{elapsed_precise}]")
+            .context("progress template")?,
+    );
+    repux_volume::synth::write_dataset(&a.out, a.cases, a.seed, |done| {
+        bar.set_position(done as u64)
+    })?;
     bar.finish_and_clear();
-    println!("wrote {} phantom cases to {} (nnU-Net v2 layout: dataset.json, imagesTr/, labelsTr/)", a.cases, a.out.display());
+    println!(
+        "wrote {} phantom cases to {} (nnU-Net v2 layout: dataset.json, imagesTr/, labelsTr/)",
+        a.cases,
+        a.out.display()
+    );
     Ok(ExitCode::SUCCESS)
 }

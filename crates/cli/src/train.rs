@@ -104,7 +104,8 @@ extern "C" fn on_sigint(_: libc::c_int) {
 }
 
 fn read_config(path: &Path) -> Result<ConfigFile> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     toml::from_str(&text).map_err(|e| anyhow!("{}: invalid training config: {e}", path.display()))
 }
 
@@ -179,74 +180,153 @@ pub fn run(a: Args) -> Result<ExitCode> {
     }
     // A model file named in train.toml is relative to that file, as a recipe writes it.
     let file_model = file.model.map(|m| match &a.config {
-        Some(cfg) if Path::new(&m).is_relative() && ModelConfig::preset(&m).is_none() => cfg.parent().map(|d| d.join(&m).to_string_lossy().into_owned()).unwrap_or(m),
+        Some(cfg) if Path::new(&m).is_relative() && ModelConfig::preset(&m).is_none() => cfg
+            .parent()
+            .map(|d| d.join(&m).to_string_lossy().into_owned())
+            .unwrap_or(m),
         _ => m,
     });
-    let spec = a.model_preset.clone().or(file_model).unwrap_or_else(|| "small".into());
+    let spec = a
+        .model_preset
+        .clone()
+        .or(file_model)
+        .unwrap_or_else(|| "small".into());
     let mut model = match &a.init_from {
         Some(f) if f.is_file() => ModelConfig::load(&spec).map_err(|e| anyhow!(e))?,
         // Fine-tuning keeps the architecture of the weights it starts from.
         Some(dir) => {
-            let d = if dir.join("config.json").is_file() { dir.clone() } else { dir.join("checkpoint_final") };
+            let d = if dir.join("config.json").is_file() {
+                dir.clone()
+            } else {
+                dir.join("checkpoint_final")
+            };
             ModelConfig::load(&d.join("config.json").to_string_lossy()).map_err(|e| anyhow!(e))?
         }
         None => ModelConfig::load(&spec).map_err(|e| anyhow!(e))?,
     };
-    if a.init_from.as_ref().is_some_and(|f| !f.is_file()) && model.in_channels != plans.normalization.len() {
-        bail!("--init-from: the model takes {} input channels, the plans have {}", model.in_channels, plans.normalization.len());
+    if a.init_from.as_ref().is_some_and(|f| !f.is_file())
+        && model.in_channels != plans.normalization.len()
+    {
+        bail!(
+            "--init-from: the model takes {} input channels, the plans have {}",
+            model.in_channels,
+            plans.normalization.len()
+        );
     }
     model.in_channels = plans.normalization.len();
     model.out_channels = plans.num_classes();
-    let cache = a.cache.clone().unwrap_or_else(|| a.dataset.join("preprocessed"));
+    let cache = a
+        .cache
+        .clone()
+        .unwrap_or_else(|| a.dataset.join("preprocessed"));
     let results = preprocess_dataset(&ds, &plans, &cache, false, |_, _| {})?;
-    let failed: Vec<String> = results.iter().filter_map(|(id, o)| if let Outcome::Failed(m) = o { Some(format!("{id}: {m}")) } else { None }).collect();
+    let failed: Vec<String> = results
+        .iter()
+        .filter_map(|(id, o)| {
+            if let Outcome::Failed(m) = o {
+                Some(format!("{id}: {m}"))
+            } else {
+                None
+            }
+        })
+        .collect();
     if !failed.is_empty() {
-        bail!("preprocessing failed for {} case(s):\n  {}", failed.len(), failed.join("\n  "));
+        bail!(
+            "preprocessing failed for {} case(s):\n  {}",
+            failed.len(),
+            failed.join("\n  ")
+        );
     }
     let ids: Vec<String> = ds.training.iter().map(|c| c.id.clone()).collect();
     let (train_ids, val_ids) = if a.fold == "all" {
         (ids.clone(), ids.clone())
     } else {
-        let f: usize = a.fold.parse().map_err(|_| anyhow!("--fold {:?}: expected 0–4 or all", a.fold))?;
+        let f: usize = a
+            .fold
+            .parse()
+            .map_err(|_| anyhow!("--fold {:?}: expected 0–4 or all", a.fold))?;
         let folds = splits(&ids, &cache.join("splits_final.json"))?;
-        folds.get(f).cloned().ok_or_else(|| anyhow!("--fold {f}: splits_final.json has {} folds", folds.len()))?
+        folds
+            .get(f)
+            .cloned()
+            .ok_or_else(|| anyhow!("--fold {f}: splits_final.json has {} folds", folds.len()))?
     };
-    let load = |ids: &[String]| ids.iter().map(|id| load_case(&cache, id)).collect::<Result<Vec<_>, _>>();
+    let load = |ids: &[String]| {
+        ids.iter()
+            .map(|id| load_case(&cache, id))
+            .collect::<Result<Vec<_>, _>>()
+    };
     let (train_cases, val_cases) = (load(&train_ids)?, load(&val_ids)?);
     // SAFETY: installing a handler that only stores to an atomic (async-signal-safe).
     unsafe {
-        libc::signal(libc::SIGINT, on_sigint as extern "C" fn(libc::c_int) as libc::sighandler_t);
+        libc::signal(
+            libc::SIGINT,
+            on_sigint as extern "C" fn(libc::c_int) as libc::sighandler_t,
+        );
     }
     let resuming = a.resume || a.extend.is_some();
-    let opts = RunOptions { resume: a.resume, extend: a.extend.unwrap_or(0), init_from: a.init_from.as_deref(), new_head: a.new_head, stop: Some(&STOP) };
+    let opts = RunOptions {
+        resume: a.resume,
+        extend: a.extend.unwrap_or(0),
+        init_from: a.init_from.as_deref(),
+        new_head: a.new_head,
+        stop: Some(&STOP),
+    };
     let bar = ProgressBar::new(cfg.iterations as u64);
-    bar.set_style(ProgressStyle::with_template("train {bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}, {per_sec}] {msg}")?);
+    bar.set_style(ProgressStyle::with_template(
+        "train {bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}, {per_sec}] {msg}",
+    )?);
     let hidden = bar.is_hidden();
     let mut first = true;
-    let outcome = train(&model, &plans, train_cases, &val_cases, &cfg, &a.out, &opts, |l| {
-        if first {
-            // A resumed or extended run knows its length and position only now.
-            bar.set_length(l.planned as u64);
-            if resuming {
-                bar.set_position(l.iteration as u64 - 1);
-                bar.reset_eta();
+    let outcome = train(
+        &model,
+        &plans,
+        train_cases,
+        &val_cases,
+        &cfg,
+        &a.out,
+        &opts,
+        |l| {
+            if first {
+                // A resumed or extended run knows its length and position only now.
+                bar.set_length(l.planned as u64);
+                if resuming {
+                    bar.set_position(l.iteration as u64 - 1);
+                    bar.reset_eta();
+                }
+                first = false;
             }
-            first = false;
-        }
-        let v = l.val_mean_dice.map(|d| format!(" val Dice {d:.3}")).unwrap_or_default();
-        bar.set_message(format!("loss {:.4} lr {:.2e}{v}", l.loss, l.lr));
-        bar.inc(1);
-        if let Some(d) = l.val_mean_dice {
-            let msg = format!("iteration {}: loss {:.4}, validation mean Dice {d:.4} per class {:?}", l.iteration, l.loss, l.val_dice.as_deref().unwrap_or(&[]).iter().map(|v| (v * 1000.0).round() / 1000.0).collect::<Vec<_>>());
-            if hidden {
-                eprintln!("{msg}");
-            } else {
-                bar.println(msg);
+            let v = l
+                .val_mean_dice
+                .map(|d| format!(" val Dice {d:.3}"))
+                .unwrap_or_default();
+            bar.set_message(format!("loss {:.4} lr {:.2e}{v}", l.loss, l.lr));
+            bar.inc(1);
+            if let Some(d) = l.val_mean_dice {
+                let msg = format!(
+                    "iteration {}: loss {:.4}, validation mean Dice {d:.4} per class {:?}",
+                    l.iteration,
+                    l.loss,
+                    l.val_dice
+                        .as_deref()
+                        .unwrap_or(&[])
+                        .iter()
+                        .map(|v| (v * 1000.0).round() / 1000.0)
+                        .collect::<Vec<_>>()
+                );
+                if hidden {
+                    eprintln!("{msg}");
+                } else {
+                    bar.println(msg);
+                }
             }
-        }
-    })?;
+        },
+    )?;
     bar.finish_and_clear();
-    let best = outcome.best_val_dice.map(|d| format!(", best validation mean Dice {d:.4}")).unwrap_or_default();
+    let best = outcome
+        .best_val_dice
+        .map(|d| format!(", best validation mean Dice {d:.4}"))
+        .unwrap_or_default();
     match outcome.ending {
         Ending::Completed => println!("trained {} iterations on {} cases{best}; model in {}/checkpoint_final", outcome.iteration, train_ids.len(), a.out.display()),
         Ending::EarlyStopped => println!("stopped early at iteration {} (no validation improvement){best}; model in {}/checkpoint_final", outcome.iteration, a.out.display()),

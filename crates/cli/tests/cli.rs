@@ -4,7 +4,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn repux(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_repux")).args(args).output().expect("run repux")
+    Command::new(env!("CARGO_BIN_EXE_repux"))
+        .args(args)
+        .output()
+        .expect("run repux")
 }
 
 fn fixtures() -> PathBuf {
@@ -17,13 +20,25 @@ fn stderr(o: &Output) -> String {
 
 #[test]
 fn info_json_has_exactly_the_contract_keys_and_nibabel_values() {
-    let exp: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(fixtures().join("expected.json")).unwrap()).unwrap();
+    let exp: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures().join("expected.json")).unwrap())
+            .unwrap();
     for name in ["anatomical.nii", "example_nifti2.nii.gz", "lps_gzip.nrrd"] {
         let o = repux(&["info", "--json", fixtures().join(name).to_str().unwrap()]);
         assert!(o.status.success(), "{}", stderr(&o));
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
         let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
-        let mut want = vec!["affine", "datatype", "max", "mean", "min", "orientation", "shape", "spacing", "sum"];
+        let mut want = vec![
+            "affine",
+            "datatype",
+            "max",
+            "mean",
+            "min",
+            "orientation",
+            "shape",
+            "spacing",
+            "sum",
+        ];
         want.sort();
         let mut got: Vec<&str> = keys.iter().map(|k| k.as_str()).collect();
         got.sort();
@@ -34,7 +49,10 @@ fn info_json_has_exactly_the_contract_keys_and_nibabel_values() {
         assert_eq!(v["orientation"], e["orientation"]);
         for k in ["min", "max", "mean", "sum"] {
             let (a, b) = (v[k].as_f64().unwrap(), e[k].as_f64().unwrap());
-            assert!((a - b).abs() <= 1e-9 * b.abs().max(1.0), "{name} {k}: {a} vs {b}");
+            assert!(
+                (a - b).abs() <= 1e-9 * b.abs().max(1.0),
+                "{name} {k}: {a} vs {b}"
+            );
         }
         assert_eq!(v["affine"].as_array().unwrap().len(), 4);
     }
@@ -42,28 +60,64 @@ fn info_json_has_exactly_the_contract_keys_and_nibabel_values() {
 
 #[test]
 fn info_text_output() {
-    let o = repux(&["info", fixtures().join("scaled_u8_lps.nii.gz").to_str().unwrap()]);
+    let o = repux(&[
+        "info",
+        fixtures().join("scaled_u8_lps.nii.gz").to_str().unwrap(),
+    ]);
     assert!(o.status.success());
     let s = String::from_utf8_lossy(&o.stdout);
-    assert!(s.contains("uint8") && s.contains("LPS") && s.contains("affine"), "{s}");
+    assert!(
+        s.contains("uint8") && s.contains("LPS") && s.contains("affine"),
+        "{s}"
+    );
 }
 
 #[test]
 fn synth_then_check_passes_and_a_broken_case_fails_with_a_named_file() {
     let d = tempfile::tempdir().unwrap();
     let ds = d.path().join("ds");
-    let o = repux(&["synth", "--out", ds.to_str().unwrap(), "--cases", "3", "--seed", "9"]);
+    let o = repux(&[
+        "synth",
+        "--out",
+        ds.to_str().unwrap(),
+        "--cases",
+        "3",
+        "--seed",
+        "9",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    for f in ["dataset.json", "imagesTr/phantom_000_0000.nii.gz", "labelsTr/phantom_002.nii.gz"] {
+    for f in [
+        "dataset.json",
+        "imagesTr/phantom_000_0000.nii.gz",
+        "labelsTr/phantom_002.nii.gz",
+    ] {
         assert!(ds.join(f).is_file(), "{f}");
     }
     let o = repux(&["dataset", "check", ds.to_str().unwrap()]);
-    assert!(o.status.success(), "{}{}", String::from_utf8_lossy(&o.stdout), stderr(&o));
+    assert!(
+        o.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        stderr(&o)
+    );
     assert!(String::from_utf8_lossy(&o.stdout).contains("3 cases checked, 0 problem(s)"));
     // Same seed, same bytes.
     let ds2 = d.path().join("ds2");
-    assert!(repux(&["synth", "--out", ds2.to_str().unwrap(), "--cases", "1", "--seed", "9"]).status.success());
-    assert_eq!(std::fs::read(ds.join("labelsTr/phantom_000.nii.gz")).unwrap(), std::fs::read(ds2.join("labelsTr/phantom_000.nii.gz")).unwrap());
+    assert!(repux(&[
+        "synth",
+        "--out",
+        ds2.to_str().unwrap(),
+        "--cases",
+        "1",
+        "--seed",
+        "9"
+    ])
+    .status
+    .success());
+    assert_eq!(
+        std::fs::read(ds.join("labelsTr/phantom_000.nii.gz")).unwrap(),
+        std::fs::read(ds2.join("labelsTr/phantom_000.nii.gz")).unwrap()
+    );
     // Truncate one image: check exits 1 and names it.
     let bad = ds.join("imagesTr/phantom_001_0000.nii.gz");
     let b = std::fs::read(&bad).unwrap();
@@ -71,7 +125,10 @@ fn synth_then_check_passes_and_a_broken_case_fails_with_a_named_file() {
     let o = repux(&["dataset", "check", ds.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(out.contains("phantom_001_0000.nii.gz: gzip stream is corrupt or truncated"), "{out}");
+    assert!(
+        out.contains("phantom_001_0000.nii.gz: gzip stream is corrupt or truncated"),
+        "{out}"
+    );
     let o = repux(&["dataset", "check", "--json", ds.to_str().unwrap()]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["cases"].as_array().unwrap().len(), 3);
@@ -86,11 +143,20 @@ fn bad_inputs_give_clear_errors_not_panics() {
     let o = repux(&["info", t.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
     let e = stderr(&o);
-    assert!(e.contains("trunc.nii.gz") && e.contains("truncated") && !e.contains("panicked"), "{e}");
+    assert!(
+        e.contains("trunc.nii.gz") && e.contains("truncated") && !e.contains("panicked"),
+        "{e}"
+    );
     let o = repux(&["dataset", "check", d.path().to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("not a dataset"), "{}", stderr(&o));
-    let o = repux(&["synth", "--out", d.path().join("z").to_str().unwrap(), "--cases", "0"]);
+    let o = repux(&[
+        "synth",
+        "--out",
+        d.path().join("z").to_str().unwrap(),
+        "--cases",
+        "0",
+    ]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("at least 1"));
 }
@@ -99,42 +165,103 @@ fn bad_inputs_give_clear_errors_not_panics() {
 fn plan_then_preprocess_then_rerun_skips() {
     let d = tempfile::tempdir().unwrap();
     let ds = d.path().join("ds");
-    assert!(repux(&["synth", "--out", ds.to_str().unwrap(), "--cases", "2", "--seed", "4"]).status.success());
+    assert!(repux(&[
+        "synth",
+        "--out",
+        ds.to_str().unwrap(),
+        "--cases",
+        "2",
+        "--seed",
+        "4"
+    ])
+    .status
+    .success());
     let plans = d.path().join("plans.json");
-    let o = repux(&["plan", ds.to_str().unwrap(), "-o", plans.to_str().unwrap(), "--target-spacing", "1.5,1.5,3", "--ct-window", "-125,275"]);
+    let o = repux(&[
+        "plan",
+        ds.to_str().unwrap(),
+        "-o",
+        plans.to_str().unwrap(),
+        "--target-spacing",
+        "1.5,1.5,3",
+        "--ct-window",
+        "-125,275",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&plans).unwrap()).unwrap();
-    for k in ["target_spacing", "patch_size", "batch_size", "normalization", "labels"] {
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&plans).unwrap()).unwrap();
+    for k in [
+        "target_spacing",
+        "patch_size",
+        "batch_size",
+        "normalization",
+        "labels",
+    ] {
         assert!(v.get(k).is_some(), "plans lack {k}");
     }
     assert_eq!(v["target_spacing"], serde_json::json!([1.5, 1.5, 3.0]));
     assert_eq!(v["labels"]["pancreas"], 4);
     assert_eq!(v["normalization"][0]["scheme"], "window");
-    assert!(v["patch_size"].as_array().unwrap().iter().all(|p| p.as_u64().unwrap() % 16 == 0));
+    assert!(v["patch_size"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|p| p.as_u64().unwrap() % 16 == 0));
     let out = d.path().join("cache");
-    let o = repux(&["preprocess", ds.to_str().unwrap(), "--plans", plans.to_str().unwrap(), "--cache", out.to_str().unwrap()]);
+    let o = repux(&[
+        "preprocess",
+        ds.to_str().unwrap(),
+        "--plans",
+        plans.to_str().unwrap(),
+        "--cache",
+        out.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(String::from_utf8_lossy(&o.stdout).contains("2 written"));
-    for f in ["phantom_000_image.npy", "phantom_000_label.npy", "phantom_001.json", "plans.json"] {
+    for f in [
+        "phantom_000_image.npy",
+        "phantom_000_label.npy",
+        "phantom_001.json",
+        "plans.json",
+    ] {
         assert!(out.join(f).is_file(), "{f}");
     }
-    let o = repux(&["preprocess", ds.to_str().unwrap(), "--plans", plans.to_str().unwrap(), "--cache", out.to_str().unwrap()]);
+    let o = repux(&[
+        "preprocess",
+        ds.to_str().unwrap(),
+        "--plans",
+        plans.to_str().unwrap(),
+        "--cache",
+        out.to_str().unwrap(),
+    ]);
     assert!(String::from_utf8_lossy(&o.stdout).contains("2 already up to date"));
     // A broken case fails alone: the exit code says so, the other case stays cached.
     let img = ds.join("imagesTr/phantom_001_0000.nii.gz");
     let b = std::fs::read(&img).unwrap();
     std::fs::write(&img, &b[..100]).unwrap();
-    let o = repux(&["preprocess", ds.to_str().unwrap(), "--plans", plans.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let o = repux(&[
+        "preprocess",
+        ds.to_str().unwrap(),
+        "--plans",
+        plans.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert_eq!(o.status.code(), Some(1));
     let s = String::from_utf8_lossy(&o.stdout);
-    assert!(s.contains("failed phantom_001") && s.contains("phantom_001_0000.nii.gz"), "{s}");
+    assert!(
+        s.contains("failed phantom_001") && s.contains("phantom_001_0000.nii.gz"),
+        "{s}"
+    );
     assert!(out.join("phantom_000.json").is_file());
     let o = repux(&["plan", d.path().join("nothing").to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
 }
 
 fn nn_fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../nn/tests/fixtures").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../nn/tests/fixtures")
+        .join(name)
 }
 
 #[test]
@@ -148,8 +275,18 @@ fn model_summary_paper_counts() {
     // SwinUNETR(in 1, out 14, feature_size 48): the count MONAI 1.5.1 reports.
     let d = tempfile::tempdir().unwrap();
     let cfg = d.path().join("swin.json");
-    std::fs::write(&cfg, r#"{"arch": "swinunetr", "feature_size": 48, "out_channels": 14}"#).unwrap();
-    let o = repux(&["model", "summary", "--model-config", cfg.to_str().unwrap(), "--json"]);
+    std::fs::write(
+        &cfg,
+        r#"{"arch": "swinunetr", "feature_size": 48, "out_channels": 14}"#,
+    )
+    .unwrap();
+    let o = repux(&[
+        "model",
+        "summary",
+        "--model-config",
+        cfg.to_str().unwrap(),
+        "--json",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["parameters"].as_u64(), Some(62_187_296));
@@ -162,37 +299,97 @@ fn model_summary_paper_counts() {
 fn forward_reproduces_the_pytorch_fixtures() {
     let d = tempfile::tempdir().unwrap();
     // The SwinUNETR fixture's config in MONAI 1.5's own constructor names (no "arch").
-    let mut monai: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&std::fs::read_to_string(nn_fixture("swinunetr_w3.json")).unwrap()).unwrap();
+    let mut monai: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(nn_fixture("swinunetr_w3.json")).unwrap())
+            .unwrap();
     monai.remove("arch");
-    for (k, v) in [("patch_size", serde_json::json!(2)), ("spatial_dims", 3.into()), ("normalize", true.into()), ("qkv_bias", true.into()), ("norm_name", "instance".into()), ("drop_rate", 0.0.into()), ("attn_drop_rate", 0.0.into()), ("dropout_path_rate", 0.0.into()), ("use_checkpoint", false.into())] {
+    for (k, v) in [
+        ("patch_size", serde_json::json!(2)),
+        ("spatial_dims", 3.into()),
+        ("normalize", true.into()),
+        ("qkv_bias", true.into()),
+        ("norm_name", "instance".into()),
+        ("drop_rate", 0.0.into()),
+        ("attn_drop_rate", 0.0.into()),
+        ("dropout_path_rate", 0.0.into()),
+        ("use_checkpoint", false.into()),
+    ] {
         monai.insert(k.into(), v);
     }
     let monai_cfg = d.path().join("monai_swinunetr.json");
     std::fs::write(&monai_cfg, serde_json::to_string(&monai).unwrap()).unwrap();
     for (name, config, weights) in [
         ("repux_k21", nn_fixture("repux_k21.json"), "repux_k21.pth"),
-        ("repux_k21", nn_fixture("repux_k21_authors.json"), "repux_k21.pth"),
+        (
+            "repux_k21",
+            nn_fixture("repux_k21_authors.json"),
+            "repux_k21.pth",
+        ),
         ("uxnet_k7", nn_fixture("uxnet_k7.json"), "uxnet_k7.pth"),
-        ("swinunetr_w3", nn_fixture("swinunetr_w3.json"), "swinunetr_w3.pth"),
+        (
+            "swinunetr_w3",
+            nn_fixture("swinunetr_w3.json"),
+            "swinunetr_w3.pth",
+        ),
         ("swinunetr_w3", monai_cfg.clone(), "swinunetr_w3.pth"),
     ] {
         let out = d.path().join(format!("{name}.npy"));
-        let o = repux(&["forward", "--model-config", config.to_str().unwrap(), "--weights", nn_fixture(weights).to_str().unwrap(), "--input", nn_fixture(&format!("{name}_input.npy")).to_str().unwrap(), "--output", out.to_str().unwrap()]);
+        let o = repux(&[
+            "forward",
+            "--model-config",
+            config.to_str().unwrap(),
+            "--weights",
+            nn_fixture(weights).to_str().unwrap(),
+            "--input",
+            nn_fixture(&format!("{name}_input.npy")).to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+        ]);
         assert!(o.status.success(), "{}", stderr(&o));
         let got = repux_volume::npy::read(&out).unwrap();
         let want = repux_volume::npy::read(&nn_fixture(&format!("{name}_logits.npy"))).unwrap();
         assert_eq!(got.shape, want.shape);
-        let num: f64 = got.data.iter().zip(&want.data).map(|(a, b)| (*a as f64 - *b as f64).powi(2)).sum();
+        let num: f64 = got
+            .data
+            .iter()
+            .zip(&want.data)
+            .map(|(a, b)| (*a as f64 - *b as f64).powi(2))
+            .sum();
         let den: f64 = want.data.iter().map(|b| (*b as f64).powi(2)).sum();
-        assert!((num / den).sqrt() <= 1e-4, "{name} ({}): relative L2 {}", config.display(), (num / den).sqrt());
+        assert!(
+            (num / den).sqrt() <= 1e-4,
+            "{name} ({}): relative L2 {}",
+            config.display(),
+            (num / den).sqrt()
+        );
     }
     // A side not divisible by 16 is a clear error, and nothing is written.
     let x = d.path().join("odd.npy");
-    repux_volume::npy::write(&x, &[1, 1, 16, 16, 24], &vec![0.0; 16 * 16 * 24], repux_volume::npy::NpyType::F32).unwrap();
+    repux_volume::npy::write(
+        &x,
+        &[1, 1, 16, 16, 24],
+        &vec![0.0; 16 * 16 * 24],
+        repux_volume::npy::NpyType::F32,
+    )
+    .unwrap();
     let out = d.path().join("never.npy");
-    let o = repux(&["forward", "--model-config", nn_fixture("uxnet_k7.json").to_str().unwrap(), "--weights", nn_fixture("uxnet_k7.pth").to_str().unwrap(), "--input", x.to_str().unwrap(), "--output", out.to_str().unwrap()]);
+    let o = repux(&[
+        "forward",
+        "--model-config",
+        nn_fixture("uxnet_k7.json").to_str().unwrap(),
+        "--weights",
+        nn_fixture("uxnet_k7.pth").to_str().unwrap(),
+        "--input",
+        x.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+    ]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("multiple of 16") && stderr(&o).contains("odd.npy"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("multiple of 16") && stderr(&o).contains("odd.npy"),
+        "{}",
+        stderr(&o)
+    );
     assert!(!out.exists());
 }
 
@@ -200,21 +397,52 @@ fn forward_reproduces_the_pytorch_fixtures() {
 fn evaluate_writes_nnunet_summary() {
     let d = tempfile::tempdir().unwrap();
     let ds = d.path().join("ds");
-    assert!(repux(&["synth", "--out", ds.to_str().unwrap(), "--cases", "2", "--seed", "6"]).status.success());
+    assert!(repux(&[
+        "synth",
+        "--out",
+        ds.to_str().unwrap(),
+        "--cases",
+        "2",
+        "--seed",
+        "6"
+    ])
+    .status
+    .success());
     let pred = d.path().join("pred");
     std::fs::create_dir_all(&pred).unwrap();
     // Case 0 predicted perfectly; case 1 with the pancreas removed.
-    std::fs::copy(ds.join("labelsTr/phantom_000.nii.gz"), pred.join("phantom_000.nii.gz")).unwrap();
+    std::fs::copy(
+        ds.join("labelsTr/phantom_000.nii.gz"),
+        pred.join("phantom_000.nii.gz"),
+    )
+    .unwrap();
     let v = repux_volume::read_volume(&ds.join("labelsTr/phantom_001.nii.gz")).unwrap();
-    let data: Vec<f32> = v.data.iter().map(|&x| if x == 4.0 { 0.0 } else { x }).collect();
-    repux_volume::nifti::write_labels(&pred.join("phantom_001.nii.gz"), &v.geometry, &data, 4).unwrap();
-    let o = repux(&["evaluate", "--pred", pred.to_str().unwrap(), "--ref", ds.join("labelsTr").to_str().unwrap(), "--labels", ds.join("dataset.json").to_str().unwrap()]);
+    let data: Vec<f32> = v
+        .data
+        .iter()
+        .map(|&x| if x == 4.0 { 0.0 } else { x })
+        .collect();
+    repux_volume::nifti::write_labels(&pred.join("phantom_001.nii.gz"), &v.geometry, &data, 4)
+        .unwrap();
+    let o = repux(&[
+        "evaluate",
+        "--pred",
+        pred.to_str().unwrap(),
+        "--ref",
+        ds.join("labelsTr").to_str().unwrap(),
+        "--labels",
+        ds.join("dataset.json").to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let s: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(pred.join("summary.json")).unwrap()).unwrap();
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(pred.join("summary.json")).unwrap()).unwrap();
     assert_eq!(s["metric_per_case"].as_array().unwrap().len(), 2);
     assert_eq!(s["metric_per_case"][0]["metrics"]["1"]["Dice"], 1.0);
     assert_eq!(s["metric_per_case"][1]["metrics"]["4"]["Dice"], 0.0);
-    assert!(s["metric_per_case"][1]["metrics"]["4"]["HD95"].is_null(), "∞ is written as null");
+    assert!(
+        s["metric_per_case"][1]["metrics"]["4"]["HD95"].is_null(),
+        "∞ is written as null"
+    );
     // Foreground mean: classes 1–3 perfect, pancreas mean (1 + 0)/2 → (3 + 0.5)/4.
     let fg = s["foreground_mean"]["Dice"].as_f64().unwrap();
     assert!((fg - 0.875).abs() < 1e-12, "{fg}");
@@ -222,52 +450,138 @@ fn evaluate_writes_nnunet_summary() {
         assert!(pred.join(f).is_file());
     }
     // A prediction on another grid is a clear error naming the file.
-    let g = repux_volume::Geometry { shape: [2, 2, 2], ..v.geometry.clone() };
+    let g = repux_volume::Geometry {
+        shape: [2, 2, 2],
+        ..v.geometry.clone()
+    };
     repux_volume::nifti::write_labels(&pred.join("phantom_001.nii.gz"), &g, &[0.0; 8], 4).unwrap();
-    let o = repux(&["evaluate", "--pred", pred.to_str().unwrap(), "--ref", ds.join("labelsTr").to_str().unwrap()]);
+    let o = repux(&[
+        "evaluate",
+        "--pred",
+        pred.to_str().unwrap(),
+        "--ref",
+        ds.join("labelsTr").to_str().unwrap(),
+    ]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("phantom_001.nii.gz") && stderr(&o).contains("does not match the reference"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("phantom_001.nii.gz")
+            && stderr(&o).contains("does not match the reference"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
 fn predict_writes_native_grids_and_survives_a_broken_file() {
     let d = tempfile::tempdir().unwrap();
     let ds = d.path().join("ds");
-    assert!(repux(&["synth", "--out", ds.to_str().unwrap(), "--cases", "4", "--seed", "5"]).status.success());
+    assert!(repux(&[
+        "synth",
+        "--out",
+        ds.to_str().unwrap(),
+        "--cases",
+        "4",
+        "--seed",
+        "5"
+    ])
+    .status
+    .success());
     let plans = d.path().join("plans.json");
-    let o = repux(&["plan", ds.to_str().unwrap(), "-o", plans.to_str().unwrap(), "--target-spacing", "3,3,4", "--patch-size", "32,32,32", "--ct-window=-125,275"]);
+    let o = repux(&[
+        "plan",
+        ds.to_str().unwrap(),
+        "-o",
+        plans.to_str().unwrap(),
+        "--target-spacing",
+        "3,3,4",
+        "--patch-size",
+        "32,32,32",
+        "--ct-window=-125,275",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let model = d.path().join("model");
-    let o = repux(&["model", "import", "--model-config", "micro", "--plans", plans.to_str().unwrap(), "--out", model.to_str().unwrap()]);
+    let o = repux(&[
+        "model",
+        "import",
+        "--model-config",
+        "micro",
+        "--plans",
+        plans.to_str().unwrap(),
+        "--out",
+        model.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     // Inputs: the four phantom images plus one truncated file.
     let input = d.path().join("in");
     std::fs::create_dir_all(&input).unwrap();
     for i in 0..4 {
-        std::fs::copy(ds.join(format!("imagesTr/phantom_{i:03}_0000.nii.gz")), input.join(format!("phantom_{i:03}_0000.nii.gz"))).unwrap();
+        std::fs::copy(
+            ds.join(format!("imagesTr/phantom_{i:03}_0000.nii.gz")),
+            input.join(format!("phantom_{i:03}_0000.nii.gz")),
+        )
+        .unwrap();
     }
     std::fs::write(input.join("broken_0000.nii.gz"), b"\x1f\x8b\x08\x00garbage").unwrap();
     let out = d.path().join("out");
-    let o = repux(&["predict", "-i", input.to_str().unwrap(), "-o", out.to_str().unwrap(), "-m", model.to_str().unwrap(), "--tile-batch", "2", "--largest-component", "--probabilities"]);
-    assert_eq!(o.status.code(), Some(1), "a failed case makes the exit code non-zero");
-    assert!(stderr(&o).contains("case broken") && stderr(&o).contains("broken_0000.nii.gz"), "{}", stderr(&o));
+    let o = repux(&[
+        "predict",
+        "-i",
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "-m",
+        model.to_str().unwrap(),
+        "--tile-batch",
+        "2",
+        "--largest-component",
+        "--probabilities",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "a failed case makes the exit code non-zero"
+    );
+    assert!(
+        stderr(&o).contains("case broken") && stderr(&o).contains("broken_0000.nii.gz"),
+        "{}",
+        stderr(&o)
+    );
     assert!(String::from_utf8_lossy(&o.stdout).contains("4 of 5 cases predicted"));
     let mut orients = std::collections::BTreeSet::new();
     for i in 0..4 {
-        let img = repux_volume::read_volume(&input.join(format!("phantom_{i:03}_0000.nii.gz"))).unwrap();
+        let img =
+            repux_volume::read_volume(&input.join(format!("phantom_{i:03}_0000.nii.gz"))).unwrap();
         let pred = repux_volume::read(&out.join(format!("phantom_{i:03}.nii.gz"))).unwrap();
         orients.insert(img.orientation());
-        assert_eq!(pred.volume.geometry.shape, img.geometry.shape, "case {i}: shape of the input");
-        assert!(pred.volume.geometry.max_affine_diff(&img.geometry) < 1e-4, "case {i}: affine of the input");
+        assert_eq!(
+            pred.volume.geometry.shape, img.geometry.shape,
+            "case {i}: shape of the input"
+        );
+        assert!(
+            pred.volume.geometry.max_affine_diff(&img.geometry) < 1e-4,
+            "case {i}: affine of the input"
+        );
         assert_eq!(pred.datatype, repux_volume::DataType::U8);
         assert!(pred.volume.data.iter().all(|&v| (0.0..5.0).contains(&v)));
-        let probs = repux_volume::npy::read(&out.join(format!("phantom_{i:03}_probabilities.npy"))).unwrap();
+        let probs = repux_volume::npy::read(&out.join(format!("phantom_{i:03}_probabilities.npy")))
+            .unwrap();
         let [a, b, c] = img.geometry.shape;
         assert_eq!(probs.shape, vec![5, a, b, c]);
     }
-    assert!(orients.contains("RAS") && orients.contains("LPS"), "{orients:?}");
+    assert!(
+        orients.contains("RAS") && orients.contains("LPS"),
+        "{orients:?}"
+    );
     // The predictions evaluate against the references.
-    let o = repux(&["evaluate", "--pred", out.to_str().unwrap(), "--ref", ds.join("labelsTr").to_str().unwrap(), "--labels", plans.to_str().unwrap()]);
+    let o = repux(&[
+        "evaluate",
+        "--pred",
+        out.to_str().unwrap(),
+        "--ref",
+        ds.join("labelsTr").to_str().unwrap(),
+        "--labels",
+        plans.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(out.join("summary.json").is_file());
 }
@@ -276,10 +590,29 @@ fn predict_writes_native_grids_and_survives_a_broken_file() {
 fn overlay_writes_a_png() {
     let d = tempfile::tempdir().unwrap();
     let ds = d.path().join("ds");
-    assert!(repux(&["synth", "--out", ds.to_str().unwrap(), "--cases", "2", "--seed", "8"]).status.success());
+    assert!(repux(&[
+        "synth",
+        "--out",
+        ds.to_str().unwrap(),
+        "--cases",
+        "2",
+        "--seed",
+        "8"
+    ])
+    .status
+    .success());
     let out = d.path().join("ov.png");
     let img = ds.join("imagesTr/phantom_000_0000.nii.gz");
-    let o = repux(&["overlay", img.to_str().unwrap(), ds.join("labelsTr/phantom_000.nii.gz").to_str().unwrap(), "--out", out.to_str().unwrap(), "--labels", ds.join("dataset.json").to_str().unwrap(), "--window=-160,240"]);
+    let o = repux(&[
+        "overlay",
+        img.to_str().unwrap(),
+        ds.join("labelsTr/phantom_000.nii.gz").to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--labels",
+        ds.join("dataset.json").to_str().unwrap(),
+        "--window=-160,240",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let b = std::fs::read(&out).unwrap();
     assert_eq!(&b[..8], b"\x89PNG\r\n\x1a\n");
@@ -288,7 +621,13 @@ fn overlay_writes_a_png() {
     assert!(w > 200 && h > 100, "{w}×{h}");
     // A label from another case (another grid) is an error, and no PNG is written.
     let bad = d.path().join("bad.png");
-    let o = repux(&["overlay", img.to_str().unwrap(), ds.join("labelsTr/phantom_001.nii.gz").to_str().unwrap(), "--out", bad.to_str().unwrap()]);
+    let o = repux(&[
+        "overlay",
+        img.to_str().unwrap(),
+        ds.join("labelsTr/phantom_001.nii.gz").to_str().unwrap(),
+        "--out",
+        bad.to_str().unwrap(),
+    ]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("does not match"), "{}", stderr(&o));
     assert!(!bad.exists());
@@ -298,9 +637,29 @@ fn overlay_writes_a_png() {
 fn train_with_a_config_file_stops_on_a_stop_file_and_resumes() {
     let d = tempfile::tempdir().unwrap();
     let ds = d.path().join("ds");
-    assert!(repux(&["synth", "--out", ds.to_str().unwrap(), "--cases", "3", "--seed", "2"]).status.success());
+    assert!(repux(&[
+        "synth",
+        "--out",
+        ds.to_str().unwrap(),
+        "--cases",
+        "3",
+        "--seed",
+        "2"
+    ])
+    .status
+    .success());
     let plans = d.path().join("plans.json");
-    let o = repux(&["plan", ds.to_str().unwrap(), "-o", plans.to_str().unwrap(), "--target-spacing", "4,4,4", "--patch-size", "32,32,16", "--ct-window=-125,275"]);
+    let o = repux(&[
+        "plan",
+        ds.to_str().unwrap(),
+        "-o",
+        plans.to_str().unwrap(),
+        "--target-spacing",
+        "4,4,4",
+        "--patch-size",
+        "32,32,16",
+        "--ct-window=-125,275",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let cfg = d.path().join("train.toml");
     std::fs::write(&cfg, "model = \"micro\"\niterations = 6\nval_interval = 3\nlr = 0.003\nschedule = \"poly\"\naugment = \"none\"\n").unwrap();
@@ -308,29 +667,86 @@ fn train_with_a_config_file_stops_on_a_stop_file_and_resumes() {
     // A STOP file already present: the run saves after its first iteration and exits 130.
     std::fs::create_dir_all(&out).unwrap();
     std::fs::write(out.join("STOP"), b"").unwrap();
-    let base = ["train", ds.to_str().unwrap(), "--plans", plans.to_str().unwrap(), "--fold", "0", "--out", out.to_str().unwrap(), "--config", cfg.to_str().unwrap()];
+    let base = [
+        "train",
+        ds.to_str().unwrap(),
+        "--plans",
+        plans.to_str().unwrap(),
+        "--fold",
+        "0",
+        "--out",
+        out.to_str().unwrap(),
+        "--config",
+        cfg.to_str().unwrap(),
+    ];
     let o = repux(&base);
     assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
     assert!(String::from_utf8_lossy(&o.stdout).contains("--resume"));
-    assert!(!out.join("STOP").exists() && out.join("checkpoint_latest/optimizer.safetensors").is_file());
+    assert!(
+        !out.join("STOP").exists()
+            && out
+                .join("checkpoint_latest/optimizer.safetensors")
+                .is_file()
+    );
     let o = repux(&[&base[..], &["--resume"]].concat());
     assert!(o.status.success(), "{}", stderr(&o));
     let log = std::fs::read_to_string(out.join("log.jsonl")).unwrap();
-    let its: Vec<u64> = log.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["iteration"].as_u64().unwrap()).collect();
+    let its: Vec<u64> = log
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["iteration"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
     assert_eq!(its, (1..=6).collect::<Vec<_>>());
-    let saved: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("checkpoint_final/train_config.json")).unwrap()).unwrap();
-    assert_eq!((saved["schedule"].as_str(), saved["lr"].as_f64()), (Some("poly"), Some(0.003)));
+    let saved: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("checkpoint_final/train_config.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        (saved["schedule"].as_str(), saved["lr"].as_f64()),
+        (Some("poly"), Some(0.003))
+    );
     assert!(out.join("progress.png").is_file());
-    let model_cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("checkpoint_final/config.json")).unwrap()).unwrap();
-    assert_eq!(model_cfg["feature_size"][0].as_u64(), Some(4), "the config file's model (micro)");
+    let model_cfg: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("checkpoint_final/config.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        model_cfg["feature_size"][0].as_u64(),
+        Some(4),
+        "the config file's model (micro)"
+    );
     // --extend trains past the planned length; flags override the file.
     let o = repux(&[&base[..], &["--extend", "2"]].concat());
     assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(std::fs::read_to_string(out.join("log.jsonl")).unwrap().lines().count(), 8);
+    assert_eq!(
+        std::fs::read_to_string(out.join("log.jsonl"))
+            .unwrap()
+            .lines()
+            .count(),
+        8
+    );
     // An unknown key in the config is refused by name.
     std::fs::write(&cfg, "iterationz = 3\n").unwrap();
-    let o = repux(&["train", ds.to_str().unwrap(), "--plans", plans.to_str().unwrap(), "--out", d.path().join("m2").to_str().unwrap(), "--config", cfg.to_str().unwrap()]);
-    assert!(!o.status.success() && stderr(&o).contains("train.toml") && stderr(&o).contains("iterationz"), "{}", stderr(&o));
+    let o = repux(&[
+        "train",
+        ds.to_str().unwrap(),
+        "--plans",
+        plans.to_str().unwrap(),
+        "--out",
+        d.path().join("m2").to_str().unwrap(),
+        "--config",
+        cfg.to_str().unwrap(),
+    ]);
+    assert!(
+        !o.status.success()
+            && stderr(&o).contains("train.toml")
+            && stderr(&o).contains("iterationz"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 /// SwinUNETR through the unchanged commands: a plan for 32-multiples, `repux train` with the
@@ -339,42 +755,146 @@ fn train_with_a_config_file_stops_on_a_stop_file_and_resumes() {
 fn swinunetr_trains_and_predicts_through_the_cli() {
     let d = tempfile::tempdir().unwrap();
     let ds = d.path().join("ds");
-    assert!(repux(&["synth", "--out", ds.to_str().unwrap(), "--cases", "3", "--seed", "4"]).status.success());
+    assert!(repux(&[
+        "synth",
+        "--out",
+        ds.to_str().unwrap(),
+        "--cases",
+        "3",
+        "--seed",
+        "4"
+    ])
+    .status
+    .success());
     let plans16 = d.path().join("plans16.json");
-    let o = repux(&["plan", ds.to_str().unwrap(), "-o", plans16.to_str().unwrap(), "--target-spacing", "4,4,4", "--patch-size", "32,32,16", "--ct-window=-125,275"]);
+    let o = repux(&[
+        "plan",
+        ds.to_str().unwrap(),
+        "-o",
+        plans16.to_str().unwrap(),
+        "--target-spacing",
+        "4,4,4",
+        "--patch-size",
+        "32,32,16",
+        "--ct-window=-125,275",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = d.path().join("model");
-    let train = |plans: &Path| repux(&["train", ds.to_str().unwrap(), "--plans", plans.to_str().unwrap(), "--fold", "0", "--out", out.to_str().unwrap(), "--model-config", "swinunetr-tiny", "--iterations", "2", "--val-interval", "2", "--lr", "0.001"]);
+    let train = |plans: &Path| {
+        repux(&[
+            "train",
+            ds.to_str().unwrap(),
+            "--plans",
+            plans.to_str().unwrap(),
+            "--fold",
+            "0",
+            "--out",
+            out.to_str().unwrap(),
+            "--model-config",
+            "swinunetr-tiny",
+            "--iterations",
+            "2",
+            "--val-interval",
+            "2",
+            "--lr",
+            "0.001",
+        ])
+    };
     let o = train(&plans16);
-    assert!(!o.status.success() && stderr(&o).contains("multiple of 32") && stderr(&o).contains("--size-multiple 32"), "{}", stderr(&o));
+    assert!(
+        !o.status.success()
+            && stderr(&o).contains("multiple of 32")
+            && stderr(&o).contains("--size-multiple 32"),
+        "{}",
+        stderr(&o)
+    );
     let plans = d.path().join("plans.json");
-    let o = repux(&["plan", ds.to_str().unwrap(), "-o", plans.to_str().unwrap(), "--target-spacing", "4,4,4", "--patch-size", "32,32,32", "--size-multiple", "32", "--ct-window=-125,275"]);
+    let o = repux(&[
+        "plan",
+        ds.to_str().unwrap(),
+        "-o",
+        plans.to_str().unwrap(),
+        "--target-spacing",
+        "4,4,4",
+        "--patch-size",
+        "32,32,32",
+        "--size-multiple",
+        "32",
+        "--ct-window=-125,275",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let o = train(&plans);
     assert!(o.status.success(), "{}", stderr(&o));
-    let cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("checkpoint_final/config.json")).unwrap()).unwrap();
+    let cfg: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("checkpoint_final/config.json")).unwrap(),
+    )
+    .unwrap();
     assert_eq!(cfg["arch"].as_str(), Some("swinunetr"));
     let pred = d.path().join("pred");
-    let o = repux(&["predict", "-i", ds.join("imagesTr").to_str().unwrap(), "-o", pred.to_str().unwrap(), "-m", out.join("checkpoint_final").to_str().unwrap()]);
+    let o = repux(&[
+        "predict",
+        "-i",
+        ds.join("imagesTr").to_str().unwrap(),
+        "-o",
+        pred.to_str().unwrap(),
+        "-m",
+        out.join("checkpoint_final").to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let img = repux_volume::read_volume(&ds.join("imagesTr/phantom_000_0000.nii.gz")).unwrap();
     let seg = repux_volume::read_volume(&pred.join("phantom_000.nii.gz")).unwrap();
-    assert_eq!(seg.geometry.shape, img.geometry.shape, "the segmentation is on the image's grid");
+    assert_eq!(
+        seg.geometry.shape, img.geometry.shape,
+        "the segmentation is on the image's grid"
+    );
 }
 
 #[test]
 fn demo_runs_end_to_end_at_a_reduced_budget() {
     let d = tempfile::tempdir().unwrap();
     let out = d.path().join("demo");
-    let o = repux(&["demo", "--out", out.to_str().unwrap(), "--train-cases", "3", "--test-cases", "1", "--iterations", "4", "--model-preset", "micro", "--spacing", "4,4,4", "--patch", "32,32,16", "--compare"]);
+    let o = repux(&[
+        "demo",
+        "--out",
+        out.to_str().unwrap(),
+        "--train-cases",
+        "3",
+        "--test-cases",
+        "1",
+        "--iterations",
+        "4",
+        "--model-preset",
+        "micro",
+        "--spacing",
+        "4,4,4",
+        "--patch",
+        "32,32,16",
+        "--compare",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let stdout = String::from_utf8_lossy(&o.stdout);
-    for organ in ["liver", "spleen", "kidneys", "pancreas", "foreground mean", "RepUX-Net (BFR)", "plain 21³ kernel", "SR", "3D UX-Net", "SwinUNETR"] {
+    for organ in [
+        "liver",
+        "spleen",
+        "kidneys",
+        "pancreas",
+        "foreground mean",
+        "RepUX-Net (BFR)",
+        "plain 21³ kernel",
+        "SR",
+        "3D UX-Net",
+        "SwinUNETR",
+    ] {
         assert!(stdout.contains(organ), "{organ} missing from\n{stdout}");
     }
-    let s: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
     assert!(s["foreground_mean"]["Dice"].is_number(), "{s}");
-    assert!(out.join("overlay.png").is_file() && out.join("model/progress.png").is_file() && out.join("compare.md").is_file());
+    assert!(
+        out.join("overlay.png").is_file()
+            && out.join("model/progress.png").is_file()
+            && out.join("compare.md").is_file()
+    );
 }
 
 #[test]
@@ -382,43 +902,119 @@ fn recipes_read_the_shipped_layouts_and_score_a_flare_model_with_the_mapping() {
     let d = tempfile::tempdir().unwrap();
     // A KiTS-layout folder made from two phantom cases (liver = 1 … as "kidney + masses").
     let ph = d.path().join("ph");
-    assert!(repux(&["synth", "--out", ph.to_str().unwrap(), "--cases", "2", "--seed", "3"]).status.success());
+    assert!(repux(&[
+        "synth",
+        "--out",
+        ph.to_str().unwrap(),
+        "--cases",
+        "2",
+        "--seed",
+        "3"
+    ])
+    .status
+    .success());
     let kits = d.path().join("kits");
     for i in 0..2 {
         let case = kits.join(format!("data/case_{i:05}"));
         std::fs::create_dir_all(&case).unwrap();
-        std::fs::copy(ph.join(format!("imagesTr/phantom_{i:03}_0000.nii.gz")), case.join("imaging.nii.gz")).unwrap();
-        std::fs::copy(ph.join(format!("labelsTr/phantom_{i:03}.nii.gz")), case.join("segmentation.nii.gz")).unwrap();
+        std::fs::copy(
+            ph.join(format!("imagesTr/phantom_{i:03}_0000.nii.gz")),
+            case.join("imaging.nii.gz"),
+        )
+        .unwrap();
+        std::fs::copy(
+            ph.join(format!("labelsTr/phantom_{i:03}.nii.gz")),
+            case.join("segmentation.nii.gz"),
+        )
+        .unwrap();
     }
     let out = d.path().join("recipe");
-    let o = repux(&["recipe", "kits", "--data", kits.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let o = repux(&[
+        "recipe",
+        "kits",
+        "--data",
+        kits.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(String::from_utf8_lossy(&o.stdout).contains("Kits layout, 2 training cases"));
     let cmds = std::fs::read_to_string(out.join("commands.sh")).unwrap();
-    assert!(cmds.contains("--pred-map 2=1 --ref-map 1=1,2=1,3=1") && cmds.contains("inputs/case_00001_0000.nii.gz"), "{cmds}");
+    assert!(
+        cmds.contains("--pred-map 2=1 --ref-map 1=1,2=1,3=1")
+            && cmds.contains("inputs/case_00001_0000.nii.gz"),
+        "{cmds}"
+    );
     let toml = std::fs::read_to_string(out.join("train.toml")).unwrap();
     assert!(toml.contains("lr = 1e-4") && toml.contains("iterations = 60000"));
     // The mapping at work: the phantom's own labels as "predictions" of a FLARE-like model whose
     // class 3 is scored against reference classes {3} → perfect Dice; against {2} → 0.
     let refs = ph.join("labelsTr");
     let e = d.path().join("eval");
-    let o = repux(&["evaluate", "--pred", refs.to_str().unwrap(), "--ref", refs.to_str().unwrap(), "--pred-map", "3=1", "--ref-map", "3=1", "-o", e.to_str().unwrap()]);
+    let o = repux(&[
+        "evaluate",
+        "--pred",
+        refs.to_str().unwrap(),
+        "--ref",
+        refs.to_str().unwrap(),
+        "--pred-map",
+        "3=1",
+        "--ref-map",
+        "3=1",
+        "-o",
+        e.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let s: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(e.join("summary.json")).unwrap()).unwrap();
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(e.join("summary.json")).unwrap()).unwrap();
     assert_eq!(s["mean"]["1"]["Dice"].as_f64(), Some(1.0), "{s}");
-    assert!(s["mean"].get("2").is_none(), "only the mapped class is scored");
-    let o = repux(&["evaluate", "--pred", refs.to_str().unwrap(), "--ref", refs.to_str().unwrap(), "--pred-map", "3=1", "--ref-map", "2=1", "-o", e.to_str().unwrap()]);
+    assert!(
+        s["mean"].get("2").is_none(),
+        "only the mapped class is scored"
+    );
+    let o = repux(&[
+        "evaluate",
+        "--pred",
+        refs.to_str().unwrap(),
+        "--ref",
+        refs.to_str().unwrap(),
+        "--pred-map",
+        "3=1",
+        "--ref-map",
+        "2=1",
+        "-o",
+        e.to_str().unwrap(),
+    ]);
     assert!(o.status.success());
-    let s: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(e.join("summary.json")).unwrap()).unwrap();
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(e.join("summary.json")).unwrap()).unwrap();
     assert_eq!(s["mean"]["1"]["Dice"].as_f64(), Some(0.0));
     // The wrong layout for the recipe is named; DICOM gets the conversion note.
-    let o = repux(&["recipe", "lits", "--data", d.path().join("empty").to_str().unwrap()]);
-    assert!(!o.status.success() && stderr(&o).contains("volume-N.nii"), "{}", stderr(&o));
+    let o = repux(&[
+        "recipe",
+        "lits",
+        "--data",
+        d.path().join("empty").to_str().unwrap(),
+    ]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("volume-N.nii"),
+        "{}",
+        stderr(&o)
+    );
     let dcm = d.path().join("tcia/PANCREAS_0001/1.2.3");
     std::fs::create_dir_all(&dcm).unwrap();
     std::fs::write(dcm.join("1-001.dcm"), b"DICM").unwrap();
-    let o = repux(&["recipe", "tcia-pancreas", "--data", d.path().join("tcia").to_str().unwrap()]);
-    assert!(!o.status.success() && stderr(&o).contains("DICOM") && stderr(&o).contains("dcm2niix"), "{}", stderr(&o));
+    let o = repux(&[
+        "recipe",
+        "tcia-pancreas",
+        "--data",
+        d.path().join("tcia").to_str().unwrap(),
+    ]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("DICOM") && stderr(&o).contains("dcm2niix"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 /// The script `repux recipe` writes runs as it is (only its documented variables set) on a
@@ -427,15 +1023,29 @@ fn recipes_read_the_shipped_layouts_and_score_a_flare_model_with_the_mapping() {
 #[test]
 fn recipe_script_runs_end_to_end_and_training_folders_predict() {
     let d = tempfile::tempdir().unwrap();
-    let run = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_repux")).args(args).current_dir(d.path()).output().unwrap();
-    assert!(run(&["synth", "--out", "flare", "--cases", "5", "--seed", "8"]).status.success());
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_repux"))
+            .args(args)
+            .current_dir(d.path())
+            .output()
+            .unwrap()
+    };
+    assert!(
+        run(&["synth", "--out", "flare", "--cases", "5", "--seed", "8"])
+            .status
+            .success()
+    );
     let o = run(&["recipe", "flare", "--data", "flare", "--out", "recipe"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let rdir = d.path().join("recipe");
     // A user's edits to the config files: a tiny budget and network.
-    let toml = std::fs::read_to_string(rdir.join("train.toml")).unwrap().replace("iterations = 60000", "iterations = 2").replace("val_interval = 500", "val_interval = 2");
+    let toml = std::fs::read_to_string(rdir.join("train.toml"))
+        .unwrap()
+        .replace("iterations = 60000", "iterations = 2")
+        .replace("val_interval = 500", "val_interval = 2");
     std::fs::write(rdir.join("train.toml"), toml).unwrap();
-    let mut model: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(rdir.join("model.json")).unwrap()).unwrap();
+    let mut model: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(rdir.join("model.json")).unwrap()).unwrap();
     model["feature_size"] = serde_json::json!([4, 8, 16, 32]);
     model["hidden_size"] = 64.into();
     model["kernel_size"] = 7.into();
@@ -452,9 +1062,18 @@ fn recipe_script_runs_end_to_end_and_training_folders_predict() {
         .output()
         .unwrap();
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(o.status.success(), "commands.sh failed:\n{out}\n{}", stderr(&o));
+    assert!(
+        o.status.success(),
+        "commands.sh failed:\n{out}\n{}",
+        stderr(&o)
+    );
     assert!(out.contains("ensemble of 2 models"), "{out}");
-    for f in ["runs/fold_0/checkpoint_final/model.safetensors", "runs/fold_1/checkpoint_final/model.safetensors", "predictions/phantom_004.nii.gz", "predictions/summary.json"] {
+    for f in [
+        "runs/fold_0/checkpoint_final/model.safetensors",
+        "runs/fold_1/checkpoint_final/model.safetensors",
+        "predictions/phantom_004.nii.gz",
+        "predictions/summary.json",
+    ] {
         assert!(rdir.join(f).is_file(), "{f}");
     }
     // A training folder predicts (final, else best; or the checkpoint asked for), with
@@ -462,27 +1081,139 @@ fn recipe_script_runs_end_to_end_and_training_folders_predict() {
     let img = d.path().join("flare/imagesTr/phantom_000_0000.nii.gz");
     let fold0 = rdir.join("runs/fold_0");
     for extra in [&[][..], &["--checkpoint", "latest", "--tta", "none"][..]] {
-        let o = run(&[&["predict", "-i", img.to_str().unwrap(), "-o", "p1", "-m", fold0.to_str().unwrap()][..], extra].concat());
+        let o = run(&[
+            &[
+                "predict",
+                "-i",
+                img.to_str().unwrap(),
+                "-o",
+                "p1",
+                "-m",
+                fold0.to_str().unwrap(),
+            ][..],
+            extra,
+        ]
+        .concat());
         assert!(o.status.success(), "{}", stderr(&o));
         assert!(d.path().join("p1/phantom_000.nii.gz").is_file());
     }
     // Members of an ensemble must share plans: another patch size is refused by name.
-    assert!(run(&["plan", "flare", "-o", "other.json", "--target-spacing", "4,4,4", "--patch-size", "16,16,16"]).status.success());
-    assert!(run(&["model", "import", "--model-config", "micro", "--plans", "other.json", "--out", "other"]).status.success());
-    let o = run(&["predict", "-i", img.to_str().unwrap(), "-o", "p2", "-m", fold0.to_str().unwrap(), "-m", "other"]);
-    assert!(!o.status.success() && stderr(&o).contains("cannot ensemble") && stderr(&o).contains("plans.json"), "{}", stderr(&o));
-    let o = run(&["predict", "-i", img.to_str().unwrap(), "-o", "p2", "-m", "flare"]);
-    assert!(!o.status.success() && stderr(&o).contains("training folder"), "{}", stderr(&o));
+    assert!(run(&[
+        "plan",
+        "flare",
+        "-o",
+        "other.json",
+        "--target-spacing",
+        "4,4,4",
+        "--patch-size",
+        "16,16,16"
+    ])
+    .status
+    .success());
+    assert!(run(&[
+        "model",
+        "import",
+        "--model-config",
+        "micro",
+        "--plans",
+        "other.json",
+        "--out",
+        "other"
+    ])
+    .status
+    .success());
+    let o = run(&[
+        "predict",
+        "-i",
+        img.to_str().unwrap(),
+        "-o",
+        "p2",
+        "-m",
+        fold0.to_str().unwrap(),
+        "-m",
+        "other",
+    ]);
+    assert!(
+        !o.status.success()
+            && stderr(&o).contains("cannot ensemble")
+            && stderr(&o).contains("plans.json"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run(&[
+        "predict",
+        "-i",
+        img.to_str().unwrap(),
+        "-o",
+        "p2",
+        "-m",
+        "flare",
+    ]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("training folder"),
+        "{}",
+        stderr(&o)
+    );
     // A model exported for PyTorch users and imported back predicts the same labels.
-    let o = run(&["model", "export", "-m", fold0.to_str().unwrap(), "--format", "pth", "-o", "fold0.pth"]);
+    let o = run(&[
+        "model",
+        "export",
+        "-m",
+        fold0.to_str().unwrap(),
+        "--format",
+        "pth",
+        "-o",
+        "fold0.pth",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let plans = fold0.join("checkpoint_final/plans.json");
     let cfg = fold0.join("checkpoint_final/config.json");
-    assert!(run(&["model", "import", "--model-config", cfg.to_str().unwrap(), "--plans", plans.to_str().unwrap(), "--weights", "fold0.pth", "--out", "reimported"]).status.success());
-    assert!(run(&["predict", "-i", img.to_str().unwrap(), "-o", "p3", "-m", "reimported", "--tta", "none"]).status.success());
-    assert!(run(&["predict", "-i", img.to_str().unwrap(), "-o", "p4", "-m", fold0.join("checkpoint_final").to_str().unwrap(), "--tta", "none"]).status.success());
+    assert!(run(&[
+        "model",
+        "import",
+        "--model-config",
+        cfg.to_str().unwrap(),
+        "--plans",
+        plans.to_str().unwrap(),
+        "--weights",
+        "fold0.pth",
+        "--out",
+        "reimported"
+    ])
+    .status
+    .success());
+    assert!(run(&[
+        "predict",
+        "-i",
+        img.to_str().unwrap(),
+        "-o",
+        "p3",
+        "-m",
+        "reimported",
+        "--tta",
+        "none"
+    ])
+    .status
+    .success());
+    assert!(run(&[
+        "predict",
+        "-i",
+        img.to_str().unwrap(),
+        "-o",
+        "p4",
+        "-m",
+        fold0.join("checkpoint_final").to_str().unwrap(),
+        "--tta",
+        "none"
+    ])
+    .status
+    .success());
     let a = repux_volume::read_volume(&d.path().join("p3/phantom_000.nii.gz")).unwrap();
     let b = repux_volume::read_volume(&d.path().join("p4/phantom_000.nii.gz")).unwrap();
     let differ = a.data.iter().zip(&b.data).filter(|(x, y)| x != y).count();
-    assert!(differ * 10_000 <= a.data.len(), "{differ} of {} voxels differ after export → import", a.data.len());
+    assert!(
+        differ * 10_000 <= a.data.len(),
+        "{differ} of {} voxels differ after export → import",
+        a.data.len()
+    );
 }

@@ -62,7 +62,11 @@ pub struct Canvas {
 
 impl Canvas {
     pub fn new(w: usize, h: usize) -> Self {
-        Canvas { w, h, px: vec![0; w * h * 3] }
+        Canvas {
+            w,
+            h,
+            px: vec![0; w * h * 3],
+        }
     }
     pub fn set(&mut self, x: usize, y: usize, c: [u8; 3]) {
         if x < self.w && y < self.h {
@@ -94,7 +98,10 @@ impl Canvas {
             let (x, y) = (x0 + t * (x1 - x0), y0 + t * (y1 - y0));
             for d in 0..thick {
                 for e in 0..thick {
-                    let (px, py) = (x.round() as isize + d as isize - thick as isize / 2, y.round() as isize + e as isize - thick as isize / 2);
+                    let (px, py) = (
+                        x.round() as isize + d as isize - thick as isize / 2,
+                        y.round() as isize + e as isize - thick as isize / 2,
+                    );
                     if px >= 0 && py >= 0 {
                         self.set(px as usize, py as usize, c);
                     }
@@ -109,8 +116,11 @@ impl Canvas {
             let mut enc = png::Encoder::new(&mut bytes, self.w as u32, self.h as u32);
             enc.set_color(png::ColorType::Rgb);
             enc.set_depth(png::BitDepth::Eight);
-            let mut wr = enc.write_header().map_err(|e| Error::invalid(out, e.to_string()))?;
-            wr.write_image_data(&self.px).map_err(|e| Error::invalid(out, e.to_string()))?;
+            let mut wr = enc
+                .write_header()
+                .map_err(|e| Error::invalid(out, e.to_string()))?;
+            wr.write_image_data(&self.px)
+                .map_err(|e| Error::invalid(out, e.to_string()))?;
         }
         repux_volume::nifti::write_bytes_atomic(out, &bytes)
     }

@@ -62,7 +62,9 @@ fn seed_line(seed: &[bool], s: f64, out: &mut [f64]) {
         if seed[q] {
             last = Some(q);
         }
-        out[q] = last.map(|p| ((q - p) as f64 * s).powi(2)).unwrap_or(f64::INFINITY);
+        out[q] = last
+            .map(|p| ((q - p) as f64 * s).powi(2))
+            .unwrap_or(f64::INFINITY);
     }
     let mut next: Option<usize> = None;
     for q in (0..n).rev() {
@@ -91,7 +93,9 @@ pub fn squared_edt(seed: &[bool], shape: [usize; 3], spacing: [f64; 3]) -> Vec<f
 fn first_two_passes(seed: &[bool], shape: [usize; 3], spacing: [f64; 3], g: &mut [f64]) {
     let [_, h, w] = shape;
     // Axis 2 (contiguous lines), straight from the seeds.
-    g.par_chunks_mut(w).zip(seed.par_chunks(w)).for_each(|(line, sd)| seed_line(sd, spacing[2], line));
+    g.par_chunks_mut(w)
+        .zip(seed.par_chunks(w))
+        .for_each(|(line, sd)| seed_line(sd, spacing[2], line));
     // Axis 1: per plane i, lines along j; gather columns.
     g.par_chunks_mut(h * w).for_each_init(
         || (Vec::new(), Vec::new(), Vec::new(), vec![0f64; h]),
@@ -127,7 +131,8 @@ fn last_pass(g: &mut [f64], shape: [usize; 3], spacing0: f64) {
                 let width = B.min(hw - start);
                 let mut block = vec![0f64; d * width];
                 for i in 0..d {
-                    block[i * width..(i + 1) * width].copy_from_slice(&g[i * hw + start..i * hw + start + width]);
+                    block[i * width..(i + 1) * width]
+                        .copy_from_slice(&g[i * hw + start..i * hw + start + width]);
                 }
                 for c in 0..width {
                     for i in 0..d {
@@ -145,7 +150,8 @@ fn last_pass(g: &mut [f64], shape: [usize; 3], spacing0: f64) {
     for (start, block) in blocks {
         let width = block.len() / d;
         for i in 0..d {
-            g[i * hw + start..i * hw + start + width].copy_from_slice(&block[i * width..(i + 1) * width]);
+            g[i * hw + start..i * hw + start + width]
+                .copy_from_slice(&block[i * width..(i + 1) * width]);
         }
     }
 }
@@ -154,7 +160,12 @@ fn last_pass(g: &mut [f64], shape: [usize; 3], spacing0: f64) {
 /// true (in C order). Exact, like [`squared_edt`], but the last pass runs only on columns that
 /// hold queries: directly (a minimum over the column) where a column has few, by the lower
 /// envelope where it has many. Surfaces cross most columns only a couple of times.
-pub fn squared_edt_at(seed: &[bool], shape: [usize; 3], spacing: [f64; 3], query: &[bool]) -> Vec<f64> {
+pub fn squared_edt_at(
+    seed: &[bool],
+    shape: [usize; 3],
+    spacing: [f64; 3],
+    query: &[bool],
+) -> Vec<f64> {
     let [d, h, w] = shape;
     let hw = h * w;
     let n_query = query.iter().filter(|&&q| q).count();
@@ -169,7 +180,15 @@ pub fn squared_edt_at(seed: &[bool], shape: [usize; 3], spacing: [f64; 3], query
         .collect::<Vec<_>>()
         .into_par_iter()
         .map_init(
-            || (Vec::new(), Vec::new(), Vec::new(), vec![0f64; d], Vec::new()),
+            || {
+                (
+                    Vec::new(),
+                    Vec::new(),
+                    Vec::new(),
+                    vec![0f64; d],
+                    Vec::new(),
+                )
+            },
             |(v, z, o, col, rows), start| {
                 let width = B.min(hw - start);
                 let mut out = Vec::new();
@@ -185,7 +204,9 @@ pub fn squared_edt_at(seed: &[bool], shape: [usize; 3], spacing: [f64; 3], query
                     }
                     if rows.len() * 12 < d {
                         for &qi in rows.iter() {
-                            let best = col.iter().enumerate().fold(f64::INFINITY, |m, (r, &x)| m.min(x + s2 * ((qi as f64 - r as f64).powi(2))));
+                            let best = col.iter().enumerate().fold(f64::INFINITY, |m, (r, &x)| {
+                                m.min(x + s2 * ((qi as f64 - r as f64).powi(2)))
+                            });
                             out.push((qi * hw + jk, best));
                         }
                     } else {

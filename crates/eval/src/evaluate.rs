@@ -47,8 +47,14 @@ impl Remap {
         s.split(',')
             .filter(|p| !p.trim().is_empty())
             .map(|p| {
-                let (a, b) = p.split_once('=').ok_or_else(|| format!("{p:?} is not from=to"))?;
-                let num = |x: &str| x.trim().parse::<u32>().map_err(|_| format!("{x:?} is not a label value"));
+                let (a, b) = p
+                    .split_once('=')
+                    .ok_or_else(|| format!("{p:?} is not from=to"))?;
+                let num = |x: &str| {
+                    x.trim()
+                        .parse::<u32>()
+                        .map_err(|_| format!("{x:?} is not a label value"))
+                };
                 Ok((num(a)?, num(b)?))
             })
             .collect()
@@ -56,14 +62,25 @@ impl Remap {
 }
 
 fn apply(map: &BTreeMap<u32, u32>, data: &[f32]) -> Vec<f32> {
-    data.iter().map(|&v| if v >= 0.0 { map.get(&(v as u32)).copied().unwrap_or(0) as f32 } else { 0.0 }).collect()
+    data.iter()
+        .map(|&v| {
+            if v >= 0.0 {
+                map.get(&(v as u32)).copied().unwrap_or(0) as f32
+            } else {
+                0.0
+            }
+        })
+        .collect()
 }
 
 fn image_files(dir: &Path) -> Result<BTreeMap<String, PathBuf>> {
     let mut out = BTreeMap::new();
     for e in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
         let p = e.map_err(|e| Error::io(dir, e))?.path();
-        let name = p.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        let name = p
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
         if p.is_file() && !name.starts_with('.') && repux_volume::Format::of(&p).is_some() {
             out.insert(case_id(&p), p);
         }
@@ -75,9 +92,20 @@ fn image_files(dir: &Path) -> Result<BTreeMap<String, PathBuf>> {
 /// object: dataset.json, plans.json), background excluded.
 pub fn labels_from_json(path: &Path) -> Result<Vec<u32>> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    let v: Value = serde_json::from_str(&text).map_err(|e| Error::new(path, repux_volume::ErrorKind::Json(e.to_string())))?;
-    let obj = v.get("labels").unwrap_or(&v).as_object().ok_or_else(|| Error::invalid(path, "expected an object of label name → value (or a \"labels\" key holding one)"))?;
-    let mut labels: Vec<u32> = obj.values().filter_map(|x| x.as_u64()).filter(|&x| x > 0).map(|x| x as u32).collect();
+    let v: Value = serde_json::from_str(&text)
+        .map_err(|e| Error::new(path, repux_volume::ErrorKind::Json(e.to_string())))?;
+    let obj = v.get("labels").unwrap_or(&v).as_object().ok_or_else(|| {
+        Error::invalid(
+            path,
+            "expected an object of label name → value (or a \"labels\" key holding one)",
+        )
+    })?;
+    let mut labels: Vec<u32> = obj
+        .values()
+        .filter_map(|x| x.as_u64())
+        .filter(|&x| x > 0)
+        .map(|x| x as u32)
+        .collect();
     if labels.is_empty() {
         return Err(Error::invalid(path, "no foreground label values found"));
     }
@@ -87,8 +115,17 @@ pub fn labels_from_json(path: &Path) -> Result<Vec<u32>> {
 }
 
 /// Evaluates one prediction against its reference.
-pub fn evaluate_case(pred: &Path, reference: &Path, labels: &[u32], tol: &Tolerances, remap: &Remap) -> Result<CaseResult> {
-    let (p, r) = rayon::join(|| repux_volume::read_volume(pred), || repux_volume::read_volume(reference));
+pub fn evaluate_case(
+    pred: &Path,
+    reference: &Path,
+    labels: &[u32],
+    tol: &Tolerances,
+    remap: &Remap,
+) -> Result<CaseResult> {
+    let (p, r) = rayon::join(
+        || repux_volume::read_volume(pred),
+        || repux_volume::read_volume(reference),
+    );
     let (mut p, mut r) = (p?, r?);
     if !remap.pred.is_empty() {
         p.data = apply(&remap.pred, &p.data);
@@ -97,11 +134,25 @@ pub fn evaluate_case(pred: &Path, reference: &Path, labels: &[u32], tol: &Tolera
         r.data = apply(&remap.reference, &r.data);
     }
     if p.geometry.shape != r.geometry.shape {
-        return Err(Error::invalid(pred, format!("shape {:?} does not match the reference {} ({:?})", p.geometry.shape, reference.display(), r.geometry.shape)));
+        return Err(Error::invalid(
+            pred,
+            format!(
+                "shape {:?} does not match the reference {} ({:?})",
+                p.geometry.shape,
+                reference.display(),
+                r.geometry.shape
+            ),
+        ));
     }
     let d = p.geometry.max_affine_diff(&r.geometry);
     if d > GEOMETRY_TOLERANCE {
-        return Err(Error::invalid(pred, format!("affine differs from the reference {} by up to {d:.3e} mm", reference.display())));
+        return Err(Error::invalid(
+            pred,
+            format!(
+                "affine differs from the reference {} by up to {d:.3e} mm",
+                reference.display()
+            ),
+        ));
     }
     let n = r.geometry.voxels();
     let (pv, rv) = (&p.data[..n], &r.data[..n]);
@@ -110,20 +161,39 @@ pub fn evaluate_case(pred: &Path, reference: &Path, labels: &[u32], tol: &Tolera
         .map(|&c| {
             let pm: Vec<bool> = pv.iter().map(|&v| v as u32 == c && v >= 0.0).collect();
             let rm: Vec<bool> = rv.iter().map(|&v| v as u32 == c && v >= 0.0).collect();
-            (c, class_metrics(&pm, &rm, r.geometry.shape, r.geometry.spacing, tol.of(c)))
+            (
+                c,
+                class_metrics(&pm, &rm, r.geometry.shape, r.geometry.spacing, tol.of(c)),
+            )
         })
         .collect();
-    Ok(CaseResult { case: case_id(reference), prediction_file: pred.to_path_buf(), reference_file: reference.to_path_buf(), metrics })
+    Ok(CaseResult {
+        case: case_id(reference),
+        prediction_file: pred.to_path_buf(),
+        reference_file: reference.to_path_buf(),
+        metrics,
+    })
 }
 
 /// Evaluates every reference case. A missing prediction is an error naming the cases.
-pub fn evaluate_folders(pred_dir: &Path, ref_dir: &Path, labels: Option<Vec<u32>>, tol: &Tolerances) -> Result<Vec<CaseResult>> {
+pub fn evaluate_folders(
+    pred_dir: &Path,
+    ref_dir: &Path,
+    labels: Option<Vec<u32>>,
+    tol: &Tolerances,
+) -> Result<Vec<CaseResult>> {
     evaluate_folders_remapped(pred_dir, ref_dir, labels, tol, &Remap::default())
 }
 
 /// [`evaluate_folders`] with label values rewritten first (labels default to the mapped
 /// reference values).
-pub fn evaluate_folders_remapped(pred_dir: &Path, ref_dir: &Path, labels: Option<Vec<u32>>, tol: &Tolerances, remap: &Remap) -> Result<Vec<CaseResult>> {
+pub fn evaluate_folders_remapped(
+    pred_dir: &Path,
+    ref_dir: &Path,
+    labels: Option<Vec<u32>>,
+    tol: &Tolerances,
+    remap: &Remap,
+) -> Result<Vec<CaseResult>> {
     let refs = image_files(ref_dir)?;
     if refs.is_empty() {
         return Err(Error::invalid(ref_dir, "holds no reference images"));
@@ -131,7 +201,18 @@ pub fn evaluate_folders_remapped(pred_dir: &Path, ref_dir: &Path, labels: Option
     let preds = image_files(pred_dir)?;
     let missing: Vec<&String> = refs.keys().filter(|k| !preds.contains_key(*k)).collect();
     if !missing.is_empty() {
-        return Err(Error::invalid(pred_dir, format!("no prediction for {} reference case(s): {}", missing.len(), missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "))));
+        return Err(Error::invalid(
+            pred_dir,
+            format!(
+                "no prediction for {} reference case(s): {}",
+                missing.len(),
+                missing
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
     }
     let labels = match labels {
         Some(l) => l,
@@ -141,7 +222,11 @@ pub fn evaluate_folders_remapped(pred_dir: &Path, ref_dir: &Path, labels: Option
             for p in refs.values() {
                 for v in repux_volume::read_volume(p)?.data {
                     if v > 0.0 {
-                        let v = if remap.reference.is_empty() { v as u32 } else { remap.reference.get(&(v as u32)).copied().unwrap_or(0) };
+                        let v = if remap.reference.is_empty() {
+                            v as u32
+                        } else {
+                            remap.reference.get(&(v as u32)).copied().unwrap_or(0)
+                        };
                         if v > 0 {
                             set.insert(v);
                         }
@@ -151,26 +236,51 @@ pub fn evaluate_folders_remapped(pred_dir: &Path, ref_dir: &Path, labels: Option
             set.into_iter().collect()
         }
     };
-    refs.iter().map(|(id, r)| evaluate_case(&preds[id], r, &labels, tol, remap)).collect()
+    refs.iter()
+        .map(|(id, r)| evaluate_case(&preds[id], r, &labels, tol, remap))
+        .collect()
 }
 
 fn num(v: f64) -> Value {
-    serde_json::Number::from_f64(v).map(Value::Number).unwrap_or(Value::Null)
+    serde_json::Number::from_f64(v)
+        .map(Value::Number)
+        .unwrap_or(Value::Null)
 }
 
-const KEYS: [&str; 11] = ["Dice", "IoU", "HD95", "ASD", "NSD", "TP", "FP", "FN", "TN", "n_pred", "n_ref"];
+const KEYS: [&str; 11] = [
+    "Dice", "IoU", "HD95", "ASD", "NSD", "TP", "FP", "FN", "TN", "n_pred", "n_ref",
+];
 
 fn values(m: &ClassMetrics) -> [f64; 11] {
-    [m.Dice, m.IoU, m.HD95, m.ASD, m.NSD, m.TP as f64, m.FP as f64, m.FN as f64, m.TN as f64, m.n_pred as f64, m.n_ref as f64]
+    [
+        m.Dice,
+        m.IoU,
+        m.HD95,
+        m.ASD,
+        m.NSD,
+        m.TP as f64,
+        m.FP as f64,
+        m.FN as f64,
+        m.TN as f64,
+        m.n_pred as f64,
+        m.n_ref as f64,
+    ]
 }
 
 fn obj(vals: &[f64; 11]) -> Value {
-    Value::Object(KEYS.iter().zip(vals).map(|(k, v)| (k.to_string(), num(*v))).collect::<Map<_, _>>())
+    Value::Object(
+        KEYS.iter()
+            .zip(vals)
+            .map(|(k, v)| (k.to_string(), num(*v)))
+            .collect::<Map<_, _>>(),
+    )
 }
 
 /// Mean ignoring NaN (nnU-Net's nanmean); NaN if all are NaN.
 fn nanmean(v: impl Iterator<Item = f64>) -> f64 {
-    let (s, n) = v.filter(|x| !x.is_nan()).fold((0.0, 0usize), |(s, n), x| (s + x, n + 1));
+    let (s, n) = v
+        .filter(|x| !x.is_nan())
+        .fold((0.0, 0usize), |(s, n), x| (s + x, n + 1));
     if n == 0 {
         f64::NAN
     } else {
@@ -180,8 +290,26 @@ fn nanmean(v: impl Iterator<Item = f64>) -> f64 {
 
 /// Per-class means and the foreground mean (mean over classes of the class means).
 pub fn means(results: &[CaseResult]) -> (BTreeMap<u32, [f64; 11]>, [f64; 11]) {
-    let classes: Vec<u32> = results.first().map(|r| r.metrics.keys().copied().collect()).unwrap_or_default();
-    let per_class: BTreeMap<u32, [f64; 11]> = classes.iter().map(|&c| (c, std::array::from_fn(|i| nanmean(results.iter().filter_map(|r| r.metrics.get(&c)).map(|m| values(m)[i]))))).collect();
+    let classes: Vec<u32> = results
+        .first()
+        .map(|r| r.metrics.keys().copied().collect())
+        .unwrap_or_default();
+    let per_class: BTreeMap<u32, [f64; 11]> = classes
+        .iter()
+        .map(|&c| {
+            (
+                c,
+                std::array::from_fn(|i| {
+                    nanmean(
+                        results
+                            .iter()
+                            .filter_map(|r| r.metrics.get(&c))
+                            .map(|m| values(m)[i]),
+                    )
+                }),
+            )
+        })
+        .collect();
     let fg = std::array::from_fn(|i| nanmean(per_class.values().map(|v| v[i])));
     (per_class, fg)
 }
@@ -204,18 +332,36 @@ pub fn write_summary(results: &[CaseResult], out: &Path, tol: &Tolerances) -> Re
     let mut csv = format!("case,class,{}\n", KEYS.join(","));
     for r in results {
         for (c, m) in &r.metrics {
-            csv.push_str(&format!("{},{c},{}\n", r.case, values(m).iter().map(|v| v.to_string()).collect::<Vec<_>>().join(",")));
+            csv.push_str(&format!(
+                "{},{c},{}\n",
+                r.case,
+                values(m)
+                    .iter()
+                    .map(|v| v.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ));
         }
     }
     repux_volume::nifti::write_bytes_atomic(&out.join("summary.csv"), csv.as_bytes())?;
-    repux_volume::nifti::write_bytes_atomic(&out.join("summary.md"), markdown(&per_class, &fg).as_bytes())?;
+    repux_volume::nifti::write_bytes_atomic(
+        &out.join("summary.md"),
+        markdown(&per_class, &fg).as_bytes(),
+    )?;
     Ok(summary)
 }
 
 /// The per-class mean table (Dice, IoU, HD95, ASD in mm, NSD), foreground mean last.
 pub fn markdown(per_class: &BTreeMap<u32, [f64; 11]>, fg: &[f64; 11]) -> String {
-    let mut s = String::from("| class | Dice | IoU | HD95 (mm) | ASD (mm) | NSD |\n|---|---|---|---|---|---|\n");
-    let row = |name: String, v: &[f64; 11]| format!("| {name} | {:.4} | {:.4} | {:.2} | {:.2} | {:.4} |\n", v[0], v[1], v[2], v[3], v[4]);
+    let mut s = String::from(
+        "| class | Dice | IoU | HD95 (mm) | ASD (mm) | NSD |\n|---|---|---|---|---|---|\n",
+    );
+    let row = |name: String, v: &[f64; 11]| {
+        format!(
+            "| {name} | {:.4} | {:.4} | {:.2} | {:.2} | {:.4} |\n",
+            v[0], v[1], v[2], v[3], v[4]
+        )
+    };
     for (c, v) in per_class {
         s.push_str(&row(c.to_string(), v));
     }

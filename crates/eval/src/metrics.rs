@@ -38,20 +38,35 @@ pub struct ClassMetrics {
 /// Edge voxels of a mask (6-neighbourhood erosion, outside = background).
 pub fn edges(mask: &[bool], shape: [usize; 3]) -> Vec<bool> {
     let [d, h, w] = shape;
-    let at = |i: isize, j: isize, k: isize| i >= 0 && j >= 0 && k >= 0 && (i as usize) < d && (j as usize) < h && (k as usize) < w && mask[((i as usize) * h + j as usize) * w + k as usize];
+    let at = |i: isize, j: isize, k: isize| {
+        i >= 0
+            && j >= 0
+            && k >= 0
+            && (i as usize) < d
+            && (j as usize) < h
+            && (k as usize) < w
+            && mask[((i as usize) * h + j as usize) * w + k as usize]
+    };
     let mut out = vec![false; mask.len()];
-    out.par_chunks_mut(h * w).enumerate().for_each(|(i, plane)| {
-        for j in 0..h {
-            for k in 0..w {
-                let idx = j * w + k;
-                if !mask[i * h * w + idx] {
-                    continue;
+    out.par_chunks_mut(h * w)
+        .enumerate()
+        .for_each(|(i, plane)| {
+            for j in 0..h {
+                for k in 0..w {
+                    let idx = j * w + k;
+                    if !mask[i * h * w + idx] {
+                        continue;
+                    }
+                    let (a, b, c) = (i as isize, j as isize, k as isize);
+                    plane[idx] = !(at(a - 1, b, c)
+                        && at(a + 1, b, c)
+                        && at(a, b - 1, c)
+                        && at(a, b + 1, c)
+                        && at(a, b, c - 1)
+                        && at(a, b, c + 1));
                 }
-                let (a, b, c) = (i as isize, j as isize, k as isize);
-                plane[idx] = !(at(a - 1, b, c) && at(a + 1, b, c) && at(a, b - 1, c) && at(a, b + 1, c) && at(a, b, c - 1) && at(a, b, c + 1));
             }
-        }
-    });
+        });
     let _ = d;
     out
 }
@@ -65,7 +80,11 @@ fn bbox(masks: [&[bool]; 2], shape: [usize; 3]) -> Option<([usize; 3], [usize; 3
             let mut lo = [usize::MAX; 3];
             let mut hi = [0usize; 3];
             for m in masks {
-                for (idx, _) in m[i * h * w..(i + 1) * h * w].iter().enumerate().filter(|(_, &v)| v) {
+                for (idx, _) in m[i * h * w..(i + 1) * h * w]
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, &v)| v)
+                {
                     let p = [i, idx / w, idx % w];
                     for a in 0..3 {
                         lo[a] = lo[a].min(p[a]);
@@ -75,7 +94,15 @@ fn bbox(masks: [&[bool]; 2], shape: [usize; 3]) -> Option<([usize; 3], [usize; 3
             }
             (lo, hi)
         })
-        .reduce(|| ([usize::MAX; 3], [0; 3]), |(l1, h1), (l2, h2)| (std::array::from_fn(|a| l1[a].min(l2[a])), std::array::from_fn(|a| h1[a].max(h2[a]))));
+        .reduce(
+            || ([usize::MAX; 3], [0; 3]),
+            |(l1, h1), (l2, h2)| {
+                (
+                    std::array::from_fn(|a| l1[a].min(l2[a])),
+                    std::array::from_fn(|a| h1[a].max(h2[a])),
+                )
+            },
+        );
     (lo[0] != usize::MAX).then_some((lo, hi))
 }
 
@@ -91,14 +118,28 @@ fn crop(m: &[bool], shape: [usize; 3], lo: [usize; 3], hi: [usize; 3]) -> Vec<bo
 }
 
 /// Distances (mm) from each edge voxel of `a` to the nearest edge voxel of `b`, and back.
-pub fn surface_distances(pred_edges: &[bool], ref_edges: &[bool], shape: [usize; 3], spacing: [f64; 3]) -> (Vec<f64>, Vec<f64>) {
+pub fn surface_distances(
+    pred_edges: &[bool],
+    ref_edges: &[bool],
+    shape: [usize; 3],
+    spacing: [f64; 3],
+) -> (Vec<f64>, Vec<f64>) {
     let Some((lo, hi)) = bbox([pred_edges, ref_edges], shape) else {
         return (Vec::new(), Vec::new());
     };
     let cs = [hi[0] - lo[0], hi[1] - lo[1], hi[2] - lo[2]];
-    let (pe, re) = (crop(pred_edges, shape, lo, hi), crop(ref_edges, shape, lo, hi));
-    let (to_ref, to_pred) = rayon::join(|| squared_edt_at(&re, cs, spacing, &pe), || squared_edt_at(&pe, cs, spacing, &re));
-    (to_ref.into_iter().map(f64::sqrt).collect(), to_pred.into_iter().map(f64::sqrt).collect())
+    let (pe, re) = (
+        crop(pred_edges, shape, lo, hi),
+        crop(ref_edges, shape, lo, hi),
+    );
+    let (to_ref, to_pred) = rayon::join(
+        || squared_edt_at(&re, cs, spacing, &pe),
+        || squared_edt_at(&pe, cs, spacing, &re),
+    );
+    (
+        to_ref.into_iter().map(f64::sqrt).collect(),
+        to_pred.into_iter().map(f64::sqrt).collect(),
+    )
 }
 
 /// numpy's default percentile (linear interpolation between order statistics).
@@ -116,7 +157,13 @@ pub fn percentile(mut v: Vec<f64>, q: f64) -> f64 {
 }
 
 /// All metrics of one class (`pred`, `reference` are masks of that class on the same grid).
-pub fn class_metrics(pred: &[bool], reference: &[bool], shape: [usize; 3], spacing: [f64; 3], nsd_tolerance: f64) -> ClassMetrics {
+pub fn class_metrics(
+    pred: &[bool],
+    reference: &[bool],
+    shape: [usize; 3],
+    spacing: [f64; 3],
+    nsd_tolerance: f64,
+) -> ClassMetrics {
     let (tp, fp, fn_) = pred
         .par_chunks(1 << 16)
         .zip(reference.par_chunks(1 << 16))
@@ -132,7 +179,19 @@ pub fn class_metrics(pred: &[bool], reference: &[bool], shape: [usize; 3], spaci
         .reduce(|| (0, 0, 0), |a, b| (a.0 + b.0, a.1 + b.1, a.2 + b.2));
     let tn = pred.len() as u64 - tp - fp - fn_;
     let (n_pred, n_ref) = (tp + fp, tp + fn_);
-    let mut m = ClassMetrics { Dice: f64::NAN, IoU: f64::NAN, HD95: f64::NAN, ASD: f64::NAN, NSD: f64::NAN, TP: tp, FP: fp, FN: fn_, TN: tn, n_pred, n_ref };
+    let mut m = ClassMetrics {
+        Dice: f64::NAN,
+        IoU: f64::NAN,
+        HD95: f64::NAN,
+        ASD: f64::NAN,
+        NSD: f64::NAN,
+        TP: tp,
+        FP: fp,
+        FN: fn_,
+        TN: tn,
+        n_pred,
+        n_ref,
+    };
     if n_pred == 0 && n_ref == 0 {
         return m;
     }
@@ -151,13 +210,21 @@ pub fn class_metrics(pred: &[bool], reference: &[bool], shape: [usize; 3], spaci
             let lo: [usize; 3] = std::array::from_fn(|a| lo[a].saturating_sub(1));
             let hi: [usize; 3] = std::array::from_fn(|a| (hi[a] + 1).min(shape[a]));
             let cs = [hi[0] - lo[0], hi[1] - lo[1], hi[2] - lo[2]];
-            (crop(pred, shape, lo, hi), crop(reference, shape, lo, hi), cs)
+            (
+                crop(pred, shape, lo, hi),
+                crop(reference, shape, lo, hi),
+                cs,
+            )
         }
         None => (pred.to_vec(), reference.to_vec(), shape),
     };
     let (pe, re) = rayon::join(|| edges(&pred, shape), || edges(&reference, shape));
     let (d1, d2) = surface_distances(&pe, &re, shape, spacing);
-    let within = d1.iter().chain(&d2).filter(|&&d| d <= nsd_tolerance).count();
+    let within = d1
+        .iter()
+        .chain(&d2)
+        .filter(|&&d| d <= nsd_tolerance)
+        .count();
     m.NSD = within as f64 / (d1.len() + d2.len()) as f64;
     m.ASD = d1.iter().chain(&d2).sum::<f64>() / (d1.len() + d2.len()) as f64;
     m.HD95 = percentile(d1, 95.0).max(percentile(d2, 95.0));
@@ -180,9 +247,16 @@ mod tests {
             }
         }
         let e = edges(&m, shape);
-        assert_eq!(e.iter().filter(|&&v| v).count(), 26, "3³ cube minus its centre");
+        assert_eq!(
+            e.iter().filter(|&&v| v).count(),
+            26,
+            "3³ cube minus its centre"
+        );
         let same = class_metrics(&m, &m, shape, [1.0; 3], 1.0);
-        assert_eq!((same.Dice, same.HD95, same.ASD, same.NSD), (1.0, 0.0, 0.0, 1.0));
+        assert_eq!(
+            (same.Dice, same.HD95, same.ASD, same.NSD),
+            (1.0, 0.0, 0.0, 1.0)
+        );
         let empty = vec![false; 125];
         let one = class_metrics(&empty, &m, shape, [1.0; 3], 1.0);
         assert_eq!((one.Dice, one.HD95, one.NSD), (0.0, f64::INFINITY, 0.0));

@@ -7,7 +7,11 @@ use repux_eval::edt::{squared_edt, squared_edt_at};
 
 #[test]
 fn matches_scipy_fixtures() {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/metrics.json")).unwrap();
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/metrics.json"
+    ))
+    .unwrap();
     let cases: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
     let mut checked = 0;
     for c in &cases {
@@ -20,11 +24,27 @@ fn matches_scipy_fixtures() {
             let pm: Vec<bool> = pred.iter().map(|&v| v == k).collect();
             let rm: Vec<bool> = reference.iter().map(|&v| v == k).collect();
             let m = class_metrics(&pm, &rm, shape, spacing, c["tolerance"].as_f64().unwrap());
-            assert_eq!((m.TP, m.FP, m.FN), (want["TP"].as_u64().unwrap(), want["FP"].as_u64().unwrap(), want["FN"].as_u64().unwrap()));
-            for (key, got) in [("Dice", m.Dice), ("IoU", m.IoU), ("HD95", m.HD95), ("ASD", m.ASD), ("NSD", m.NSD)] {
+            assert_eq!(
+                (m.TP, m.FP, m.FN),
+                (
+                    want["TP"].as_u64().unwrap(),
+                    want["FP"].as_u64().unwrap(),
+                    want["FN"].as_u64().unwrap()
+                )
+            );
+            for (key, got) in [
+                ("Dice", m.Dice),
+                ("IoU", m.IoU),
+                ("HD95", m.HD95),
+                ("ASD", m.ASD),
+                ("NSD", m.NSD),
+            ] {
                 if let Some(w) = want.get(key).and_then(|v| v.as_f64()) {
                     // Tolerance: both sides are exact in f64 up to summation order.
-                    assert!((got - w).abs() <= 1e-9 * w.abs().max(1.0), "class {class} {key}: {got} vs scipy {w}");
+                    assert!(
+                        (got - w).abs() <= 1e-9 * w.abs().max(1.0),
+                        "class {class} {key}: {got} vs scipy {w}"
+                    );
                     checked += 1;
                 }
             }
@@ -35,18 +55,29 @@ fn matches_scipy_fixtures() {
 
 fn brute(seed: &[bool], shape: [usize; 3], sp: [f64; 3]) -> Vec<f64> {
     let [d, h, w] = shape;
-    let pts: Vec<[usize; 3]> = (0..d * h * w).filter(|&i| seed[i]).map(|i| [i / (h * w), (i / w) % h, i % w]).collect();
+    let pts: Vec<[usize; 3]> = (0..d * h * w)
+        .filter(|&i| seed[i])
+        .map(|i| [i / (h * w), (i / w) % h, i % w])
+        .collect();
     (0..d * h * w)
         .map(|i| {
             let p = [i / (h * w), (i / w) % h, i % w];
-            pts.iter().map(|q| (0..3).map(|a| ((p[a] as f64 - q[a] as f64) * sp[a]).powi(2)).sum::<f64>()).fold(f64::INFINITY, f64::min)
+            pts.iter()
+                .map(|q| {
+                    (0..3)
+                        .map(|a| ((p[a] as f64 - q[a] as f64) * sp[a]).powi(2))
+                        .sum::<f64>()
+                })
+                .fold(f64::INFINITY, f64::min)
         })
         .collect()
 }
 
 #[test]
 fn edt_without_seeds_is_infinite() {
-    assert!(squared_edt(&[false; 210], [5, 7, 6], [2.0, 0.7, 1.3]).iter().all(|v| v.is_infinite()));
+    assert!(squared_edt(&[false; 210], [5, 7, 6], [2.0, 0.7, 1.3])
+        .iter()
+        .all(|v| v.is_infinite()));
 }
 
 proptest! {

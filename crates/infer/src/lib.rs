@@ -6,4 +6,6 @@ pub mod postprocess;
 pub mod predictor;
 pub mod window;
 
-pub use predictor::{input_cases, resolve_models, Checkpoint, InferError, PredictOptions, Prediction, Predictor};
+pub use predictor::{
+    input_cases, resolve_models, Checkpoint, InferError, PredictOptions, Prediction, Predictor,
+};

@@ -44,7 +44,12 @@ pub struct PredictOptions {
 
 impl Default for PredictOptions {
     fn default() -> Self {
-        PredictOptions { overlap: 0.5, tta: true, tile_batch: 1, largest_component: false }
+        PredictOptions {
+            overlap: 0.5,
+            tta: true,
+            tile_batch: 1,
+            largest_component: false,
+        }
     }
 }
 
@@ -82,12 +87,17 @@ fn training_checkpoint(run: &Path, which: Checkpoint) -> Option<PathBuf> {
 }
 
 fn is_training_folder(p: &Path) -> bool {
-    ["checkpoint_final", "checkpoint_best", "checkpoint_latest"].iter().any(|n| is_model_dir(&p.join(n)))
+    ["checkpoint_final", "checkpoint_best", "checkpoint_latest"]
+        .iter()
+        .any(|n| is_model_dir(&p.join(n)))
 }
 
 /// The model directories behind `-m` arguments (see the module docs), in order.
 pub fn resolve_models(paths: &[PathBuf], which: Checkpoint) -> Result<Vec<PathBuf>, InferError> {
-    let bad = |p: &Path, msg: String| InferError::Case { path: p.to_path_buf(), msg };
+    let bad = |p: &Path, msg: String| InferError::Case {
+        path: p.to_path_buf(),
+        msg,
+    };
     let mut out = Vec::new();
     for p in paths {
         if is_model_dir(p) {
@@ -96,14 +106,27 @@ pub fn resolve_models(paths: &[PathBuf], which: Checkpoint) -> Result<Vec<PathBu
             }
             out.push(p.clone());
         } else if is_training_folder(p) {
-            let d = training_checkpoint(p, which).ok_or_else(|| bad(p, format!("training folder without a {} checkpoint", checkpoint_name(which))))?;
+            let d = training_checkpoint(p, which).ok_or_else(|| {
+                bad(
+                    p,
+                    format!(
+                        "training folder without a {} checkpoint",
+                        checkpoint_name(which)
+                    ),
+                )
+            })?;
             out.push(d);
         } else if p.is_dir() {
             let mut folds: Vec<(usize, PathBuf)> = std::fs::read_dir(p)
                 .map_err(|e| repux_volume::Error::io(p, e))?
                 .filter_map(|e| e.ok().map(|e| e.path()))
                 .filter_map(|d| {
-                    let k = d.file_name()?.to_str()?.strip_prefix("fold_")?.parse::<usize>().ok()?;
+                    let k = d
+                        .file_name()?
+                        .to_str()?
+                        .strip_prefix("fold_")?
+                        .parse::<usize>()
+                        .ok()?;
                     Some((k, d))
                 })
                 .filter(|(_, d)| is_training_folder(d) || is_model_dir(d))
@@ -116,7 +139,15 @@ pub fn resolve_models(paths: &[PathBuf], which: Checkpoint) -> Result<Vec<PathBu
                 if is_model_dir(&d) {
                     out.push(d);
                 } else {
-                    out.push(training_checkpoint(&d, which).ok_or_else(|| bad(&d, format!("training folder without a {} checkpoint", checkpoint_name(which))))?);
+                    out.push(training_checkpoint(&d, which).ok_or_else(|| {
+                        bad(
+                            &d,
+                            format!(
+                                "training folder without a {} checkpoint",
+                                checkpoint_name(which)
+                            ),
+                        )
+                    })?);
                 }
             }
         } else {
@@ -153,7 +184,10 @@ impl Predictor {
     /// Loads model directories to ensemble; they must share plans and class count.
     pub fn load_ensemble(dirs: &[PathBuf]) -> Result<Predictor, InferError> {
         let Some(first) = dirs.first() else {
-            return Err(InferError::Case { path: PathBuf::from("-m"), msg: "no model given".into() });
+            return Err(InferError::Case {
+                path: PathBuf::from("-m"),
+                msg: "no model given".into(),
+            });
         };
         let mut nets = Vec::new();
         let mut plans: Option<Plans> = None;
@@ -163,23 +197,56 @@ impl Predictor {
             let p = Plans::load(&plans_path)?;
             let cfg = net.config();
             if p.normalization.len() != cfg.in_channels {
-                return Err(InferError::Case { path: plans_path, msg: format!("plans normalise {} channels, the model takes {}", p.normalization.len(), cfg.in_channels) });
+                return Err(InferError::Case {
+                    path: plans_path,
+                    msg: format!(
+                        "plans normalise {} channels, the model takes {}",
+                        p.normalization.len(),
+                        cfg.in_channels
+                    ),
+                });
             }
             if p.num_classes() != cfg.out_channels {
-                return Err(InferError::Case { path: plans_path, msg: format!("plans have {} classes, the model predicts {}", p.num_classes(), cfg.out_channels) });
+                return Err(InferError::Case {
+                    path: plans_path,
+                    msg: format!(
+                        "plans have {} classes, the model predicts {}",
+                        p.num_classes(),
+                        cfg.out_channels
+                    ),
+                });
             }
             if let Some(p0) = &plans {
                 if *p0 != p {
-                    let what = if p0.num_classes() != p.num_classes() { format!("{} classes, {} has {}", p.num_classes(), first.display(), p0.num_classes()) } else { format!("plans differ from those of {} (an ensemble preprocesses once, so its members must share plans)", first.display()) };
-                    return Err(InferError::Case { path: plans_path, msg: format!("cannot ensemble: {what}") });
+                    let what = if p0.num_classes() != p.num_classes() {
+                        format!(
+                            "{} classes, {} has {}",
+                            p.num_classes(),
+                            first.display(),
+                            p0.num_classes()
+                        )
+                    } else {
+                        format!("plans differ from those of {} (an ensemble preprocesses once, so its members must share plans)", first.display())
+                    };
+                    return Err(InferError::Case {
+                        path: plans_path,
+                        msg: format!("cannot ensemble: {what}"),
+                    });
                 }
             } else {
                 plans = Some(p);
             }
             nets.push(net);
         }
-        let plans = plans.ok_or_else(|| InferError::Case { path: first.clone(), msg: "no model given".into() })?;
-        Ok(Predictor { nets, plans, models: dirs.to_vec() })
+        let plans = plans.ok_or_else(|| InferError::Case {
+            path: first.clone(),
+            msg: "no model given".into(),
+        })?;
+        Ok(Predictor {
+            nets,
+            plans,
+            models: dirs.to_vec(),
+        })
     }
 
     pub fn classes(&self) -> usize {
@@ -187,16 +254,29 @@ impl Predictor {
     }
 
     /// Logits of network `m` for a batch of `n` patches (n × C × P → n × classes × P).
-    pub fn forward_patches(&self, m: usize, batch: &[f32], n: usize) -> Result<Vec<f32>, InferError> {
+    pub fn forward_patches(
+        &self,
+        m: usize,
+        batch: &[f32],
+        n: usize,
+    ) -> Result<Vec<f32>, InferError> {
         let p = self.plans.patch_size;
         let net = &self.nets[m];
         let c = net.config().in_channels;
-        let x = Tensor::<5>::from_data(TensorData::new(batch.to_vec(), [n, c, p[0], p[1], p[2]]), &cpu());
+        let x = Tensor::<5>::from_data(
+            TensorData::new(batch.to_vec(), [n, c, p[0], p[1], p[2]]),
+            &cpu(),
+        );
         Ok(repux_nn::values(net.forward(x), "network output")?)
     }
 
     /// Predicts one case from its channel files.
-    pub fn predict(&self, images: &[PathBuf], opts: &PredictOptions, progress: impl FnMut(usize, usize)) -> Result<Prediction, InferError> {
+    pub fn predict(
+        &self,
+        images: &[PathBuf],
+        opts: &PredictOptions,
+        progress: impl FnMut(usize, usize),
+    ) -> Result<Prediction, InferError> {
         self.predict_with(images, opts, progress, |_, _, _| Ok(()))
     }
 
@@ -210,20 +290,47 @@ impl Predictor {
         mut progress: impl FnMut(usize, usize),
         mut probabilities: impl FnMut(usize, [usize; 3], &[f32]) -> Result<(), InferError>,
     ) -> Result<Prediction, InferError> {
-        let case = repux_volume::Case { id: String::new(), images: images.to_vec(), label: None };
+        let case = repux_volume::Case {
+            id: String::new(),
+            images: images.to_vec(),
+            label: None,
+        };
         let image = repux_prep::read_case_image(&case)?;
-        let first = images.first().cloned().ok_or_else(|| InferError::Case { path: PathBuf::from("-i"), msg: "a case with no image files".into() })?;
+        let first = images.first().cloned().ok_or_else(|| InferError::Case {
+            path: PathBuf::from("-i"),
+            msg: "a case with no image files".into(),
+        })?;
         let cin = self.plans.normalization.len();
         if image.channels != cin {
-            return Err(InferError::Case { path: first, msg: format!("{} channels, the model takes {cin}", image.channels) });
+            return Err(InferError::Case {
+                path: first,
+                msg: format!("{} channels, the model takes {cin}", image.channels),
+            });
         }
-        let pre = preprocess(&image, None, &self.plans.prep_config()).map_err(|e| InferError::Case { path: first.clone(), msg: e.to_string() })?;
+        let pre =
+            preprocess(&image, None, &self.plans.prep_config()).map_err(|e| InferError::Case {
+                path: first.clone(),
+                msg: e.to_string(),
+            })?;
         let classes = self.classes();
-        let cfg = WindowConfig { patch: self.plans.patch_size, overlap: opts.overlap, mirror: opts.tta, tile_batch: opts.tile_batch };
+        let cfg = WindowConfig {
+            patch: self.plans.patch_size,
+            overlap: opts.overlap,
+            mirror: opts.tta,
+            tile_batch: opts.tile_batch,
+        };
         let members = self.nets.len();
         let mut probs: Vec<f32> = Vec::new();
         for m in 0..members {
-            let mut p = sliding_window(&pre.image.data, pre.image.channels, pre.image.geometry.shape, classes, &cfg, |b, n| self.forward_patches(m, b, n), |done, total| progress(m * total + done, members * total))?;
+            let mut p = sliding_window(
+                &pre.image.data,
+                pre.image.channels,
+                pre.image.geometry.shape,
+                classes,
+                &cfg,
+                |b, n| self.forward_patches(m, b, n),
+                |done, total| progress(m * total + done, members * total),
+            )?;
             softmax(&mut p, classes);
             if probs.is_empty() {
                 probs = p;
@@ -240,7 +347,11 @@ impl Predictor {
         let mut best = vec![f32::NEG_INFINITY; n];
         let mut labels = vec![0f32; n];
         for c in 0..classes {
-            let p = invert_channel(&probs[c * n_pre..(c + 1) * n_pre], &pre.record, if c == 0 { 1.0 } else { 0.0 });
+            let p = invert_channel(
+                &probs[c * n_pre..(c + 1) * n_pre],
+                &pre.record,
+                if c == 0 { 1.0 } else { 0.0 },
+            );
             for ((b, l), &v) in best.iter_mut().zip(labels.iter_mut()).zip(&p) {
                 if v > *b {
                     *b = v;
@@ -252,7 +363,11 @@ impl Predictor {
         if opts.largest_component {
             largest_component_per_class(&mut labels, image.geometry.shape);
         }
-        Ok(Prediction { geometry: image.geometry, labels, classes })
+        Ok(Prediction {
+            geometry: image.geometry,
+            labels,
+            classes,
+        })
     }
 }
 
@@ -264,7 +379,14 @@ pub fn input_cases(input: &Path) -> Result<Vec<(String, Vec<PathBuf>)>, InferErr
         let mut v: Vec<PathBuf> = std::fs::read_dir(input)
             .map_err(|e| repux_volume::Error::io(input, e))?
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.is_file() && repux_volume::Format::of(p).is_some() && !p.file_name().map(|n| n.to_string_lossy().starts_with('.')).unwrap_or(true))
+            .filter(|p| {
+                p.is_file()
+                    && repux_volume::Format::of(p).is_some()
+                    && !p
+                        .file_name()
+                        .map(|n| n.to_string_lossy().starts_with('.'))
+                        .unwrap_or(true)
+            })
             .collect();
         v.sort();
         v
@@ -285,5 +407,8 @@ pub fn input_cases(input: &Path) -> Result<Vec<(String, Vec<PathBuf>)>, InferErr
         };
         cases.entry(case).or_default().insert(ch, f);
     }
-    Ok(cases.into_iter().map(|(k, v)| (k, v.into_values().collect())).collect())
+    Ok(cases
+        .into_iter()
+        .map(|(k, v)| (k, v.into_values().collect()))
+        .collect())
 }

@@ -12,7 +12,9 @@ pub fn tile_starts(size: usize, patch: usize, overlap: f64) -> Vec<usize> {
     }
     let step = (patch as f64 * (1.0 - overlap)).max(1.0);
     let n = ((size - patch) as f64 / step).ceil() as usize + 1;
-    (0..n).map(|i| ((i as f64) * (size - patch) as f64 / (n - 1) as f64).round() as usize).collect()
+    (0..n)
+        .map(|i| ((i as f64) * (size - patch) as f64 / (n - 1) as f64).round() as usize)
+        .collect()
 }
 
 /// The Gaussian importance map (σ = patch/8 per axis, maximum 1, no zeros).
@@ -23,12 +25,18 @@ pub fn gaussian(patch: [usize; 3]) -> Vec<f32> {
     for i in 0..patch[0] {
         for j in 0..patch[1] {
             for k in 0..patch[2] {
-                let e = ((i as f64 - c[0]) / s[0]).powi(2) + ((j as f64 - c[1]) / s[1]).powi(2) + ((k as f64 - c[2]) / s[2]).powi(2);
+                let e = ((i as f64 - c[0]) / s[0]).powi(2)
+                    + ((j as f64 - c[1]) / s[1]).powi(2)
+                    + ((k as f64 - c[2]) / s[2]).powi(2);
                 g.push((-0.5 * e).exp() as f32);
             }
         }
     }
-    let min_nonzero = g.iter().cloned().filter(|&v| v > 0.0).fold(f32::MAX, f32::min);
+    let min_nonzero = g
+        .iter()
+        .cloned()
+        .filter(|&v| v > 0.0)
+        .fold(f32::MAX, f32::min);
     g.iter_mut().for_each(|v| *v = v.max(min_nonzero));
     g
 }
@@ -38,9 +46,15 @@ pub fn flip(data: &[f32], channels: usize, p: [usize; 3], flips: [bool; 3]) -> V
     if flips == [false; 3] {
         return data.to_vec();
     }
-    let ro = repux_volume::Reorientation { from_shape: p, perm: [0, 1, 2], flip: flips };
+    let ro = repux_volume::Reorientation {
+        from_shape: p,
+        perm: [0, 1, 2],
+        flip: flips,
+    };
     let n: usize = p.iter().product();
-    (0..channels).flat_map(|c| ro.apply_data(&data[c * n..(c + 1) * n])).collect()
+    (0..channels)
+        .flat_map(|c| ro.apply_data(&data[c * n..(c + 1) * n]))
+        .collect()
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -86,7 +100,8 @@ pub fn sliding_window<E: From<WindowError>>(
         for c in 0..channels {
             for i in 0..shape[0] {
                 for j in 0..shape[1] {
-                    let src = &image[c * n + (i * shape[1] + j) * shape[2]..c * n + (i * shape[1] + j + 1) * shape[2]];
+                    let src = &image[c * n + (i * shape[1] + j) * shape[2]
+                        ..c * n + (i * shape[1] + j + 1) * shape[2]];
                     let d = c * n_pad + (i * padded[1] + j) * padded[2];
                     out[d..d + shape[2]].copy_from_slice(src);
                 }
@@ -96,13 +111,26 @@ pub fn sliding_window<E: From<WindowError>>(
     };
     let starts: Vec<[usize; 3]> = {
         let s: [Vec<usize>; 3] = std::array::from_fn(|a| tile_starts(padded[a], p[a], cfg.overlap));
-        s[0].iter().flat_map(|&i| s[1].iter().flat_map({ let s = &s; move |&j| s[2].iter().map(move |&k| [i, j, k]) })).collect()
+        s[0].iter()
+            .flat_map(|&i| {
+                s[1].iter().flat_map({
+                    let s = &s;
+                    move |&j| s[2].iter().map(move |&k| [i, j, k])
+                })
+            })
+            .collect()
     };
     let g = gaussian(p);
     let np: usize = p.iter().product();
     let mut acc = vec![0f32; classes * n_pad];
     let mut wsum = vec![0f32; n_pad];
-    let flips: Vec<[bool; 3]> = if cfg.mirror { (0..8).map(|m| [m & 1 != 0, m & 2 != 0, m & 4 != 0]).collect() } else { vec![[false; 3]] };
+    let flips: Vec<[bool; 3]> = if cfg.mirror {
+        (0..8)
+            .map(|m| [m & 1 != 0, m & 2 != 0, m & 4 != 0])
+            .collect()
+    } else {
+        vec![[false; 3]]
+    };
     let total = starts.len();
     let mut done = 0;
     for chunk in starts.chunks(cfg.tile_batch.max(1)) {
@@ -113,7 +141,9 @@ pub fn sliding_window<E: From<WindowError>>(
                 for c in 0..channels {
                     for i in 0..p[0] {
                         for j in 0..p[1] {
-                            let o = c * n_pad + ((st[0] + i) * padded[1] + st[1] + j) * padded[2] + st[2];
+                            let o = c * n_pad
+                                + ((st[0] + i) * padded[1] + st[1] + j) * padded[2]
+                                + st[2];
                             t.extend_from_slice(&img[o..o + p[2]]);
                         }
                     }
@@ -123,13 +153,24 @@ pub fn sliding_window<E: From<WindowError>>(
             .collect();
         let mut logits = vec![0f32; chunk.len() * classes * np];
         for f in &flips {
-            let batch: Vec<f32> = tiles.iter().flat_map(|t| flip(t, channels, p, *f)).collect();
+            let batch: Vec<f32> = tiles
+                .iter()
+                .flat_map(|t| flip(t, channels, p, *f))
+                .collect();
             let out = predict(&batch, chunk.len())?;
             if out.len() != logits.len() {
-                return Err(WindowError { got: out.len(), want: logits.len(), tiles: chunk.len() }.into());
+                return Err(WindowError {
+                    got: out.len(),
+                    want: logits.len(),
+                    tiles: chunk.len(),
+                }
+                .into());
             }
             for (b, l) in out.chunks(classes * np).enumerate() {
-                for (a, v) in logits[b * classes * np..(b + 1) * classes * np].iter_mut().zip(flip(l, classes, p, *f)) {
+                for (a, v) in logits[b * classes * np..(b + 1) * classes * np]
+                    .iter_mut()
+                    .zip(flip(l, classes, p, *f))
+                {
                     *a += v / flips.len() as f32;
                 }
             }
@@ -143,7 +184,8 @@ pub fn sliding_window<E: From<WindowError>>(
                         wsum[row + k] += g[gi + k];
                     }
                     for c in 0..classes {
-                        let l = &logits[b * classes * np + c * np + gi..b * classes * np + c * np + gi + p[2]];
+                        let l = &logits
+                            [b * classes * np + c * np + gi..b * classes * np + c * np + gi + p[2]];
                         for (k, v) in l.iter().enumerate() {
                             acc[c * n_pad + row + k] += v * g[gi + k];
                         }
@@ -172,7 +214,9 @@ pub fn sliding_window<E: From<WindowError>>(
 pub fn softmax(logits: &mut [f32], classes: usize) {
     let n = logits.len() / classes;
     for v in 0..n {
-        let m = (0..classes).map(|c| logits[c * n + v]).fold(f32::MIN, f32::max);
+        let m = (0..classes)
+            .map(|c| logits[c * n + v])
+            .fold(f32::MIN, f32::max);
         let s: f32 = (0..classes).map(|c| (logits[c * n + v] - m).exp()).sum();
         for c in 0..classes {
             logits[c * n + v] = (logits[c * n + v] - m).exp() / s;

@@ -23,9 +23,23 @@ fn depthwise_convs(c: &mut Criterion) {
     let mut g = c.benchmark_group("depthwise");
     g.sample_size(10);
     for (k, ch, s) in [(21, 48, 48), (21, 96, 24), (7, 48, 48)] {
-        let shape = DwShape { n: 1, c: ch, d: s, h: s, w: s, k };
-        let (x, w, b, dy) = (data(shape.input_len(), 1), data(shape.weight_len(), 2), data(ch, 3), data(shape.input_len(), 4));
-        g.bench_function(format!("k{k} {ch}ch {s}^3 forward"), |bench| bench.iter(|| black_box(depthwise::forward(&shape, &x, &w, Some(&b), DwAlgo::Auto))));
+        let shape = DwShape {
+            n: 1,
+            c: ch,
+            d: s,
+            h: s,
+            w: s,
+            k,
+        };
+        let (x, w, b, dy) = (
+            data(shape.input_len(), 1),
+            data(shape.weight_len(), 2),
+            data(ch, 3),
+            data(shape.input_len(), 4),
+        );
+        g.bench_function(format!("k{k} {ch}ch {s}^3 forward"), |bench| {
+            bench.iter(|| black_box(depthwise::forward(&shape, &x, &w, Some(&b), DwAlgo::Auto)))
+        });
         g.bench_function(format!("k{k} {ch}ch {s}^3 forward+backward"), |bench| {
             bench.iter(|| {
                 // As training runs it: the FFT forward keeps its spectra for the backward.
@@ -44,23 +58,55 @@ fn depthwise_convs(c: &mut Criterion) {
 fn dense_convs(c: &mut Criterion) {
     let mut g = c.benchmark_group("dense");
     g.sample_size(10);
-    let conv = ConvShape { n: 1, cin: 48, cout: 48, d: 48, h: 48, w: 48, k: 3, stride: 1, pad: 1, groups: 1 };
-    let (x, w, b, dy) = (data(conv.input_len(), 1), data(conv.weight_len(), 2), data(conv.cout, 3), data(conv.output_len(), 4));
-    g.bench_function("conv 3^3 48->48 48^3 forward", |bench| bench.iter(|| black_box(dense::conv3d_forward(&conv, &x, &w, Some(&b)))));
+    let conv = ConvShape {
+        n: 1,
+        cin: 48,
+        cout: 48,
+        d: 48,
+        h: 48,
+        w: 48,
+        k: 3,
+        stride: 1,
+        pad: 1,
+        groups: 1,
+    };
+    let (x, w, b, dy) = (
+        data(conv.input_len(), 1),
+        data(conv.weight_len(), 2),
+        data(conv.cout, 3),
+        data(conv.output_len(), 4),
+    );
+    g.bench_function("conv 3^3 48->48 48^3 forward", |bench| {
+        bench.iter(|| black_box(dense::conv3d_forward(&conv, &x, &w, Some(&b))))
+    });
     g.bench_function("conv 3^3 48->48 48^3 forward+backward", |bench| {
         bench.iter(|| {
             let y = dense::conv3d_forward(&conv, &x, &w, Some(&b));
             black_box((y, dense::conv3d_backward(&conv, &x, &w, &dy, true)))
         })
     });
-    let up = UpShape { n: 1, cin: 96, cout: 48, d: 24, h: 24, w: 24 };
-    let (ux, uw, udy) = (data(up.input_len(), 5), data(up.weight_len(), 6), data(up.output_len(), 7));
-    g.bench_function("conv_transpose k2s2 96->48 24^3 forward+backward", |bench| {
-        bench.iter(|| {
-            let y = dense::conv_transpose_k2s2_forward(&up, &ux, &uw);
-            black_box((y, dense::conv_transpose_k2s2_backward(&up, &ux, &uw, &udy)))
-        })
-    });
+    let up = UpShape {
+        n: 1,
+        cin: 96,
+        cout: 48,
+        d: 24,
+        h: 24,
+        w: 24,
+    };
+    let (ux, uw, udy) = (
+        data(up.input_len(), 5),
+        data(up.weight_len(), 6),
+        data(up.output_len(), 7),
+    );
+    g.bench_function(
+        "conv_transpose k2s2 96->48 24^3 forward+backward",
+        |bench| {
+            bench.iter(|| {
+                let y = dense::conv_transpose_k2s2_forward(&up, &ux, &uw);
+                black_box((y, dense::conv_transpose_k2s2_backward(&up, &ux, &uw, &udy)))
+            })
+        },
+    );
     g.finish();
 }
 

@@ -49,11 +49,30 @@ impl ConvShape {
         self.cout * (self.cin / self.groups) * self.k.pow(3)
     }
     fn check(&self, x: usize, w: usize) {
-        assert!(self.k >= 1 && self.stride >= 1 && self.groups >= 1, "conv3d: kernel, stride and groups must be positive: {self:?}");
-        assert!(self.cin % self.groups == 0 && self.cout % self.groups == 0, "conv3d: channels not divisible by groups: {self:?}");
-        assert!([self.d, self.h, self.w].iter().all(|&i| i + 2 * self.pad >= self.k), "conv3d: kernel larger than the padded input: {self:?}");
-        assert_eq!(x, self.input_len(), "conv3d: input length does not match {self:?}");
-        assert_eq!(w, self.weight_len(), "conv3d: weight length does not match {self:?}");
+        assert!(
+            self.k >= 1 && self.stride >= 1 && self.groups >= 1,
+            "conv3d: kernel, stride and groups must be positive: {self:?}"
+        );
+        assert!(
+            self.cin % self.groups == 0 && self.cout % self.groups == 0,
+            "conv3d: channels not divisible by groups: {self:?}"
+        );
+        assert!(
+            [self.d, self.h, self.w]
+                .iter()
+                .all(|&i| i + 2 * self.pad >= self.k),
+            "conv3d: kernel larger than the padded input: {self:?}"
+        );
+        assert_eq!(
+            x,
+            self.input_len(),
+            "conv3d: input length does not match {self:?}"
+        );
+        assert_eq!(
+            w,
+            self.weight_len(),
+            "conv3d: weight length does not match {self:?}"
+        );
     }
     fn direct(&self) -> bool {
         self.k == 1 && self.stride == 1 && self.pad == 0
@@ -78,14 +97,49 @@ fn par() -> Parallelism {
 
 /// [`matmul_with`] on all rayon threads.
 #[allow(clippy::too_many_arguments)]
-fn matmul(m: usize, n: usize, k: usize, dst: &mut [f32], dst_rs: usize, accumulate: bool, lhs: &[f32], lhs_strides: (usize, usize), rhs: &[f32], rhs_strides: (usize, usize)) {
-    matmul_with(par(), m, n, k, dst, dst_rs, accumulate, lhs, lhs_strides, rhs, rhs_strides)
+fn matmul(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [f32],
+    dst_rs: usize,
+    accumulate: bool,
+    lhs: &[f32],
+    lhs_strides: (usize, usize),
+    rhs: &[f32],
+    rhs_strides: (usize, usize),
+) {
+    matmul_with(
+        par(),
+        m,
+        n,
+        k,
+        dst,
+        dst_rs,
+        accumulate,
+        lhs,
+        lhs_strides,
+        rhs,
+        rhs_strides,
+    )
 }
 
 /// `dst[m×n] (= or +=) lhs[m×k] · rhs[k×n]`, all row-major with the given row strides, except
 /// that a transposed operand is read through swapped strides.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn matmul_with(parallelism: Parallelism, m: usize, n: usize, k: usize, dst: &mut [f32], dst_rs: usize, accumulate: bool, lhs: &[f32], lhs_strides: (usize, usize), rhs: &[f32], rhs_strides: (usize, usize)) {
+pub(crate) fn matmul_with(
+    parallelism: Parallelism,
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [f32],
+    dst_rs: usize,
+    accumulate: bool,
+    lhs: &[f32],
+    lhs_strides: (usize, usize),
+    rhs: &[f32],
+    rhs_strides: (usize, usize),
+) {
     if m == 0 || n == 0 {
         return;
     }
@@ -130,49 +184,76 @@ pub(crate) fn matmul_with(parallelism: Parallelism, m: usize, n: usize, k: usize
 
 /// Fills `cols` (`Cin_g·k³` rows × `planes·oh·ow`) for sample `n`, group `g`, output planes
 /// `z0..z0+planes`.
-fn im2col(s: &ConvShape, x: &[f32], n: usize, g: usize, z0: usize, planes: usize, cols: &mut [f32]) {
+fn im2col(
+    s: &ConvShape,
+    x: &[f32],
+    n: usize,
+    g: usize,
+    z0: usize,
+    planes: usize,
+    cols: &mut [f32],
+) {
     let [_, oh, ow] = s.out();
     let (k, st, p) = (s.k, s.stride as isize, s.pad as isize);
     let cg = s.cin / s.groups;
     let sp = s.d * s.h * s.w;
     let width = planes * oh * ow;
-    cols[..s.rows() * width].par_chunks_mut(width).enumerate().for_each(|(r, row)| {
-        let (ci, q) = (r / (k * k * k), r % (k * k * k));
-        let (a, b, c) = ((q / (k * k)) as isize, (q / k % k) as isize, (q % k) as isize);
-        let src = &x[(n * s.cin + g * cg + ci) * sp..][..sp];
-        for zz in 0..planes {
-            let iz = (z0 + zz) as isize * st + a - p;
-            for y in 0..oh {
-                let iy = y as isize * st + b - p;
-                let out = &mut row[(zz * oh + y) * ow..][..ow];
-                if iz < 0 || iz >= s.d as isize || iy < 0 || iy >= s.h as isize {
-                    out.fill(0.0);
-                    continue;
-                }
-                let line = &src[(iz as usize * s.h + iy as usize) * s.w..][..s.w];
-                if st == 1 {
-                    // ix = x + c − p: copy the in-range run, zero the rest.
-                    let lo = (p - c).clamp(0, ow as isize) as usize;
-                    let hi = ((s.w as isize + p - c).clamp(0, ow as isize)) as usize;
-                    out[..lo].fill(0.0);
-                    out[hi..].fill(0.0);
-                    if lo < hi {
-                        let start = (lo as isize + c - p) as usize;
-                        out[lo..hi].copy_from_slice(&line[start..start + hi - lo]);
+    cols[..s.rows() * width]
+        .par_chunks_mut(width)
+        .enumerate()
+        .for_each(|(r, row)| {
+            let (ci, q) = (r / (k * k * k), r % (k * k * k));
+            let (a, b, c) = (
+                (q / (k * k)) as isize,
+                (q / k % k) as isize,
+                (q % k) as isize,
+            );
+            let src = &x[(n * s.cin + g * cg + ci) * sp..][..sp];
+            for zz in 0..planes {
+                let iz = (z0 + zz) as isize * st + a - p;
+                for y in 0..oh {
+                    let iy = y as isize * st + b - p;
+                    let out = &mut row[(zz * oh + y) * ow..][..ow];
+                    if iz < 0 || iz >= s.d as isize || iy < 0 || iy >= s.h as isize {
+                        out.fill(0.0);
+                        continue;
                     }
-                } else {
-                    for (xo, v) in out.iter_mut().enumerate() {
-                        let ix = xo as isize * st + c - p;
-                        *v = if ix >= 0 && ix < s.w as isize { line[ix as usize] } else { 0.0 };
+                    let line = &src[(iz as usize * s.h + iy as usize) * s.w..][..s.w];
+                    if st == 1 {
+                        // ix = x + c − p: copy the in-range run, zero the rest.
+                        let lo = (p - c).clamp(0, ow as isize) as usize;
+                        let hi = ((s.w as isize + p - c).clamp(0, ow as isize)) as usize;
+                        out[..lo].fill(0.0);
+                        out[hi..].fill(0.0);
+                        if lo < hi {
+                            let start = (lo as isize + c - p) as usize;
+                            out[lo..hi].copy_from_slice(&line[start..start + hi - lo]);
+                        }
+                    } else {
+                        for (xo, v) in out.iter_mut().enumerate() {
+                            let ix = xo as isize * st + c - p;
+                            *v = if ix >= 0 && ix < s.w as isize {
+                                line[ix as usize]
+                            } else {
+                                0.0
+                            };
+                        }
                     }
                 }
             }
-        }
-    });
+        });
 }
 
 /// The adjoint of [`im2col`]: adds `cols` back into `dx` for sample `n`, group `g`.
-fn col2im(s: &ConvShape, cols: &[f32], n: usize, g: usize, z0: usize, planes: usize, dx: &mut [f32]) {
+fn col2im(
+    s: &ConvShape,
+    cols: &[f32],
+    n: usize,
+    g: usize,
+    z0: usize,
+    planes: usize,
+    dx: &mut [f32],
+) {
     let [_, oh, ow] = s.out();
     let (k, st, p) = (s.k, s.stride as isize, s.pad as isize);
     let cg = s.cin / s.groups;
@@ -181,32 +262,39 @@ fn col2im(s: &ConvShape, cols: &[f32], n: usize, g: usize, z0: usize, planes: us
     let k3 = k * k * k;
     // One task per input channel: its k³ rows all write into that channel only.
     let base = (n * s.cin + g * cg) * sp;
-    dx[base..base + cg * sp].par_chunks_mut(sp).enumerate().for_each(|(ci, dst)| {
-        for q in 0..k3 {
-            let (a, b, c) = ((q / (k * k)) as isize, (q / k % k) as isize, (q % k) as isize);
-            let row = &cols[(ci * k3 + q) * width..][..width];
-            for zz in 0..planes {
-                let iz = (z0 + zz) as isize * st + a - p;
-                if iz < 0 || iz >= s.d as isize {
-                    continue;
-                }
-                for y in 0..oh {
-                    let iy = y as isize * st + b - p;
-                    if iy < 0 || iy >= s.h as isize {
+    dx[base..base + cg * sp]
+        .par_chunks_mut(sp)
+        .enumerate()
+        .for_each(|(ci, dst)| {
+            for q in 0..k3 {
+                let (a, b, c) = (
+                    (q / (k * k)) as isize,
+                    (q / k % k) as isize,
+                    (q % k) as isize,
+                );
+                let row = &cols[(ci * k3 + q) * width..][..width];
+                for zz in 0..planes {
+                    let iz = (z0 + zz) as isize * st + a - p;
+                    if iz < 0 || iz >= s.d as isize {
                         continue;
                     }
-                    let line = &mut dst[(iz as usize * s.h + iy as usize) * s.w..][..s.w];
-                    let src = &row[(zz * oh + y) * ow..][..ow];
-                    for (xo, v) in src.iter().enumerate() {
-                        let ix = xo as isize * st + c - p;
-                        if ix >= 0 && ix < s.w as isize {
-                            line[ix as usize] += v;
+                    for y in 0..oh {
+                        let iy = y as isize * st + b - p;
+                        if iy < 0 || iy >= s.h as isize {
+                            continue;
+                        }
+                        let line = &mut dst[(iz as usize * s.h + iy as usize) * s.w..][..s.w];
+                        let src = &row[(zz * oh + y) * ow..][..ow];
+                        for (xo, v) in src.iter().enumerate() {
+                            let ix = xo as isize * st + c - p;
+                            if ix >= 0 && ix < s.w as isize {
+                                line[ix as usize] += v;
+                            }
                         }
                     }
                 }
             }
-        }
-    });
+        });
 }
 
 /// Calls `f(n, g, z0, planes, cols)` for every slab, with `cols` holding its columns (or, for
@@ -218,7 +306,13 @@ fn for_each_slab(s: &ConvShape, x: &[f32], mut f: impl FnMut(usize, usize, usize
     if s.direct() {
         for n in 0..s.n {
             for g in 0..s.groups {
-                f(n, g, 0, od, &x[(n * s.cin + g * cg) * sp_out..][..cg * sp_out]);
+                f(
+                    n,
+                    g,
+                    0,
+                    od,
+                    &x[(n * s.cin + g * cg) * sp_out..][..cg * sp_out],
+                );
             }
         }
         return;
@@ -268,7 +362,18 @@ pub fn conv3d_forward(s: &ConvShape, x: &[f32], w: &[f32], b: Option<&[f32]>) ->
         let width = planes * oh * ow;
         let dst = &mut y[(n * s.cout + g * og) * sp_out + z0 * oh * ow..];
         // y[n, g·og.., slab] = W_g [og × rows] · cols [rows × width]
-        matmul(og, width, rows, dst, sp_out, false, &w[g * og * rows..], (rows, 1), cols, (width, 1));
+        matmul(
+            og,
+            width,
+            rows,
+            dst,
+            sp_out,
+            false,
+            &w[g * og * rows..],
+            (rows, 1),
+            cols,
+            (width, 1),
+        );
     });
     if let Some(b) = b {
         add_bias(&mut y, b, sp_out);
@@ -305,12 +410,35 @@ pub(crate) fn add_bias(y: &mut [f32], b: &[f32], sp: usize) {
 
 /// Gradients of [`conv3d_forward`] for upstream `dy`: `(dx, dw, db)`; `dx` only when
 /// `need_dx` (the network input needs none), otherwise empty.
-pub fn conv3d_backward(s: &ConvShape, x: &[f32], w: &[f32], dy: &[f32], need_dx: bool) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+pub fn conv3d_backward(
+    s: &ConvShape,
+    x: &[f32],
+    w: &[f32],
+    dy: &[f32],
+    need_dx: bool,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     s.check(x.len(), w.len());
-    assert_eq!(dy.len(), s.output_len(), "conv3d backward: dy length does not match {s:?}");
+    assert_eq!(
+        dy.len(),
+        s.output_len(),
+        "conv3d backward: dy length does not match {s:?}"
+    );
     let [od, oh, ow] = s.out();
     let sp_out = od * oh * ow;
-    let db = || (0..s.cout).map(|c| (0..s.n).map(|n| dy[(n * s.cout + c) * sp_out..][..sp_out].iter().map(|&v| v as f64).sum::<f64>()).sum::<f64>() as f32).collect::<Vec<f32>>();
+    let db = || {
+        (0..s.cout)
+            .map(|c| {
+                (0..s.n)
+                    .map(|n| {
+                        dy[(n * s.cout + c) * sp_out..][..sp_out]
+                            .iter()
+                            .map(|&v| v as f64)
+                            .sum::<f64>()
+                    })
+                    .sum::<f64>() as f32
+            })
+            .collect::<Vec<f32>>()
+    };
     if crate::shifted::preferred(s) {
         let dx = match need_dx {
             false => Vec::new(),
@@ -325,7 +453,18 @@ pub fn conv3d_backward(s: &ConvShape, x: &[f32], w: &[f32], dy: &[f32], need_dx:
     for_each_slab(s, x, |n, g, z0, planes, cols| {
         let width = planes * oh * ow;
         let g_dy = &dy[(n * s.cout + g * og) * sp_out + z0 * oh * ow..];
-        matmul(og, rows, width, &mut dw[g * og * rows..], rows, true, g_dy, (sp_out, 1), cols, (1, width));
+        matmul(
+            og,
+            rows,
+            width,
+            &mut dw[g * og * rows..],
+            rows,
+            true,
+            g_dy,
+            (sp_out, 1),
+            cols,
+            (1, width),
+        );
     });
     let db = db();
     if !need_dx {
@@ -338,7 +477,18 @@ pub fn conv3d_backward(s: &ConvShape, x: &[f32], w: &[f32], dy: &[f32], need_dx:
         for n in 0..s.n {
             for g in 0..s.groups {
                 let d = &mut dx[(n * s.cin + g * cg) * sp_out..];
-                matmul(cg, sp_out, og, d, sp_out, false, &w[g * og * rows..], (1, rows), &dy[(n * s.cout + g * og) * sp_out..], (sp_out, 1));
+                matmul(
+                    cg,
+                    sp_out,
+                    og,
+                    d,
+                    sp_out,
+                    false,
+                    &w[g * og * rows..],
+                    (1, rows),
+                    &dy[(n * s.cout + g * og) * sp_out..],
+                    (sp_out, 1),
+                );
             }
         }
         return (dx, dw, db);
@@ -352,7 +502,18 @@ pub fn conv3d_backward(s: &ConvShape, x: &[f32], w: &[f32], dy: &[f32], need_dx:
                 let width = planes * oh * ow;
                 // dcols [rows × width] = W_gᵀ [rows × og] · dY_slab [og × width]
                 let g_dy = &dy[(n * s.cout + g * og) * sp_out + z0 * oh * ow..];
-                matmul(rows, width, og, &mut cols, width, false, &w[g * og * rows..], (1, rows), g_dy, (sp_out, 1));
+                matmul(
+                    rows,
+                    width,
+                    og,
+                    &mut cols,
+                    width,
+                    false,
+                    &w[g * og * rows..],
+                    (1, rows),
+                    g_dy,
+                    (sp_out, 1),
+                );
                 col2im(s, &cols[..rows * width], n, g, z0, planes, &mut dx);
             }
         }
@@ -383,8 +544,16 @@ impl UpShape {
         self.cin * self.cout * 8
     }
     fn check(&self, x: usize, w: usize) {
-        assert_eq!(x, self.input_len(), "conv_transpose3d: input length does not match {self:?}");
-        assert_eq!(w, self.weight_len(), "conv_transpose3d: weight length does not match {self:?}");
+        assert_eq!(
+            x,
+            self.input_len(),
+            "conv_transpose3d: input length does not match {self:?}"
+        );
+        assert_eq!(
+            w,
+            self.weight_len(),
+            "conv_transpose3d: weight length does not match {self:?}"
+        );
     }
 }
 
@@ -412,7 +581,9 @@ fn shuffle(s: &UpShape, t: &mut [f32], y: &mut [f32], to_y: bool) {
             }
         }
     };
-    t.par_chunks_mut(8 * sp).zip(y.par_chunks_mut(8 * sp)).for_each(|(tc, yc)| run(tc, yc));
+    t.par_chunks_mut(8 * sp)
+        .zip(y.par_chunks_mut(8 * sp))
+        .for_each(|(tc, yc)| run(tc, yc));
 }
 
 /// `y = conv_transpose3d(x, w)`, kernel 2, stride 2 (PyTorch's semantics).
@@ -424,16 +595,36 @@ pub fn conv_transpose_k2s2_forward(s: &UpShape, x: &[f32], w: &[f32]) -> Vec<f32
     let mut t = vec![0f32; m * sp];
     for n in 0..s.n {
         // t [Cout·8 × P] = Wᵀ [Cout·8 × Cin] · x_n [Cin × P]
-        matmul(m, sp, s.cin, &mut t, sp, false, w, (1, m), &x[n * s.cin * sp..], (sp, 1));
+        matmul(
+            m,
+            sp,
+            s.cin,
+            &mut t,
+            sp,
+            false,
+            w,
+            (1, m),
+            &x[n * s.cin * sp..],
+            (sp, 1),
+        );
         shuffle(s, &mut t, &mut y[n * m * sp..][..m * sp], true);
     }
     y
 }
 
 /// Gradients of [`conv_transpose_k2s2_forward`]: `(dx, dw)`.
-pub fn conv_transpose_k2s2_backward(s: &UpShape, x: &[f32], w: &[f32], dy: &[f32]) -> (Vec<f32>, Vec<f32>) {
+pub fn conv_transpose_k2s2_backward(
+    s: &UpShape,
+    x: &[f32],
+    w: &[f32],
+    dy: &[f32],
+) -> (Vec<f32>, Vec<f32>) {
     s.check(x.len(), w.len());
-    assert_eq!(dy.len(), s.output_len(), "conv_transpose3d backward: dy length does not match {s:?}");
+    assert_eq!(
+        dy.len(),
+        s.output_len(),
+        "conv_transpose3d backward: dy length does not match {s:?}"
+    );
     let sp = s.d * s.h * s.w;
     let m = s.cout * 8;
     let mut dx = vec![0f32; x.len()];
@@ -444,9 +635,31 @@ pub fn conv_transpose_k2s2_backward(s: &UpShape, x: &[f32], w: &[f32], dy: &[f32
         dyn_.copy_from_slice(&dy[n * m * sp..][..m * sp]);
         shuffle(s, &mut t, &mut dyn_, false);
         // dx_n [Cin × P] = W [Cin × Cout·8] · t [Cout·8 × P]
-        matmul(s.cin, sp, m, &mut dx[n * s.cin * sp..], sp, false, w, (m, 1), &t, (sp, 1));
+        matmul(
+            s.cin,
+            sp,
+            m,
+            &mut dx[n * s.cin * sp..],
+            sp,
+            false,
+            w,
+            (m, 1),
+            &t,
+            (sp, 1),
+        );
         // dW [Cin × Cout·8] += x_n [Cin × P] · tᵀ [P × Cout·8]
-        matmul(s.cin, m, sp, &mut dw, m, true, &x[n * s.cin * sp..], (sp, 1), &t, (1, sp));
+        matmul(
+            s.cin,
+            m,
+            sp,
+            &mut dw,
+            m,
+            true,
+            &x[n * s.cin * sp..],
+            (sp, 1),
+            &t,
+            (1, sp),
+        );
     }
     (dx, dw)
 }
@@ -475,11 +688,32 @@ mod tests {
 
     #[test]
     fn output_sizes() {
-        let s = ConvShape { n: 1, cin: 1, cout: 4, d: 96, h: 96, w: 96, k: 7, stride: 2, pad: 3, groups: 1 };
+        let s = ConvShape {
+            n: 1,
+            cin: 1,
+            cout: 4,
+            d: 96,
+            h: 96,
+            w: 96,
+            k: 7,
+            stride: 2,
+            pad: 3,
+            groups: 1,
+        };
         assert_eq!(s.out(), [48, 48, 48]);
-        let s = ConvShape { k: 2, stride: 2, pad: 0, ..s };
+        let s = ConvShape {
+            k: 2,
+            stride: 2,
+            pad: 0,
+            ..s
+        };
         assert_eq!(s.out(), [48, 48, 48]);
-        let s = ConvShape { k: 3, stride: 1, pad: 1, ..s };
+        let s = ConvShape {
+            k: 3,
+            stride: 1,
+            pad: 1,
+            ..s
+        };
         assert_eq!(s.out(), [96, 96, 96]);
     }
 }

@@ -46,9 +46,21 @@ impl DwShape {
     }
     /// Panics with a clear message on inconsistent slices (a programming error, not user input).
     fn check(&self, x: usize, w: usize) {
-        assert!(self.k % 2 == 1 && self.k <= 31, "depthwise conv: K = {} must be odd and ≤ 31", self.k);
-        assert_eq!(x, self.input_len(), "depthwise conv: input length does not match {self:?}");
-        assert_eq!(w, self.weight_len(), "depthwise conv: weight length does not match {self:?}");
+        assert!(
+            self.k % 2 == 1 && self.k <= 31,
+            "depthwise conv: K = {} must be odd and ≤ 31",
+            self.k
+        );
+        assert_eq!(
+            x,
+            self.input_len(),
+            "depthwise conv: input length does not match {self:?}"
+        );
+        assert_eq!(
+            w,
+            self.weight_len(),
+            "depthwise conv: weight length does not match {self:?}"
+        );
     }
 }
 
@@ -80,7 +92,11 @@ pub fn fast_len(n: usize) -> usize {
 fn fft_dims(s: &DwShape) -> [usize; 3] {
     // The kernel itself must fit too (tiny volumes).
     let p = s.k / 2;
-    [fast_len((s.d + p).max(s.k)), fast_len((s.h + p).max(s.k)), fast_len((s.w + p).max(s.k))]
+    [
+        fast_len((s.d + p).max(s.k)),
+        fast_len((s.h + p).max(s.k)),
+        fast_len((s.w + p).max(s.k)),
+    ]
 }
 
 /// The cost model: direct ≈ 2·S·K³ flops per (sample, channel); FFT ≈ two transforms of
@@ -122,9 +138,19 @@ pub fn forward(s: &DwShape, x: &[f32], w: &[f32], b: Option<&[f32]>, algo: DwAlg
 }
 
 /// Gradients for upstream `dy` (same shape as the output): `(dx, dw, db)`.
-pub fn backward(s: &DwShape, x: &[f32], w: &[f32], dy: &[f32], algo: DwAlgo) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+pub fn backward(
+    s: &DwShape,
+    x: &[f32],
+    w: &[f32],
+    dy: &[f32],
+    algo: DwAlgo,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     s.check(x.len(), w.len());
-    assert_eq!(dy.len(), x.len(), "depthwise conv: gradient length does not match the input");
+    assert_eq!(
+        dy.len(),
+        x.len(),
+        "depthwise conv: gradient length does not match the input"
+    );
     let db = bias_grad(s, dy);
     match resolve(s, algo) {
         DwAlgo::Fft => {
@@ -174,7 +200,8 @@ fn direct_forward(s: &DwShape, x: &[f32], w: &[f32], b: Option<&[f32]>) -> Vec<f
                         if iy < 0 || iy >= s.h as isize {
                             continue;
                         }
-                        let irow = &src[(iz as usize * s.h + iy as usize) * s.w..(iz as usize * s.h + iy as usize + 1) * s.w];
+                        let irow = &src[(iz as usize * s.h + iy as usize) * s.w
+                            ..(iz as usize * s.h + iy as usize + 1) * s.w];
                         for cc in 0..k {
                             let wv = wk[(a * k + bb) * k + cc];
                             // out[x] += wv · in[x + cc − P] for x with 0 ≤ x + cc − P < W.
@@ -184,7 +211,9 @@ fn direct_forward(s: &DwShape, x: &[f32], w: &[f32], b: Option<&[f32]>) -> Vec<f
                                 continue;
                             }
                             let shift = lo + cc - p;
-                            for (o, i) in orow[lo..hi].iter_mut().zip(&irow[shift..shift + (hi - lo)]) {
+                            for (o, i) in
+                                orow[lo..hi].iter_mut().zip(&irow[shift..shift + (hi - lo)])
+                            {
                                 *o += wv * i;
                             }
                         }
@@ -225,8 +254,13 @@ fn direct_weight_grad(s: &DwShape, x: &[f32], dy: &[f32]) -> Vec<f32> {
                                     continue;
                                 }
                                 let grow = &gs[(z * s.h + yy) * s.w..(z * s.h + yy + 1) * s.w];
-                                let xrow = &xs[(iz as usize * s.h + iy as usize) * s.w..(iz as usize * s.h + iy as usize + 1) * s.w];
-                                sum += grow[lo..hi].iter().zip(&xrow[shift..shift + (hi - lo)]).map(|(g, v)| g * v).sum::<f32>();
+                                let xrow = &xs[(iz as usize * s.h + iy as usize) * s.w
+                                    ..(iz as usize * s.h + iy as usize + 1) * s.w];
+                                sum += grow[lo..hi]
+                                    .iter()
+                                    .zip(&xrow[shift..shift + (hi - lo)])
+                                    .map(|(g, v)| g * v)
+                                    .sum::<f32>();
                             }
                         }
                         acc[(a * k + bb) * k + cc] += sum as f64;
@@ -315,7 +349,12 @@ impl Fft3 {
     fn work(&self) -> Work {
         let scratch = [self.r2c.get_scratch_len(), self.c2r.get_scratch_len()]
             .into_iter()
-            .chain(self.fwd.iter().chain(&self.inv).map(|p| p.get_inplace_scratch_len()))
+            .chain(
+                self.fwd
+                    .iter()
+                    .chain(&self.inv)
+                    .map(|p| p.get_inplace_scratch_len()),
+            )
             .max()
             .unwrap_or(0);
         Work {
@@ -345,7 +384,12 @@ impl Fft3 {
         let [l0, l1, l2] = self.l;
         let (e0, e1) = (ext[0].min(l0), ext[1].min(l1));
         let pl = l1 * self.half;
-        let Work { planes, row, scratch, .. } = w;
+        let Work {
+            planes,
+            row,
+            scratch,
+            ..
+        } = w;
         let mut spec: Vec<Complex32> = Vec::with_capacity(self.spec_len());
         let out = &mut spec.spare_capacity_mut()[..self.spec_len()];
         for i0 in (0..e0).step_by(PLANES) {
@@ -354,7 +398,11 @@ impl Fft3 {
                 let i = i0 + t;
                 for j in 0..e1 {
                     // Lengths match the plans by construction; realfft reports only length errors.
-                    let _ = self.r2c.process_with_scratch(&mut real[(i * l1 + j) * l2..(i * l1 + j + 1) * l2], row, scratch);
+                    let _ = self.r2c.process_with_scratch(
+                        &mut real[(i * l1 + j) * l2..(i * l1 + j + 1) * l2],
+                        row,
+                        scratch,
+                    );
                     for (kw, v) in row.iter().enumerate() {
                         plane[kw * l1 + j] = *v;
                     }
@@ -384,11 +432,22 @@ impl Fft3 {
 
     /// `spec` (destroyed) → `real`, unnormalised, computed only on the planes and rows of `win`
     /// (what a crop reads); the other rows of `real` are left as they were.
-    fn inverse_window(&self, spec: &mut [Complex32], real: &mut [f32], w: &mut Work, win: [Wrap; 2]) {
+    fn inverse_window(
+        &self,
+        spec: &mut [Complex32],
+        real: &mut [f32],
+        w: &mut Work,
+        win: [Wrap; 2],
+    ) {
         let [l0, l1, l2] = self.l;
         let h = self.half;
         let pl = l1 * h;
-        let Work { planes, row, scratch, .. } = w;
+        let Work {
+            planes,
+            row,
+            scratch,
+            ..
+        } = w;
         self.inv[0].process_with_scratch(spec, scratch);
         let wanted: Vec<usize> = (0..l0).filter(|&i| win[0].contains(i, l0)).collect();
         for group in wanted.chunks(PLANES) {
@@ -409,7 +468,11 @@ impl Fft3 {
                     if l2 % 2 == 0 {
                         row[h - 1].im = 0.0;
                     }
-                    let _ = self.c2r.process_with_scratch(row, &mut real[(i * l1 + j) * l2..(i * l1 + j + 1) * l2], scratch);
+                    let _ = self.c2r.process_with_scratch(
+                        row,
+                        &mut real[(i * l1 + j) * l2..(i * l1 + j + 1) * l2],
+                        scratch,
+                    );
                 }
             }
         }
@@ -431,7 +494,16 @@ impl Fft3 {
     /// `out[z, y, x] = real[(z + start₀, y + start₁, x + start₂) mod l] · scale + add`, one row
     /// at a time: `put(row index z·H + y, row)`.
     #[allow(clippy::too_many_arguments)]
-    fn crop(&self, s: &DwShape, real: &[f32], start: [usize; 3], scale: f32, add: f32, row: &mut [f32], mut put: impl FnMut(usize, &[f32])) {
+    fn crop(
+        &self,
+        s: &DwShape,
+        real: &[f32],
+        start: [usize; 3],
+        scale: f32,
+        add: f32,
+        row: &mut [f32],
+        mut put: impl FnMut(usize, &[f32]),
+    ) {
         let [l0, l1, l2] = self.l;
         // The columns of one row: `start₂..` up to the row's end, then wrapped from 0.
         let first = (l2 - start[2]).min(s.w);
@@ -440,7 +512,10 @@ impl Fft3 {
             for y in 0..s.h {
                 let r = ((z + start[0]) % l0 * l1 + (y + start[1]) % l1) * l2;
                 let (head, tail) = row.split_at_mut(first);
-                for (o, v) in head.iter_mut().zip(&real[r + start[2]..r + start[2] + first]) {
+                for (o, v) in head
+                    .iter_mut()
+                    .zip(&real[r + start[2]..r + start[2] + first])
+                {
                     *o = v * scale + add;
                 }
                 for (o, v) in tail.iter_mut().zip(&real[r..r + s.w - first]) {
@@ -485,7 +560,11 @@ impl KernelSpectra {
                         for b in 0..k {
                             let row = &mut real[(a * l1 + b) * l2..(a * l1 + b + 1) * l2];
                             for (cc, v) in row[..k].iter_mut().enumerate() {
-                                *v = if flipped { wk[(a * k + b) * k + cc] } else { wk[((k - 1 - a) * k + (k - 1 - b)) * k + (k - 1 - cc)] };
+                                *v = if flipped {
+                                    wk[(a * k + b) * k + cc]
+                                } else {
+                                    wk[((k - 1 - a) * k + (k - 1 - b)) * k + (k - 1 - cc)]
+                                };
                             }
                             row[k..].fill(0.0);
                         }
@@ -497,7 +576,12 @@ impl KernelSpectra {
                 },
             )
             .collect();
-        KernelSpectra { shape: *s, fft, flipped, spectra }
+        KernelSpectra {
+            shape: *s,
+            fft,
+            flipped,
+            spectra,
+        }
     }
 
     /// Applies the kernels (as prepared) to `x` (N×C×D×H×W), adding `b`.
@@ -508,7 +592,11 @@ impl KernelSpectra {
     /// [`Self::forward`], also returning each (sample, channel)'s input spectrum when `keep`.
     fn apply(&self, x: &[f32], b: Option<&[f32]>, keep: bool) -> (Vec<f32>, Vec<Vec<Complex32>>) {
         let s = &self.shape;
-        assert_eq!(x.len(), s.input_len(), "depthwise conv: input length does not match {s:?}");
+        assert_eq!(
+            x.len(),
+            s.input_len(),
+            "depthwise conv: input length does not match {s:?}"
+        );
         let sp = s.spatial();
         let f = &self.fft;
         let start = [s.k / 2; 3];
@@ -527,9 +615,31 @@ impl KernelSpectra {
                     let mut prod = std::mem::take(&mut work.prod);
                     prod.resize(f.spec_len(), Complex32::default());
                     mul(isa, &mut prod, &xs, &self.spectra[c]);
-                    f.inverse_window(&mut prod, &mut real, work, [Wrap { start: start[0], len: s.d }, Wrap { start: start[1], len: s.h }]);
+                    f.inverse_window(
+                        &mut prod,
+                        &mut real,
+                        work,
+                        [
+                            Wrap {
+                                start: start[0],
+                                len: s.d,
+                            },
+                            Wrap {
+                                start: start[1],
+                                len: s.h,
+                            },
+                        ],
+                    );
                     let mut line = std::mem::take(&mut work.line);
-                    f.crop(s, &real, start, f.norm(), b.map(|b| b[c]).unwrap_or(0.0), &mut line, |r, v| out[r * s.w..(r + 1) * s.w].copy_from_slice(v));
+                    f.crop(
+                        s,
+                        &real,
+                        start,
+                        f.norm(),
+                        b.map(|b| b[c]).unwrap_or(0.0),
+                        &mut line,
+                        |r, v| out[r * s.w..(r + 1) * s.w].copy_from_slice(v),
+                    );
                     (work.real, work.line, work.prod) = (real, line, prod);
                     if keep {
                         xs
@@ -553,7 +663,11 @@ pub struct DwSaved {
 
 impl std::fmt::Debug for DwSaved {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "DwSaved({:?}, padded to {:?})", self.kernels.shape, self.kernels.fft.l)
+        write!(
+            f,
+            "DwSaved({:?}, padded to {:?})",
+            self.kernels.shape, self.kernels.fft.l
+        )
     }
 }
 
@@ -565,7 +679,13 @@ impl DwSaved {
 
 /// [`forward`], also returning what [`backward_saved`] needs when the FFT path runs (`None` on
 /// the direct path, whose backward reads `x` and `w` again).
-pub fn forward_saving(s: &DwShape, x: &[f32], w: &[f32], b: Option<&[f32]>, algo: DwAlgo) -> (Vec<f32>, Option<DwSaved>) {
+pub fn forward_saving(
+    s: &DwShape,
+    x: &[f32],
+    w: &[f32],
+    b: Option<&[f32]>,
+    algo: DwAlgo,
+) -> (Vec<f32>, Option<DwSaved>) {
     s.check(x.len(), w.len());
     match resolve(s, algo) {
         DwAlgo::Fft => {
@@ -582,14 +702,30 @@ pub fn forward_saving(s: &DwShape, x: &[f32], w: &[f32], b: Option<&[f32]>, algo
 /// repeat.
 pub fn backward_saved(saved: &DwSaved, dy: &[f32]) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let s = saved.shape();
-    assert_eq!(dy.len(), s.input_len(), "depthwise conv: gradient length does not match {s:?}");
+    assert_eq!(
+        dy.len(),
+        s.input_len(),
+        "depthwise conv: gradient length does not match {s:?}"
+    );
     let (dx, dw) = fft_backward(&saved.kernels, Inputs::Spectra(&saved.inputs), dy);
     (dx, dw, bias_grad(&s, dy))
 }
 
 fn bias_grad(s: &DwShape, dy: &[f32]) -> Vec<f32> {
     let sp = s.spatial();
-    (0..s.c).into_par_iter().map(|c| (0..s.n).map(|n| dy[(n * s.c + c) * sp..(n * s.c + c + 1) * sp].iter().map(|&v| v as f64).sum::<f64>()).sum::<f64>() as f32).collect()
+    (0..s.c)
+        .into_par_iter()
+        .map(|c| {
+            (0..s.n)
+                .map(|n| {
+                    dy[(n * s.c + c) * sp..(n * s.c + c + 1) * sp]
+                        .iter()
+                        .map(|&v| v as f64)
+                        .sum::<f64>()
+                })
+                .sum::<f64>() as f32
+        })
+        .collect()
 }
 
 /// Where the backward finds the input's spectra.
@@ -638,17 +774,48 @@ fn fft_backward(ks: &KernelSpectra, inputs: Inputs, dy: &[f32]) -> (Vec<f32>, Ve
                         }
                     };
                     grad_products(isa, &mut acc, &mut g, xs, &ks.spectra[c]);
-                    f.inverse_window(&mut g, &mut real, work, [Wrap { start: behind[0], len: s.d }, Wrap { start: behind[1], len: s.h }]);
+                    f.inverse_window(
+                        &mut g,
+                        &mut real,
+                        work,
+                        [
+                            Wrap {
+                                start: behind[0],
+                                len: s.d,
+                            },
+                            Wrap {
+                                start: behind[1],
+                                len: s.h,
+                            },
+                        ],
+                    );
                     // SAFETY: (sample n, channel c) owns rows off/W.. of dx; one task per channel.
-                    f.crop(&s, &real, behind, f.norm(), 0.0, &mut line, |r, v| unsafe { out.write(off + r * s.w, v) });
+                    f.crop(&s, &real, behind, f.norm(), 0.0, &mut line, |r, v| unsafe {
+                        out.write(off + r * s.w, v)
+                    });
                 }
-                f.inverse_window(&mut acc, &mut real, work, [Wrap { start: behind[0], len: k }, Wrap { start: behind[1], len: k }]);
+                f.inverse_window(
+                    &mut acc,
+                    &mut real,
+                    work,
+                    [
+                        Wrap {
+                            start: behind[0],
+                            len: k,
+                        },
+                        Wrap {
+                            start: behind[1],
+                            len: k,
+                        },
+                    ],
+                );
                 let mut dw = vec![0f32; k * k * k];
                 let at = |q: usize, i: usize| (q + behind[i]) % f.l[i];
                 for a in 0..k {
                     for b in 0..k {
                         for cc in 0..k {
-                            dw[(a * k + b) * k + cc] = real[(at(a, 0) * l1 + at(b, 1)) * l2 + at(cc, 2)] * f.norm();
+                            dw[(a * k + b) * k + cc] =
+                                real[(at(a, 0) * l1 + at(b, 1)) * l2 + at(cc, 2)] * f.norm();
                         }
                     }
                 }
@@ -671,7 +838,12 @@ fn mul_impl(out: &mut [Complex32], a: &[Complex32], b: &[Complex32]) {
 /// The backward's spectral products for one sample: `acc += conj(g)·x` (the weight gradient's
 /// correlation), then `g *= conj(k)` (the input gradient's convolution).
 #[inline(always)]
-fn grad_products_impl(acc: &mut [Complex32], g: &mut [Complex32], x: &[Complex32], k: &[Complex32]) {
+fn grad_products_impl(
+    acc: &mut [Complex32],
+    g: &mut [Complex32],
+    x: &[Complex32],
+    k: &[Complex32],
+) {
     for (((a, gv), xv), kv) in acc.iter_mut().zip(g.iter_mut()).zip(x).zip(k) {
         let (gr, gi) = (gv.re, gv.im);
         a.re += gr * xv.re + gi * xv.im;
@@ -698,7 +870,14 @@ mod tests {
 
     #[test]
     fn cost_model_choices() {
-        let s = |k| DwShape { n: 1, c: 48, d: 48, h: 48, w: 48, k };
+        let s = |k| DwShape {
+            n: 1,
+            c: 48,
+            d: 48,
+            h: 48,
+            w: 48,
+            k,
+        };
         assert_eq!(choose(&s(21)), DwAlgo::Fft);
         assert_eq!(choose(&s(7)), DwAlgo::Fft);
         assert_eq!(choose(&s(3)), DwAlgo::Direct);

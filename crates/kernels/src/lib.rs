@@ -5,8 +5,8 @@
 //! Layout: N × C × D × H × W, C order (last axis fastest), as everywhere in repux.
 
 pub mod dense;
-pub mod norm;
 pub mod depthwise;
+pub mod norm;
 pub mod reference;
 pub mod shifted;
 mod simd;

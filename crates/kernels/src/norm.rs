@@ -14,7 +14,10 @@ use rayon::prelude::*;
 use crate::simd::{isa, isa_dispatch};
 
 fn check_slope(slope: f32) {
-    assert!(slope > 0.0 && slope.is_finite(), "leaky relu: the slope must be positive (got {slope})");
+    assert!(
+        slope > 0.0 && slope.is_finite(),
+        "leaky relu: the slope must be positive (got {slope})"
+    );
 }
 
 /// Lanes of the f64 partial sums (independent accumulators, so the sums vectorise; the order of
@@ -100,7 +103,11 @@ const CHUNK: usize = 1 << 16;
 /// variance σ² of the row; returns `y` and each row's `1 / √(σ² + eps)`.
 pub fn instance_norm_act(x: &[f32], sp: usize, eps: f32, slope: f32) -> (Vec<f32>, Vec<f32>) {
     check_slope(slope);
-    assert!(sp > 0 && x.len() % sp == 0, "instance norm: {} values are not rows of {sp}", x.len());
+    assert!(
+        sp > 0 && x.len() % sp == 0,
+        "instance norm: {} values are not rows of {sp}",
+        x.len()
+    );
     let isa = isa();
     let mut y = vec![0f32; x.len()];
     let rstd: Vec<f32> = y
@@ -121,30 +128,57 @@ pub fn instance_norm_act(x: &[f32], sp: usize, eps: f32, slope: f32) -> (Vec<f32
 
 /// dx of [`instance_norm_act`] from its output `y`, the rows' `rstd` and upstream `dy`:
 /// `g = dy · LeakyReLU'(x̂)`, `dx = rstd · (g − mean(g) − x̂ · mean(g · x̂))`.
-pub fn instance_norm_act_backward(y: &[f32], dy: &[f32], rstd: &[f32], sp: usize, slope: f32) -> Vec<f32> {
+pub fn instance_norm_act_backward(
+    y: &[f32],
+    dy: &[f32],
+    rstd: &[f32],
+    sp: usize,
+    slope: f32,
+) -> Vec<f32> {
     check_slope(slope);
-    assert!(y.len() == dy.len() && y.len() == rstd.len() * sp, "instance norm backward: lengths do not match");
+    assert!(
+        y.len() == dy.len() && y.len() == rstd.len() * sp,
+        "instance norm backward: lengths do not match"
+    );
     let isa = isa();
     let mut dx = vec![0f32; y.len()];
-    dx.par_chunks_mut(sp).zip(y.par_chunks(sp).zip(dy.par_chunks(sp))).zip(rstd.par_iter()).for_each_init(
-        || (Vec::new(), Vec::new()),
-        |(h, g), ((out, (yr, dyr)), &r)| {
-            h.resize(sp, 0f32);
-            g.resize(sp, 0f32);
-            invert(isa, yr, dyr, h, g, slope);
-            let mut acc = [0f64; 2];
-            sums(isa, g, h, &mut acc);
-            norm_grad(isa, h, g, out, r, (acc[0] / sp as f64) as f32, (acc[1] / sp as f64) as f32);
-        },
-    );
+    dx.par_chunks_mut(sp)
+        .zip(y.par_chunks(sp).zip(dy.par_chunks(sp)))
+        .zip(rstd.par_iter())
+        .for_each_init(
+            || (Vec::new(), Vec::new()),
+            |(h, g), ((out, (yr, dyr)), &r)| {
+                h.resize(sp, 0f32);
+                g.resize(sp, 0f32);
+                invert(isa, yr, dyr, h, g, slope);
+                let mut acc = [0f64; 2];
+                sums(isa, g, h, &mut acc);
+                norm_grad(
+                    isa,
+                    h,
+                    g,
+                    out,
+                    r,
+                    (acc[0] / sp as f64) as f32,
+                    (acc[1] / sp as f64) as f32,
+                );
+            },
+        );
     dx
 }
 
 /// `f(a, b, out)` over equal parallel chunks of two equal-length inputs, into a new vector.
-fn zip_chunks(a: &[f32], b: &[f32], what: &str, f: impl Fn(&[f32], &[f32], &mut [f32]) + Sync) -> Vec<f32> {
+fn zip_chunks(
+    a: &[f32],
+    b: &[f32],
+    what: &str,
+    f: impl Fn(&[f32], &[f32], &mut [f32]) + Sync,
+) -> Vec<f32> {
     assert_eq!(a.len(), b.len(), "{what}: lengths do not match");
     let mut out = vec![0f32; a.len()];
-    out.par_chunks_mut(CHUNK).zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK))).for_each(|(o, (a, b))| f(a, b, o));
+    out.par_chunks_mut(CHUNK)
+        .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
+        .for_each(|(o, (a, b))| f(a, b, o));
     out
 }
 
@@ -159,5 +193,7 @@ pub fn add_act(a: &[f32], b: &[f32], slope: f32) -> Vec<f32> {
 pub fn act_backward(y: &[f32], dy: &[f32], slope: f32) -> Vec<f32> {
     check_slope(slope);
     let isa = isa();
-    zip_chunks(y, dy, "leaky relu backward", |y, d, o| act_grad(isa, y, d, o, slope))
+    zip_chunks(y, dy, "leaky relu backward", |y, d, o| {
+        act_grad(isa, y, d, o, slope)
+    })
 }

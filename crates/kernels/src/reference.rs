@@ -17,11 +17,24 @@ pub fn depthwise_forward(s: &DwShape, x: &[f32], w: &[f32], b: Option<&[f32]>) -
                         for a in 0..k {
                             for bb in 0..k {
                                 for cc in 0..k {
-                                    let (iz, iy, ix) = (z as isize + a as isize - p as isize, yy as isize + bb as isize - p as isize, xx as isize + cc as isize - p as isize);
-                                    if iz < 0 || iy < 0 || ix < 0 || iz >= s.d as isize || iy >= s.h as isize || ix >= s.w as isize {
+                                    let (iz, iy, ix) = (
+                                        z as isize + a as isize - p as isize,
+                                        yy as isize + bb as isize - p as isize,
+                                        xx as isize + cc as isize - p as isize,
+                                    );
+                                    if iz < 0
+                                        || iy < 0
+                                        || ix < 0
+                                        || iz >= s.d as isize
+                                        || iy >= s.h as isize
+                                        || ix >= s.w as isize
+                                    {
                                         continue;
                                     }
-                                    let xv = x[base + ((iz as usize * s.h) + iy as usize) * s.w + ix as usize] as f64;
+                                    let xv = x[base
+                                        + ((iz as usize * s.h) + iy as usize) * s.w
+                                        + ix as usize]
+                                        as f64;
                                     acc += xv * w[c * k * k * k + (a * k + bb) * k + cc] as f64;
                                 }
                             }
@@ -36,7 +49,12 @@ pub fn depthwise_forward(s: &DwShape, x: &[f32], w: &[f32], b: Option<&[f32]>) -
 }
 
 /// Gradients of [`depthwise_forward`] for upstream `dy`: (dx, dw, db).
-pub fn depthwise_backward(s: &DwShape, x: &[f32], w: &[f32], dy: &[f32]) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+pub fn depthwise_backward(
+    s: &DwShape,
+    x: &[f32],
+    w: &[f32],
+    dy: &[f32],
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let (k, p) = (s.k, s.k / 2);
     let mut dx = vec![0f64; x.len()];
     let mut dw = vec![0f64; s.c * k * k * k];
@@ -52,11 +70,23 @@ pub fn depthwise_backward(s: &DwShape, x: &[f32], w: &[f32], dy: &[f32]) -> (Vec
                         for a in 0..k {
                             for bb in 0..k {
                                 for cc in 0..k {
-                                    let (iz, iy, ix) = (z as isize + a as isize - p as isize, yy as isize + bb as isize - p as isize, xx as isize + cc as isize - p as isize);
-                                    if iz < 0 || iy < 0 || ix < 0 || iz >= s.d as isize || iy >= s.h as isize || ix >= s.w as isize {
+                                    let (iz, iy, ix) = (
+                                        z as isize + a as isize - p as isize,
+                                        yy as isize + bb as isize - p as isize,
+                                        xx as isize + cc as isize - p as isize,
+                                    );
+                                    if iz < 0
+                                        || iy < 0
+                                        || ix < 0
+                                        || iz >= s.d as isize
+                                        || iy >= s.h as isize
+                                        || ix >= s.w as isize
+                                    {
                                         continue;
                                     }
-                                    let xi = base + ((iz as usize * s.h) + iy as usize) * s.w + ix as usize;
+                                    let xi = base
+                                        + ((iz as usize * s.h) + iy as usize) * s.w
+                                        + ix as usize;
                                     let wi = c * k * k * k + (a * k + bb) * k + cc;
                                     dx[xi] += g * w[wi] as f64;
                                     dw[wi] += g * x[xi] as f64;
@@ -74,7 +104,12 @@ pub fn depthwise_backward(s: &DwShape, x: &[f32], w: &[f32], dy: &[f32]) -> (Vec
 
 /// `y[n,o,z] = b[o] + Σ_{i∈group(o), q} x[n,i,z·s+q−p] · w[o,i,q]` (PyTorch's conv3d, zero
 /// padding, groups).
-pub fn conv3d_forward(s: &crate::dense::ConvShape, x: &[f32], w: &[f32], b: Option<&[f32]>) -> Vec<f32> {
+pub fn conv3d_forward(
+    s: &crate::dense::ConvShape,
+    x: &[f32],
+    w: &[f32],
+    b: Option<&[f32]>,
+) -> Vec<f32> {
     let mut y = vec![0f64; s.output_len()];
     conv3d_visit(s, |xi, wi, yi| y[yi] += x[xi] as f64 * w[wi] as f64);
     let sp: usize = s.out().iter().product();
@@ -85,7 +120,12 @@ pub fn conv3d_forward(s: &crate::dense::ConvShape, x: &[f32], w: &[f32], b: Opti
 }
 
 /// Gradients of [`conv3d_forward`]: (dx, dw, db).
-pub fn conv3d_backward(s: &crate::dense::ConvShape, x: &[f32], w: &[f32], dy: &[f32]) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+pub fn conv3d_backward(
+    s: &crate::dense::ConvShape,
+    x: &[f32],
+    w: &[f32],
+    dy: &[f32],
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let mut dx = vec![0f64; x.len()];
     let mut dw = vec![0f64; w.len()];
     conv3d_visit(s, |xi, wi, yi| {
@@ -119,10 +159,20 @@ fn conv3d_visit(s: &crate::dense::ConvShape, mut f: impl FnMut(usize, usize, usi
                                         let iz = (z * s.stride + a) as isize - s.pad as isize;
                                         let iy = (yy * s.stride + b) as isize - s.pad as isize;
                                         let ix = (xx * s.stride + c) as isize - s.pad as isize;
-                                        if iz < 0 || iy < 0 || ix < 0 || iz >= s.d as isize || iy >= s.h as isize || ix >= s.w as isize {
+                                        if iz < 0
+                                            || iy < 0
+                                            || ix < 0
+                                            || iz >= s.d as isize
+                                            || iy >= s.h as isize
+                                            || ix >= s.w as isize
+                                        {
                                             continue;
                                         }
-                                        let xi = (((n * s.cin + g * cg + i) * s.d + iz as usize) * s.h + iy as usize) * s.w + ix as usize;
+                                        let xi = (((n * s.cin + g * cg + i) * s.d + iz as usize)
+                                            * s.h
+                                            + iy as usize)
+                                            * s.w
+                                            + ix as usize;
                                         let wi = (((o * cg + i) * k + a) * k + b) * k + c;
                                         f(xi, wi, yi);
                                     }
@@ -144,7 +194,12 @@ pub fn conv_transpose_k2s2_forward(s: &crate::dense::UpShape, x: &[f32], w: &[f3
 }
 
 /// Gradients of [`conv_transpose_k2s2_forward`]: (dx, dw).
-pub fn conv_transpose_k2s2_backward(s: &crate::dense::UpShape, x: &[f32], w: &[f32], dy: &[f32]) -> (Vec<f32>, Vec<f32>) {
+pub fn conv_transpose_k2s2_backward(
+    s: &crate::dense::UpShape,
+    x: &[f32],
+    w: &[f32],
+    dy: &[f32],
+) -> (Vec<f32>, Vec<f32>) {
     let mut dx = vec![0f64; x.len()];
     let mut dw = vec![0f64; w.len()];
     up_visit(s, |xi, wi, yi| {
@@ -165,7 +220,13 @@ fn up_visit(s: &crate::dense::UpShape, mut f: impl FnMut(usize, usize, usize)) {
                             let xi = (((n * s.cin + i) * s.d + z) * s.h + yy) * s.w + xx;
                             for q in 0..8 {
                                 let (a, b, c) = (q / 4, q / 2 % 2, q % 2);
-                                let yi = (((n * s.cout + o) * 2 * s.d + 2 * z + a) * 2 * s.h + 2 * yy + b) * 2 * s.w + 2 * xx + c;
+                                let yi = (((n * s.cout + o) * 2 * s.d + 2 * z + a) * 2 * s.h
+                                    + 2 * yy
+                                    + b)
+                                    * 2
+                                    * s.w
+                                    + 2 * xx
+                                    + c;
                                 f(xi, (i * s.cout + o) * 8 + q, yi);
                             }
                         }
@@ -193,7 +254,13 @@ pub fn instance_norm_act(x: &[f32], sp: usize, eps: f32, slope: f32) -> Vec<f32>
 
 /// dx of [`instance_norm_act`] from its input `x` (not its output), by the chain rule written
 /// out per element: `dx_i = Σ_j dy_j · act'(x̂_j) · ∂x̂_j/∂x_i`, in f64.
-pub fn instance_norm_act_backward(x: &[f32], dy: &[f32], sp: usize, eps: f32, slope: f32) -> Vec<f32> {
+pub fn instance_norm_act_backward(
+    x: &[f32],
+    dy: &[f32],
+    sp: usize,
+    eps: f32,
+    slope: f32,
+) -> Vec<f32> {
     let mut dx = vec![0f32; x.len()];
     for (r, (row, drow)) in x.chunks(sp).zip(dy.chunks(sp)).enumerate() {
         let n = sp as f64;
@@ -201,10 +268,16 @@ pub fn instance_norm_act_backward(x: &[f32], dy: &[f32], sp: usize, eps: f32, sl
         let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
         let rs = 1.0 / (var + eps as f64).sqrt();
         let xh: Vec<f64> = row.iter().map(|&v| (v as f64 - mean) * rs).collect();
-        let g: Vec<f64> = xh.iter().zip(drow).map(|(&h, &d)| d as f64 * if h > 0.0 { 1.0 } else { slope as f64 }).collect();
+        let g: Vec<f64> = xh
+            .iter()
+            .zip(drow)
+            .map(|(&h, &d)| d as f64 * if h > 0.0 { 1.0 } else { slope as f64 })
+            .collect();
         for i in 0..sp {
             // ∂x̂_j/∂x_i = rs · (δ_ij − 1/n − x̂_i x̂_j / n)
-            let s: f64 = (0..sp).map(|j| g[j] * rs * ((i == j) as u8 as f64 - 1.0 / n - xh[i] * xh[j] / n)).sum();
+            let s: f64 = (0..sp)
+                .map(|j| g[j] * rs * ((i == j) as u8 as f64 - 1.0 / n - xh[i] * xh[j] / n))
+                .sum();
             dx[r * sp + i] = s as f32;
         }
     }

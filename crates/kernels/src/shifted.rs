@@ -63,46 +63,76 @@ impl Grid {
     fn new(s: &ConvShape, planes: usize) -> Grid {
         let p = s.pad;
         let (hp, wp) = (s.h + 2 * p, s.w + 2 * p);
-        Grid { d: s.d, h: s.h, w: s.w, p, hp, wp, chan: (planes + 2 * p) * hp * wp + 2 * p, rows: (planes - 1) * hp + s.h }
+        Grid {
+            d: s.d,
+            h: s.h,
+            w: s.w,
+            p,
+            hp,
+            wp,
+            chan: (planes + 2 * p) * hp * wp + 2 * p,
+            rows: (planes - 1) * hp + s.h,
+        }
     }
     fn taps(&self, k: usize) -> Vec<usize> {
-        (0..k * k * k).map(|t| ((t / (k * k)) * self.hp + (t / k) % k) * self.wp + t % k).collect()
+        (0..k * k * k)
+            .map(|t| ((t / (k * k)) * self.hp + (t / k) % k) * self.wp + t % k)
+            .collect()
     }
 }
 
 /// Planes per slab for `c` channels.
 fn slab_planes(s: &ConvShape, c: usize) -> usize {
     let per = c * (s.h + 2 * s.pad) * (s.w + 2 * s.pad);
-    (SLAB_BUDGET.load(Ordering::Relaxed) / per.max(1)).saturating_sub(2 * s.pad).clamp(1, s.d)
+    (SLAB_BUDGET.load(Ordering::Relaxed) / per.max(1))
+        .saturating_sub(2 * s.pad)
+        .clamp(1, s.d)
 }
 
 /// Copies depth planes `z0 − p .. z0 + planes + p` of `src` (`c × D × H × W`) into the padded
 /// slab `dst` (`c × chan`), zeros outside the volume.
 fn pad_slab(src: &[f32], c: usize, g: &Grid, z0: usize, planes: usize, dst: &mut [f32]) {
     let sp = g.d * g.h * g.w;
-    dst[..c * g.chan].par_chunks_mut(g.chan).enumerate().for_each(|(ci, out)| {
-        out.fill(0.0);
-        let chan = &src[ci * sp..][..sp];
-        for zz in 0..planes + 2 * g.p {
-            let z = z0 as isize + zz as isize - g.p as isize;
-            if z < 0 || z >= g.d as isize {
-                continue;
+    dst[..c * g.chan]
+        .par_chunks_mut(g.chan)
+        .enumerate()
+        .for_each(|(ci, out)| {
+            out.fill(0.0);
+            let chan = &src[ci * sp..][..sp];
+            for zz in 0..planes + 2 * g.p {
+                let z = z0 as isize + zz as isize - g.p as isize;
+                if z < 0 || z >= g.d as isize {
+                    continue;
+                }
+                for y in 0..g.h {
+                    let o = (zz * g.hp + y + g.p) * g.wp + g.p;
+                    out[o..o + g.w].copy_from_slice(&chan[(z as usize * g.h + y) * g.w..][..g.w]);
+                }
             }
-            for y in 0..g.h {
-                let o = (zz * g.hp + y + g.p) * g.wp + g.p;
-                out[o..o + g.w].copy_from_slice(&chan[(z as usize * g.h + y) * g.w..][..g.w]);
-            }
-        }
-    });
+        });
 }
 
 /// `out (m × D × H × W) [planes z0..] = Σ_t Wt · src_shifted` for one slab. `weight(t)` gives
 /// the offset of tap t's `[m × c]` block in `w`, whose (row, column) strides are `ws`.
 #[allow(clippy::too_many_arguments)]
-fn slab_conv(m: usize, c: usize, k: usize, g: &Grid, src: &[f32], w: &[f32], ws: (usize, usize), tap_off: impl Fn(usize) -> usize + Sync, z0: usize, out: &mut [f32]) {
+fn slab_conv(
+    m: usize,
+    c: usize,
+    k: usize,
+    g: &Grid,
+    src: &[f32],
+    w: &[f32],
+    ws: (usize, usize),
+    tap_off: impl Fn(usize) -> usize + Sync,
+    z0: usize,
+    out: &mut [f32],
+) {
     let taps = g.taps(k);
     let rows_per_tile = (TILE_BUDGET.load(Ordering::Relaxed) / (m * g.wp)).max(1);
-    let tiles: Vec<(usize, usize)> = (0..g.rows).step_by(rows_per_tile).map(|r0| (r0, rows_per_tile.min(g.rows - r0))).collect();
+    let tiles: Vec<(usize, usize)> = (0..g.rows)
+        .step_by(rows_per_tile)
+        .map(|r0| (r0, rows_per_tile.min(g.rows - r0)))
+        .collect();
     let sp = g.d * g.h * g.w;
     let results: Vec<Vec<f32>> = tiles
         .par_iter()
@@ -110,35 +140,57 @@ fn slab_conv(m: usize, c: usize, k: usize, g: &Grid, src: &[f32], w: &[f32], ws:
             let n = nr * g.wp;
             let mut tile = vec![0f32; m * n];
             for (t, &off) in taps.iter().enumerate() {
-                matmul_with(Parallelism::None, m, n, c, &mut tile, n, t > 0, &w[tap_off(t)..], ws, &src[r0 * g.wp + off..], (g.chan, 1));
+                matmul_with(
+                    Parallelism::None,
+                    m,
+                    n,
+                    c,
+                    &mut tile,
+                    n,
+                    t > 0,
+                    &w[tap_off(t)..],
+                    ws,
+                    &src[r0 * g.wp + off..],
+                    (g.chan, 1),
+                );
             }
             tile
         })
         .collect();
     // Crop: grid row r = zz·Hp + y holds output row y of plane z0 + zz where y < H.
     let out_ptr = SharedOut::new(out);
-    tiles.par_iter().zip(results.par_iter()).for_each(|(&(r0, nr), tile)| {
-        let n = nr * g.wp;
-        for r in r0..r0 + nr {
-            let (zz, y) = (r / g.hp, r % g.hp);
-            if y >= g.h {
-                continue;
+    tiles
+        .par_iter()
+        .zip(results.par_iter())
+        .for_each(|(&(r0, nr), tile)| {
+            let n = nr * g.wp;
+            for r in r0..r0 + nr {
+                let (zz, y) = (r / g.hp, r % g.hp);
+                if y >= g.h {
+                    continue;
+                }
+                for co in 0..m {
+                    let src_row = &tile[co * n + (r - r0) * g.wp..][..g.w];
+                    let dst = co * sp + ((z0 + zz) * g.h + y) * g.w;
+                    // SAFETY: distinct (co, plane, row) triples are disjoint ranges of `out`, and
+                    // each grid row belongs to exactly one tile.
+                    unsafe { out_ptr.write(dst, src_row) };
+                }
             }
-            for co in 0..m {
-                let src_row = &tile[co * n + (r - r0) * g.wp..][..g.w];
-                let dst = co * sp + ((z0 + zz) * g.h + y) * g.w;
-                // SAFETY: distinct (co, plane, row) triples are disjoint ranges of `out`, and
-                // each grid row belongs to exactly one tile.
-                unsafe { out_ptr.write(dst, src_row) };
-            }
-        }
-    });
+        });
 }
-
 
 /// One "same" conv of `x` (`n × c_in × D × H × W`) to `c_out` channels; `ws`/`tap_off` address
 /// the `[c_out × c_in]` weight block of each tap.
-fn conv_same(s: &ConvShape, x: &[f32], c_in: usize, c_out: usize, w: &[f32], ws: (usize, usize), tap_off: impl Fn(usize) -> usize + Sync + Copy) -> Vec<f32> {
+fn conv_same(
+    s: &ConvShape,
+    x: &[f32],
+    c_in: usize,
+    c_out: usize,
+    w: &[f32],
+    ws: (usize, usize),
+    tap_off: impl Fn(usize) -> usize + Sync + Copy,
+) -> Vec<f32> {
     let sp = s.d * s.h * s.w;
     let mut y = vec![0f32; s.n * c_out * sp];
     let planes = slab_planes(s, c_in);
@@ -149,7 +201,18 @@ fn conv_same(s: &ConvShape, x: &[f32], c_in: usize, c_out: usize, w: &[f32], ws:
             let pl = planes.min(s.d - z0);
             let g = Grid::new(s, pl);
             pad_slab(&x[n * c_in * sp..][..c_in * sp], c_in, &g, z0, pl, &mut buf);
-            slab_conv(c_out, c_in, s.k, &g, &buf[..c_in * g.chan], w, ws, tap_off, z0, &mut y[n * c_out * sp..][..c_out * sp]);
+            slab_conv(
+                c_out,
+                c_in,
+                s.k,
+                &g,
+                &buf[..c_in * g.chan],
+                w,
+                ws,
+                tap_off,
+                z0,
+                &mut y[n * c_out * sp..][..c_out * sp],
+            );
         }
     }
     y
@@ -169,9 +232,15 @@ pub fn forward(s: &ConvShape, x: &[f32], w: &[f32], b: Option<&[f32]>) -> Vec<f3
 /// `dx` for upstream `dy`: the same conv on dY with Wᵀ and the taps reversed.
 pub fn backward_dx(s: &ConvShape, w: &[f32], dy: &[f32]) -> Vec<f32> {
     let k3 = s.k.pow(3);
-    let t = ConvShape { cin: s.cout, cout: s.cin, ..*s };
+    let t = ConvShape {
+        cin: s.cout,
+        cout: s.cin,
+        ..*s
+    };
     // W'[ci, co, t] = W[co, ci, k³−1−t]: row ci stride k³, column co stride Cin·k³.
-    conv_same(&t, dy, s.cout, s.cin, w, (k3, s.cin * k3), move |tap| k3 - 1 - tap)
+    conv_same(&t, dy, s.cout, s.cin, w, (k3, s.cin * k3), move |tap| {
+        k3 - 1 - tap
+    })
 }
 
 /// `dw` (`[Cout, Cin, k, k, k]`) for upstream `dy`.
@@ -189,7 +258,14 @@ pub fn backward_dw(s: &ConvShape, x: &[f32], dy: &[f32]) -> Vec<f32> {
         for z0 in (0..s.d).step_by(planes) {
             let pl = planes.min(s.d - z0);
             let g = Grid::new(s, pl);
-            pad_slab(&x[n * ci_n * sp..][..ci_n * sp], ci_n, &g, z0, pl, &mut xbuf);
+            pad_slab(
+                &x[n * ci_n * sp..][..ci_n * sp],
+                ci_n,
+                &g,
+                z0,
+                pl,
+                &mut xbuf,
+            );
             // dY on the grid: [Cout × rows·Wp], zero on the thrown-away columns.
             let q = g.rows * g.wp;
             let mut dyg = vec![0f32; co_n * q];
@@ -198,7 +274,8 @@ pub fn backward_dw(s: &ConvShape, x: &[f32], dy: &[f32]) -> Vec<f32> {
                 for zz in 0..pl {
                     for y in 0..s.h {
                         let r = zz * g.hp + y;
-                        row[r * g.wp..r * g.wp + s.w].copy_from_slice(&dyn_[co * sp + ((z0 + zz) * s.h + y) * s.w..][..s.w]);
+                        row[r * g.wp..r * g.wp + s.w]
+                            .copy_from_slice(&dyn_[co * sp + ((z0 + zz) * s.h + y) * s.w..][..s.w]);
                     }
                 }
             });
@@ -214,13 +291,27 @@ pub fn backward_dw(s: &ConvShape, x: &[f32], dy: &[f32]) -> Vec<f32> {
                     let mut part = vec![0f32; k3 * co_n * ci_n];
                     for (t, &off) in taps.iter().enumerate() {
                         // part_t [Cout × Cin] = dY[:, q0..q0+l] · X_shifted[:, q0..q0+l]ᵀ
-                        matmul_with(Parallelism::None, co_n, ci_n, l, &mut part[t * co_n * ci_n..], ci_n, false, &dyg[q0..], (q, 1), &xs[q0 + off..], (1, g.chan));
+                        matmul_with(
+                            Parallelism::None,
+                            co_n,
+                            ci_n,
+                            l,
+                            &mut part[t * co_n * ci_n..],
+                            ci_n,
+                            false,
+                            &dyg[q0..],
+                            (q, 1),
+                            &xs[q0 + off..],
+                            (1, g.chan),
+                        );
                     }
                     part
                 })
                 .collect();
             for p in parts {
-                acc.par_iter_mut().zip(p.par_iter()).for_each(|(a, v)| *a += *v as f64);
+                acc.par_iter_mut()
+                    .zip(p.par_iter())
+                    .for_each(|(a, v)| *a += *v as f64);
             }
         }
     }

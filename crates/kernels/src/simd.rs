@@ -30,7 +30,11 @@ pub(crate) fn isa() -> Isa {
     {
         let cap = MAX_ISA.load(Ordering::Relaxed);
         let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
-        if cap >= 2 && avx2 && is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vl") {
+        if cap >= 2
+            && avx2
+            && is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512vl")
+        {
             return Isa::Avx512;
         }
         if cap >= 1 && avx2 {

@@ -75,7 +75,11 @@ const G: [[f64; 3]; 6] = [
 ];
 
 /// `U[ξ][o][i] = (G ⊗ G ⊗ G) g_{o,i}` for the 3³ kernel `g(o, i, tap)` (tap = (a·3 + b)·3 + c).
-fn transform_weight(c_out: usize, c_in: usize, g: impl Fn(usize, usize, usize) -> f32 + Sync) -> Vec<f32> {
+fn transform_weight(
+    c_out: usize,
+    c_in: usize,
+    g: impl Fn(usize, usize, usize) -> f32 + Sync,
+) -> Vec<f32> {
     let per = c_out * c_in;
     let vals: Vec<[f32; XI]> = (0..per)
         .into_par_iter()
@@ -93,14 +97,16 @@ fn transform_weight(c_out: usize, c_in: usize, g: impl Fn(usize, usize, usize) -
             for a in 0..3 {
                 for (bt, row) in G.iter().enumerate() {
                     for gm in 0..A {
-                        t2[(a * A + bt) * A + gm] = (0..3).map(|b| row[b] * t1[(a * 3 + b) * A + gm]).sum();
+                        t2[(a * A + bt) * A + gm] =
+                            (0..3).map(|b| row[b] * t1[(a * 3 + b) * A + gm]).sum();
                     }
                 }
             }
             let mut out = [0f32; XI];
             for (al, row) in G.iter().enumerate() {
                 for bg in 0..A * A {
-                    out[al * A * A + bg] = (0..3).map(|a| row[a] * t2[a * A * A + bg]).sum::<f64>() as f32;
+                    out[al * A * A + bg] =
+                        (0..3).map(|a| row[a] * t2[a * A * A + bg]).sum::<f64>() as f32;
                 }
             }
             out
@@ -132,8 +138,21 @@ struct Geo {
 fn bt6(a: [&[f32]; A], out: [&mut [f32]; A]) {
     let [o0, o1, o2, o3, o4, o5] = out;
     let n = o0.len();
-    let (a0, a1, a2, a3, a4, a5) = (&a[0][..n], &a[1][..n], &a[2][..n], &a[3][..n], &a[4][..n], &a[5][..n]);
-    let (o1, o2, o3, o4, o5) = (&mut o1[..n], &mut o2[..n], &mut o3[..n], &mut o4[..n], &mut o5[..n]);
+    let (a0, a1, a2, a3, a4, a5) = (
+        &a[0][..n],
+        &a[1][..n],
+        &a[2][..n],
+        &a[3][..n],
+        &a[4][..n],
+        &a[5][..n],
+    );
+    let (o1, o2, o3, o4, o5) = (
+        &mut o1[..n],
+        &mut o2[..n],
+        &mut o3[..n],
+        &mut o4[..n],
+        &mut o5[..n],
+    );
     for t in 0..n {
         o0[t] = 4.0 * a0[t] - 5.0 * a2[t] + a4[t];
         o1[t] = (a3[t] + a4[t]) - 4.0 * (a1[t] + a2[t]);
@@ -149,7 +168,14 @@ fn bt6(a: [&[f32]; A], out: [&mut [f32]; A]) {
 fn at6(m: [&[f32]; A], out: [&mut [f32]; T]) {
     let [o0, o1, o2, o3] = out;
     let n = o0.len();
-    let (m0, m1, m2, m3, m4, m5) = (&m[0][..n], &m[1][..n], &m[2][..n], &m[3][..n], &m[4][..n], &m[5][..n]);
+    let (m0, m1, m2, m3, m4, m5) = (
+        &m[0][..n],
+        &m[1][..n],
+        &m[2][..n],
+        &m[3][..n],
+        &m[4][..n],
+        &m[5][..n],
+    );
     let (o1, o2, o3) = (&mut o1[..n], &mut o2[..n], &mut o3[..n]);
     for t in 0..n {
         let (p12, m12, p34, m34) = (m1[t] + m2[t], m1[t] - m2[t], m3[t] + m4[t], m3[t] - m4[t]);
@@ -192,7 +218,14 @@ fn split6(buf: &mut [f32], len: usize, first: usize, step: usize) -> [&mut [f32]
     let (c, r) = r.split_at_mut(step);
     let (d, r) = r.split_at_mut(step);
     let (e, f) = r.split_at_mut(step);
-    [&mut a[..len], &mut b[..len], &mut c[..len], &mut d[..len], &mut e[..len], &mut f[..len]]
+    [
+        &mut a[..len],
+        &mut b[..len],
+        &mut c[..len],
+        &mut d[..len],
+        &mut e[..len],
+        &mut f[..len],
+    ]
 }
 
 /// Scratch of one transform: two stages of up to 216 rows over a tile row, the four column
@@ -206,7 +239,12 @@ struct InScratch {
 
 impl InScratch {
     fn new(g: &Geo) -> InScratch {
-        InScratch { a: vec![0.0; XI * g.ntx], b: vec![0.0; XI * g.ntx], ph: vec![0.0; T * (g.ntx + 1)], row: vec![0.0; g.w] }
+        InScratch {
+            a: vec![0.0; XI * g.ntx],
+            b: vec![0.0; XI * g.ntx],
+            ph: vec![0.0; T * (g.ntx + 1)],
+            row: vec![0.0; g.w],
+        }
     }
 }
 
@@ -226,7 +264,11 @@ fn prefetch_rows(g: &Geo, xc: &[f32], tz: usize, ty: usize) {
             let row = &xc[(z as usize * g.h + y as usize) * g.w..][..g.w];
             for line in row.chunks(16) {
                 // SAFETY: a prefetch only hints the cache; the address lies inside `xc`.
-                unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(line.as_ptr().cast()) };
+                unsafe {
+                    std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                        line.as_ptr().cast(),
+                    )
+                };
             }
         }
     }
@@ -240,7 +282,16 @@ fn prefetch_rows(g: &Geo, xc: &[f32], tz: usize, ty: usize) {
 /// are taken from the previous call.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn input_row_impl(g: &Geo, xc: &[f32], tz: usize, ty: usize, reuse: bool, s: &mut InScratch, v: &mut [f32], stride: usize) {
+fn input_row_impl(
+    g: &Geo,
+    xc: &[f32],
+    tz: usize,
+    ty: usize,
+    reuse: bool,
+    s: &mut InScratch,
+    v: &mut [f32],
+    stride: usize,
+) {
     let n = g.ntx;
     let m = n + 1;
     prefetch_rows(g, xc, tz, ty + 1);
@@ -287,18 +338,34 @@ fn input_row_impl(g: &Geo, xc: &[f32], tz: usize, ty: usize, reuse: bool, s: &mu
             p2[j + usize::from(rem > 1)..].fill(0.0);
             p3[j + usize::from(rem > 2)..].fill(0.0);
             // Patch of tile t: d_i = xp[4t + i] = ph[i mod 4][t + i div 4].
-            bt6([&p0[..n], &p1[..n], &p2[..n], &p3[..n], &p0[1..=n], &p1[1..=n]], split6(&mut s.a, n, r * n, n));
+            bt6(
+                [
+                    &p0[..n],
+                    &p1[..n],
+                    &p2[..n],
+                    &p3[..n],
+                    &p0[1..=n],
+                    &p1[1..=n],
+                ],
+                split6(&mut s.a, n, r * n, n),
+            );
         }
     }
     // y axis: a[(zz, yy, cx)] → b[(zz, cy, cx)].
     for zz in 0..A {
         for cx in 0..A {
-            bt6(take6(&s.a, n, (zz * A * A + cx) * n, A * n), split6(&mut s.b, n, (zz * A * A + cx) * n, A * n));
+            bt6(
+                take6(&s.a, n, (zz * A * A + cx) * n, A * n),
+                split6(&mut s.b, n, (zz * A * A + cx) * n, A * n),
+            );
         }
     }
     // z axis: b[(zz, cy, cx)] → v[ξ = (cz, cy, cx)].
     for cyx in 0..A * A {
-        bt6(take6(&s.b, n, cyx * n, A * A * n), split6(v, n, cyx * stride, A * A * stride));
+        bt6(
+            take6(&s.b, n, cyx * n, A * A * n),
+            split6(v, n, cyx * stride, A * A * stride),
+        );
     }
 }
 
@@ -307,16 +374,32 @@ fn input_row_impl(g: &Geo, xc: &[f32], tz: usize, ty: usize, reuse: bool, s: &mu
 /// channel starting at `base` (D·H·W floats) of `out`.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn output_row_impl(g: &Geo, m: &[f32], stride: usize, tz: usize, ty: usize, bias: f32, s: &mut InScratch, out: SharedOut, base: usize) {
+fn output_row_impl(
+    g: &Geo,
+    m: &[f32],
+    stride: usize,
+    tz: usize,
+    ty: usize,
+    bias: f32,
+    s: &mut InScratch,
+    out: SharedOut,
+    base: usize,
+) {
     let n = g.ntx;
     // z axis: m[(cz, cy, cx)] → a[(oz, cy, cx)] (oz < 4).
     for cyx in 0..A * A {
-        at6(take6(m, n, cyx * stride, A * A * stride), split4(&mut s.a, n, cyx * n, A * A * n));
+        at6(
+            take6(m, n, cyx * stride, A * A * stride),
+            split4(&mut s.a, n, cyx * n, A * A * n),
+        );
     }
     // y axis: a[(oz, cy, cx)] → b[(oz, oy, cx)].
     for oz in 0..T {
         for cx in 0..A {
-            at6(take6(&s.a, n, (oz * A * A + cx) * n, A * n), split4(&mut s.b, n, (oz * T * A + cx) * n, A * n));
+            at6(
+                take6(&s.a, n, (oz * A * A + cx) * n, A * n),
+                split4(&mut s.b, n, (oz * T * A + cx) * n, A * n),
+            );
         }
     }
     // x axis: b[(oz, oy, cx)] → output row (4tz + oz, 4ty + oy), columns 4t + ox.
@@ -359,8 +442,23 @@ thread_local! {
 
 /// `y (n × c_out × D × H × W) = conv(x (n × c_in × D × H × W), U) + bias`.
 #[allow(clippy::too_many_arguments)]
-fn conv(n: usize, [d, h, w]: [usize; 3], c_in: usize, c_out: usize, x: &[f32], u: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
-    let g = Geo { d, h, w, ntz: d.div_ceil(T), nty: h.div_ceil(T), ntx: w.div_ceil(T) };
+fn conv(
+    n: usize,
+    [d, h, w]: [usize; 3],
+    c_in: usize,
+    c_out: usize,
+    x: &[f32],
+    u: &[f32],
+    bias: Option<&[f32]>,
+) -> Vec<f32> {
+    let g = Geo {
+        d,
+        h,
+        w,
+        ntz: d.div_ceil(T),
+        nty: h.div_ceil(T),
+        ntx: w.div_ceil(T),
+    };
     let sp = d * h * w;
     let rows = n * g.ntz * g.nty;
     let per_row = XI * c_in.max(c_out) * g.ntx;
@@ -371,41 +469,76 @@ fn conv(n: usize, [d, h, w]: [usize; 3], c_in: usize, c_out: usize, x: &[f32], u
     let out = SharedOut::new(&mut y);
     (0..rows.div_ceil(rb)).into_par_iter().for_each_init(
         || InScratch::new(&g),
-        |s, blk| BLOCKS.with_borrow_mut(|(v, m)| {
-            // Every float of V and M a block reads it wrote first, so the buffers (kept per
-            // thread across convs) are only grown, never cleared.
-            if v.len() < XI * c_in * tb_max {
-                v.resize(XI * c_in * tb_max, 0.0);
-            }
-            if m.len() < XI * c_out * tb_max {
-                m.resize(XI * c_out * tb_max, 0.0);
-            }
-            let r0 = blk * rb;
-            let nr = rb.min(rows - r0);
-            let tb = nr * g.ntx;
-            let row_of = |j: usize| {
-                let r = r0 + j;
-                (r / (g.ntz * g.nty), (r / g.nty) % g.ntz, r % g.nty)
-            };
-            for ci in 0..c_in {
+        |s, blk| {
+            BLOCKS.with_borrow_mut(|(v, m)| {
+                // Every float of V and M a block reads it wrote first, so the buffers (kept per
+                // thread across convs) are only grown, never cleared.
+                if v.len() < XI * c_in * tb_max {
+                    v.resize(XI * c_in * tb_max, 0.0);
+                }
+                if m.len() < XI * c_out * tb_max {
+                    m.resize(XI * c_out * tb_max, 0.0);
+                }
+                let r0 = blk * rb;
+                let nr = rb.min(rows - r0);
+                let tb = nr * g.ntx;
+                let row_of = |j: usize| {
+                    let r = r0 + j;
+                    (r / (g.ntz * g.nty), (r / g.nty) % g.ntz, r % g.nty)
+                };
+                for ci in 0..c_in {
+                    for j in 0..nr {
+                        let (b, tz, ty) = row_of(j);
+                        let xc = &x[(b * c_in + ci) * sp..][..sp];
+                        // Tile row j − 1 (same channel, just transformed) is (b, tz, ty − 1) when ty > 0.
+                        input_row(
+                            isa,
+                            &g,
+                            xc,
+                            tz,
+                            ty,
+                            j > 0 && ty > 0,
+                            s,
+                            &mut v[ci * tb + j * g.ntx..],
+                            c_in * tb,
+                        );
+                    }
+                }
+                for xi in 0..XI {
+                    // M_ξ [c_out × tb] = U_ξ [c_out × c_in] · V_ξ [c_in × tb]
+                    matmul_with(
+                        Parallelism::None,
+                        c_out,
+                        tb,
+                        c_in,
+                        &mut m[xi * c_out * tb..],
+                        tb,
+                        false,
+                        &u[xi * c_out * c_in..],
+                        (c_in, 1),
+                        &v[xi * c_in * tb..],
+                        (tb, 1),
+                    );
+                }
                 for j in 0..nr {
                     let (b, tz, ty) = row_of(j);
-                    let xc = &x[(b * c_in + ci) * sp..][..sp];
-                    // Tile row j − 1 (same channel, just transformed) is (b, tz, ty − 1) when ty > 0.
-                    input_row(isa, &g, xc, tz, ty, j > 0 && ty > 0, s, &mut v[ci * tb + j * g.ntx..], c_in * tb);
+                    for co in 0..c_out {
+                        output_row(
+                            isa,
+                            &g,
+                            &m[co * tb + j * g.ntx..],
+                            c_out * tb,
+                            tz,
+                            ty,
+                            bias.map_or(0.0, |b| b[co]),
+                            s,
+                            out,
+                            (b * c_out + co) * sp,
+                        );
+                    }
                 }
-            }
-            for xi in 0..XI {
-                // M_ξ [c_out × tb] = U_ξ [c_out × c_in] · V_ξ [c_in × tb]
-                matmul_with(Parallelism::None, c_out, tb, c_in, &mut m[xi * c_out * tb..], tb, false, &u[xi * c_out * c_in..], (c_in, 1), &v[xi * c_in * tb..], (tb, 1));
-            }
-            for j in 0..nr {
-                let (b, tz, ty) = row_of(j);
-                for co in 0..c_out {
-                    output_row(isa, &g, &m[co * tb + j * g.ntx..], c_out * tb, tz, ty, bias.map_or(0.0, |b| b[co]), s, out, (b * c_out + co) * sp);
-                }
-            }
-        }),
+            })
+        },
     );
     y
 }

@@ -139,9 +139,25 @@ proptest! {
 /// columns-free path), and dw and db are the same computation either way.
 #[test]
 fn winograd_and_direct_routes_agree() {
-    let s = ConvShape { n: 1, cin: 32, cout: 33, d: 16, h: 16, w: 17, k: 3, stride: 1, pad: 1, groups: 1 };
+    let s = ConvShape {
+        n: 1,
+        cin: 32,
+        cout: 33,
+        d: 16,
+        h: 16,
+        w: 17,
+        k: 3,
+        stride: 1,
+        pad: 1,
+        groups: 1,
+    };
     assert!(repux_kernels::winograd::preferred(&s));
-    let (x, wt, b, dy) = (data(s.input_len(), 1), data(s.weight_len(), 2), data(s.cout, 3), data(s.output_len(), 4));
+    let (x, wt, b, dy) = (
+        data(s.input_len(), 1),
+        data(s.weight_len(), 2),
+        data(s.cout, 3),
+        data(s.output_len(), 4),
+    );
     let run = |on: bool| {
         dense::use_winograd(on);
         let y = dense::conv3d_forward(&s, &x, &wt, Some(&b));
@@ -149,16 +165,38 @@ fn winograd_and_direct_routes_agree() {
         (y, dx, dw, db)
     };
     let (direct, wino) = (run(false), run(true));
-    assert!(err(&wino.0, &direct.0) < TOL, "forward: {}", err(&wino.0, &direct.0));
-    assert!(err(&wino.1, &direct.1) < TOL, "dx: {}", err(&wino.1, &direct.1));
+    assert!(
+        err(&wino.0, &direct.0) < TOL,
+        "forward: {}",
+        err(&wino.0, &direct.0)
+    );
+    assert!(
+        err(&wino.1, &direct.1) < TOL,
+        "dx: {}",
+        err(&wino.1, &direct.1)
+    );
     assert_eq!((wino.2, wino.3), (direct.2, direct.3));
 }
 
 /// A volume big enough that the columns are built in several depth slabs.
 #[test]
 fn slabs_cover_the_volume() {
-    let s = ConvShape { n: 1, cin: 64, cout: 3, d: 40, h: 40, w: 40, k: 3, stride: 1, pad: 1, groups: 1 };
-    assert!(dense::COLS_BUDGET / (64 * 27 * 40 * 40) < 40, "the shape must need several slabs");
+    let s = ConvShape {
+        n: 1,
+        cin: 64,
+        cout: 3,
+        d: 40,
+        h: 40,
+        w: 40,
+        k: 3,
+        stride: 1,
+        pad: 1,
+        groups: 1,
+    };
+    assert!(
+        dense::COLS_BUDGET / (64 * 27 * 40 * 40) < 40,
+        "the shape must need several slabs"
+    );
     let x = data(s.input_len(), 7);
     let w = data(s.weight_len(), 8);
     let y = dense::conv3d_forward(&s, &x, &w, None);
@@ -167,5 +205,10 @@ fn slabs_cover_the_volume() {
     let dy = data(s.output_len(), 9);
     let (dx, dw, _) = dense::conv3d_backward(&s, &x, &w, &dy, true);
     let (rdx, rdw, _) = reference::conv3d_backward(&s, &x, &w, &dy);
-    assert!(err(&dx, &rdx) < TOL && err(&dw, &rdw) < TOL, "{} {}", err(&dx, &rdx), err(&dw, &rdw));
+    assert!(
+        err(&dx, &rdx) < TOL && err(&dw, &rdw) < TOL,
+        "{} {}",
+        err(&dx, &rdx),
+        err(&dw, &rdw)
+    );
 }

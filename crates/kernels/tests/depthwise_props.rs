@@ -2,7 +2,9 @@
 
 use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
-use repux_kernels::depthwise::{backward, backward_saved, forward, forward_saving, DwAlgo, DwShape, KernelSpectra};
+use repux_kernels::depthwise::{
+    backward, backward_saved, forward, forward_saving, DwAlgo, DwShape, KernelSpectra,
+};
 use repux_kernels::reference;
 
 fn data(n: usize, seed: u64) -> Vec<f32> {
@@ -26,10 +28,22 @@ fn check(s: DwShape, seed: u64) -> Result<(), TestCaseError> {
     // Tolerance: f32 sums of up to K³·S terms of |v| ≤ 1 against f64 sums: 2e-4 of the scale.
     for algo in [DwAlgo::Direct, DwAlgo::Fft] {
         let y = forward(&s, &x, &w, Some(&b), algo);
-        prop_assert!(err(&y, &want) < 2e-4, "{algo:?} forward {s:?}: {}", err(&y, &want));
+        prop_assert!(
+            err(&y, &want) < 2e-4,
+            "{algo:?} forward {s:?}: {}",
+            err(&y, &want)
+        );
         let (dx, dw, db) = backward(&s, &x, &w, &dy, algo);
-        prop_assert!(err(&dx, &rdx) < 2e-4, "{algo:?} dx {s:?}: {}", err(&dx, &rdx));
-        prop_assert!(err(&dw, &rdw) < 2e-4, "{algo:?} dw {s:?}: {}", err(&dw, &rdw));
+        prop_assert!(
+            err(&dx, &rdx) < 2e-4,
+            "{algo:?} dx {s:?}: {}",
+            err(&dx, &rdx)
+        );
+        prop_assert!(
+            err(&dw, &rdw) < 2e-4,
+            "{algo:?} dw {s:?}: {}",
+            err(&dw, &rdw)
+        );
         prop_assert!(err(&db, &rdb) < 1e-5, "{algo:?} db {s:?}");
         // The training path: the forward keeps its spectra (FFT only) and the backward reuses them.
         let (ys, saved) = forward_saving(&s, &x, &w, Some(&b), algo);
@@ -37,8 +51,16 @@ fn check(s: DwShape, seed: u64) -> Result<(), TestCaseError> {
         prop_assert_eq!(saved.is_some(), algo == DwAlgo::Fft);
         if let Some(saved) = saved {
             let (sdx, sdw, sdb) = backward_saved(&saved, &dy);
-            prop_assert!(err(&sdx, &rdx) < 2e-4, "saved dx {s:?}: {}", err(&sdx, &rdx));
-            prop_assert!(err(&sdw, &rdw) < 2e-4, "saved dw {s:?}: {}", err(&sdw, &rdw));
+            prop_assert!(
+                err(&sdx, &rdx) < 2e-4,
+                "saved dx {s:?}: {}",
+                err(&sdx, &rdx)
+            );
+            prop_assert!(
+                err(&sdw, &rdw) < 2e-4,
+                "saved dw {s:?}: {}",
+                err(&sdw, &rdw)
+            );
             prop_assert_eq!(sdb, db);
         }
     }
@@ -55,7 +77,14 @@ proptest! {
 
 #[test]
 fn kernel_21_on_a_small_volume_and_spectra_reuse() {
-    let s = DwShape { n: 1, c: 2, d: 12, h: 9, w: 14, k: 21 };
+    let s = DwShape {
+        n: 1,
+        c: 2,
+        d: 12,
+        h: 9,
+        w: 14,
+        k: 21,
+    };
     check(s, 7).unwrap();
     let x = data(s.input_len(), 1);
     let w = data(s.weight_len(), 2);

@@ -13,8 +13,24 @@ fn data(n: usize, seed: u64) -> Vec<f32> {
 
 #[test]
 fn isa_copies_agree_bit_for_bit() {
-    let s = ConvShape { n: 2, cin: 5, cout: 7, d: 5, h: 9, w: 11, k: 3, stride: 1, pad: 1, groups: 1 };
-    let (x, w, b, dy) = (data(s.input_len(), 1), data(s.weight_len(), 2), data(s.cout, 3), data(s.output_len(), 4));
+    let s = ConvShape {
+        n: 2,
+        cin: 5,
+        cout: 7,
+        d: 5,
+        h: 9,
+        w: 11,
+        k: 3,
+        stride: 1,
+        pad: 1,
+        groups: 1,
+    };
+    let (x, w, b, dy) = (
+        data(s.input_len(), 1),
+        data(s.weight_len(), 2),
+        data(s.cout, 3),
+        data(s.output_len(), 4),
+    );
     let sp = 1000;
     let (nx, na) = (data(6 * sp, 5), data(6 * sp, 6));
     let run = |level: u8| {
@@ -31,7 +47,10 @@ fn isa_copies_agree_bit_for_bit() {
     for level in [1, 2] {
         let other = run(level);
         for (i, (a, b)) in base.iter().zip(&other).enumerate() {
-            assert!(a.iter().zip(b).all(|(p, q)| p.to_bits() == q.to_bits()), "output {i} differs between ISA levels 0 and {level}");
+            assert!(
+                a.iter().zip(b).all(|(p, q)| p.to_bits() == q.to_bits()),
+                "output {i} differs between ISA levels 0 and {level}"
+            );
         }
     }
     limit_isa(2);

@@ -8,7 +8,9 @@ use repux_kernels::{norm, reference};
 
 fn data(n: usize, seed: u64, scale: f32) -> Vec<f32> {
     let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-    (0..n).map(|_| r.gen_range(-1.0f32..1.0) * scale + 0.3 * scale).collect()
+    (0..n)
+        .map(|_| r.gen_range(-1.0f32..1.0) * scale + 0.3 * scale)
+        .collect()
 }
 
 /// Largest |a − b| relative to max(1, max|b|).

@@ -111,7 +111,9 @@ impl Isotropic {
         match *self {
             Isotropic::One(v) => Ok(v),
             Isotropic::Three([a, b, c]) if a == b && b == c => Ok(a),
-            Isotropic::Three(v) => Err(format!("{key} {v:?}: repux builds the same size on every axis")),
+            Isotropic::Three(v) => Err(format!(
+                "{key} {v:?}: repux builds the same size on every axis"
+            )),
         }
     }
 }
@@ -185,9 +187,16 @@ fn synonym<T>(a: (&str, Option<T>), b: (&str, Option<T>)) -> Result<Option<T>, S
 }
 
 /// A value repux builds only one way: anything else is an error naming the supported value.
-fn only<T: PartialEq + std::fmt::Debug>(key: &str, value: Option<T>, supported: T, why: &str) -> Result<(), String> {
+fn only<T: PartialEq + std::fmt::Debug>(
+    key: &str,
+    value: Option<T>,
+    supported: T,
+    why: &str,
+) -> Result<(), String> {
     match value {
-        Some(v) if v != supported => Err(format!("{key} {v:?} is not supported: repux builds {key} = {supported:?} ({why})")),
+        Some(v) if v != supported => Err(format!(
+            "{key} {v:?} is not supported: repux builds {key} = {supported:?} ({why})"
+        )),
         _ => Ok(()),
     }
 }
@@ -243,25 +252,62 @@ impl TryFrom<RawConfig> for ModelConfig {
         };
         only("spatial_dims", r.spatial_dims, 3, "3-D networks")?;
         if let Some(p) = &r.patch_size {
-            only("patch_size", Some(p.value("patch_size")?), 2, "MONAI's default patch embedding")?;
+            only(
+                "patch_size",
+                Some(p.value("patch_size")?),
+                2,
+                "MONAI's default patch embedding",
+            )?;
         }
         only("qkv_bias", r.qkv_bias, true, "MONAI's default")?;
         if let Some(n) = &r.norm_name {
-            only("norm_name", Some(n.to_ascii_lowercase().as_str()), "instance", "the UNETR blocks' InstanceNorm")?;
+            only(
+                "norm_name",
+                Some(n.to_ascii_lowercase().as_str()),
+                "instance",
+                "the UNETR blocks' InstanceNorm",
+            )?;
         }
-        for (k, v) in [("drop_rate", r.drop_rate), ("attn_drop_rate", r.attn_drop_rate), ("dropout_path_rate", r.dropout_path_rate), ("drop_path_rate", r.drop_path_rate)] {
+        for (k, v) in [
+            ("drop_rate", r.drop_rate),
+            ("attn_drop_rate", r.attn_drop_rate),
+            ("dropout_path_rate", r.dropout_path_rate),
+            ("drop_path_rate", r.drop_path_rate),
+        ] {
             only(k, v, 0.0, "no dropout or stochastic depth is implemented")?;
         }
-        only("normalize", r.normalize, true, "MONAI's default: the encoder features are layer-normalised")?;
-        only("layer_scale_init_value", r.layer_scale_init_value, 1e-6, "the authors' default γ initialisation")?;
-        only("conv_block", r.conv_block, true, "the authors' default UNETR blocks")?;
-        only("res_block", r.res_block, true, "the authors' default residual UNETR blocks")?;
+        only(
+            "normalize",
+            r.normalize,
+            true,
+            "MONAI's default: the encoder features are layer-normalised",
+        )?;
+        only(
+            "layer_scale_init_value",
+            r.layer_scale_init_value,
+            1e-6,
+            "the authors' default γ initialisation",
+        )?;
+        only(
+            "conv_block",
+            r.conv_block,
+            true,
+            "the authors' default UNETR blocks",
+        )?;
+        only(
+            "res_block",
+            r.res_block,
+            true,
+            "the authors' default residual UNETR blocks",
+        )?;
         // `use_checkpoint` trades memory for recomputation in PyTorch and changes no value;
         // repux plans its own memory, so either setting is honoured as it is.
         let mut reparam = r.reparam;
         if let Some(deploy) = r.deploy {
             if arch != Arch::Repuxnet {
-                return Err(format!("deploy is a RepUX-Net argument, but arch is {arch:?}"));
+                return Err(format!(
+                    "deploy is a RepUX-Net argument, but arch is {arch:?}"
+                ));
             }
             // deploy=True is the authors' evaluation network: it runs the stored kernels as they
             // are. deploy=False is their training network: BFR.
@@ -279,10 +325,13 @@ impl TryFrom<RawConfig> for ModelConfig {
         };
         Ok(ModelConfig {
             arch,
-            in_channels: synonym(("in_channels", r.in_channels), ("in_chans", r.in_chans))?.unwrap_or(1),
-            out_channels: synonym(("out_channels", r.out_channels), ("out_chans", r.out_chans))?.unwrap_or(5),
+            in_channels: synonym(("in_channels", r.in_channels), ("in_chans", r.in_chans))?
+                .unwrap_or(1),
+            out_channels: synonym(("out_channels", r.out_channels), ("out_chans", r.out_chans))?
+                .unwrap_or(5),
             depths: r.depths.unwrap_or([2, 2, 2, 2]),
-            feature_size: synonym(("feature_size", r.feature_size), ("feat_size", r.feat_size))?.unwrap_or([48, 96, 192, 384]),
+            feature_size: synonym(("feature_size", r.feature_size), ("feat_size", r.feat_size))?
+                .unwrap_or([48, 96, 192, 384]),
             hidden_size: r.hidden_size.unwrap_or(768),
             kernel_size: synonym(("kernel_size", r.kernel_size), ("ks", r.ks))?,
             alpha: synonym(("alpha", r.alpha), ("a", r.a))?.unwrap_or(1.0),
@@ -307,20 +356,55 @@ impl Default for ModelConfig {
 /// that keep the 21³ kernel and BFR and shrink only the widths, and SwinUNETR with MONAI's
 /// feature_size 48 (`swinunetr`), 24 (`swinunetr-small`) and 12 (`swinunetr-tiny`, MONAI's
 /// smallest: feature_size must be a multiple of 12).
-pub const PRESETS: &[&str] = &["paper", "paper-uxnet", "small", "tiny", "micro", "swinunetr", "swinunetr-small", "swinunetr-tiny"];
+pub const PRESETS: &[&str] = &[
+    "paper",
+    "paper-uxnet",
+    "small",
+    "tiny",
+    "micro",
+    "swinunetr",
+    "swinunetr-small",
+    "swinunetr-tiny",
+];
 
 impl ModelConfig {
     pub fn preset(name: &str) -> Option<ModelConfig> {
         let base = ModelConfig::default();
         Some(match name {
             "paper" => base,
-            "paper-uxnet" => ModelConfig { arch: Arch::Uxnet, ..base },
-            "small" => ModelConfig { feature_size: [16, 32, 64, 128], hidden_size: 256, ..base },
-            "tiny" => ModelConfig { feature_size: [8, 16, 32, 64], hidden_size: 128, ..base },
-            "micro" => ModelConfig { feature_size: [4, 8, 16, 32], hidden_size: 64, ..base },
-            "swinunetr" => ModelConfig { arch: Arch::Swinunetr, ..base },
-            "swinunetr-small" => ModelConfig { arch: Arch::Swinunetr, feature_size: [24, 48, 96, 192], ..base },
-            "swinunetr-tiny" => ModelConfig { arch: Arch::Swinunetr, feature_size: [12, 24, 48, 96], ..base },
+            "paper-uxnet" => ModelConfig {
+                arch: Arch::Uxnet,
+                ..base
+            },
+            "small" => ModelConfig {
+                feature_size: [16, 32, 64, 128],
+                hidden_size: 256,
+                ..base
+            },
+            "tiny" => ModelConfig {
+                feature_size: [8, 16, 32, 64],
+                hidden_size: 128,
+                ..base
+            },
+            "micro" => ModelConfig {
+                feature_size: [4, 8, 16, 32],
+                hidden_size: 64,
+                ..base
+            },
+            "swinunetr" => ModelConfig {
+                arch: Arch::Swinunetr,
+                ..base
+            },
+            "swinunetr-small" => ModelConfig {
+                arch: Arch::Swinunetr,
+                feature_size: [24, 48, 96, 192],
+                ..base
+            },
+            "swinunetr-tiny" => ModelConfig {
+                arch: Arch::Swinunetr,
+                feature_size: [12, 24, 48, 96],
+                ..base
+            },
             _ => return None,
         })
     }
@@ -357,7 +441,12 @@ impl ModelConfig {
         if k % 2 == 0 || !(1..=31).contains(&k) {
             return Err(format!("kernel_size {k} must be odd, 1 to 31"));
         }
-        if self.in_channels == 0 || self.out_channels == 0 || self.hidden_size == 0 || self.feature_size.contains(&0) || self.depths.contains(&0) {
+        if self.in_channels == 0
+            || self.out_channels == 0
+            || self.hidden_size == 0
+            || self.feature_size.contains(&0)
+            || self.depths.contains(&0)
+        {
             return Err("channel counts, feature sizes and depths must be positive".into());
         }
         if !(self.alpha > 0.0 && self.alpha.is_finite()) {
@@ -369,7 +458,9 @@ impl ModelConfig {
             }
             for &s in &self.sr_kernels {
                 if s % 2 == 0 || s >= k {
-                    return Err(format!("sr kernel {s} must be odd and smaller than kernel_size {k}"));
+                    return Err(format!(
+                        "sr kernel {s} must be odd and smaller than kernel_size {k}"
+                    ));
                 }
             }
         }
@@ -381,10 +472,20 @@ impl ModelConfig {
 
     fn validate_swin(&self) -> Result<(), String> {
         if self.kernel_size.is_some() || self.reparam.is_some_and(|r| r != Reparam::None) {
-            return Err("kernel_size and reparam are UX-Net fields; SwinUNETR has no depthwise kernels".into());
+            return Err(
+                "kernel_size and reparam are UX-Net fields; SwinUNETR has no depthwise kernels"
+                    .into(),
+            );
         }
-        if self.in_channels == 0 || self.out_channels == 0 || self.depths.contains(&0) || self.num_heads.contains(&0) || self.window_size == 0 {
-            return Err("channel counts, depths, num_heads and window_size must be positive".into());
+        if self.in_channels == 0
+            || self.out_channels == 0
+            || self.depths.contains(&0)
+            || self.num_heads.contains(&0)
+            || self.window_size == 0
+        {
+            return Err(
+                "channel counts, depths, num_heads and window_size must be positive".into(),
+            );
         }
         let f = self.feature_size[0];
         if f == 0 || f % 12 != 0 || self.feature_size != [f, 2 * f, 4 * f, 8 * f] {
@@ -392,11 +493,18 @@ impl ModelConfig {
         }
         for (s, (&c, &h)) in self.feature_size.iter().zip(&self.num_heads).enumerate() {
             if c % h != 0 {
-                return Err(format!("stage {s}: width {c} is not divisible by num_heads {h}"));
+                return Err(format!(
+                    "stage {s}: width {c} is not divisible by num_heads {h}"
+                ));
             }
         }
-        if !(self.mlp_ratio > 0.0 && self.mlp_ratio.is_finite()) || (f as f64 * self.mlp_ratio).fract() != 0.0 {
-            return Err(format!("mlp_ratio {} must be positive and give whole MLP widths", self.mlp_ratio));
+        if !(self.mlp_ratio > 0.0 && self.mlp_ratio.is_finite())
+            || (f as f64 * self.mlp_ratio).fract() != 0.0
+        {
+            return Err(format!(
+                "mlp_ratio {} must be positive and give whole MLP widths",
+                self.mlp_ratio
+            ));
         }
         Ok(())
     }
@@ -410,7 +518,10 @@ impl ModelConfig {
         } else if let Some(c) = ModelConfig::preset(spec) {
             c
         } else {
-            return Err(format!("{spec}: no such file, and not a preset ({})", PRESETS.join(", ")));
+            return Err(format!(
+                "{spec}: no such file, and not a preset ({})",
+                PRESETS.join(", ")
+            ));
         };
         cfg.validate().map_err(|e| format!("{spec}: {e}"))?;
         Ok(cfg)
@@ -423,23 +534,43 @@ mod tests {
 
     #[test]
     fn defaults_and_presets() {
-        let c: ModelConfig = serde_json::from_str(r#"{"arch": "uxnet", "out_channels": 14}"#).unwrap();
-        assert_eq!((c.kernel(), c.reparam(), c.feature_size), (7, Reparam::None, [48, 96, 192, 384]));
+        let c: ModelConfig =
+            serde_json::from_str(r#"{"arch": "uxnet", "out_channels": 14}"#).unwrap();
+        assert_eq!(
+            (c.kernel(), c.reparam(), c.feature_size),
+            (7, Reparam::None, [48, 96, 192, 384])
+        );
         assert_eq!(ModelConfig::default().kernel(), 21);
         assert_eq!(ModelConfig::default().reparam(), Reparam::Bfr);
         for p in PRESETS {
             ModelConfig::preset(p).unwrap().validate().unwrap();
         }
         assert!(serde_json::from_str::<ModelConfig>(r#"{"kernal_size": 3}"#).is_err());
-        let bad = ModelConfig { kernel_size: Some(20), ..Default::default() };
+        let bad = ModelConfig {
+            kernel_size: Some(20),
+            ..Default::default()
+        };
         assert!(bad.validate().unwrap_err().contains("odd"));
         // MONAI's single feature_size for SwinUNETR.
-        let s: ModelConfig = serde_json::from_str(r#"{"arch": "swinunetr", "feature_size": 24, "out_channels": 14}"#).unwrap();
-        assert_eq!((s.feature_size, s.num_heads, s.window_size, s.size_multiple()), ([24, 48, 96, 192], [3, 6, 12, 24], 7, 32));
+        let s: ModelConfig = serde_json::from_str(
+            r#"{"arch": "swinunetr", "feature_size": 24, "out_channels": 14}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                s.feature_size,
+                s.num_heads,
+                s.window_size,
+                s.size_multiple()
+            ),
+            ([24, 48, 96, 192], [3, 6, 12, 24], 7, 32)
+        );
         s.validate().unwrap();
-        let odd: ModelConfig = serde_json::from_str(r#"{"arch": "swinunetr", "feature_size": 20}"#).unwrap();
+        let odd: ModelConfig =
+            serde_json::from_str(r#"{"arch": "swinunetr", "feature_size": 20}"#).unwrap();
         assert!(odd.validate().unwrap_err().contains("multiple of 12"));
-        let rep: ModelConfig = serde_json::from_str(r#"{"arch": "swinunetr", "reparam": "bfr"}"#).unwrap();
+        let rep: ModelConfig =
+            serde_json::from_str(r#"{"arch": "swinunetr", "reparam": "bfr"}"#).unwrap();
         assert!(rep.validate().is_err());
     }
 
@@ -455,23 +586,55 @@ mod tests {
             "dropout_path_rate": 0.0, "normalize": true, "spatial_dims": 3, "downsample": "mergingv2",
             "use_v2": true, "use_checkpoint": true}"#;
         let c = parse(monai).unwrap();
-        assert_eq!((c.arch, c.feature_size, c.out_channels, c.downsample, c.use_v2), (Arch::Swinunetr, [24, 48, 96, 192], 14, Merging::Mergingv2, true));
+        assert_eq!(
+            (
+                c.arch,
+                c.feature_size,
+                c.out_channels,
+                c.downsample,
+                c.use_v2
+            ),
+            (
+                Arch::Swinunetr,
+                [24, 48, 96, 192],
+                14,
+                Merging::Mergingv2,
+                true
+            )
+        );
         c.validate().unwrap();
-        assert_eq!(parse(r#"{"window_size": [7, 7, 7], "feature_size": 12}"#).unwrap().arch, Arch::Swinunetr);
+        assert_eq!(
+            parse(r#"{"window_size": [7, 7, 7], "feature_size": 12}"#)
+                .unwrap()
+                .arch,
+            Arch::Swinunetr
+        );
         for (json, key, supported) in [
             (r#"{"patch_size": 4}"#, "patch_size", "2"),
-            (r#"{"arch": "swinunetr", "spatial_dims": 2}"#, "spatial_dims", "3"),
+            (
+                r#"{"arch": "swinunetr", "spatial_dims": 2}"#,
+                "spatial_dims",
+                "3",
+            ),
             (r#"{"normalize": false}"#, "normalize", "true"),
             (r#"{"dropout_path_rate": 0.1}"#, "dropout_path_rate", "0.0"),
             (r#"{"qkv_bias": false}"#, "qkv_bias", "true"),
-            (r#"{"norm_name": "batch", "patch_size": 2}"#, "norm_name", "instance"),
+            (
+                r#"{"norm_name": "batch", "patch_size": 2}"#,
+                "norm_name",
+                "instance",
+            ),
             (r#"{"window_size": [7, 7, 5]}"#, "window_size", "same size"),
         ] {
             let e = parse(json).unwrap_err();
             assert!(e.contains(key) && e.contains(supported), "{json}: {e}");
         }
-        assert!(parse(r#"{"img_size": [96, 96, 96]}"#).unwrap_err().contains("unknown field"));
-        assert!(parse(r#"{"arch": "repuxnet", "patch_size": 2}"#).unwrap_err().contains("SwinUNETR"));
+        assert!(parse(r#"{"img_size": [96, 96, 96]}"#)
+            .unwrap_err()
+            .contains("unknown field"));
+        assert!(parse(r#"{"arch": "repuxnet", "patch_size": 2}"#)
+            .unwrap_err()
+            .contains("SwinUNETR"));
     }
 
     #[test]
@@ -480,12 +643,28 @@ mod tests {
             "drop_path_rate": 0, "layer_scale_init_value": 1e-6, "hidden_size": 768, "norm_name": "instance",
             "conv_block": true, "res_block": true, "spatial_dims": 3, "ks": 21, "a": 1, "deploy": true}"#;
         let c = parse(authors).unwrap();
-        assert_eq!((c.arch, c.in_channels, c.out_channels, c.kernel(), c.alpha, c.reparam()), (Arch::Repuxnet, 1, 16, 21, 1.0, Reparam::None));
+        assert_eq!(
+            (
+                c.arch,
+                c.in_channels,
+                c.out_channels,
+                c.kernel(),
+                c.alpha,
+                c.reparam()
+            ),
+            (Arch::Repuxnet, 1, 16, 21, 1.0, Reparam::None)
+        );
         c.validate().unwrap();
-        assert_eq!(parse(r#"{"ks": 21, "deploy": false}"#).unwrap().reparam(), Reparam::Bfr);
+        assert_eq!(
+            parse(r#"{"ks": 21, "deploy": false}"#).unwrap().reparam(),
+            Reparam::Bfr
+        );
         assert_eq!(parse(r#"{"arch": "uxnet", "in_chans": 1, "out_chans": 14, "feat_size": [48, 96, 192, 384]}"#).unwrap().kernel(), 7);
         for (json, needle) in [
-            (r#"{"in_chans": 1, "in_channels": 1}"#, "name the same thing"),
+            (
+                r#"{"in_chans": 1, "in_channels": 1}"#,
+                "name the same thing",
+            ),
             (r#"{"deploy": true, "reparam": "bfr"}"#, "contradict"),
             (r#"{"arch": "uxnet", "deploy": true}"#, "RepUX-Net argument"),
             (r#"{"drop_path_rate": 0.1}"#, "drop_path_rate"),
@@ -502,7 +681,8 @@ mod tests {
     fn own_config_json_round_trips() {
         for p in PRESETS {
             let c = ModelConfig::preset(p).unwrap();
-            let back: ModelConfig = serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
+            let back: ModelConfig =
+                serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
             assert_eq!(back, c, "{p}");
         }
     }

@@ -15,7 +15,11 @@ pub mod weights;
 pub use config::{Arch, ModelConfig, Reparam};
 pub use net::{Net, UxNet};
 pub use swin_unetr::SwinUnetr;
-pub use weights::{deploy_state_dict, export, import_state_dict, load_into, load_model_dir, read_state_dict, read_weights, save_model_dir, state_dict, ExportFormat, KernelForm, StateDict, WeightError, Weights};
+pub use weights::{
+    deploy_state_dict, export, import_state_dict, load_into, load_model_dir, read_state_dict,
+    read_weights, save_model_dir, state_dict, ExportFormat, KernelForm, StateDict, WeightError,
+    Weights,
+};
 
 /// The CPU device repux computes on (burn's pure-Rust Flex backend).
 pub fn cpu() -> burn::tensor::Device {
@@ -32,6 +36,14 @@ pub struct ValuesError {
 
 /// The values of a tensor in C order as f32 (other float dtypes are converted); `what` names
 /// the tensor in the error.
-pub fn values<const D: usize>(t: burn::tensor::Tensor<D>, what: &str) -> Result<Vec<f32>, ValuesError> {
-    t.into_data().try_into_vec_as::<f32>().map_err(|e| ValuesError { what: what.to_string(), msg: format!("{e:?}") })
+pub fn values<const D: usize>(
+    t: burn::tensor::Tensor<D>,
+    what: &str,
+) -> Result<Vec<f32>, ValuesError> {
+    t.into_data()
+        .try_into_vec_as::<f32>()
+        .map_err(|e| ValuesError {
+            what: what.to_string(),
+            msg: format!("{e:?}"),
+        })
 }

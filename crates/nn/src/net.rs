@@ -62,9 +62,17 @@ pub struct Encoder {
 impl Encoder {
     pub fn new(cfg: &ModelConfig, device: &Device) -> Self {
         let f = cfg.feature_size;
-        let mut downsample_layers = vec![DownLayer { conv: Conv::new(cfg.in_channels, f[0], 7, 2, 3, 1, true, device), norm: LayerNormCf::new(f[0], 1e-6, device), norm_first: false }];
+        let mut downsample_layers = vec![DownLayer {
+            conv: Conv::new(cfg.in_channels, f[0], 7, 2, 3, 1, true, device),
+            norm: LayerNormCf::new(f[0], 1e-6, device),
+            norm_first: false,
+        }];
         for i in 0..3 {
-            downsample_layers.push(DownLayer { conv: Conv::new(f[i], f[i + 1], 2, 2, 0, 1, true, device), norm: LayerNormCf::new(f[i], 1e-6, device), norm_first: true });
+            downsample_layers.push(DownLayer {
+                conv: Conv::new(f[i], f[i + 1], 2, 2, 0, 1, true, device),
+                norm: LayerNormCf::new(f[i], 1e-6, device),
+                norm_first: true,
+            });
         }
         let k = cfg.kernel();
         let stages = (0..4)
@@ -73,7 +81,11 @@ impl Encoder {
                     .map(|_| match cfg.arch {
                         Arch::Repuxnet => {
                             let alpha = (cfg.reparam() == Reparam::Bfr).then_some(cfg.alpha);
-                            let sr: &[usize] = if cfg.reparam() == Reparam::Sr { &cfg.sr_kernels } else { &[] };
+                            let sr: &[usize] = if cfg.reparam() == Reparam::Sr {
+                                &cfg.sr_kernels
+                            } else {
+                                &[]
+                            };
                             Block::Rep(RepUxBlock::new(f[s], k, alpha, sr, device))
                         }
                         // (SwinUNETR never builds this encoder.)
@@ -82,8 +94,15 @@ impl Encoder {
                     .collect()
             })
             .collect();
-        let norms = f.iter().map(|&c| LayerNormCf::new(c, 1e-6, device)).collect();
-        Encoder { downsample_layers, stages, norms }
+        let norms = f
+            .iter()
+            .map(|&c| LayerNormCf::new(c, 1e-6, device))
+            .collect();
+        Encoder {
+            downsample_layers,
+            stages,
+            norms,
+        }
     }
 
     /// The four normalised stage outputs.
@@ -159,11 +178,16 @@ impl Net {
     pub fn check_input(&self, dims: [usize; 5]) -> Result<(), String> {
         let [_, c, d, h, w] = dims;
         if c != self.config().in_channels {
-            return Err(format!("input has {c} channels, the model expects {}", self.config().in_channels));
+            return Err(format!(
+                "input has {c} channels, the model expects {}",
+                self.config().in_channels
+            ));
         }
         let m = self.config().size_multiple();
         if [d, h, w].iter().any(|s| s % m != 0 || *s == 0) {
-            return Err(format!("input size {d}×{h}×{w}: every side must be a positive multiple of {m}"));
+            return Err(format!(
+                "input size {d}×{h}×{w}: every side must be a positive multiple of {m}"
+            ));
         }
         Ok(())
     }
@@ -242,5 +266,4 @@ impl UxNet {
         let d = self.decoder2.forward(d, e1);
         self.out.forward(self.decoder1.forward(d))
     }
-
 }

@@ -14,24 +14,24 @@
 //! Shapes: x [N, C, D, H, W]; depthwise weight [C, 1, K, K, K]; dense weight [O, I/g, k, k, k];
 //! transposed weight [I, O, 2, 2, 2] (PyTorch's layout).
 
-use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
-use burn::backend::ops::ModuleOps;
-use burn::backend::TensorMetadata;
-use burn::backend::tensor::FloatTensor;
-use burn::backend::{backend_extension, Autodiff, Dispatch, Flex};
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::autodiff::NodeId;
 use burn::backend::flex::FlexTensor;
+use burn::backend::ops::ModuleOps;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::TensorMetadata;
+use burn::backend::{backend_extension, Autodiff, Dispatch, Flex};
 use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
 use burn::tensor::{Shape, Tensor, TensorData};
-use std::borrow::Cow;
-use std::sync::atomic::{AtomicBool, Ordering};
 use repux_kernels::dense::{self, ConvShape, UpShape};
 use repux_kernels::depthwise::{self, DwAlgo, DwSaved, DwShape};
-use std::sync::Arc;
 use repux_kernels::norm;
+use std::borrow::Cow;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 /// When set, every conv runs burn's generic module op instead of repux's kernels (the peer
 /// `repux bench model` times against, in the same process). Off by default.
@@ -50,9 +50,20 @@ fn burn_ops() -> bool {
 #[backend_extension(Autodiff, Flex)]
 pub trait ConvBackend: burn::backend::Backend {
     /// Depthwise conv, stride 1, 'same' zero padding (K odd), with bias.
-    fn depthwise_conv3d(x: FloatTensor<Self>, weight: FloatTensor<Self>, bias: FloatTensor<Self>) -> FloatTensor<Self>;
+    fn depthwise_conv3d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
     /// Dense or grouped conv with a cubic kernel and a bias (zeros for a conv without one).
-    fn conv3d_bias(x: FloatTensor<Self>, weight: FloatTensor<Self>, bias: FloatTensor<Self>, stride: usize, padding: usize, groups: usize) -> FloatTensor<Self>;
+    fn conv3d_bias(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        stride: usize,
+        padding: usize,
+        groups: usize,
+    ) -> FloatTensor<Self>;
     /// Transposed conv, kernel 2, stride 2, no bias.
     fn conv_transpose3d_k2s2(x: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self>;
     /// InstanceNorm (no affine, instance statistics) then LeakyReLU(`slope`) on `[N, C, …]`;
@@ -72,18 +83,37 @@ fn up_options() -> ConvTransposeOptions<3> {
 }
 
 /// Burn's generic depthwise conv (the reference the fast kernel is checked against).
-pub fn burn_depthwise<B: burn::backend::Backend>(x: FloatTensor<B>, weight: FloatTensor<B>, bias: FloatTensor<B>) -> FloatTensor<B> {
+pub fn burn_depthwise<B: burn::backend::Backend>(
+    x: FloatTensor<B>,
+    weight: FloatTensor<B>,
+    bias: FloatTensor<B>,
+) -> FloatTensor<B> {
     let opts = dw_options(&weight.shape().dims::<5>());
     <B as ModuleOps<B>>::conv3d(x, weight, Some(bias), opts)
 }
 
 /// Burn's generic dense/grouped conv (the reference the fast kernel is checked against).
-pub fn burn_conv3d<B: burn::backend::Backend>(x: FloatTensor<B>, weight: FloatTensor<B>, bias: FloatTensor<B>, stride: usize, padding: usize, groups: usize) -> FloatTensor<B> {
-    <B as ModuleOps<B>>::conv3d(x, weight, Some(bias), ConvOptions::new([stride; 3], [padding; 3], [1, 1, 1], groups))
+pub fn burn_conv3d<B: burn::backend::Backend>(
+    x: FloatTensor<B>,
+    weight: FloatTensor<B>,
+    bias: FloatTensor<B>,
+    stride: usize,
+    padding: usize,
+    groups: usize,
+) -> FloatTensor<B> {
+    <B as ModuleOps<B>>::conv3d(
+        x,
+        weight,
+        Some(bias),
+        ConvOptions::new([stride; 3], [padding; 3], [1, 1, 1], groups),
+    )
 }
 
 /// Burn's generic transposed conv, kernel 2, stride 2 (the reference).
-pub fn burn_conv_transpose3d_k2s2<B: burn::backend::Backend>(x: FloatTensor<B>, weight: FloatTensor<B>) -> FloatTensor<B> {
+pub fn burn_conv_transpose3d_k2s2<B: burn::backend::Backend>(
+    x: FloatTensor<B>,
+    weight: FloatTensor<B>,
+) -> FloatTensor<B> {
     <B as ModuleOps<B>>::conv_transpose3d(x, weight, None, up_options())
 }
 
@@ -92,8 +122,14 @@ fn flex_vec(t: FloatTensor<Flex>) -> Vec<f32> {
     // f32 moves the buffer out when the tensor owns it (no copy); other float dtypes convert.
     // Either way the dtype matches, so the conversion cannot fail; if it ever did, the kernels
     // must not run on an empty or garbled buffer.
-    let data = if data.dtype() == burn::tensor::DType::F32 { data } else { data.convert::<f32>() };
-    data.try_into_vec::<f32>().unwrap_or_else(|e| panic!("repux kernels: a tensor converted to f32 could not be read as f32 ({e:?})"))
+    let data = if data.dtype() == burn::tensor::DType::F32 {
+        data
+    } else {
+        data.convert::<f32>()
+    };
+    data.try_into_vec::<f32>().unwrap_or_else(|e| {
+        panic!("repux kernels: a tensor converted to f32 could not be read as f32 ({e:?})")
+    })
 }
 
 /// The tensor's f32 values, borrowed where its storage is a contiguous f32 buffer (every tensor
@@ -117,7 +153,14 @@ fn flex_tensor(v: Vec<f32>, shape: impl Into<Shape>) -> FloatTensor<Flex> {
 
 fn dw_shape(x: &FloatTensor<Flex>, weight: &FloatTensor<Flex>) -> DwShape {
     let [n, c, d, h, w] = x.shape().dims::<5>();
-    DwShape { n, c, d, h, w, k: weight.shape().dims::<5>()[2] }
+    DwShape {
+        n,
+        c,
+        d,
+        h,
+        w,
+        k: weight.shape().dims::<5>()[2],
+    }
 }
 
 /// Stride, padding and groups of a dense conv (the autodiff state carries them).
@@ -131,27 +174,64 @@ struct ConvParams {
 fn conv_shape(x: &FloatTensor<Flex>, weight: &FloatTensor<Flex>, p: ConvParams) -> ConvShape {
     let [n, cin, d, h, w] = x.shape().dims::<5>();
     let [cout, _, k, _, _] = weight.shape().dims::<5>();
-    ConvShape { n, cin, cout, d, h, w, k, stride: p.stride, pad: p.padding, groups: p.groups }
+    ConvShape {
+        n,
+        cin,
+        cout,
+        d,
+        h,
+        w,
+        k,
+        stride: p.stride,
+        pad: p.padding,
+        groups: p.groups,
+    }
 }
 
 fn up_shape(x: &FloatTensor<Flex>, weight: &FloatTensor<Flex>) -> UpShape {
     let [n, cin, d, h, w] = x.shape().dims::<5>();
-    UpShape { n, cin, cout: weight.shape().dims::<5>()[1], d, h, w }
+    UpShape {
+        n,
+        cin,
+        cout: weight.shape().dims::<5>()[1],
+        d,
+        h,
+        w,
+    }
 }
 
-fn flex_conv3d(x: FloatTensor<Flex>, weight: FloatTensor<Flex>, bias: FloatTensor<Flex>, p: ConvParams) -> FloatTensor<Flex> {
+fn flex_conv3d(
+    x: FloatTensor<Flex>,
+    weight: FloatTensor<Flex>,
+    bias: FloatTensor<Flex>,
+    p: ConvParams,
+) -> FloatTensor<Flex> {
     let s = conv_shape(&x, &weight, p);
-    let y = dense::conv3d_forward(&s, &flex_slice(&x), &flex_slice(&weight), Some(&flex_slice(&bias)));
+    let y = dense::conv3d_forward(
+        &s,
+        &flex_slice(&x),
+        &flex_slice(&weight),
+        Some(&flex_slice(&bias)),
+    );
     let [od, oh, ow] = s.out();
     flex_tensor(y, [s.n, s.cout, od, oh, ow])
 }
 
 /// The depthwise conv on Flex; with `keep`, also what the FFT path's backward reuses (the
 /// kernel and input spectra; `None` on the direct path).
-fn flex_depthwise(x: FloatTensor<Flex>, weight: FloatTensor<Flex>, bias: FloatTensor<Flex>, keep: bool) -> (FloatTensor<Flex>, Option<DwSaved>) {
+fn flex_depthwise(
+    x: FloatTensor<Flex>,
+    weight: FloatTensor<Flex>,
+    bias: FloatTensor<Flex>,
+    keep: bool,
+) -> (FloatTensor<Flex>, Option<DwSaved>) {
     let s = dw_shape(&x, &weight);
     let (x, w, b) = (flex_slice(&x), flex_slice(&weight), flex_slice(&bias));
-    let (y, saved) = if keep { depthwise::forward_saving(&s, &x, &w, Some(&b), DwAlgo::Auto) } else { (depthwise::forward(&s, &x, &w, Some(&b), DwAlgo::Auto), None) };
+    let (y, saved) = if keep {
+        depthwise::forward_saving(&s, &x, &w, Some(&b), DwAlgo::Auto)
+    } else {
+        (depthwise::forward(&s, &x, &w, Some(&b), DwAlgo::Auto), None)
+    };
     (flex_tensor(y, [s.n, s.c, s.d, s.h, s.w]), saved)
 }
 
@@ -162,19 +242,39 @@ fn flex_up(x: FloatTensor<Flex>, weight: FloatTensor<Flex>) -> FloatTensor<Flex>
 }
 
 impl ConvBackend for Flex {
-    fn depthwise_conv3d(x: FloatTensor<Self>, weight: FloatTensor<Self>, bias: FloatTensor<Self>) -> FloatTensor<Self> {
+    fn depthwise_conv3d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
         if burn_ops() {
             return burn_depthwise::<Self>(x, weight, bias);
         }
         flex_depthwise(x, weight, bias, false).0
     }
-    fn conv3d_bias(x: FloatTensor<Self>, weight: FloatTensor<Self>, bias: FloatTensor<Self>, stride: usize, padding: usize, groups: usize) -> FloatTensor<Self> {
+    fn conv3d_bias(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        stride: usize,
+        padding: usize,
+        groups: usize,
+    ) -> FloatTensor<Self> {
         // (Until the columns-free path for stride-1 3³ convs, wide convs went to burn's forward
         // here; ours is now about twice as fast on them, `repux bench kernels`.)
         if burn_ops() {
             return burn_conv3d::<Self>(x, weight, bias, stride, padding, groups);
         }
-        flex_conv3d(x, weight, bias, ConvParams { stride, padding, groups })
+        flex_conv3d(
+            x,
+            weight,
+            bias,
+            ConvParams {
+                stride,
+                padding,
+                groups,
+            },
+        )
     }
     fn conv_transpose3d_k2s2(x: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self> {
         if burn_ops() {
@@ -188,12 +288,19 @@ impl ConvBackend for Flex {
     fn add_leaky_relu(a: FloatTensor<Self>, b: FloatTensor<Self>, slope: f64) -> FloatTensor<Self> {
         let shape = a.shape();
         assert_eq!(shape, b.shape(), "add_leaky_relu: shapes differ");
-        flex_tensor(norm::add_act(&flex_slice(&a), &flex_slice(&b), slope as f32), shape)
+        flex_tensor(
+            norm::add_act(&flex_slice(&a), &flex_slice(&b), slope as f32),
+            shape,
+        )
     }
 }
 
 /// InstanceNorm + LeakyReLU on Flex: the output and each row's 1/σ.
-fn flex_instance_norm_act(x: &FloatTensor<Flex>, eps: f64, slope: f64) -> (FloatTensor<Flex>, Vec<f32>) {
+fn flex_instance_norm_act(
+    x: &FloatTensor<Flex>,
+    eps: f64,
+    slope: f64,
+) -> (FloatTensor<Flex>, Vec<f32>) {
     let (y, rstd) = norm::instance_norm_act(&flex_slice(x), row_len(x), eps as f32, slope as f32);
     (flex_tensor(y, x.shape()), rstd)
 }
@@ -206,12 +313,23 @@ impl Backward<Flex, 1> for NormActBackward {
     /// The output, each row's 1/σ and the slope.
     type State = (FloatTensor<Flex>, Vec<f32>, f32);
 
-    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+    fn backward(
+        self,
+        ops: Ops<Self::State, 1>,
+        grads: &mut Gradients,
+        _checkpointer: &mut Checkpointer,
+    ) {
         let [node_x] = ops.parents;
         let dy = grads.consume::<Flex>(&ops.node);
         let (y, rstd, slope) = ops.state;
         if let Some(node) = node_x {
-            let dx = norm::instance_norm_act_backward(&flex_slice(&y), &flex_slice(&dy), &rstd, row_len(&y), slope);
+            let dx = norm::instance_norm_act_backward(
+                &flex_slice(&y),
+                &flex_slice(&dy),
+                &rstd,
+                row_len(&y),
+                slope,
+            );
             grads.register::<Flex>(node.id, flex_tensor(dx, y.shape()));
         }
     }
@@ -225,11 +343,19 @@ impl Backward<Flex, 2> for AddActBackward {
     /// The output and the slope.
     type State = (FloatTensor<Flex>, f32);
 
-    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+    fn backward(
+        self,
+        ops: Ops<Self::State, 2>,
+        grads: &mut Gradients,
+        _checkpointer: &mut Checkpointer,
+    ) {
         let [node_a, node_b] = ops.parents;
         let dy = grads.consume::<Flex>(&ops.node);
         let (y, slope) = ops.state;
-        let g = flex_tensor(norm::act_backward(&flex_slice(&y), &flex_slice(&dy), slope), y.shape());
+        let g = flex_tensor(
+            norm::act_backward(&flex_slice(&y), &flex_slice(&dy), slope),
+            y.shape(),
+        );
         match (node_a, node_b) {
             (Some(a), Some(b)) => {
                 grads.register::<Flex>(a.id, g.clone());
@@ -258,16 +384,33 @@ enum DwState {
 impl Backward<Flex, 3> for DepthwiseBackward {
     type State = DwState;
 
-    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
+    fn backward(
+        self,
+        ops: Ops<Self::State, 3>,
+        grads: &mut Gradients,
+        checkpointer: &mut Checkpointer,
+    ) {
         let [node_x, node_w, node_b] = ops.parents;
         let dy = grads.consume::<Flex>(&ops.node);
         let (s, (dx, dw, db)) = match ops.state {
-            DwState::Spectra(saved) => (saved.shape(), depthwise::backward_saved(&saved, &flex_slice(&dy))),
+            DwState::Spectra(saved) => (
+                saved.shape(),
+                depthwise::backward_saved(&saved, &flex_slice(&dy)),
+            ),
             DwState::Nodes(xs, ws) => {
                 let x: FloatTensor<Flex> = checkpointer.retrieve_node_output(xs);
                 let w: FloatTensor<Flex> = checkpointer.retrieve_node_output(ws);
                 let s = dw_shape(&x, &w);
-                (s, depthwise::backward(&s, &flex_slice(&x), &flex_slice(&w), &flex_slice(&dy), DwAlgo::Auto))
+                (
+                    s,
+                    depthwise::backward(
+                        &s,
+                        &flex_slice(&x),
+                        &flex_slice(&w),
+                        &flex_slice(&dy),
+                        DwAlgo::Auto,
+                    ),
+                )
             }
         };
         if let Some(node) = node_x {
@@ -291,7 +434,12 @@ impl Backward<Flex, 3> for DenseBackward {
     /// Checkpointed input and weight, and the conv's parameters.
     type State = (NodeId, NodeId, ConvParams);
 
-    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
+    fn backward(
+        self,
+        ops: Ops<Self::State, 3>,
+        grads: &mut Gradients,
+        checkpointer: &mut Checkpointer,
+    ) {
         let [node_x, node_w, node_b] = ops.parents;
         let dy = grads.consume::<Flex>(&ops.node);
         let (xs, ws, p) = ops.state;
@@ -299,7 +447,13 @@ impl Backward<Flex, 3> for DenseBackward {
         let w: FloatTensor<Flex> = checkpointer.retrieve_node_output(ws);
         let s = conv_shape(&x, &w, p);
         let wdims = w.shape().dims::<5>();
-        let (dx, dw, db) = dense::conv3d_backward(&s, &flex_slice(&x), &flex_slice(&w), &flex_slice(&dy), node_x.is_some());
+        let (dx, dw, db) = dense::conv3d_backward(
+            &s,
+            &flex_slice(&x),
+            &flex_slice(&w),
+            &flex_slice(&dy),
+            node_x.is_some(),
+        );
         if let Some(node) = node_x {
             grads.register::<Flex>(node.id, flex_tensor(dx, [s.n, s.cin, s.d, s.h, s.w]));
         }
@@ -319,14 +473,24 @@ struct UpBackward;
 impl Backward<Flex, 2> for UpBackward {
     type State = (NodeId, NodeId);
 
-    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
+    fn backward(
+        self,
+        ops: Ops<Self::State, 2>,
+        grads: &mut Gradients,
+        checkpointer: &mut Checkpointer,
+    ) {
         let [node_x, node_w] = ops.parents;
         let dy = grads.consume::<Flex>(&ops.node);
         let (xs, ws) = ops.state;
         let x: FloatTensor<Flex> = checkpointer.retrieve_node_output(xs);
         let w: FloatTensor<Flex> = checkpointer.retrieve_node_output(ws);
         let s = up_shape(&x, &w);
-        let (dx, dw) = dense::conv_transpose_k2s2_backward(&s, &flex_slice(&x), &flex_slice(&w), &flex_slice(&dy));
+        let (dx, dw) = dense::conv_transpose_k2s2_backward(
+            &s,
+            &flex_slice(&x),
+            &flex_slice(&w),
+            &flex_slice(&dy),
+        );
         if let Some(node) = node_x {
             grads.register::<Flex>(node.id, flex_tensor(dx, [s.n, s.cin, s.d, s.h, s.w]));
         }
@@ -337,12 +501,28 @@ impl Backward<Flex, 2> for UpBackward {
 }
 
 impl<C: CheckpointStrategy> ConvBackend for Autodiff<Flex, C> {
-    fn depthwise_conv3d(x: FloatTensor<Self>, weight: FloatTensor<Self>, bias: FloatTensor<Self>) -> FloatTensor<Self> {
+    fn depthwise_conv3d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
         if burn_ops() {
             return burn_depthwise::<Self>(x, weight, bias);
         }
-        let out = |x: &FloatTensor<Self>, w: &FloatTensor<Self>, b: &FloatTensor<Self>, keep: bool| flex_depthwise(x.primitive().clone(), w.primitive().clone(), b.primitive().clone(), keep);
-        match DepthwiseBackward.prepare::<C>([x.node(), weight.node(), bias.node()]).compute_bound().stateful() {
+        let out =
+            |x: &FloatTensor<Self>, w: &FloatTensor<Self>, b: &FloatTensor<Self>, keep: bool| {
+                flex_depthwise(
+                    x.primitive().clone(),
+                    w.primitive().clone(),
+                    b.primitive().clone(),
+                    keep,
+                )
+            };
+        match DepthwiseBackward
+            .prepare::<C>([x.node(), weight.node(), bias.node()])
+            .compute_bound()
+            .stateful()
+        {
             OpsKind::Tracked(mut prep) => match out(&x, &weight, &bias, true) {
                 // The FFT path: its spectra replace the input and weight.
                 (y, Some(saved)) => prep.finish(DwState::Spectra(Arc::new(saved)), y),
@@ -355,13 +535,35 @@ impl<C: CheckpointStrategy> ConvBackend for Autodiff<Flex, C> {
             OpsKind::UnTracked(prep) => prep.finish(out(&x, &weight, &bias, false).0),
         }
     }
-    fn conv3d_bias(x: FloatTensor<Self>, weight: FloatTensor<Self>, bias: FloatTensor<Self>, stride: usize, padding: usize, groups: usize) -> FloatTensor<Self> {
+    fn conv3d_bias(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        stride: usize,
+        padding: usize,
+        groups: usize,
+    ) -> FloatTensor<Self> {
         if burn_ops() {
             return burn_conv3d::<Self>(x, weight, bias, stride, padding, groups);
         }
-        let p = ConvParams { stride, padding, groups };
-        let out = |x: &FloatTensor<Self>, w: &FloatTensor<Self>, b: &FloatTensor<Self>| flex_conv3d(x.primitive().clone(), w.primitive().clone(), b.primitive().clone(), p);
-        match DenseBackward.prepare::<C>([x.node(), weight.node(), bias.node()]).compute_bound().stateful() {
+        let p = ConvParams {
+            stride,
+            padding,
+            groups,
+        };
+        let out = |x: &FloatTensor<Self>, w: &FloatTensor<Self>, b: &FloatTensor<Self>| {
+            flex_conv3d(
+                x.primitive().clone(),
+                w.primitive().clone(),
+                b.primitive().clone(),
+                p,
+            )
+        };
+        match DenseBackward
+            .prepare::<C>([x.node(), weight.node(), bias.node()])
+            .compute_bound()
+            .stateful()
+        {
             OpsKind::Tracked(mut prep) => {
                 let xs = prep.checkpoint(&x);
                 let ws = prep.checkpoint(&weight);
@@ -375,8 +577,14 @@ impl<C: CheckpointStrategy> ConvBackend for Autodiff<Flex, C> {
         if burn_ops() {
             return burn_conv_transpose3d_k2s2::<Self>(x, weight);
         }
-        let out = |x: &FloatTensor<Self>, w: &FloatTensor<Self>| flex_up(x.primitive().clone(), w.primitive().clone());
-        match UpBackward.prepare::<C>([x.node(), weight.node()]).compute_bound().stateful() {
+        let out = |x: &FloatTensor<Self>, w: &FloatTensor<Self>| {
+            flex_up(x.primitive().clone(), w.primitive().clone())
+        };
+        match UpBackward
+            .prepare::<C>([x.node(), weight.node()])
+            .compute_bound()
+            .stateful()
+        {
             OpsKind::Tracked(mut prep) => {
                 let xs = prep.checkpoint(&x);
                 let ws = prep.checkpoint(&weight);
@@ -388,14 +596,26 @@ impl<C: CheckpointStrategy> ConvBackend for Autodiff<Flex, C> {
     }
     fn instance_norm_act(x: FloatTensor<Self>, eps: f64, slope: f64) -> FloatTensor<Self> {
         let (y, rstd) = flex_instance_norm_act(x.primitive(), eps, slope);
-        match NormActBackward.prepare::<C>([x.node()]).compute_bound().stateful() {
+        match NormActBackward
+            .prepare::<C>([x.node()])
+            .compute_bound()
+            .stateful()
+        {
             OpsKind::Tracked(prep) => prep.finish((y.clone(), rstd, slope as f32), y),
             OpsKind::UnTracked(prep) => prep.finish(y),
         }
     }
     fn add_leaky_relu(a: FloatTensor<Self>, b: FloatTensor<Self>, slope: f64) -> FloatTensor<Self> {
-        let y = <Flex as ConvBackend>::add_leaky_relu(a.primitive().clone(), b.primitive().clone(), slope);
-        match AddActBackward.prepare::<C>([a.node(), b.node()]).compute_bound().stateful() {
+        let y = <Flex as ConvBackend>::add_leaky_relu(
+            a.primitive().clone(),
+            b.primitive().clone(),
+            slope,
+        );
+        match AddActBackward
+            .prepare::<C>([a.node(), b.node()])
+            .compute_bound()
+            .stateful()
+        {
             OpsKind::Tracked(prep) => prep.finish((y.clone(), slope as f32), y),
             OpsKind::UnTracked(prep) => prep.finish(y),
         }
@@ -406,28 +626,57 @@ impl<C: CheckpointStrategy> ConvBackend for Autodiff<Flex, C> {
 pub fn depthwise_conv3d(x: Tensor<5>, weight: Tensor<5>, bias: Option<Tensor<1>>) -> Tensor<5> {
     let c = weight.dims()[0];
     let bias = bias.unwrap_or_else(|| Tensor::zeros([c], &weight.device()));
-    Tensor::from_dispatch(<Dispatch as ConvBackend>::depthwise_conv3d(x.into_dispatch(), weight.into_dispatch(), bias.into_dispatch()))
+    Tensor::from_dispatch(<Dispatch as ConvBackend>::depthwise_conv3d(
+        x.into_dispatch(),
+        weight.into_dispatch(),
+        bias.into_dispatch(),
+    ))
 }
 
 /// Dense (or grouped) conv with cubic kernel, given stride and padding.
-pub fn conv3d_dense(x: Tensor<5>, weight: Tensor<5>, bias: Option<Tensor<1>>, stride: usize, padding: usize, groups: usize) -> Tensor<5> {
+pub fn conv3d_dense(
+    x: Tensor<5>,
+    weight: Tensor<5>,
+    bias: Option<Tensor<1>>,
+    stride: usize,
+    padding: usize,
+    groups: usize,
+) -> Tensor<5> {
     let c = weight.dims()[0];
     let bias = bias.unwrap_or_else(|| Tensor::zeros([c], &weight.device()));
-    Tensor::from_dispatch(<Dispatch as ConvBackend>::conv3d_bias(x.into_dispatch(), weight.into_dispatch(), bias.into_dispatch(), stride, padding, groups))
+    Tensor::from_dispatch(<Dispatch as ConvBackend>::conv3d_bias(
+        x.into_dispatch(),
+        weight.into_dispatch(),
+        bias.into_dispatch(),
+        stride,
+        padding,
+        groups,
+    ))
 }
 
 /// InstanceNorm (no affine, instance statistics, biased variance) then LeakyReLU(`slope`) on
 /// `[N, C, …]`, fused (slope 1: InstanceNorm alone).
 pub fn instance_norm_act<const D: usize>(x: Tensor<D>, eps: f64, slope: f64) -> Tensor<D> {
-    Tensor::from_dispatch(<Dispatch as ConvBackend>::instance_norm_act(x.into_dispatch(), eps, slope))
+    Tensor::from_dispatch(<Dispatch as ConvBackend>::instance_norm_act(
+        x.into_dispatch(),
+        eps,
+        slope,
+    ))
 }
 
 /// `LeakyReLU(a + b, slope)`, fused.
 pub fn add_leaky_relu<const D: usize>(a: Tensor<D>, b: Tensor<D>, slope: f64) -> Tensor<D> {
-    Tensor::from_dispatch(<Dispatch as ConvBackend>::add_leaky_relu(a.into_dispatch(), b.into_dispatch(), slope))
+    Tensor::from_dispatch(<Dispatch as ConvBackend>::add_leaky_relu(
+        a.into_dispatch(),
+        b.into_dispatch(),
+        slope,
+    ))
 }
 
 /// Transposed conv, kernel 2, stride 2, no bias (the decoder's upsampling).
 pub fn conv_transpose3d_k2s2(x: Tensor<5>, weight: Tensor<5>) -> Tensor<5> {
-    Tensor::from_dispatch(<Dispatch as ConvBackend>::conv_transpose3d_k2s2(x.into_dispatch(), weight.into_dispatch()))
+    Tensor::from_dispatch(<Dispatch as ConvBackend>::conv_transpose3d_k2s2(
+        x.into_dispatch(),
+        weight.into_dispatch(),
+    ))
 }

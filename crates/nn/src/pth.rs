@@ -36,7 +36,8 @@ struct Pickle(Vec<u8>);
 impl Pickle {
     fn global(&mut self, module: &str, name: &str) {
         self.0.push(op::GLOBAL);
-        self.0.extend_from_slice(format!("{module}\n{name}\n").as_bytes());
+        self.0
+            .extend_from_slice(format!("{module}\n{name}\n").as_bytes());
     }
     fn string(&mut self, s: &str) {
         self.0.push(op::BINUNICODE);
@@ -44,7 +45,8 @@ impl Pickle {
         self.0.extend_from_slice(s.as_bytes());
     }
     fn int(&mut self, v: usize) -> Result<(), String> {
-        let v = i32::try_from(v).map_err(|_| format!("{v} does not fit a 32-bit pickle integer"))?;
+        let v =
+            i32::try_from(v).map_err(|_| format!("{v} does not fit a 32-bit pickle integer"))?;
         self.0.push(op::BININT);
         self.0.extend_from_slice(&v.to_le_bytes());
         Ok(())
@@ -80,7 +82,10 @@ fn data_pkl(sd: &StateDict) -> Result<Vec<u8>, String> {
     p.0.push(op::MARK);
     for (i, (key, (shape, values))) in sd.0.iter().enumerate() {
         if shape.iter().product::<usize>() != values.len() {
-            return Err(format!("tensor {key}: shape {shape:?} does not hold {} values", values.len()));
+            return Err(format!(
+                "tensor {key}: shape {shape:?} does not hold {} values",
+                values.len()
+            ));
         }
         p.string(key);
         p.global("torch._utils", "_rebuild_tensor_v2");
@@ -111,11 +116,23 @@ fn data_pkl(sd: &StateDict) -> Result<Vec<u8>, String> {
 pub fn pth_bytes(sd: &StateDict) -> Result<Vec<u8>, String> {
     let pkl = data_pkl(sd)?;
     let mut zip = zip::ZipWriter::new(Cursor::new(Vec::new()));
-    let stored = SimpleFileOptions::default().compression_method(CompressionMethod::Stored).with_alignment(64).large_file(false);
-    let record = |zip: &mut zip::ZipWriter<Cursor<Vec<u8>>>, name: &str, bytes: &[u8]| -> Result<(), String> {
-        let opts = if bytes.len() >= u32::MAX as usize { stored.large_file(true) } else { stored };
-        zip.start_file(format!("archive/{name}"), opts).map_err(|e| format!("zip record {name}: {e}"))?;
-        zip.write_all(bytes).map_err(|e| format!("zip record {name}: {e}"))
+    let stored = SimpleFileOptions::default()
+        .compression_method(CompressionMethod::Stored)
+        .with_alignment(64)
+        .large_file(false);
+    let record = |zip: &mut zip::ZipWriter<Cursor<Vec<u8>>>,
+                  name: &str,
+                  bytes: &[u8]|
+     -> Result<(), String> {
+        let opts = if bytes.len() >= u32::MAX as usize {
+            stored.large_file(true)
+        } else {
+            stored
+        };
+        zip.start_file(format!("archive/{name}"), opts)
+            .map_err(|e| format!("zip record {name}: {e}"))?;
+        zip.write_all(bytes)
+            .map_err(|e| format!("zip record {name}: {e}"))
     };
     record(&mut zip, "data.pkl", &pkl)?;
     record(&mut zip, "byteorder", b"little")?;
@@ -147,14 +164,21 @@ mod tests {
     #[test]
     fn written_pth_reads_back_through_pytorch_reader() {
         let mut sd = StateDict::default();
-        sd.0.insert("a.weight".into(), (vec![2, 1, 3], vec![1.0, -2.0, 3.5, 4.0, 5.0, -6.25]));
+        sd.0.insert(
+            "a.weight".into(),
+            (vec![2, 1, 3], vec![1.0, -2.0, 3.5, 4.0, 5.0, -6.25]),
+        );
         sd.0.insert("b.bias".into(), (vec![3], vec![0.5, 0.25, 0.125]));
         let d = tempfile::tempdir().unwrap();
         let path = d.path().join("x.pth");
         write_pth(&path, &sd).unwrap();
         let back = crate::weights::read_state_dict(&path).unwrap();
         assert_eq!(back, sd);
-        let bad = StateDict([("c".to_string(), (vec![2, 2], vec![1.0]))].into_iter().collect());
+        let bad = StateDict(
+            [("c".to_string(), (vec![2, 2], vec![1.0]))]
+                .into_iter()
+                .collect(),
+        );
         assert!(write_pth(&path, &bad).unwrap_err().contains("tensor c"));
     }
 }

@@ -23,12 +23,35 @@ pub struct Summary {
 }
 
 fn is_buffer(name: &str) -> bool {
-    name.ends_with("running_mean") || name.ends_with("running_var") || name.ends_with("relative_position_index")
+    name.ends_with("running_mean")
+        || name.ends_with("running_var")
+        || name.ends_with("relative_position_index")
 }
 
 pub fn summary(net: &Net) -> Result<Summary, crate::WeightError> {
-    let tensors: Vec<TensorEntry> = state_dict(net)?.0.into_iter().map(|(name, (shape, _))| TensorEntry { parameter: !is_buffer(&name), numel: shape.iter().product(), name, shape }).collect();
-    let parameters = tensors.iter().filter(|t| t.parameter).map(|t| t.numel).sum();
-    let buffers = tensors.iter().filter(|t| !t.parameter).map(|t| t.numel).sum();
-    Ok(Summary { parameters, buffers, tensors })
+    let tensors: Vec<TensorEntry> = state_dict(net)?
+        .0
+        .into_iter()
+        .map(|(name, (shape, _))| TensorEntry {
+            parameter: !is_buffer(&name),
+            numel: shape.iter().product(),
+            name,
+            shape,
+        })
+        .collect();
+    let parameters = tensors
+        .iter()
+        .filter(|t| t.parameter)
+        .map(|t| t.numel)
+        .sum();
+    let buffers = tensors
+        .iter()
+        .filter(|t| !t.parameter)
+        .map(|t| t.numel)
+        .sum();
+    Ok(Summary {
+        parameters,
+        buffers,
+        tensors,
+    })
 }

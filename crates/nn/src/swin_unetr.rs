@@ -33,8 +33,24 @@ impl SwinViT {
         let f = cfg.feature_size;
         SwinViT {
             patch_embed: Conv::new(cfg.in_channels, f[0], 2, 2, 0, 1, true, device),
-            layers: (0..4).map(|i| SwinStage::new(f[i], cfg.depths[i], cfg.num_heads[i], cfg.window_size, cfg.mlp_ratio, cfg.downsample, device)).collect(),
-            layers_c: if cfg.use_v2 { (0..4).map(|i| ResBlock::new(f[i], f[i], device)).collect() } else { Vec::new() },
+            layers: (0..4)
+                .map(|i| {
+                    SwinStage::new(
+                        f[i],
+                        cfg.depths[i],
+                        cfg.num_heads[i],
+                        cfg.window_size,
+                        cfg.mlp_ratio,
+                        cfg.downsample,
+                        device,
+                    )
+                })
+                .collect(),
+            layers_c: if cfg.use_v2 {
+                (0..4).map(|i| ResBlock::new(f[i], f[i], device)).collect()
+            } else {
+                Vec::new()
+            },
         }
     }
 

@@ -29,14 +29,14 @@ use crate::layers::conv::{Conv, DwConv, TranspConv};
 use crate::layers::linear::Linear;
 use crate::layers::norm::{LayerNorm, LayerNormCf};
 use crate::layers::patch_merging::PatchMerging;
+use crate::layers::repux_block::RepUxBlock;
 use crate::layers::swin_block::SwinBlock;
 use crate::layers::swin_stage::SwinStage;
-use crate::layers::window_attention::{relative_position_index, WindowAttention};
-use crate::swin_unetr::SwinUnetr;
-use crate::layers::repux_block::RepUxBlock;
 use crate::layers::unetr::{ResBlock, UpBlock};
 use crate::layers::ux_block::UxBlock;
+use crate::layers::window_attention::{relative_position_index, WindowAttention};
 use crate::net::{Block, Net, UxNet};
+use crate::swin_unetr::SwinUnetr;
 use burn::module::{Param, RunningState};
 use burn::nn::BatchNorm;
 use burn::tensor::{Device, Tensor, TensorData};
@@ -66,13 +66,24 @@ pub enum WeightError {
     Values(#[from] crate::ValuesError),
     #[error("{}: {msg}", path.display())]
     Read { path: PathBuf, msg: String },
-    #[error("weights do not fit the model:{}", format_lists(missing, unexpected, mismatched))]
-    Mismatch { missing: Vec<String>, unexpected: Vec<String>, mismatched: Vec<String> },
+    #[error(
+        "weights do not fit the model:{}",
+        format_lists(missing, unexpected, mismatched)
+    )]
+    Mismatch {
+        missing: Vec<String>,
+        unexpected: Vec<String>,
+        mismatched: Vec<String>,
+    },
 }
 
 fn format_lists(missing: &[String], unexpected: &[String], mismatched: &[String]) -> String {
     let mut s = String::new();
-    for (name, list) in [("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", mismatched)] {
+    for (name, list) in [
+        ("missing keys", missing),
+        ("unexpected keys", unexpected),
+        ("shape mismatches", mismatched),
+    ] {
         if !list.is_empty() {
             s.push_str(&format!("\n  {} {name}: {}", list.len(), list.join(", ")));
         }
@@ -88,7 +99,10 @@ fn key(p: &str, name: &str) -> String {
     }
 }
 
-fn data<const D: usize>(key: &str, t: Tensor<D>) -> Result<(Vec<usize>, Vec<f32>), crate::ValuesError> {
+fn data<const D: usize>(
+    key: &str,
+    t: Tensor<D>,
+) -> Result<(Vec<usize>, Vec<f32>), crate::ValuesError> {
     let shape = t.dims().to_vec();
     Ok((shape, crate::values(t, key)?))
 }
@@ -140,7 +154,9 @@ impl Visitor for Exporter {
         self.insert(key, data(key, r.value()));
     }
     fn constant(&mut self, key: &str, shape: &[usize], values: &[f32]) {
-        self.sd.0.insert(key.to_string(), (shape.to_vec(), values.to_vec()));
+        self.sd
+            .0
+            .insert(key.to_string(), (shape.to_vec(), values.to_vec()));
     }
 }
 
@@ -156,7 +172,13 @@ pub struct Importer {
 
 impl Importer {
     pub fn new(sd: StateDict, device: &Device) -> Self {
-        Importer { sd, used: BTreeSet::new(), missing: Vec::new(), mismatched: Vec::new(), device: device.clone() }
+        Importer {
+            sd,
+            used: BTreeSet::new(),
+            missing: Vec::new(),
+            mismatched: Vec::new(),
+            device: device.clone(),
+        }
     }
 
     fn take<const D: usize>(&mut self, k: &str, want: [usize; D]) -> Option<Tensor<D>> {
@@ -166,20 +188,34 @@ impl Importer {
         };
         self.used.insert(k.to_string());
         if shape.as_slice() != want.as_slice() {
-            self.mismatched.push(format!("{k} (file {shape:?}, model {want:?})"));
+            self.mismatched
+                .push(format!("{k} (file {shape:?}, model {want:?})"));
             return None;
         }
-        Some(Tensor::from_data(TensorData::new(values.clone(), want), &self.device))
+        Some(Tensor::from_data(
+            TensorData::new(values.clone(), want),
+            &self.device,
+        ))
     }
 
     /// Ok when every model tensor was found with its shape and every file key was used
     /// (`num_batches_tracked` counters are ignored).
     pub fn finish(self) -> Result<(), WeightError> {
-        let unexpected: Vec<String> = self.sd.0.keys().filter(|k| !self.used.contains(*k) && !k.ends_with("num_batches_tracked")).cloned().collect();
+        let unexpected: Vec<String> = self
+            .sd
+            .0
+            .keys()
+            .filter(|k| !self.used.contains(*k) && !k.ends_with("num_batches_tracked"))
+            .cloned()
+            .collect();
         if self.missing.is_empty() && self.mismatched.is_empty() && unexpected.is_empty() {
             Ok(())
         } else {
-            Err(WeightError::Mismatch { missing: self.missing, unexpected, mismatched: self.mismatched })
+            Err(WeightError::Mismatch {
+                missing: self.missing,
+                unexpected,
+                mismatched: self.mismatched,
+            })
         }
     }
 }
@@ -200,7 +236,9 @@ impl Visitor for Importer {
         if let Some((s, v)) = self.sd.0.get(key) {
             self.used.insert(key.to_string());
             if s.as_slice() != shape || v.as_slice() != values {
-                self.mismatched.push(format!("{key} (file {s:?} differs from the values this config derives, {shape:?})"));
+                self.mismatched.push(format!(
+                    "{key} (file {s:?} differs from the values this config derives, {shape:?})"
+                ));
             }
         }
     }
@@ -321,9 +359,15 @@ impl Weights for LayerNorm {
 
 impl Weights for WindowAttention {
     fn visit<V: Visitor>(&mut self, p: &str, v: &mut V) {
-        v.param(&key(p, "relative_position_bias_table"), &mut self.relative_position_bias_table);
+        v.param(
+            &key(p, "relative_position_bias_table"),
+            &mut self.relative_position_bias_table,
+        );
         let n = self.window.pow(3);
-        let idx: Vec<f32> = relative_position_index(self.window).into_iter().map(|i| i as f32).collect();
+        let idx: Vec<f32> = relative_position_index(self.window)
+            .into_iter()
+            .map(|i| i as f32)
+            .collect();
         v.constant(&key(p, "relative_position_index"), &[n, n], &idx);
         self.qkv.visit(&key(p, "qkv"), v);
         self.proj.visit(&key(p, "proj"), v);
@@ -359,17 +403,31 @@ impl Weights for SwinStage {
 /// MONAI's `SwinUNETR.state_dict()` names.
 impl Weights for SwinUnetr {
     fn visit<V: Visitor>(&mut self, _p: &str, v: &mut V) {
-        self.swin_vit.patch_embed.visit("swinViT.patch_embed.proj", v);
+        self.swin_vit
+            .patch_embed
+            .visit("swinViT.patch_embed.proj", v);
         for (i, l) in self.swin_vit.layers.iter_mut().enumerate() {
             l.visit(&format!("swinViT.layers{}.0", i + 1), v);
         }
         for (i, c) in self.swin_vit.layers_c.iter_mut().enumerate() {
             c.visit(&format!("swinViT.layers{}c.0.layer", i + 1), v);
         }
-        for (name, r) in [("encoder1", &mut self.encoder1), ("encoder2", &mut self.encoder2), ("encoder3", &mut self.encoder3), ("encoder4", &mut self.encoder4), ("encoder10", &mut self.encoder10)] {
+        for (name, r) in [
+            ("encoder1", &mut self.encoder1),
+            ("encoder2", &mut self.encoder2),
+            ("encoder3", &mut self.encoder3),
+            ("encoder4", &mut self.encoder4),
+            ("encoder10", &mut self.encoder10),
+        ] {
             r.visit(&format!("{name}.layer"), v);
         }
-        for (name, u) in [("decoder5", &mut self.decoder5), ("decoder4", &mut self.decoder4), ("decoder3", &mut self.decoder3), ("decoder2", &mut self.decoder2), ("decoder1", &mut self.decoder1)] {
+        for (name, u) in [
+            ("decoder5", &mut self.decoder5),
+            ("decoder4", &mut self.decoder4),
+            ("decoder3", &mut self.decoder3),
+            ("decoder2", &mut self.decoder2),
+            ("decoder1", &mut self.decoder1),
+        ] {
             u.visit(name, v);
         }
         self.out.visit("out.conv.conv", v);
@@ -393,8 +451,10 @@ impl Weights for UxNet {
         };
         for (i, d) in self.encoder.downsample_layers.iter_mut().enumerate() {
             let (conv, norm) = if d.norm_first { (1, 0) } else { (0, 1) };
-            d.conv.visit(&format!("{e}.downsample_layers.{i}.{conv}"), v);
-            d.norm.visit(&format!("{e}.downsample_layers.{i}.{norm}"), v);
+            d.conv
+                .visit(&format!("{e}.downsample_layers.{i}.{conv}"), v);
+            d.norm
+                .visit(&format!("{e}.downsample_layers.{i}.{norm}"), v);
         }
         for (s, stage) in self.encoder.stages.iter_mut().enumerate() {
             for (b, block) in stage.iter_mut().enumerate() {
@@ -408,10 +468,22 @@ impl Weights for UxNet {
         for (i, n) in self.encoder.norms.iter_mut().enumerate() {
             n.visit(&format!("{e}.norm{i}"), v);
         }
-        for (name, r) in [("encoder1", &mut self.encoder1), ("encoder2", &mut self.encoder2), ("encoder3", &mut self.encoder3), ("encoder4", &mut self.encoder4), ("encoder5", &mut self.encoder5), ("decoder1", &mut self.decoder1)] {
+        for (name, r) in [
+            ("encoder1", &mut self.encoder1),
+            ("encoder2", &mut self.encoder2),
+            ("encoder3", &mut self.encoder3),
+            ("encoder4", &mut self.encoder4),
+            ("encoder5", &mut self.encoder5),
+            ("decoder1", &mut self.decoder1),
+        ] {
             r.visit(&format!("{name}.layer"), v);
         }
-        for (name, u) in [("decoder5", &mut self.decoder5), ("decoder4", &mut self.decoder4), ("decoder3", &mut self.decoder3), ("decoder2", &mut self.decoder2)] {
+        for (name, u) in [
+            ("decoder5", &mut self.decoder5),
+            ("decoder4", &mut self.decoder4),
+            ("decoder3", &mut self.decoder3),
+            ("decoder2", &mut self.decoder2),
+        ] {
             u.visit(name, v);
         }
         self.out.visit("out.conv.conv", v);
@@ -419,18 +491,41 @@ impl Weights for UxNet {
 }
 
 fn read_err(path: &Path, msg: impl std::fmt::Display) -> WeightError {
-    WeightError::Read { path: path.to_path_buf(), msg: msg.to_string() }
+    WeightError::Read {
+        path: path.to_path_buf(),
+        msg: msg.to_string(),
+    }
 }
 
 /// Little-endian/native bytes of `dtype` → f32.
 fn bytes_to_f32(path: &Path, name: &str, dtype: &str, b: &[u8]) -> Result<Vec<f32>, WeightError> {
     Ok(match dtype {
-        "F32" => b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
-        "F64" => b.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])) as f32).collect(),
-        "F16" => b.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
-        "BF16" => b.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
-        "I64" => b.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8])) as f32).collect(),
-        other => return Err(read_err(path, format!("tensor {name}: dtype {other} is not supported"))),
+        "F32" => b
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+        "F64" => b
+            .chunks_exact(8)
+            .map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])) as f32)
+            .collect(),
+        "F16" => b
+            .chunks_exact(2)
+            .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
+        "BF16" => b
+            .chunks_exact(2)
+            .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
+        "I64" => b
+            .chunks_exact(8)
+            .map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8])) as f32)
+            .collect(),
+        other => {
+            return Err(read_err(
+                path,
+                format!("tensor {name}: dtype {other} is not supported"),
+            ))
+        }
     })
 }
 
@@ -458,17 +553,29 @@ pub fn read_weights(path: &Path) -> Result<(StateDict, KernelForm), WeightError>
     let mut form = KernelForm::Deploy;
     if name.ends_with(".safetensors") {
         let bytes = std::fs::read(path).map_err(|e| read_err(path, e))?;
-        let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| read_err(path, format!("not a valid safetensors file: {e}")))?;
-        if header.metadata().as_ref().and_then(|m| m.get(KERNEL_FORM_KEY)).is_some_and(|v| v == "training") {
+        let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
+            .map_err(|e| read_err(path, format!("not a valid safetensors file: {e}")))?;
+        if header
+            .metadata()
+            .as_ref()
+            .and_then(|m| m.get(KERNEL_FORM_KEY))
+            .is_some_and(|v| v == "training")
+        {
             form = KernelForm::Training;
         }
-        let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| read_err(path, format!("not a valid safetensors file: {e}")))?;
+        let st = safetensors::SafeTensors::deserialize(&bytes)
+            .map_err(|e| read_err(path, format!("not a valid safetensors file: {e}")))?;
         for (k, view) in st.tensors() {
             let v = bytes_to_f32(path, &k, &format!("{:?}", view.dtype()), view.data())?;
             sd.0.insert(normalise_key(&k), (view.shape().to_vec(), v));
         }
-    } else if name.ends_with(".pth") || name.ends_with(".pt") || name.ends_with(".ckpt") || name.ends_with(".bin") {
-        let reader = pytorch_reader::PytorchReader::new(path).map_err(|e| read_err(path, format!("not a readable PyTorch checkpoint: {e}")))?;
+    } else if name.ends_with(".pth")
+        || name.ends_with(".pt")
+        || name.ends_with(".ckpt")
+        || name.ends_with(".bin")
+    {
+        let reader = pytorch_reader::PytorchReader::new(path)
+            .map_err(|e| read_err(path, format!("not a readable PyTorch checkpoint: {e}")))?;
         for (k, t) in reader.into_tensors() {
             let dtype = format!("{:?}", t.dtype()).to_ascii_uppercase();
             let shape = t.shape().to_vec();
@@ -477,7 +584,10 @@ pub fn read_weights(path: &Path) -> Result<(StateDict, KernelForm), WeightError>
             sd.0.insert(normalise_key(&k), (shape, v));
         }
     } else {
-        return Err(read_err(path, "unknown weight format (expected .pth, .pt, .safetensors, or a model directory)"));
+        return Err(read_err(
+            path,
+            "unknown weight format (expected .pth, .pt, .safetensors, or a model directory)",
+        ));
     }
     if sd.0.is_empty() {
         return Err(read_err(path, "holds no tensors"));
@@ -486,11 +596,27 @@ pub fn read_weights(path: &Path) -> Result<(StateDict, KernelForm), WeightError>
 }
 
 /// Writes a state dict as `.safetensors` (atomically).
-pub fn write_safetensors(path: &Path, sd: &StateDict, metadata: Option<std::collections::HashMap<String, String>>) -> Result<(), WeightError> {
-    let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = sd.0.iter().map(|(k, (s, v))| (k.clone(), v.iter().flat_map(|x| x.to_le_bytes()).collect(), s.clone())).collect();
+pub fn write_safetensors(
+    path: &Path,
+    sd: &StateDict,
+    metadata: Option<std::collections::HashMap<String, String>>,
+) -> Result<(), WeightError> {
+    let bytes: Vec<(String, Vec<u8>, Vec<usize>)> =
+        sd.0.iter()
+            .map(|(k, (s, v))| {
+                (
+                    k.clone(),
+                    v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+                    s.clone(),
+                )
+            })
+            .collect();
     let views: Vec<(String, safetensors::tensor::TensorView)> = bytes
         .iter()
-        .map(|(k, b, s)| safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b).map(|v| (k.clone(), v)))
+        .map(|(k, b, s)| {
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b)
+                .map(|v| (k.clone(), v))
+        })
         .collect::<Result<_, _>>()
         .map_err(|e| read_err(path, e))?;
     let out = safetensors::serialize(views, metadata).map_err(|e| read_err(path, e))?;
@@ -509,7 +635,12 @@ pub fn load_into(net: &mut Net, path: &Path, device: &Device) -> Result<(), Weig
 
 /// Replaces every tensor of `net` by the state dict's; a deploy-form file's kernels become the
 /// stored W that gives the same effective kernel ([`RepUxBlock::kernel_from_deploy`]).
-pub fn import_state_dict(net: &mut Net, sd: StateDict, form: KernelForm, device: &Device) -> Result<(), WeightError> {
+pub fn import_state_dict(
+    net: &mut Net,
+    sd: StateDict,
+    form: KernelForm,
+    device: &Device,
+) -> Result<(), WeightError> {
     let mut im = Importer::new(sd, device);
     net.visit("", &mut im);
     im.finish()?;
@@ -526,7 +657,10 @@ pub fn export(net: &Net, path: &Path, format: ExportFormat) -> Result<(), Weight
     match format {
         ExportFormat::Pth => crate::pth::write_pth(path, &sd).map_err(|e| read_err(path, e)),
         ExportFormat::Safetensors => {
-            let meta = [("format", "pt"), (KERNEL_FORM_KEY, "deploy")].into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            let meta = [("format", "pt"), (KERNEL_FORM_KEY, "deploy")]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
             write_safetensors(path, &sd, Some(meta))
         }
     }
@@ -542,8 +676,14 @@ pub enum ExportFormat {
 /// repux's model directory: `model.safetensors` (training form, marked so) + `config.json`.
 pub fn save_model_dir(net: &Net, dir: &Path) -> Result<(), WeightError> {
     std::fs::create_dir_all(dir).map_err(|e| read_err(dir, e))?;
-    let meta = [(KERNEL_FORM_KEY.to_string(), "training".to_string())].into_iter().collect();
-    write_safetensors(&dir.join("model.safetensors"), &state_dict(net)?, Some(meta))?;
+    let meta = [(KERNEL_FORM_KEY.to_string(), "training".to_string())]
+        .into_iter()
+        .collect();
+    write_safetensors(
+        &dir.join("model.safetensors"),
+        &state_dict(net)?,
+        Some(meta),
+    )?;
     let cp = dir.join("config.json");
     repux_volume::nifti::write_json(&cp, net.config()).map_err(|e| read_err(&cp, e))
 }
@@ -552,7 +692,8 @@ pub fn save_model_dir(net: &Net, dir: &Path) -> Result<(), WeightError> {
 pub fn load_model_dir(dir: &Path, device: &Device) -> Result<Net, WeightError> {
     let cp = dir.join("config.json");
     let text = std::fs::read_to_string(&cp).map_err(|e| read_err(&cp, e))?;
-    let cfg: ModelConfig = serde_json::from_str(&text).map_err(|e| read_err(&cp, format!("invalid model config: {e}")))?;
+    let cfg: ModelConfig = serde_json::from_str(&text)
+        .map_err(|e| read_err(&cp, format!("invalid model config: {e}")))?;
     cfg.validate().map_err(|e| read_err(&cp, e))?;
     let mut net = Net::new(&cfg, device);
     // A model directory holds repux's training W, whatever its metadata says (directories

@@ -4,13 +4,15 @@
 
 use burn::optim::{GradientsParams, SgdConfig};
 use burn::tensor::{Distribution, Tensor, TensorData};
-use repux_nn::layers::repux_block::RepUxBlock;
 use repux_nn::layers::reparam::bfr_delta;
+use repux_nn::layers::repux_block::RepUxBlock;
 use repux_nn::{cpu, load_into, ModelConfig, Net, Reparam};
 use std::path::{Path, PathBuf};
 
 fn fx(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 fn npy(name: &str) -> (Vec<usize>, Vec<f32>) {
@@ -24,17 +26,44 @@ fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
 
 /// ‖a − b‖₂ / ‖b‖₂
 fn rel_l2(a: &[f32], b: &[f32]) -> f64 {
-    let num: f64 = a.iter().zip(b).map(|(x, y)| (*x as f64 - *y as f64).powi(2)).sum();
+    let num: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (*x as f64 - *y as f64).powi(2))
+        .sum();
     let den: f64 = b.iter().map(|y| (*y as f64).powi(2)).sum();
     (num / den).sqrt()
 }
 
 /// Back-propagates `Σ ours·t` and `Σ theirs·t` and compares the gradients of the named 5-D and
 /// 1-D leaves to relative L2 `tol`.
-fn assert_same_gradients(ours: Tensor<5>, theirs: Tensor<5>, t: Tensor<5>, leaves5: &[(&str, &Tensor<5>)], leaves1: &[(&str, &Tensor<1>)], tol: f64, what: &str) {
+fn assert_same_gradients(
+    ours: Tensor<5>,
+    theirs: Tensor<5>,
+    t: Tensor<5>,
+    leaves5: &[(&str, &Tensor<5>)],
+    leaves1: &[(&str, &Tensor<1>)],
+    tol: f64,
+    what: &str,
+) {
     let g1 = (ours * t.clone()).sum().backward();
     let g2 = (theirs * t).sum().backward();
-    let pairs = leaves5.iter().map(|(n, l)| (*n, values(l.grad(&g1).unwrap()), values(l.grad(&g2).unwrap()))).chain(leaves1.iter().map(|(n, l)| (*n, values(l.grad(&g1).unwrap()), values(l.grad(&g2).unwrap()))));
+    let pairs = leaves5
+        .iter()
+        .map(|(n, l)| {
+            (
+                *n,
+                values(l.grad(&g1).unwrap()),
+                values(l.grad(&g2).unwrap()),
+            )
+        })
+        .chain(leaves1.iter().map(|(n, l)| {
+            (
+                *n,
+                values(l.grad(&g1).unwrap()),
+                values(l.grad(&g2).unwrap()),
+            )
+        }));
     for (name, a, b) in pairs {
         let e = rel_l2(&a, &b);
         assert!(e < tol, "{what} {name}: relative L2 {e}");
@@ -55,8 +84,16 @@ fn matches_pytorch_reference_and_deploy_merge_agrees() {
     for (name, config, weights) in [
         ("repux_k21", "repux_k21.json", "repux_k21.pth"),
         ("repux_k21", "repux_k21_authors.json", "repux_k21.pth"),
-        ("repux_k21_train", "repux_k21_train.json", "repux_k21_train.safetensors"),
-        ("repux_k7_plain", "repux_k7_plain.json", "repux_k7_plain.safetensors"),
+        (
+            "repux_k21_train",
+            "repux_k21_train.json",
+            "repux_k21_train.safetensors",
+        ),
+        (
+            "repux_k7_plain",
+            "repux_k7_plain.json",
+            "repux_k7_plain.safetensors",
+        ),
         ("uxnet_k7", "uxnet_k7.json", "uxnet_k7.pth"),
     ] {
         let cfg = ModelConfig::load(fx(config).to_str().unwrap()).unwrap();
@@ -74,19 +111,32 @@ fn matches_pytorch_reference_and_deploy_merge_agrees() {
         // Deploy: δ and BatchNorm folded into the kernels; same output to ≤ 1e-5 relative.
         let deployed = net.merge();
         let e2 = rel_l2(&values(deployed.forward(x)), &got);
-        assert!(e2 <= 1e-5, "{name}: deploy vs train-mode eval, relative L2 {e2}");
+        assert!(
+            e2 <= 1e-5,
+            "{name}: deploy vs train-mode eval, relative L2 {e2}"
+        );
     }
 }
 
 #[test]
 fn paper_parameter_counts() {
     // Counted as PyTorch does (tools/torch_reference.py printed the same numbers).
-    let rep = repux_nn::summary::summary(&Net::new(&ModelConfig::preset("paper").unwrap(), &cpu())).unwrap();
+    let rep = repux_nn::summary::summary(&Net::new(&ModelConfig::preset("paper").unwrap(), &cpu()))
+        .unwrap();
     assert_eq!(rep.parameters, 65_827_829);
     assert_eq!(rep.buffers, 2 * 2 * (48 + 96 + 192 + 384));
-    let dw: usize = rep.tensors.iter().filter(|t| t.name.ends_with("dwconv.weight")).map(|t| t.numel).sum();
+    let dw: usize = rep
+        .tensors
+        .iter()
+        .filter(|t| t.name.ends_with("dwconv.weight"))
+        .map(|t| t.numel)
+        .sum();
     assert_eq!(dw, 13_335_840, "the 21³ depthwise kernels");
-    let ux = repux_nn::summary::summary(&Net::new(&ModelConfig::preset("paper-uxnet").unwrap(), &cpu())).unwrap();
+    let ux = repux_nn::summary::summary(&Net::new(
+        &ModelConfig::preset("paper-uxnet").unwrap(),
+        &cpu(),
+    ))
+    .unwrap();
     assert_eq!(ux.parameters, 53_006_069);
 }
 
@@ -106,10 +156,20 @@ fn bfr_gradient_step_is_delta_scaled_and_w_is_never_overwritten() {
     assert_eq!(values(block.dwconv.weight.val()), w0);
     // The gradient reaching W_eff, from a plain conv whose weight is the effective kernel.
     let w_eff = block.effective_weight().detach().require_grad();
-    let loss = (repux_nn::ops::depthwise_conv3d(x.clone(), w_eff.clone(), Some(block.dwconv.bias.val().detach())) * target.clone()).sum();
+    let loss = (repux_nn::ops::depthwise_conv3d(
+        x.clone(),
+        w_eff.clone(),
+        Some(block.dwconv.bias.val().detach()),
+    ) * target.clone())
+    .sum();
     let g_eff = values(w_eff.grad(&loss.backward()).unwrap());
     // (a) One SGD step on the BFR conv: W changes by −lr · δ ⊙ ∂L/∂W_eff.
-    let loss = (repux_nn::ops::depthwise_conv3d(x, block.effective_weight(), Some(block.dwconv.bias.val())) * target).sum();
+    let loss = (repux_nn::ops::depthwise_conv3d(
+        x,
+        block.effective_weight(),
+        Some(block.dwconv.bias.val()),
+    ) * target)
+        .sum();
     let grads = GradientsParams::from_grads(loss.backward(), &block);
     let lr = 0.1;
     let mut optim = SgdConfig::new().init();
@@ -122,7 +182,10 @@ fn bfr_gradient_step_is_delta_scaled_and_w_is_never_overwritten() {
         worst = worst.max(((*a - *b) as f64 - want).abs());
     }
     // Tolerance: f32 rounding of W (|W| ≤ 1/√125) and of the gradient.
-    assert!(worst < 1e-6, "max deviation from the δ-scaled step: {worst}");
+    assert!(
+        worst < 1e-6,
+        "max deviation from the δ-scaled step: {worst}"
+    );
 }
 
 #[test]
@@ -130,10 +193,24 @@ fn sr_and_bn_merges_equal_the_training_network_in_eval() {
     let device = cpu();
     device.seed(5);
     for reparam in [Reparam::Sr, Reparam::Bfr, Reparam::None] {
-        let mut block = RepUxBlock::new(3, 7, (reparam == Reparam::Bfr).then_some(1.0), if reparam == Reparam::Sr { &[3, 5] } else { &[] }, &device);
+        let mut block = RepUxBlock::new(
+            3,
+            7,
+            (reparam == Reparam::Bfr).then_some(1.0),
+            if reparam == Reparam::Sr { &[3, 5] } else { &[] },
+            &device,
+        );
         // Non-trivial BatchNorm statistics everywhere (eval mode uses them).
         let c = 3;
-        let set = |n: &mut burn::nn::BatchNorm, s: f64| RepUxBlock::set_bn(n, &[1.2 * s, 0.8, 1.1], &[0.1, -0.2 * s, 0.05], &[0.3, -0.1, 0.2 * s], &[0.5, 1.5 * s, 0.9]);
+        let set = |n: &mut burn::nn::BatchNorm, s: f64| {
+            RepUxBlock::set_bn(
+                n,
+                &[1.2 * s, 0.8, 1.1],
+                &[0.1, -0.2 * s, 0.05],
+                &[0.3, -0.1, 0.2 * s],
+                &[0.5, 1.5 * s, 0.9],
+            )
+        };
         set(block.norm.as_mut().unwrap(), 1.0);
         for (i, br) in block.sr.iter_mut().enumerate() {
             set(&mut br.norm, 1.5 + i as f64);
@@ -161,14 +238,22 @@ fn authors_kernels_are_the_effective_kernels_under_bfr() {
     let delta = bfr_delta(21, 1.0);
     let mut blocks = 0;
     net.for_each_rep_block(|b| {
-        let key = format!("repuxnet_3d.stages.{}.{}.dwconv.weight", blocks / 2, blocks % 2);
+        let key = format!(
+            "repuxnet_3d.stages.{}.{}.dwconv.weight",
+            blocks / 2,
+            blocks % 2
+        );
         let (_, want) = &file.0[&key];
         let e = rel_l2(&values(b.effective_weight()), want);
         assert!(e < 1e-6, "{key}: effective kernel vs file, relative L2 {e}");
         // The stored W is the file's kernel divided by δ, tap by tap.
         let w = values(b.dwconv.weight.val());
         let k3 = delta.len();
-        let worst = w.iter().enumerate().map(|(i, v)| ((*v as f64) * delta[i % k3] - want[i] as f64).abs()).fold(0f64, f64::max);
+        let worst = w
+            .iter()
+            .enumerate()
+            .map(|(i, v)| ((*v as f64) * delta[i % k3] - want[i] as f64).abs())
+            .fold(0f64, f64::max);
         assert!(worst < 1e-5, "{key}: W·δ vs file off by {worst}");
         blocks += 1;
     });
@@ -178,7 +263,10 @@ fn authors_kernels_are_the_effective_kernels_under_bfr() {
     repux_nn::import_state_dict(&mut wrong, file, repux_nn::KernelForm::Training, &cpu()).unwrap();
     let (_, want) = npy("repux_k21_logits.npy");
     let e = rel_l2(&values(wrong.forward(input("repux_k21"))), &want);
-    assert!(e > 0.05, "δ applied twice should be visibly wrong, got relative L2 {e}");
+    assert!(
+        e > 0.05,
+        "δ applied twice should be visibly wrong, got relative L2 {e}"
+    );
 }
 
 /// `repux model export` writes the deploy form: for repux's training-form network, the state
@@ -194,12 +282,19 @@ fn export_writes_the_deploy_form_pytorch_computes() {
     let d = tempfile::tempdir().unwrap();
     let x = input("repux_k21_train");
     let logits = values(net.forward(x.clone()));
-    for (file, fmt) in [("m.pth", repux_nn::ExportFormat::Pth), ("m.safetensors", repux_nn::ExportFormat::Safetensors)] {
+    for (file, fmt) in [
+        ("m.pth", repux_nn::ExportFormat::Pth),
+        ("m.safetensors", repux_nn::ExportFormat::Safetensors),
+    ] {
         let path = d.path().join(file);
         repux_nn::export(&net, &path, fmt).unwrap();
         let (got, form) = repux_nn::read_weights(&path).unwrap();
         assert_eq!(form, repux_nn::KernelForm::Deploy, "{file}");
-        assert_eq!(got.0.keys().collect::<Vec<_>>(), want.0.keys().collect::<Vec<_>>(), "{file}: the authors' keys");
+        assert_eq!(
+            got.0.keys().collect::<Vec<_>>(),
+            want.0.keys().collect::<Vec<_>>(),
+            "{file}: the authors' keys"
+        );
         for (k, (shape, v)) in &want.0 {
             let (s2, v2) = &got.0[k];
             assert_eq!(s2, shape, "{k}");
@@ -219,7 +314,14 @@ fn export_writes_the_deploy_form_pytorch_computes() {
 /// kernel): a plain RepUX-Net of the same widths loading that file computes the same logits.
 #[test]
 fn sr_export_loads_into_the_plain_network() {
-    let cfg = ModelConfig { reparam: Some(Reparam::Sr), feature_size: [4, 8, 16, 16], hidden_size: 16, kernel_size: Some(7), sr_kernels: vec![3, 5], ..ModelConfig::default() };
+    let cfg = ModelConfig {
+        reparam: Some(Reparam::Sr),
+        feature_size: [4, 8, 16, 16],
+        hidden_size: 16,
+        kernel_size: Some(7),
+        sr_kernels: vec![3, 5],
+        ..ModelConfig::default()
+    };
     let device = cpu();
     device.seed(11);
     let net = Net::new(&cfg, &device);
@@ -227,7 +329,10 @@ fn sr_export_loads_into_the_plain_network() {
     let d = tempfile::tempdir().unwrap();
     let path = d.path().join("sr.pth");
     repux_nn::export(&net, &path, repux_nn::ExportFormat::Pth).unwrap();
-    let plain_cfg = ModelConfig { reparam: Some(Reparam::None), ..cfg.clone() };
+    let plain_cfg = ModelConfig {
+        reparam: Some(Reparam::None),
+        ..cfg.clone()
+    };
     let mut plain = Net::new(&plain_cfg, &cpu());
     load_into(&mut plain, &path, &cpu()).unwrap();
     let e = rel_l2(&values(plain.forward(x.clone())), &values(net.forward(x)));
@@ -238,15 +343,37 @@ fn sr_export_loads_into_the_plain_network() {
 fn weight_errors_list_the_keys() {
     let cfg = ModelConfig::load(fx("uxnet_k7.json").to_str().unwrap()).unwrap();
     // Wrong architecture: every encoder key is missing and every file encoder key unexpected.
-    let other = ModelConfig { arch: repux_nn::Arch::Repuxnet, reparam: None, ..cfg.clone() };
+    let other = ModelConfig {
+        arch: repux_nn::Arch::Repuxnet,
+        reparam: None,
+        ..cfg.clone()
+    };
     let mut net = Net::new(&other, &cpu());
-    let e = load_into(&mut net, &fx("uxnet_k7.pth"), &cpu()).unwrap_err().to_string();
-    assert!(e.contains("uxnet_k7.pth") && e.contains("missing keys") && e.contains("repuxnet_3d.stages.0.0.dwconv.weight") && e.contains("unexpected keys") && e.contains("uxnet_3d.stages.0.0.gamma"), "{e}");
+    let e = load_into(&mut net, &fx("uxnet_k7.pth"), &cpu())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("uxnet_k7.pth")
+            && e.contains("missing keys")
+            && e.contains("repuxnet_3d.stages.0.0.dwconv.weight")
+            && e.contains("unexpected keys")
+            && e.contains("uxnet_3d.stages.0.0.gamma"),
+        "{e}"
+    );
     // Wrong width: shape mismatches name the key and both shapes.
-    let wide = ModelConfig { out_channels: 7, ..cfg.clone() };
+    let wide = ModelConfig {
+        out_channels: 7,
+        ..cfg.clone()
+    };
     let mut net = Net::new(&wide, &cpu());
-    let e = load_into(&mut net, &fx("uxnet_k7.pth"), &cpu()).unwrap_err().to_string();
-    assert!(e.contains("shape mismatches") && e.contains("out.conv.conv.weight (file [3, 4, 1, 1, 1], model [7, 4, 1, 1, 1])"), "{e}");
+    let e = load_into(&mut net, &fx("uxnet_k7.pth"), &cpu())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("shape mismatches")
+            && e.contains("out.conv.conv.weight (file [3, 4, 1, 1, 1], model [7, 4, 1, 1, 1])"),
+        "{e}"
+    );
     // Not a checkpoint at all.
     let d = tempfile::tempdir().unwrap();
     let bad = d.path().join("x.pth");
@@ -273,9 +400,19 @@ fn model_directory_roundtrip() {
 fn whole_sr_network_merges_to_the_same_output() {
     // Seeded weights (unseeded, a rare draw put InstanceNorm over a near-constant 2-channel
     // feature map, which amplifies f32 rounding past the bound).
-    let cfg = ModelConfig { reparam: Some(Reparam::Sr), feature_size: [4, 8, 16, 16], hidden_size: 16, kernel_size: Some(7), sr_kernels: vec![3, 5], ..ModelConfig::default() };
+    let cfg = ModelConfig {
+        reparam: Some(Reparam::Sr),
+        feature_size: [4, 8, 16, 16],
+        hidden_size: 16,
+        kernel_size: Some(7),
+        sr_kernels: vec![3, 5],
+        ..ModelConfig::default()
+    };
     cfg.validate().unwrap();
-    let seeds: Vec<u64> = std::env::var("REPUX_SR_SEEDS").ok().map(|s| s.split(',').filter_map(|v| v.parse().ok()).collect()).unwrap_or_else(|| vec![7]);
+    let seeds: Vec<u64> = std::env::var("REPUX_SR_SEEDS")
+        .ok()
+        .map(|s| s.split(',').filter_map(|v| v.parse().ok()).collect())
+        .unwrap_or_else(|| vec![7]);
     for seed in seeds {
         let device = cpu();
         device.seed(seed);
@@ -284,7 +421,10 @@ fn whole_sr_network_merges_to_the_same_output() {
         let train = values(net.forward(x.clone()));
         let e = rel_l2(&values(net.merge().forward(x)), &train);
         eprintln!("seed {seed}: relative L2 {e:.2e}");
-        assert!(e <= 1e-5, "SR network merged vs eval (seed {seed}): relative L2 {e}");
+        assert!(
+            e <= 1e-5,
+            "SR network merged vs eval (seed {seed}): relative L2 {e}"
+        );
     }
 }
 
@@ -294,24 +434,55 @@ fn whole_sr_network_merges_to_the_same_output() {
 fn depthwise_extension_matches_burn_generic_op_and_its_gradients() {
     use burn::tensor::module::conv3d;
     use burn::tensor::ops::ConvOptions;
-    for (k, shape) in [(3usize, [2usize, 3, 5, 6, 7]), (7, [1, 2, 8, 8, 8]), (21, [1, 2, 6, 10, 12])] {
+    for (k, shape) in [
+        (3usize, [2usize, 3, 5, 6, 7]),
+        (7, [1, 2, 8, 8, 8]),
+        (21, [1, 2, 6, 10, 12]),
+    ] {
         let device = cpu().autodiff();
         device.seed(k as u64);
         let c = shape[1];
         // k3 runs the direct loops; k21 the FFT, whose backward reuses the forward's spectra.
-        let dw = repux_kernels::DwShape { n: shape[0], c, d: shape[2], h: shape[3], w: shape[4], k };
+        let dw = repux_kernels::DwShape {
+            n: shape[0],
+            c,
+            d: shape[2],
+            h: shape[3],
+            w: shape[4],
+            k,
+        };
         if k == 21 {
-            assert_eq!(repux_kernels::depthwise::choose(&dw), repux_kernels::DwAlgo::Fft);
+            assert_eq!(
+                repux_kernels::depthwise::choose(&dw),
+                repux_kernels::DwAlgo::Fft
+            );
         }
         let x = Tensor::<5>::random(shape, Distribution::Normal(0.0, 1.0), &device).require_grad();
-        let w = Tensor::<5>::random([c, 1, k, k, k], Distribution::Normal(0.0, 0.2), &device).require_grad();
+        let w = Tensor::<5>::random([c, 1, k, k, k], Distribution::Normal(0.0, 0.2), &device)
+            .require_grad();
         let b = Tensor::<1>::random([c], Distribution::Normal(0.0, 1.0), &device).require_grad();
         let t = Tensor::<5>::random(shape, Distribution::Normal(0.0, 1.0), &device);
         let ours = repux_nn::ops::depthwise_conv3d(x.clone(), w.clone(), Some(b.clone()));
-        let theirs = conv3d(x.clone(), w.clone(), Some(b.clone()), ConvOptions::new([1, 1, 1], [k / 2; 3], [1, 1, 1], c));
+        let theirs = conv3d(
+            x.clone(),
+            w.clone(),
+            Some(b.clone()),
+            ConvOptions::new([1, 1, 1], [k / 2; 3], [1, 1, 1], c),
+        );
         // Tolerance: f32 sums of up to K³ terms, FFT rounding: 1e-4 relative L2.
-        assert!(rel_l2(&values(ours.clone()), &values(theirs.clone())) < 1e-4, "k{k} forward");
-        assert_same_gradients(ours, theirs, t, &[("dx", &x), ("dw", &w)], &[("db", &b)], 1e-4, &format!("k{k}"));
+        assert!(
+            rel_l2(&values(ours.clone()), &values(theirs.clone())) < 1e-4,
+            "k{k} forward"
+        );
+        assert_same_gradients(
+            ours,
+            theirs,
+            t,
+            &[("dx", &x), ("dw", &w)],
+            &[("db", &b)],
+            1e-4,
+            &format!("k{k}"),
+        );
     }
 }
 
@@ -323,20 +494,57 @@ fn dense_and_transposed_extensions_match_burn_generic_ops_and_their_gradients() 
     use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
     // (cin, cout, k, stride, pad, groups, input shape): stem, 3³ res conv, downsampling, 1³ head,
     // grouped 1³ (UX-Net MLP), and a 3³ conv wide enough for Winograd (forward and dx).
-    let cases = [(1usize, 4usize, 7usize, 2usize, 3usize, 1usize, [1usize, 1, 9, 10, 8]), (3, 5, 3, 1, 1, 1, [2, 3, 6, 5, 7]), (4, 6, 2, 2, 0, 1, [2, 4, 6, 8, 4]), (6, 3, 1, 1, 0, 1, [1, 6, 4, 5, 3]), (6, 12, 1, 1, 0, 3, [2, 6, 3, 4, 5]), (32, 33, 3, 1, 1, 1, [1, 32, 16, 16, 17])];
+    let cases = [
+        (
+            1usize,
+            4usize,
+            7usize,
+            2usize,
+            3usize,
+            1usize,
+            [1usize, 1, 9, 10, 8],
+        ),
+        (3, 5, 3, 1, 1, 1, [2, 3, 6, 5, 7]),
+        (4, 6, 2, 2, 0, 1, [2, 4, 6, 8, 4]),
+        (6, 3, 1, 1, 0, 1, [1, 6, 4, 5, 3]),
+        (6, 12, 1, 1, 0, 3, [2, 6, 3, 4, 5]),
+        (32, 33, 3, 1, 1, 1, [1, 32, 16, 16, 17]),
+    ];
     for (i, &(cin, cout, k, stride, pad, groups, shape)) in cases.iter().enumerate() {
         let device = cpu().autodiff();
         device.seed(i as u64);
         let x = Tensor::<5>::random(shape, Distribution::Normal(0.0, 1.0), &device).require_grad();
-        let w = Tensor::<5>::random([cout, cin / groups, k, k, k], Distribution::Normal(0.0, 0.2), &device).require_grad();
+        let w = Tensor::<5>::random(
+            [cout, cin / groups, k, k, k],
+            Distribution::Normal(0.0, 0.2),
+            &device,
+        )
+        .require_grad();
         let b = Tensor::<1>::random([cout], Distribution::Normal(0.0, 1.0), &device).require_grad();
-        let ours = repux_nn::ops::conv3d_dense(x.clone(), w.clone(), Some(b.clone()), stride, pad, groups);
-        let theirs = conv3d(x.clone(), w.clone(), Some(b.clone()), ConvOptions::new([stride; 3], [pad; 3], [1, 1, 1], groups));
+        let ours =
+            repux_nn::ops::conv3d_dense(x.clone(), w.clone(), Some(b.clone()), stride, pad, groups);
+        let theirs = conv3d(
+            x.clone(),
+            w.clone(),
+            Some(b.clone()),
+            ConvOptions::new([stride; 3], [pad; 3], [1, 1, 1], groups),
+        );
         assert_eq!(ours.dims(), theirs.dims());
         // Tolerance: f32 sums of up to Cin·k³ terms in another order: 1e-5 relative L2.
-        assert!(rel_l2(&values(ours.clone()), &values(theirs.clone())) < 1e-5, "case {i} forward");
+        assert!(
+            rel_l2(&values(ours.clone()), &values(theirs.clone())) < 1e-5,
+            "case {i} forward"
+        );
         let t = Tensor::<5>::random(ours.dims(), Distribution::Normal(0.0, 1.0), &device);
-        assert_same_gradients(ours, theirs, t, &[("dx", &x), ("dw", &w)], &[("db", &b)], 1e-5, &format!("case {i}"));
+        assert_same_gradients(
+            ours,
+            theirs,
+            t,
+            &[("dx", &x), ("dw", &w)],
+            &[("db", &b)],
+            1e-5,
+            &format!("case {i}"),
+        );
     }
     // A wide conv (Cin·k³ > 1024): inference routes it to burn's forward, training to ours; both agree.
     let plain = cpu();
@@ -345,17 +553,45 @@ fn dense_and_transposed_extensions_match_burn_generic_ops_and_their_gradients() 
     let w = Tensor::<5>::random([8, 40, 3, 3, 3], Distribution::Normal(0.0, 0.1), &plain);
     let infer = repux_nn::ops::conv3d_dense(x.clone(), w.clone(), None, 1, 1, 1);
     let ad = cpu().autodiff();
-    let train = repux_nn::ops::conv3d_dense(Tensor::from_data(x.into_data(), &ad), Tensor::from_data(w.into_data(), &ad), None, 1, 1, 1);
-    assert!(rel_l2(&values(infer), &values(train)) < 1e-5, "wide conv: inference and training paths");
+    let train = repux_nn::ops::conv3d_dense(
+        Tensor::from_data(x.into_data(), &ad),
+        Tensor::from_data(w.into_data(), &ad),
+        None,
+        1,
+        1,
+        1,
+    );
+    assert!(
+        rel_l2(&values(infer), &values(train)) < 1e-5,
+        "wide conv: inference and training paths"
+    );
     let device = cpu().autodiff();
     device.seed(9);
-    let x = Tensor::<5>::random([2, 5, 3, 4, 2], Distribution::Normal(0.0, 1.0), &device).require_grad();
-    let w = Tensor::<5>::random([5, 3, 2, 2, 2], Distribution::Normal(0.0, 0.3), &device).require_grad();
+    let x = Tensor::<5>::random([2, 5, 3, 4, 2], Distribution::Normal(0.0, 1.0), &device)
+        .require_grad();
+    let w = Tensor::<5>::random([5, 3, 2, 2, 2], Distribution::Normal(0.0, 0.3), &device)
+        .require_grad();
     let ours = repux_nn::ops::conv_transpose3d_k2s2(x.clone(), w.clone());
-    let theirs = conv_transpose3d(x.clone(), w.clone(), None, ConvTransposeOptions::new([2, 2, 2], [0, 0, 0], [0, 0, 0], [1, 1, 1], 1));
-    assert!(rel_l2(&values(ours.clone()), &values(theirs.clone())) < 1e-5, "transposed forward");
+    let theirs = conv_transpose3d(
+        x.clone(),
+        w.clone(),
+        None,
+        ConvTransposeOptions::new([2, 2, 2], [0, 0, 0], [0, 0, 0], [1, 1, 1], 1),
+    );
+    assert!(
+        rel_l2(&values(ours.clone()), &values(theirs.clone())) < 1e-5,
+        "transposed forward"
+    );
     let t = Tensor::<5>::random(ours.dims(), Distribution::Normal(0.0, 1.0), &device);
-    assert_same_gradients(ours, theirs, t, &[("dx", &x), ("dw", &w)], &[], 1e-5, "transposed");
+    assert_same_gradients(
+        ours,
+        theirs,
+        t,
+        &[("dx", &x), ("dw", &w)],
+        &[],
+        1e-5,
+        "transposed",
+    );
 }
 
 /// The fused InstanceNorm + LeakyReLU and add + LeakyReLU passes (forward on Flex, backward
@@ -374,12 +610,26 @@ fn fused_norm_passes_match_burn_ops_and_their_gradients() {
         let ours = repux_nn::ops::instance_norm_act(x.clone(), 1e-5, slope);
         let theirs = leaky_relu(instance_norm(x.clone(), 1e-5), slope);
         // Tolerance: f32 element-wise arithmetic, statistics in another order: 1e-5 relative L2.
-        assert!(rel_l2(&values(ours.clone()), &values(theirs.clone())) < 1e-5, "norm slope {slope} forward");
-        assert_same_gradients(ours, theirs, t.clone(), &[("dx", &x)], &[], 1e-5, &format!("norm slope {slope}"));
+        assert!(
+            rel_l2(&values(ours.clone()), &values(theirs.clone())) < 1e-5,
+            "norm slope {slope} forward"
+        );
+        assert_same_gradients(
+            ours,
+            theirs,
+            t.clone(),
+            &[("dx", &x)],
+            &[],
+            1e-5,
+            &format!("norm slope {slope}"),
+        );
     }
     let ours = repux_nn::ops::add_leaky_relu(x.clone(), y.clone(), 0.01);
     let theirs = leaky_relu(x.clone() + y.clone(), 0.01);
-    assert!(rel_l2(&values(ours.clone()), &values(theirs.clone())) < 1e-6, "add forward");
+    assert!(
+        rel_l2(&values(ours.clone()), &values(theirs.clone())) < 1e-6,
+        "add forward"
+    );
     assert_same_gradients(ours, theirs, t, &[("da", &x), ("db", &y)], &[], 1e-6, "add");
 }
 
@@ -405,7 +655,10 @@ fn swinunetr_matches_monai() {
     let d = tempfile::tempdir().unwrap();
     repux_nn::save_model_dir(&net, d.path()).unwrap();
     let back = repux_nn::load_model_dir(d.path(), &cpu()).unwrap();
-    assert_eq!(repux_nn::state_dict(&back).unwrap(), repux_nn::state_dict(&net).unwrap());
+    assert_eq!(
+        repux_nn::state_dict(&back).unwrap(),
+        repux_nn::state_dict(&net).unwrap()
+    );
 }
 
 /// Key names and shapes of a v2 SwinUNETR (residual blocks before each stage, v2 merging) equal
@@ -416,19 +669,37 @@ fn swinunetr_v2_keys_match_monai() {
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
     let cfg: ModelConfig = serde_json::from_value(v["config"].clone()).unwrap();
     cfg.validate().unwrap();
-    let ours: std::collections::BTreeMap<String, Vec<usize>> = repux_nn::state_dict(&Net::new(&cfg, &cpu())).unwrap().0.into_iter().map(|(k, (s, _))| (k, s)).collect();
-    let theirs: std::collections::BTreeMap<String, Vec<usize>> = serde_json::from_value(v["keys"].clone()).unwrap();
+    let ours: std::collections::BTreeMap<String, Vec<usize>> =
+        repux_nn::state_dict(&Net::new(&cfg, &cpu()))
+            .unwrap()
+            .0
+            .into_iter()
+            .map(|(k, (s, _))| (k, s))
+            .collect();
+    let theirs: std::collections::BTreeMap<String, Vec<usize>> =
+        serde_json::from_value(v["keys"].clone()).unwrap();
     assert_eq!(ours, theirs);
 }
 
 #[test]
 fn swinunetr_parameter_counts_match_monai() {
     // Printed by tools/monai_swinunetr_fixtures.py (MONAI 1.5.1): SwinUNETR(in 1, out 14).
-    for (preset, want) in [("swinunetr", 62_187_296), ("swinunetr-small", 15_703_304), ("swinunetr-tiny", 4_078_220)] {
-        let cfg = ModelConfig { out_channels: 14, ..ModelConfig::preset(preset).unwrap() };
+    for (preset, want) in [
+        ("swinunetr", 62_187_296),
+        ("swinunetr-small", 15_703_304),
+        ("swinunetr-tiny", 4_078_220),
+    ] {
+        let cfg = ModelConfig {
+            out_channels: 14,
+            ..ModelConfig::preset(preset).unwrap()
+        };
         let s = repux_nn::summary::summary(&Net::new(&cfg, &cpu())).unwrap();
         assert_eq!(s.parameters, want, "{preset}");
-        assert_eq!(s.buffers, 8 * 343 * 343, "{preset}: the relative_position_index buffers");
+        assert_eq!(
+            s.buffers,
+            8 * 343 * 343,
+            "{preset}: the relative_position_index buffers"
+        );
     }
 }
 
@@ -437,18 +708,44 @@ fn swinunetr_parameter_counts_match_monai() {
 #[test]
 fn swinunetr_trains_and_checks_input() {
     let device = cpu().autodiff();
-    let cfg = ModelConfig { arch: repux_nn::Arch::Swinunetr, feature_size: [12, 24, 48, 96], window_size: 3, out_channels: 2, ..ModelConfig::default() };
+    let cfg = ModelConfig {
+        arch: repux_nn::Arch::Swinunetr,
+        feature_size: [12, 24, 48, 96],
+        window_size: 3,
+        out_channels: 2,
+        ..ModelConfig::default()
+    };
     cfg.validate().unwrap();
     let net = Net::new(&cfg, &device);
-    assert!(net.check_input([1, 1, 32, 32, 48]).unwrap_err().contains("multiple of 32"));
+    assert!(net
+        .check_input([1, 1, 32, 32, 48])
+        .unwrap_err()
+        .contains("multiple of 32"));
     let x = Tensor::<5>::random([1, 1, 32, 32, 32], Distribution::Normal(0.0, 1.0), &device);
     let loss = net.forward(x).powi_scalar(2).mean();
     let grads = loss.backward();
-    let Net::Swin(s) = &net else { panic!("not a SwinUNETR") };
-    let table = s.swin_vit.layers[0].blocks[1].attn.relative_position_bias_table.val();
-    assert!(values(table.grad(&grads).expect("the position table gets a gradient")).iter().any(|v| *v != 0.0));
+    let Net::Swin(s) = &net else {
+        panic!("not a SwinUNETR")
+    };
+    let table = s.swin_vit.layers[0].blocks[1]
+        .attn
+        .relative_position_bias_table
+        .val();
+    assert!(values(
+        table
+            .grad(&grads)
+            .expect("the position table gets a gradient")
+    )
+    .iter()
+    .any(|v| *v != 0.0));
     let reduction = s.swin_vit.layers[2].downsample.reduction.weight.val();
-    assert!(values(reduction.grad(&grads).expect("merging gets a gradient")).iter().any(|v| *v != 0.0));
+    assert!(
+        values(reduction.grad(&grads).expect("merging gets a gradient"))
+            .iter()
+            .any(|v| *v != 0.0)
+    );
     let head = s.out.weight.val();
-    assert!(values(head.grad(&grads).expect("the head gets a gradient")).iter().any(|v| *v != 0.0));
+    assert!(values(head.grad(&grads).expect("the head gets a gradient"))
+        .iter()
+        .any(|v| *v != 0.0));
 }

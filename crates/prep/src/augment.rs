@@ -72,7 +72,12 @@ impl AugmentConfig {
 
     /// No augmentation.
     pub fn none() -> Self {
-        AugmentConfig { p_affine: 0.0, p_shift: 0.0, p_flip: [0.0; 3], ..Self::paper() }
+        AugmentConfig {
+            p_affine: 0.0,
+            p_shift: 0.0,
+            p_flip: [0.0; 3],
+            ..Self::paper()
+        }
     }
 
     pub fn preset(name: &str) -> Option<Self> {
@@ -118,28 +123,49 @@ pub fn augment(patch: &mut Patch, cfg: &AugmentConfig, rng: &mut impl Rng) {
         let mut m = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]];
         for ax in 0..3 {
             let lim = cfg.rotate_deg[ax].to_radians();
-            let t = if lim > 0.0 { rng.gen_range(-lim..=lim) } else { 0.0 };
+            let t = if lim > 0.0 {
+                rng.gen_range(-lim..=lim)
+            } else {
+                0.0
+            };
             m = mul(&rot(ax, t), &m);
         }
         // Output voxel q samples the input at c + M⁻¹(q − c); with M = R·S, M⁻¹ = S⁻¹Rᵀ.
         let mut inv = [[0.0; 3]; 3];
         for ax in 0..3 {
-            let s = if cfg.scale > 0.0 { 1.0 + rng.gen_range(-cfg.scale..=cfg.scale) } else { 1.0 };
+            let s = if cfg.scale > 0.0 {
+                1.0 + rng.gen_range(-cfg.scale..=cfg.scale)
+            } else {
+                1.0
+            };
             for j in 0..3 {
                 inv[ax][j] = m[j][ax] / s;
             }
         }
-        let c = [(d as f64 - 1.0) / 2.0, (h as f64 - 1.0) / 2.0, (w as f64 - 1.0) / 2.0];
+        let c = [
+            (d as f64 - 1.0) / 2.0,
+            (h as f64 - 1.0) / 2.0,
+            (w as f64 - 1.0) / 2.0,
+        ];
         let src_img = patch.image.clone();
         let src_lab = patch.labels.clone();
-        let at = |i: isize, j: isize, k: isize| ((i.clamp(0, d as isize - 1) as usize * h) + j.clamp(0, h as isize - 1) as usize) * w + k.clamp(0, w as isize - 1) as usize;
+        let at = |i: isize, j: isize, k: isize| {
+            ((i.clamp(0, d as isize - 1) as usize * h) + j.clamp(0, h as isize - 1) as usize) * w
+                + k.clamp(0, w as isize - 1) as usize
+        };
         for a in 0..d {
             for b in 0..h {
                 for k in 0..w {
                     let q = [a as f64 - c[0], b as f64 - c[1], k as f64 - c[2]];
-                    let x: [f64; 3] = std::array::from_fn(|r| c[r] + inv[r][0] * q[0] + inv[r][1] * q[1] + inv[r][2] * q[2]);
+                    let x: [f64; 3] = std::array::from_fn(|r| {
+                        c[r] + inv[r][0] * q[0] + inv[r][1] * q[1] + inv[r][2] * q[2]
+                    });
                     let o = (a * h + b) * w + k;
-                    patch.labels[o] = src_lab[at(x[0].round() as isize, x[1].round() as isize, x[2].round() as isize)];
+                    patch.labels[o] = src_lab[at(
+                        x[0].round() as isize,
+                        x[1].round() as isize,
+                        x[2].round() as isize,
+                    )];
                     let f = x.map(|v| v.floor());
                     let t = [x[0] - f[0], x[1] - f[1], x[2] - f[2]];
                     let (i0, j0, k0) = (f[0] as isize, f[1] as isize, f[2] as isize);
@@ -161,7 +187,11 @@ pub fn augment(patch: &mut Patch, cfg: &AugmentConfig, rng: &mut impl Rng) {
     }
     for ax in 0..3 {
         if cfg.p_flip[ax] > 0.0 && rng.gen_bool(cfg.p_flip[ax].min(1.0)) {
-            let ro = repux_volume::Reorientation { from_shape: patch.shape, perm: [0, 1, 2], flip: std::array::from_fn(|a| a == ax) };
+            let ro = repux_volume::Reorientation {
+                from_shape: patch.shape,
+                perm: [0, 1, 2],
+                flip: std::array::from_fn(|a| a == ax),
+            };
             patch.labels = ro.apply_data(&patch.labels);
             let mut img = Vec::with_capacity(patch.image.len());
             for ch in 0..patch.channels {
@@ -181,16 +211,22 @@ pub fn augment(patch: &mut Patch, cfg: &AugmentConfig, rng: &mut impl Rng) {
     if cfg.p_noise > 0.0 && rng.gen_bool(cfg.p_noise.min(1.0)) {
         let sigma = rng.gen_range(0.0..=cfg.noise_std.max(0.0));
         if let Ok(n) = Normal::new(0.0, sigma) {
-            patch.image.iter_mut().for_each(|v| *v += n.sample(rng) as f32);
+            patch
+                .image
+                .iter_mut()
+                .for_each(|v| *v += n.sample(rng) as f32);
         }
     }
     if cfg.p_gamma > 0.0 && rng.gen_bool(cfg.p_gamma.min(1.0)) {
         let g = rng.gen_range(cfg.gamma.0..=cfg.gamma.1.max(cfg.gamma.0));
         for ch in 0..patch.channels {
             let s = &mut patch.image[ch * np..(ch + 1) * np];
-            let (lo, hi) = s.iter().fold((f32::MAX, f32::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+            let (lo, hi) = s
+                .iter()
+                .fold((f32::MAX, f32::MIN), |(a, b), &v| (a.min(v), b.max(v)));
             let r = (hi - lo).max(1e-8);
-            s.iter_mut().for_each(|v| *v = (((*v - lo) / r) as f64).powf(g) as f32 * r + lo);
+            s.iter_mut()
+                .for_each(|v| *v = (((*v - lo) / r) as f64).powf(g) as f32 * r + lo);
         }
     }
 }

@@ -52,12 +52,21 @@ fn fnv(h: &mut u64, bytes: &[u8]) {
 /// The key a case's cache entry must carry to be up to date.
 pub fn case_key(plans: &Plans, case: &Case) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    fnv(&mut h, serde_json::to_string(&plans.prep_config()).unwrap_or_default().as_bytes());
+    fnv(
+        &mut h,
+        serde_json::to_string(&plans.prep_config())
+            .unwrap_or_default()
+            .as_bytes(),
+    );
     for p in case.images.iter().chain(case.label.iter()) {
         fnv(&mut h, p.to_string_lossy().as_bytes());
         if let Ok(m) = std::fs::metadata(p) {
             fnv(&mut h, &m.len().to_le_bytes());
-            if let Ok(t) = m.modified().map(|t| t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos()) {
+            if let Ok(t) = m.modified().map(|t| {
+                t.duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_nanos()
+            }) {
                 fnv(&mut h, &t.to_le_bytes());
             }
         }
@@ -66,7 +75,11 @@ pub fn case_key(plans: &Plans, case: &Case) -> String {
 }
 
 fn paths(dir: &Path, id: &str) -> (PathBuf, PathBuf, PathBuf) {
-    (dir.join(format!("{id}_image.npy")), dir.join(format!("{id}_label.npy")), dir.join(format!("{id}.json")))
+    (
+        dir.join(format!("{id}_image.npy")),
+        dir.join(format!("{id}_label.npy")),
+        dir.join(format!("{id}.json")),
+    )
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -78,7 +91,13 @@ pub enum Outcome {
 
 /// Preprocesses every training case of `ds` into `out` in parallel; `progress` is called once per
 /// finished case. A failing case is reported and the others still complete.
-pub fn preprocess_dataset(ds: &Dataset, plans: &Plans, out: &Path, force: bool, progress: impl Fn(&str, &Outcome) + Sync) -> Result<Vec<(String, Outcome)>, Error> {
+pub fn preprocess_dataset(
+    ds: &Dataset,
+    plans: &Plans,
+    out: &Path,
+    force: bool,
+    progress: impl Fn(&str, &Outcome) + Sync,
+) -> Result<Vec<(String, Outcome)>, Error> {
     std::fs::create_dir_all(out).map_err(|e| repux_volume::Error::io(out, e))?;
     plans.save(&out.join("plans.json"))?;
     let results = ds
@@ -102,7 +121,10 @@ pub fn is_up_to_date(dir: &Path, plans: &Plans, case: &Case) -> bool {
     if !(img.is_file() && lab.is_file()) {
         return false;
     }
-    std::fs::read_to_string(&meta).ok().and_then(|t| serde_json::from_str::<CaseMeta>(&t).ok()).is_some_and(|m| m.key == case_key(plans, case))
+    std::fs::read_to_string(&meta)
+        .ok()
+        .and_then(|t| serde_json::from_str::<CaseMeta>(&t).ok())
+        .is_some_and(|m| m.key == case_key(plans, case))
 }
 
 /// Every label value must be one of the plans' labels (dataset.json's): a stray value would
@@ -123,22 +145,49 @@ fn cache_case(case: &Case, plans: &Plans, out: &Path, force: bool) -> Result<Out
         return Ok(Outcome::UpToDate);
     }
     let image = crate::read_case_image(case)?;
-    let label_path = case.label.as_ref().ok_or_else(|| Error::Other(format!("case {}: no label file", case.id)))?;
+    let label_path = case
+        .label
+        .as_ref()
+        .ok_or_else(|| Error::Other(format!("case {}: no label file", case.id)))?;
     let label = repux_volume::read_volume(label_path)?;
-    let pre = preprocess(&image, Some(&label), &plans.prep_config()).map_err(|e| Error::Case { path: label_path.clone(), problem: e.to_string() })?;
-    let labels = pre.labels.ok_or_else(|| Error::Case { path: label_path.clone(), problem: "preprocessing returned no label map".into() })?;
+    let pre = preprocess(&image, Some(&label), &plans.prep_config()).map_err(|e| Error::Case {
+        path: label_path.clone(),
+        problem: e.to_string(),
+    })?;
+    let labels = pre.labels.ok_or_else(|| Error::Case {
+        path: label_path.clone(),
+        problem: "preprocessing returned no label map".into(),
+    })?;
     check_label_values(&labels, plans, label_path)?;
     let shape = pre.image.geometry.shape;
     let (img_p, lab_p, meta_p) = paths(out, &case.id);
-    npy::write(&img_p, &[pre.image.channels, shape[0], shape[1], shape[2]], &pre.image.data, NpyType::F16)?;
+    npy::write(
+        &img_p,
+        &[pre.image.channels, shape[0], shape[1], shape[2]],
+        &pre.image.data,
+        NpyType::F16,
+    )?;
     let max = labels.iter().cloned().fold(0.0f32, f32::max);
-    npy::write(&lab_p, &shape, &labels, if max <= 255.0 { NpyType::U8 } else { NpyType::U16 })?;
+    npy::write(
+        &lab_p,
+        &shape,
+        &labels,
+        if max <= 255.0 {
+            NpyType::U8
+        } else {
+            NpyType::U16
+        },
+    )?;
     // Sampled foreground locations per class, seeded by the case id for reproducibility.
     let mut by_class: BTreeMap<u32, Vec<[u32; 3]>> = BTreeMap::new();
     let [_, h, w] = shape;
     for (i, &v) in labels.iter().enumerate() {
         if v > 0.0 {
-            by_class.entry(v as u32).or_default().push([(i / (h * w)) as u32, ((i / w) % h) as u32, (i % w) as u32]);
+            by_class.entry(v as u32).or_default().push([
+                (i / (h * w)) as u32,
+                ((i / w) % h) as u32,
+                (i % w) as u32,
+            ]);
         }
     }
     let mut seed = 0xcbf2_9ce4_8422_2325u64;
@@ -151,7 +200,14 @@ fn cache_case(case: &Case, plans: &Plans, out: &Path, force: bool) -> Result<Out
             locs.sort_unstable();
         }
     }
-    let meta = CaseMeta { id: case.id.clone(), key, channels: pre.image.channels, shape, record: pre.record, class_locations: by_class };
+    let meta = CaseMeta {
+        id: case.id.clone(),
+        key,
+        channels: pre.image.channels,
+        shape,
+        record: pre.record,
+        class_locations: by_class,
+    };
     let text = serde_json::to_string(&meta).map_err(|e| Error::Other(e.to_string()))?;
     repux_volume::nifti::write_bytes_atomic(&meta_p, text.as_bytes())?;
     Ok(Outcome::Written)
@@ -161,14 +217,27 @@ fn cache_case(case: &Case, plans: &Plans, out: &Path, force: bool) -> Result<Out
 pub fn load_case(dir: &Path, id: &str) -> Result<CachedCase, Error> {
     let (img_p, lab_p, meta_p) = paths(dir, id);
     let text = std::fs::read_to_string(&meta_p).map_err(|e| repux_volume::Error::io(&meta_p, e))?;
-    let meta: CaseMeta = serde_json::from_str(&text).map_err(|e| Error::Case { path: meta_p.clone(), problem: format!("invalid cache entry: {e}") })?;
+    let meta: CaseMeta = serde_json::from_str(&text).map_err(|e| Error::Case {
+        path: meta_p.clone(),
+        problem: format!("invalid cache entry: {e}"),
+    })?;
     let img = npy::read(&img_p)?;
     let lab = npy::read(&lab_p)?;
     let [d, h, w] = meta.shape;
     if img.shape != [meta.channels, d, h, w] || lab.shape != [d, h, w] {
-        return Err(Error::Case { path: img_p, problem: format!("cached arrays {:?} / {:?} do not match the entry's shape {:?}", img.shape, lab.shape, meta.shape) });
+        return Err(Error::Case {
+            path: img_p,
+            problem: format!(
+                "cached arrays {:?} / {:?} do not match the entry's shape {:?}",
+                img.shape, lab.shape, meta.shape
+            ),
+        });
     }
-    Ok(CachedCase { meta, image: img.data, labels: lab.data.iter().map(|&v| v as u16).collect() })
+    Ok(CachedCase {
+        meta,
+        image: img.data,
+        labels: lab.data.iter().map(|&v| v as u16).collect(),
+    })
 }
 
 /// Ids of complete entries (those with a JSON) in a cache folder, sorted.

@@ -8,7 +8,12 @@ use serde::{Deserialize, Serialize};
 pub enum Normalization {
     /// nnU-Net's CT scheme: clip to `[lower, upper]` (the dataset's 0.5/99.5 foreground
     /// percentiles), then `(x − mean) / std` with the dataset's foreground mean and std.
-    Ct { lower: f64, upper: f64, mean: f64, std: f64 },
+    Ct {
+        lower: f64,
+        upper: f64,
+        mean: f64,
+        std: f64,
+    },
     /// A fixed window `[a_min, a_max]` mapped to `[0, 1]` with clipping (the paper's HU window
     /// `[−125, 275]`).
     Window { a_min: f64, a_max: f64 },
@@ -59,13 +64,20 @@ impl Normalization {
     /// Normalises one channel in place.
     pub fn apply(&self, x: &mut [f32]) {
         match *self {
-            Normalization::Ct { lower, upper, mean, std } => {
+            Normalization::Ct {
+                lower,
+                upper,
+                mean,
+                std,
+            } => {
                 let s = std.max(1e-8);
-                x.iter_mut().for_each(|v| *v = ((((*v as f64).clamp(lower, upper)) - mean) / s) as f32);
+                x.iter_mut()
+                    .for_each(|v| *v = ((((*v as f64).clamp(lower, upper)) - mean) / s) as f32);
             }
             Normalization::Window { a_min, a_max } => {
                 let r = (a_max - a_min).max(1e-8);
-                x.iter_mut().for_each(|v| *v = (((*v as f64 - a_min) / r).clamp(0.0, 1.0)) as f32);
+                x.iter_mut()
+                    .for_each(|v| *v = (((*v as f64 - a_min) / r).clamp(0.0, 1.0)) as f32);
             }
             Normalization::ZScore { mean, std } => {
                 let (m, s) = match (mean, std) {
@@ -78,9 +90,13 @@ impl Normalization {
             Normalization::PercentileClip { lower, upper } => {
                 let mut sorted = x.to_vec();
                 sorted.sort_unstable_by(|a, b| a.total_cmp(b));
-                let (lo, hi) = (percentile_sorted(&sorted, lower), percentile_sorted(&sorted, upper));
+                let (lo, hi) = (
+                    percentile_sorted(&sorted, lower),
+                    percentile_sorted(&sorted, upper),
+                );
                 let r = (hi - lo).max(1e-8);
-                x.iter_mut().for_each(|v| *v = (((*v as f64).clamp(lo, hi) - lo) / r) as f32);
+                x.iter_mut()
+                    .for_each(|v| *v = (((*v as f64).clamp(lo, hi) - lo) / r) as f32);
             }
             Normalization::None => {}
         }
@@ -94,18 +110,36 @@ mod tests {
     #[test]
     fn schemes() {
         let mut x = vec![-1000.0, -125.0, 75.0, 275.0, 2000.0];
-        Normalization::Window { a_min: -125.0, a_max: 275.0 }.apply(&mut x);
+        Normalization::Window {
+            a_min: -125.0,
+            a_max: 275.0,
+        }
+        .apply(&mut x);
         assert_eq!(x, vec![0.0, 0.0, 0.5, 1.0, 1.0]);
         let mut x = vec![1.0, 2.0, 3.0, 4.0];
-        Normalization::ZScore { mean: None, std: None }.apply(&mut x);
+        Normalization::ZScore {
+            mean: None,
+            std: None,
+        }
+        .apply(&mut x);
         let (m, s) = mean_std(&x);
         assert!(m.abs() < 1e-6 && (s - 1.0).abs() < 1e-6);
         let mut x = vec![-500.0, 0.0, 100.0, 900.0];
-        Normalization::Ct { lower: -100.0, upper: 200.0, mean: 50.0, std: 50.0 }.apply(&mut x);
+        Normalization::Ct {
+            lower: -100.0,
+            upper: 200.0,
+            mean: 50.0,
+            std: 50.0,
+        }
+        .apply(&mut x);
         assert_eq!(x, vec![-3.0, -1.0, 1.0, 3.0]);
         assert_eq!(percentile(&[4.0, 1.0, 3.0, 2.0], 50.0), 2.5);
         let mut x: Vec<f32> = (0..=100).map(|v| v as f32).collect();
-        Normalization::PercentileClip { lower: 10.0, upper: 90.0 }.apply(&mut x);
+        Normalization::PercentileClip {
+            lower: 10.0,
+            upper: 90.0,
+        }
+        .apply(&mut x);
         assert_eq!((x[0], x[50], x[100]), (0.0, 0.5, 1.0));
     }
 }

@@ -13,7 +13,10 @@ pub mod resample;
 pub mod sampler;
 
 pub use intensity::Normalization;
-pub use pipeline::{invert_channel, invert_labels, invert_probabilities, preprocess, InverseRecord, LabelInterp, PrepConfig, PrepError, Preprocessed, ResampleOptions, SeparateZ};
+pub use pipeline::{
+    invert_channel, invert_labels, invert_probabilities, preprocess, InverseRecord, LabelInterp,
+    PrepConfig, PrepError, Preprocessed, ResampleOptions, SeparateZ,
+};
 pub use plan::{PlanOptions, Plans};
 pub use resample::Interp;
 
@@ -37,11 +40,19 @@ pub fn read_case_image(case: &repux_volume::Case) -> Result<repux_volume::Volume
     for p in &case.images {
         vols.push((p, repux_volume::read_volume(p)?));
     }
-    let (first_path, first) = vols.first().ok_or_else(|| Error::Other(format!("case {}: no image files", case.id)))?;
+    let (first_path, first) = vols
+        .first()
+        .ok_or_else(|| Error::Other(format!("case {}: no image files", case.id)))?;
     let mut out = first.clone();
     for (p, v) in vols.iter().skip(1) {
-        if v.geometry.shape != first.geometry.shape || v.geometry.max_affine_diff(&first.geometry) > repux_volume::dataset::GEOMETRY_TOLERANCE {
-            return Err(Error::Case { path: (*p).clone(), problem: format!("channel grid does not match {}", first_path.display()) });
+        if v.geometry.shape != first.geometry.shape
+            || v.geometry.max_affine_diff(&first.geometry)
+                > repux_volume::dataset::GEOMETRY_TOLERANCE
+        {
+            return Err(Error::Case {
+                path: (*p).clone(),
+                problem: format!("channel grid does not match {}", first_path.display()),
+            });
         }
         out.data.extend_from_slice(&v.data);
         out.channels += v.channels;

@@ -42,11 +42,23 @@ pub struct Batch {
 
 /// Makes batch `t` (pure function of the cases, the config and `t`).
 pub fn make_batch(cases: &[CachedCase], cfg: &LoaderConfig, t: u64) -> Batch {
-    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ t.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(0xD1B5_4A32_D192_ED03));
+    let mut rng = ChaCha8Rng::seed_from_u64(
+        cfg.seed
+            ^ t.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                .wrapping_add(0xD1B5_4A32_D192_ED03),
+    );
     let b = cfg.volumes_per_step * cfg.crops_per_volume;
     let p = cfg.sampler.patch;
     let channels = cases.first().map(|c| c.meta.channels).unwrap_or(1);
-    let mut batch = Batch { iteration: t, batch: b, channels, patch: p, image: Vec::with_capacity(b * channels * p.iter().product::<usize>()), labels: Vec::new(), cases: Vec::new() };
+    let mut batch = Batch {
+        iteration: t,
+        batch: b,
+        channels,
+        patch: p,
+        image: Vec::with_capacity(b * channels * p.iter().product::<usize>()),
+        labels: Vec::new(),
+        cases: Vec::new(),
+    };
     for _ in 0..cfg.volumes_per_step {
         let case = &cases[rng.gen_range(0..cases.len())];
         for _ in 0..cfg.crops_per_volume {
@@ -85,7 +97,12 @@ impl Loader {
             }));
             receivers.push(rx);
         }
-        Loader { receivers, next: start, start, _workers: handles }
+        Loader {
+            receivers,
+            next: start,
+            start,
+            _workers: handles,
+        }
     }
 }
 
@@ -93,7 +110,9 @@ impl Iterator for Loader {
     type Item = Batch;
     fn next(&mut self) -> Option<Batch> {
         let w = self.receivers.len() as u64;
-        let b = self.receivers[((self.next - self.start) % w) as usize].recv().ok()?;
+        let b = self.receivers[((self.next - self.start) % w) as usize]
+            .recv()
+            .ok()?;
         self.next += 1;
         Some(b)
     }

@@ -6,7 +6,9 @@
 //! return data on the exact native grid (shape and affine) of the original file.
 
 use crate::intensity::Normalization;
-use crate::resample::{resample, resample_labels, resampled_geometry, separate_z_axis, shape_for_spacing, Interp};
+use crate::resample::{
+    resample, resample_labels, resampled_geometry, separate_z_axis, shape_for_spacing, Interp,
+};
 use repux_volume::{Geometry, Reorientation, Volume};
 use serde::{Deserialize, Serialize};
 
@@ -55,7 +57,14 @@ impl Default for ResampleOptions {
     /// nnU-Net's: cubic images, one-hot-linear labels, separate z beyond 3× anisotropy; crop to the
     /// foreground with a 2-voxel margin.
     fn default() -> Self {
-        ResampleOptions { image_interpolation: Interp::Cubic, label_interpolation: LabelInterp::OneHotLinear, separate_z: SeparateZ::Auto, anisotropy_threshold: 3.0, crop_to_foreground: true, crop_margin: 2 }
+        ResampleOptions {
+            image_interpolation: Interp::Cubic,
+            label_interpolation: LabelInterp::OneHotLinear,
+            separate_z: SeparateZ::Auto,
+            anisotropy_threshold: 3.0,
+            crop_to_foreground: true,
+            crop_margin: 2,
+        }
     }
 }
 
@@ -78,7 +87,11 @@ pub struct Crop {
 
 impl Crop {
     pub fn out_shape(&self) -> [usize; 3] {
-        [self.end[0] - self.start[0], self.end[1] - self.start[1], self.end[2] - self.start[2]]
+        [
+            self.end[0] - self.start[0],
+            self.end[1] - self.start[1],
+            self.end[2] - self.start[2],
+        ]
     }
     pub fn is_identity(&self) -> bool {
         self.start == [0; 3] && self.end == self.shape
@@ -112,12 +125,20 @@ impl Crop {
     }
     /// Geometry of the cropped grid (origin moves to the first kept voxel).
     pub fn apply_geometry(&self, g: &Geometry) -> Geometry {
-        let w = g.world([self.start[0] as f64, self.start[1] as f64, self.start[2] as f64]);
+        let w = g.world([
+            self.start[0] as f64,
+            self.start[1] as f64,
+            self.start[2] as f64,
+        ]);
         let mut a = g.affine;
         for r in 0..3 {
             a[r][3] = w[r];
         }
-        Geometry { shape: self.out_shape(), spacing: g.spacing, affine: a }
+        Geometry {
+            shape: self.out_shape(),
+            spacing: g.spacing,
+            affine: a,
+        }
     }
 }
 
@@ -141,7 +162,11 @@ pub fn bounding_box(shape: [usize; 3], margin: usize, keep: impl Fn(usize) -> bo
         }
     }
     if lo[0] == usize::MAX {
-        return Crop { shape, start: [0; 3], end: shape };
+        return Crop {
+            shape,
+            start: [0; 3],
+            end: shape,
+        };
     }
     let mut start = [0; 3];
     let mut end = [0; 3];
@@ -179,7 +204,11 @@ pub struct Preprocessed {
 pub fn axis_interp(cfg: &PrepConfig, spacing: [f64; 3], order: Interp) -> [Interp; 3] {
     let mut it = [order; 3];
     if cfg.resampling.separate_z == SeparateZ::Auto {
-        if let Some(ax) = separate_z_axis(spacing, cfg.target_spacing, cfg.resampling.anisotropy_threshold) {
+        if let Some(ax) = separate_z_axis(
+            spacing,
+            cfg.target_spacing,
+            cfg.resampling.anisotropy_threshold,
+        ) {
             it[ax] = Interp::Nearest;
         }
     }
@@ -187,9 +216,17 @@ pub fn axis_interp(cfg: &PrepConfig, spacing: [f64; 3], order: Interp) -> [Inter
 }
 
 /// Runs the forward pipeline on one case.
-pub fn preprocess(image: &Volume, labels: Option<&Volume>, cfg: &PrepConfig) -> Result<Preprocessed, PrepError> {
+pub fn preprocess(
+    image: &Volume,
+    labels: Option<&Volume>,
+    cfg: &PrepConfig,
+) -> Result<Preprocessed, PrepError> {
     if cfg.normalization.len() != image.channels {
-        return Err(PrepError::Config(format!("plans normalise {} channels, the image has {}", cfg.normalization.len(), image.channels)));
+        return Err(PrepError::Config(format!(
+            "plans normalise {} channels, the image has {}",
+            cfg.normalization.len(),
+            image.channels
+        )));
     }
     let bad = image.data.iter().filter(|v| !v.is_finite()).count();
     if bad > 0 {
@@ -197,11 +234,16 @@ pub fn preprocess(image: &Volume, labels: Option<&Volume>, cfg: &PrepConfig) -> 
     }
     if let Some(l) = labels {
         if l.geometry.shape != image.geometry.shape {
-            return Err(PrepError::LabelMismatch(format!("label shape {:?}, image shape {:?}", l.geometry.shape, image.geometry.shape)));
+            return Err(PrepError::LabelMismatch(format!(
+                "label shape {:?}, image shape {:?}",
+                l.geometry.shape, image.geometry.shape
+            )));
         }
         let d = l.geometry.max_affine_diff(&image.geometry);
         if d > repux_volume::dataset::GEOMETRY_TOLERANCE {
-            return Err(PrepError::LabelMismatch(format!("affines differ by up to {d:.3e} mm")));
+            return Err(PrepError::LabelMismatch(format!(
+                "affines differ by up to {d:.3e} mm"
+            )));
         }
     }
     let (ras, ro) = image.reorient("RAS").map_err(PrepError::Config)?;
@@ -216,23 +258,51 @@ pub fn preprocess(image: &Volume, labels: Option<&Volume>, cfg: &PrepConfig) -> 
         let ch0 = &data[..n];
         let floor = ch0.iter().cloned().fold(f32::INFINITY, f32::min);
         let lab = ras_labels.as_deref();
-        bounding_box(ras.geometry.shape, cfg.resampling.crop_margin, |i| ch0[i] > floor + 1e-6 || lab.is_some_and(|l| l[i] > 0.0))
+        bounding_box(ras.geometry.shape, cfg.resampling.crop_margin, |i| {
+            ch0[i] > floor + 1e-6 || lab.is_some_and(|l| l[i] > 0.0)
+        })
     } else {
-        Crop { shape: ras.geometry.shape, start: [0; 3], end: ras.geometry.shape }
+        Crop {
+            shape: ras.geometry.shape,
+            start: [0; 3],
+            end: ras.geometry.shape,
+        }
     };
     let cropped_geom = crop.apply_geometry(&ras.geometry);
     let out_shape = shape_for_spacing(cropped_geom.shape, cropped_geom.spacing, cfg.target_spacing);
-    let img_interp = axis_interp(cfg, cropped_geom.spacing, cfg.resampling.image_interpolation);
+    let img_interp = axis_interp(
+        cfg,
+        cropped_geom.spacing,
+        cfg.resampling.image_interpolation,
+    );
     let lab_interp = axis_interp(cfg, cropped_geom.spacing, Interp::Linear);
     let mut out = Vec::with_capacity(out_shape.iter().product::<usize>() * image.channels);
     for c in 0..image.channels {
         let cut = crop.apply(&data[c * n..(c + 1) * n]);
         out.extend(resample(&cut, cropped_geom.shape, out_shape, img_interp));
     }
-    let labels_out = ras_labels.map(|l| resample_labels(&crop.apply(&l), cropped_geom.shape, out_shape, cfg.resampling.label_interpolation == LabelInterp::OneHotLinear, lab_interp));
+    let labels_out = ras_labels.map(|l| {
+        resample_labels(
+            &crop.apply(&l),
+            cropped_geom.shape,
+            out_shape,
+            cfg.resampling.label_interpolation == LabelInterp::OneHotLinear,
+            lab_interp,
+        )
+    });
     let geometry = resampled_geometry(&cropped_geom, out_shape);
-    let record = InverseRecord { native: image.geometry.clone(), reorientation: ro, crop, resampled_shape: out_shape, geometry: geometry.clone() };
-    Ok(Preprocessed { image: Volume::new(geometry, image.channels, out), labels: labels_out, record })
+    let record = InverseRecord {
+        native: image.geometry.clone(),
+        reorientation: ro,
+        crop,
+        resampled_shape: out_shape,
+        geometry: geometry.clone(),
+    };
+    Ok(Preprocessed {
+        image: Volume::new(geometry, image.channels, out),
+        labels: labels_out,
+        record,
+    })
 }
 
 /// Maps a label map on the preprocessed grid back to the native grid (nearest neighbour,
@@ -247,8 +317,16 @@ pub fn invert_labels(labels: &[f32], record: &InverseRecord) -> Vec<f32> {
 /// Maps one channel of continuous values (a class probability) on the preprocessed grid back to
 /// the native grid: linear resampling, `fill` outside the crop.
 pub fn invert_channel(values: &[f32], record: &InverseRecord, fill: f32) -> Vec<f32> {
-    let back = resample(values, record.resampled_shape, record.crop.out_shape(), [Interp::Linear; 3]);
-    record.reorientation.inverse().apply_data(&record.crop.undo(&back, fill))
+    let back = resample(
+        values,
+        record.resampled_shape,
+        record.crop.out_shape(),
+        [Interp::Linear; 3],
+    );
+    record
+        .reorientation
+        .inverse()
+        .apply_data(&record.crop.undo(&back, fill))
 }
 
 /// Maps per-class probabilities (C × preprocessed grid) back to the native grid: linear
@@ -257,7 +335,11 @@ pub fn invert_probabilities(probs: &[f32], classes: usize, record: &InverseRecor
     let n: usize = record.resampled_shape.iter().product();
     let mut out = Vec::with_capacity(classes * record.native.voxels());
     for c in 0..classes {
-        out.extend(invert_channel(&probs[c * n..(c + 1) * n], record, if c == 0 { 1.0 } else { 0.0 }));
+        out.extend(invert_channel(
+            &probs[c * n..(c + 1) * n],
+            record,
+            if c == 0 { 1.0 } else { 0.0 },
+        ));
     }
     out
 }

@@ -54,31 +54,75 @@ pub fn fingerprint(ds: &Dataset, seed: u64) -> Result<Fingerprint, Error> {
         .enumerate()
         .map(|(idx, case)| -> Result<_, Error> {
             let image = crate::read_case_image(case)?;
-            let label_path = case.label.as_ref().ok_or_else(|| Error::Other(format!("case {}: no label file", case.id)))?;
+            let label_path = case
+                .label
+                .as_ref()
+                .ok_or_else(|| Error::Other(format!("case {}: no label file", case.id)))?;
             let label = repux_volume::read_volume(label_path)?;
             if label.geometry.shape != image.geometry.shape {
-                return Err(Error::Case { path: label_path.clone(), problem: format!("label shape {:?} does not match image shape {:?}", label.geometry.shape, image.geometry.shape) });
+                return Err(Error::Case {
+                    path: label_path.clone(),
+                    problem: format!(
+                        "label shape {:?} does not match image shape {:?}",
+                        label.geometry.shape, image.geometry.shape
+                    ),
+                });
             }
-            let ro = image.geometry.reorientation_to("RAS").map_err(Error::Other)?;
+            let ro = image
+                .geometry
+                .reorientation_to("RAS")
+                .map_err(Error::Other)?;
             let g = ro.apply_geometry(&image.geometry);
             let n = image.geometry.voxels();
             let fg: Vec<usize> = (0..n).filter(|&i| label.data[i] > 0.0).collect();
-            let mut rng = ChaCha8Rng::seed_from_u64(seed ^ (idx as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-            let picks: Vec<usize> = if fg.len() > SAMPLES_PER_CASE { fg.choose_multiple(&mut rng, SAMPLES_PER_CASE).copied().collect() } else { fg };
-            let samples = (0..image.channels).map(|c| picks.iter().map(|&i| image.data[c * n + i]).filter(|v| v.is_finite()).collect()).collect();
-            Ok((CaseFingerprint { id: case.id.clone(), spacing: g.spacing, shape: g.shape }, samples))
+            let mut rng =
+                ChaCha8Rng::seed_from_u64(seed ^ (idx as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            let picks: Vec<usize> = if fg.len() > SAMPLES_PER_CASE {
+                fg.choose_multiple(&mut rng, SAMPLES_PER_CASE)
+                    .copied()
+                    .collect()
+            } else {
+                fg
+            };
+            let samples = (0..image.channels)
+                .map(|c| {
+                    picks
+                        .iter()
+                        .map(|&i| image.data[c * n + i])
+                        .filter(|v| v.is_finite())
+                        .collect()
+                })
+                .collect();
+            Ok((
+                CaseFingerprint {
+                    id: case.id.clone(),
+                    spacing: g.spacing,
+                    shape: g.shape,
+                },
+                samples,
+            ))
         })
         .collect::<Result<_, _>>()?;
-    let channels = ds.channel_names.len().max(per_case.first().map(|p| p.1.len()).unwrap_or(0));
+    let channels = ds
+        .channel_names
+        .len()
+        .max(per_case.first().map(|p| p.1.len()).unwrap_or(0));
     let foreground = (0..channels)
         .map(|c| {
-            let mut v: Vec<f32> = per_case.iter().flat_map(|(_, s)| s.get(c).cloned().unwrap_or_default()).collect();
+            let mut v: Vec<f32> = per_case
+                .iter()
+                .flat_map(|(_, s)| s.get(c).cloned().unwrap_or_default())
+                .collect();
             v.sort_unstable_by(|a, b| a.total_cmp(b));
             let n = v.len().max(1) as f64;
             let mean = v.iter().map(|&x| x as f64).sum::<f64>() / n;
             let std = (v.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / n).sqrt();
             ChannelFingerprint {
-                channel: ds.channel_names.get(c).cloned().unwrap_or_else(|| format!("channel{c}")),
+                channel: ds
+                    .channel_names
+                    .get(c)
+                    .cloned()
+                    .unwrap_or_else(|| format!("channel{c}")),
                 samples: v.len(),
                 mean,
                 std,
@@ -90,7 +134,10 @@ pub fn fingerprint(ds: &Dataset, seed: u64) -> Result<Fingerprint, Error> {
             }
         })
         .collect();
-    Ok(Fingerprint { cases: per_case.into_iter().map(|(c, _)| c).collect(), foreground })
+    Ok(Fingerprint {
+        cases: per_case.into_iter().map(|(c, _)| c).collect(),
+        foreground,
+    })
 }
 
 /// One channel's normalisation, with the channel's name.
@@ -199,13 +246,24 @@ pub fn make_plans(ds: &Dataset, fp: Fingerprint, opt: &PlanOptions) -> Result<Pl
     if fp.cases.is_empty() {
         return Err(Error::Other("no cases to plan from".into()));
     }
-    let target = opt.target_spacing.unwrap_or_else(|| target_spacing(&fp.cases));
+    let target = opt
+        .target_spacing
+        .unwrap_or_else(|| target_spacing(&fp.cases));
     if target.iter().any(|&t| !(t > 0.0 && t.is_finite())) {
-        return Err(Error::Other(format!("target spacing {target:?} must be positive")));
+        return Err(Error::Other(format!(
+            "target spacing {target:?} must be positive"
+        )));
     }
     let mut median_shape = [0usize; 3];
     for a in 0..3 {
-        median_shape[a] = median_f64(fp.cases.iter().map(|c| (c.shape[a] as f64 * c.spacing[a] / target[a]).round()).collect(), 50.0).round() as usize;
+        median_shape[a] = median_f64(
+            fp.cases
+                .iter()
+                .map(|c| (c.shape[a] as f64 * c.spacing[a] / target[a]).round())
+                .collect(),
+            50.0,
+        )
+        .round() as usize;
     }
     let mut patch = [0usize; 3];
     let m = opt.size_multiple;
@@ -214,7 +272,10 @@ pub fn make_plans(ds: &Dataset, fp: Fingerprint, opt: &PlanOptions) -> Result<Pl
     }
     for a in 0..3 {
         if opt.patch_size[a] == 0 || opt.patch_size[a] % m != 0 {
-            return Err(Error::Other(format!("patch size {:?}: every side must be a positive multiple of {m}", opt.patch_size)));
+            return Err(Error::Other(format!(
+                "patch size {:?}: every side must be a positive multiple of {m}",
+                opt.patch_size
+            )));
         }
         // Shrink to fit small images: the largest multiple of m not above the median size.
         let fit = (median_shape[a] / m * m).max(m);
@@ -227,12 +288,23 @@ pub fn make_plans(ds: &Dataset, fp: Fingerprint, opt: &PlanOptions) -> Result<Pl
             let scheme = if f.channel.eq_ignore_ascii_case("ct") {
                 match opt.ct_window {
                     Some((a_min, a_max)) => Normalization::Window { a_min, a_max },
-                    None => Normalization::Ct { lower: f.percentile_00_5, upper: f.percentile_99_5, mean: f.mean, std: f.std },
+                    None => Normalization::Ct {
+                        lower: f.percentile_00_5,
+                        upper: f.percentile_99_5,
+                        mean: f.mean,
+                        std: f.std,
+                    },
                 }
             } else {
-                Normalization::ZScore { mean: None, std: None }
+                Normalization::ZScore {
+                    mean: None,
+                    std: None,
+                }
             };
-            ChannelNormalization { channel: f.channel.clone(), scheme }
+            ChannelNormalization {
+                channel: f.channel.clone(),
+                scheme,
+            }
         })
         .collect();
     let labels = if ds.labels.is_empty() {
@@ -261,7 +333,11 @@ impl Plans {
     pub fn prep_config(&self) -> PrepConfig {
         PrepConfig {
             target_spacing: self.target_spacing,
-            normalization: self.normalization.iter().map(|n| n.scheme.clone()).collect(),
+            normalization: self
+                .normalization
+                .iter()
+                .map(|n| n.scheme.clone())
+                .collect(),
             resampling: self.resampling.clone(),
         }
     }
@@ -273,7 +349,10 @@ impl Plans {
 
     pub fn load(path: &Path) -> Result<Plans, Error> {
         let text = std::fs::read_to_string(path).map_err(|e| repux_volume::Error::io(path, e))?;
-        serde_json::from_str(&text).map_err(|e| Error::Case { path: path.to_path_buf(), problem: format!("invalid plans: {e}") })
+        serde_json::from_str(&text).map_err(|e| Error::Case {
+            path: path.to_path_buf(),
+            problem: format!("invalid plans: {e}"),
+        })
     }
 
     pub fn save(&self, path: &Path) -> Result<(), Error> {
@@ -286,17 +365,31 @@ mod tests {
     use super::*;
 
     fn c(spacing: [f64; 3], shape: [usize; 3]) -> CaseFingerprint {
-        CaseFingerprint { id: String::new(), spacing, shape }
+        CaseFingerprint {
+            id: String::new(),
+            spacing,
+            shape,
+        }
     }
 
     #[test]
     fn target_spacing_rules() {
         // Isotropic-ish: plain median.
-        let t = target_spacing(&[c([1.0, 1.0, 1.5], [200, 200, 150]), c([0.8, 0.8, 1.0], [200, 200, 150]), c([0.9, 0.9, 2.0], [200, 200, 150])]);
+        let t = target_spacing(&[
+            c([1.0, 1.0, 1.5], [200, 200, 150]),
+            c([0.8, 0.8, 1.0], [200, 200, 150]),
+            c([0.9, 0.9, 2.0], [200, 200, 150]),
+        ]);
         assert_eq!(t, [0.9, 0.9, 1.5]);
         // Anisotropic with few slices: 10th percentile of the coarse axis.
-        let cases: Vec<_> = [4.0, 5.0, 5.0, 5.0, 3.2].iter().map(|&z| c([0.7, 0.7, z], [512, 512, 40])).collect();
+        let cases: Vec<_> = [4.0, 5.0, 5.0, 5.0, 3.2]
+            .iter()
+            .map(|&z| c([0.7, 0.7, z], [512, 512, 40]))
+            .collect();
         let t = target_spacing(&cases);
-        assert!((t[2] - (3.2 + 0.1 * 4.0 * (4.0 - 3.2))).abs() < 1e-9, "{t:?}");
+        assert!(
+            (t[2] - (3.2 + 0.1 * 4.0 * (4.0 - 3.2))).abs() < 1e-9,
+            "{t:?}"
+        );
     }
 }

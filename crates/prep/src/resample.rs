@@ -9,8 +9,8 @@
 //! Boundaries match scipy.ndimage: linear and nearest clamp (`mode='nearest'`); cubic is the
 //! cubic B-spline with its prefilter, mirror boundaries (`order=3, mode='mirror'`).
 
-use repux_volume::Geometry;
 use rayon::prelude::*;
+use repux_volume::Geometry;
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,7 +52,11 @@ pub fn resampled_geometry(g: &Geometry, out_shape: [usize; 3]) -> Geometry {
         }
         spacing[ax] *= r;
     }
-    Geometry { shape: out_shape, spacing, affine: a }
+    Geometry {
+        shape: out_shape,
+        spacing,
+        affine: a,
+    }
 }
 
 fn mirror(i: isize, n: usize) -> usize {
@@ -84,9 +88,19 @@ fn taps(n_in: usize, n_out: usize, interp: Interp) -> Vec<([usize; 4], [f32; 4],
                 Interp::Cubic => {
                     let f = x.floor();
                     let t = x - f;
-                    let w = [(1.0 - t).powi(3) / 6.0, (3.0 * t.powi(3) - 6.0 * t * t + 4.0) / 6.0, (-3.0 * t.powi(3) + 3.0 * t * t + 3.0 * t + 1.0) / 6.0, t.powi(3) / 6.0];
+                    let w = [
+                        (1.0 - t).powi(3) / 6.0,
+                        (3.0 * t.powi(3) - 6.0 * t * t + 4.0) / 6.0,
+                        (-3.0 * t.powi(3) + 3.0 * t * t + 3.0 * t + 1.0) / 6.0,
+                        t.powi(3) / 6.0,
+                    ];
                     let b = f as isize - 1;
-                    let idx = [mirror(b, n_in), mirror(b + 1, n_in), mirror(b + 2, n_in), mirror(b + 3, n_in)];
+                    let idx = [
+                        mirror(b, n_in),
+                        mirror(b + 1, n_in),
+                        mirror(b + 2, n_in),
+                        mirror(b + 3, n_in),
+                    ];
                     (idx, w.map(|v| v as f32), 4)
                 }
             }
@@ -115,7 +129,8 @@ fn prefilter(data: &mut [f32], outer: usize, n: usize, inner: usize) {
         let mut zi = z;
         for k in 1..n - 1 {
             for (i, acc) in c0.iter_mut().enumerate() {
-                *acc += zi * (blk[k * inner + i] as f64 + z_n_1 * blk[(n - 1 - k) * inner + i] as f64);
+                *acc +=
+                    zi * (blk[k * inner + i] as f64 + z_n_1 * blk[(n - 1 - k) * inner + i] as f64);
             }
             zi *= z;
             if zi.abs() < 1e-20 {
@@ -127,16 +142,21 @@ fn prefilter(data: &mut [f32], outer: usize, n: usize, inner: usize) {
         }
         for k in 1..n {
             let (prev, cur) = blk[(k - 1) * inner..(k + 1) * inner].split_at_mut(inner);
-            cur.iter_mut().zip(prev.iter()).for_each(|(c, p)| *c += zf * p);
+            cur.iter_mut()
+                .zip(prev.iter())
+                .for_each(|(c, p)| *c += zf * p);
         }
         // anticausal init: c_(n-1) = (z c_(n-2) + c_(n-1)) z / (z² − 1)
         let f = (z / (z * z - 1.0)) as f32;
         for i in 0..inner {
-            blk[(n - 1) * inner + i] = (zf * blk[(n - 2) * inner + i] + blk[(n - 1) * inner + i]) * f;
+            blk[(n - 1) * inner + i] =
+                (zf * blk[(n - 2) * inner + i] + blk[(n - 1) * inner + i]) * f;
         }
         for k in (0..n - 1).rev() {
             let (cur, next) = blk[k * inner..(k + 2) * inner].split_at_mut(inner);
-            cur.iter_mut().zip(next.iter()).for_each(|(c, nx)| *c = zf * (nx - *c));
+            cur.iter_mut()
+                .zip(next.iter())
+                .for_each(|(c, nx)| *c = zf * (nx - *c));
         }
     };
     if inner == 1 {
@@ -176,7 +196,13 @@ fn prefilter(data: &mut [f32], outer: usize, n: usize, inner: usize) {
 }
 
 /// Resamples along one axis of a C-order array of `shape`.
-pub fn resample_axis(data: &[f32], shape: [usize; 3], axis: usize, n_out: usize, interp: Interp) -> Vec<f32> {
+pub fn resample_axis(
+    data: &[f32],
+    shape: [usize; 3],
+    axis: usize,
+    n_out: usize,
+    interp: Interp,
+) -> Vec<f32> {
     let n = shape[axis];
     let outer: usize = shape[..axis].iter().product();
     let inner: usize = shape[axis + 1..].iter().product();
@@ -218,7 +244,12 @@ pub fn resample_axis(data: &[f32], shape: [usize; 3], axis: usize, n_out: usize,
 
 /// Resamples one channel to `out_shape`, axis by axis (the most shrinking axis first, so later
 /// passes touch less data). Interpolation is chosen per axis.
-pub fn resample(data: &[f32], shape: [usize; 3], out_shape: [usize; 3], interp: [Interp; 3]) -> Vec<f32> {
+pub fn resample(
+    data: &[f32],
+    shape: [usize; 3],
+    out_shape: [usize; 3],
+    interp: [Interp; 3],
+) -> Vec<f32> {
     let mut order = [0usize, 1, 2];
     order.sort_by(|&a, &b| {
         let ra = out_shape[a] as f64 / shape[a] as f64;
@@ -231,7 +262,13 @@ pub fn resample(data: &[f32], shape: [usize; 3], out_shape: [usize; 3], interp: 
         if cur[ax] == out_shape[ax] {
             continue;
         }
-        let next = resample_axis(buf.as_deref().unwrap_or(data), cur, ax, out_shape[ax], interp[ax]);
+        let next = resample_axis(
+            buf.as_deref().unwrap_or(data),
+            cur,
+            ax,
+            out_shape[ax],
+            interp[ax],
+        );
         cur[ax] = out_shape[ax];
         buf = Some(next);
     }
@@ -241,11 +278,23 @@ pub fn resample(data: &[f32], shape: [usize; 3], out_shape: [usize; 3], interp: 
 /// Resamples an integer label map. `one_hot` resamples each class's indicator with `interp`
 /// (cubic is treated as linear) and takes the arg-max (the first class wins ties); otherwise
 /// nearest neighbour on every axis.
-pub fn resample_labels(labels: &[f32], shape: [usize; 3], out_shape: [usize; 3], one_hot: bool, interp: [Interp; 3]) -> Vec<f32> {
+pub fn resample_labels(
+    labels: &[f32],
+    shape: [usize; 3],
+    out_shape: [usize; 3],
+    one_hot: bool,
+    interp: [Interp; 3],
+) -> Vec<f32> {
     if !one_hot {
         return resample(labels, shape, out_shape, [Interp::Nearest; 3]);
     }
-    let interp = interp.map(|i| if i == Interp::Cubic { Interp::Linear } else { i });
+    let interp = interp.map(|i| {
+        if i == Interp::Cubic {
+            Interp::Linear
+        } else {
+            i
+        }
+    });
     let mut classes: Vec<u32> = Vec::new();
     let mut seen = std::collections::BTreeSet::new();
     for &v in labels {
@@ -258,14 +307,20 @@ pub fn resample_labels(labels: &[f32], shape: [usize; 3], out_shape: [usize; 3],
     let mut best = vec![f32::NEG_INFINITY; n_out];
     let mut arg = vec![0f32; n_out];
     for &c in &classes {
-        let ind: Vec<f32> = labels.iter().map(|&v| if v as u32 == c { 1.0 } else { 0.0 }).collect();
+        let ind: Vec<f32> = labels
+            .iter()
+            .map(|&v| if v as u32 == c { 1.0 } else { 0.0 })
+            .collect();
         let r = resample(&ind, shape, out_shape, interp);
-        best.par_iter_mut().zip(arg.par_iter_mut()).zip(r.par_iter()).for_each(|((b, a), &v)| {
-            if v > *b {
-                *b = v;
-                *a = c as f32;
-            }
-        });
+        best.par_iter_mut()
+            .zip(arg.par_iter_mut())
+            .zip(r.par_iter())
+            .for_each(|((b, a), &v)| {
+                if v > *b {
+                    *b = v;
+                    *a = c as f32;
+                }
+            });
     }
     arg
 }
@@ -274,10 +329,17 @@ pub fn resample_labels(labels: &[f32], shape: [usize; 3], out_shape: [usize; 3],
 /// target) spacing is more than `threshold` × the finest, that axis is the low-resolution one.
 pub fn separate_z_axis(spacing: [f64; 3], target: [f64; 3], threshold: f64) -> Option<usize> {
     let aniso = |s: &[f64; 3]| {
-        let (mx, mn) = (s.iter().cloned().fold(f64::MIN, f64::max), s.iter().cloned().fold(f64::MAX, f64::min));
+        let (mx, mn) = (
+            s.iter().cloned().fold(f64::MIN, f64::max),
+            s.iter().cloned().fold(f64::MAX, f64::min),
+        );
         mx / mn > threshold
     };
-    let argmax = |s: &[f64; 3]| (0..3).max_by(|&a, &b| s[a].partial_cmp(&s[b]).unwrap_or(std::cmp::Ordering::Equal)).unwrap_or(2);
+    let argmax = |s: &[f64; 3]| {
+        (0..3)
+            .max_by(|&a, &b| s[a].partial_cmp(&s[b]).unwrap_or(std::cmp::Ordering::Equal))
+            .unwrap_or(2)
+    };
     if aniso(&spacing) {
         Some(argmax(&spacing))
     } else if aniso(&target) {
@@ -310,18 +372,35 @@ mod tests {
         let r = resample(&d, [1, 1, 16], [1, 1, 32], [Interp::Cubic; 3]);
         for o in 12..20 {
             let x = source_coord(o, 16, 32);
-            assert!((r[o] as f64 - 2.0 * x).abs() < 5e-3, "{o}: {} vs {}", r[o], 2.0 * x);
+            assert!(
+                (r[o] as f64 - 2.0 * x).abs() < 5e-3,
+                "{o}: {} vs {}",
+                r[o],
+                2.0 * x
+            );
         }
     }
 
     #[test]
     fn geometry_of_resampled_grid_keeps_the_field_of_view() {
-        let g = Geometry::from_affine([10, 20, 5], [[-0.8, 0.0, 0.0, 50.0], [0.0, -0.8, 0.0, 20.0], [0.0, 0.0, 3.0, -10.0], [0.0, 0.0, 0.0, 1.0]]);
+        let g = Geometry::from_affine(
+            [10, 20, 5],
+            [
+                [-0.8, 0.0, 0.0, 50.0],
+                [0.0, -0.8, 0.0, 20.0],
+                [0.0, 0.0, 3.0, -10.0],
+                [0.0, 0.0, 0.0, 1.0],
+            ],
+        );
         let out = resampled_geometry(&g, [5, 10, 15]);
         assert_eq!(out.spacing, [1.6, 1.6, 1.0]);
         // Output voxel o sits at input coordinate source_coord(o).
         let w = out.world([1.0, 2.0, 3.0]);
-        let w_in = g.world([source_coord(1, 10, 5), source_coord(2, 20, 10), source_coord(3, 5, 15)]);
+        let w_in = g.world([
+            source_coord(1, 10, 5),
+            source_coord(2, 20, 10),
+            source_coord(3, 5, 15),
+        ]);
         for r in 0..3 {
             assert!((w[r] - w_in[r]).abs() < 1e-12);
         }
@@ -343,8 +422,14 @@ mod tests {
 
     #[test]
     fn separate_z_rule() {
-        assert_eq!(separate_z_axis([0.7, 0.7, 5.0], [1.0, 1.0, 1.0], 3.0), Some(2));
+        assert_eq!(
+            separate_z_axis([0.7, 0.7, 5.0], [1.0, 1.0, 1.0], 3.0),
+            Some(2)
+        );
         assert_eq!(separate_z_axis([0.7, 0.7, 1.5], [1.0, 1.0, 1.2], 3.0), None);
-        assert_eq!(separate_z_axis([1.0, 1.0, 1.0], [4.0, 1.0, 1.0], 3.0), Some(0));
+        assert_eq!(
+            separate_z_axis([1.0, 1.0, 1.0], [4.0, 1.0, 1.0], 3.0),
+            Some(0)
+        );
     }
 }

@@ -27,7 +27,12 @@ pub struct SamplerConfig {
 
 impl SamplerConfig {
     pub fn new(patch: [usize; 3]) -> Self {
-        SamplerConfig { patch, foreground_fraction: 0.5, class_uniform: false, pad: PadMode::Zero }
+        SamplerConfig {
+            patch,
+            foreground_fraction: 0.5,
+            class_uniform: false,
+            pad: PadMode::Zero,
+        }
     }
 }
 
@@ -48,7 +53,12 @@ pub fn sample(case: &CachedCase, cfg: &SamplerConfig, rng: &mut impl Rng) -> Pat
     let shape = case.meta.shape;
     let p = cfg.patch;
     let forced = rng.gen_bool(cfg.foreground_fraction.clamp(0.0, 1.0));
-    let classes: Vec<&Vec<[u32; 3]>> = case.meta.class_locations.values().filter(|v| !v.is_empty()).collect();
+    let classes: Vec<&Vec<[u32; 3]>> = case
+        .meta
+        .class_locations
+        .values()
+        .filter(|v| !v.is_empty())
+        .collect();
     let mut origin = [0isize; 3];
     // Valid origins: [min(0, s − p), max(0, s − p)]; when s < p the volume is centred-ish with padding.
     let lo = |a: usize| (shape[a] as isize - p[a] as isize).min(0);
@@ -81,11 +91,23 @@ pub fn sample(case: &CachedCase, cfg: &SamplerConfig, rng: &mut impl Rng) -> Pat
         };
     }
     let (image, labels) = extract(case, origin, p, cfg.pad);
-    Patch { shape: p, channels: case.meta.channels, image, labels, origin, forced_foreground: centre.is_some() }
+    Patch {
+        shape: p,
+        channels: case.meta.channels,
+        image,
+        labels,
+        origin,
+        forced_foreground: centre.is_some(),
+    }
 }
 
 /// Copies the box at `origin` of size `p`, padding outside the volume.
-pub fn extract(case: &CachedCase, origin: [isize; 3], p: [usize; 3], pad: PadMode) -> (Vec<f32>, Vec<u16>) {
+pub fn extract(
+    case: &CachedCase,
+    origin: [isize; 3],
+    p: [usize; 3],
+    pad: PadMode,
+) -> (Vec<f32>, Vec<u16>) {
     let [d, h, w] = case.meta.shape;
     let n = d * h * w;
     let np = p[0] * p[1] * p[2];
@@ -98,7 +120,8 @@ pub fn extract(case: &CachedCase, origin: [isize; 3], p: [usize; 3], pad: PadMod
             let i = origin[0] + a as isize;
             for b in 0..p[1] {
                 let j = origin[1] + b as isize;
-                let row = &mut image[c * np + (a * p[1] + b) * p[2]..c * np + (a * p[1] + b + 1) * p[2]];
+                let row =
+                    &mut image[c * np + (a * p[1] + b) * p[2]..c * np + (a * p[1] + b + 1) * p[2]];
                 let inside_ij = i >= 0 && (i as usize) < d && j >= 0 && (j as usize) < h;
                 for (k, out) in row.iter_mut().enumerate() {
                     let kk = origin[2] + k as isize;
@@ -111,7 +134,8 @@ pub fn extract(case: &CachedCase, origin: [isize; 3], p: [usize; 3], pad: PadMod
                         0.0
                     };
                     if c == 0 && inside {
-                        labels[(a * p[1] + b) * p[2] + k] = case.labels[((i as usize) * h + j as usize) * w + kk as usize];
+                        labels[(a * p[1] + b) * p[2] + k] =
+                            case.labels[((i as usize) * h + j as usize) * w + kk as usize];
                     }
                 }
             }

@@ -8,7 +8,10 @@ use repux_prep::cache::{load_case, preprocess_dataset, CachedCase, CaseMeta, Out
 use repux_prep::loader::{make_batch, Loader, LoaderConfig};
 use repux_prep::plan::{fingerprint, make_plans};
 use repux_prep::sampler::{sample, PadMode, SamplerConfig};
-use repux_prep::{invert_labels, invert_probabilities, preprocess, Interp, LabelInterp, Normalization, PlanOptions, PrepConfig, ResampleOptions, SeparateZ};
+use repux_prep::{
+    invert_labels, invert_probabilities, preprocess, Interp, LabelInterp, Normalization,
+    PlanOptions, PrepConfig, ResampleOptions, SeparateZ,
+};
 use repux_volume::synth::generate_case;
 use repux_volume::{Geometry, Volume};
 use std::sync::Arc;
@@ -16,8 +19,18 @@ use std::sync::Arc;
 fn cfg(target: [f64; 3], labels: LabelInterp, crop: bool) -> PrepConfig {
     PrepConfig {
         target_spacing: target,
-        normalization: vec![Normalization::Window { a_min: -125.0, a_max: 275.0 }],
-        resampling: ResampleOptions { image_interpolation: Interp::Cubic, label_interpolation: labels, separate_z: SeparateZ::Auto, anisotropy_threshold: 3.0, crop_to_foreground: crop, crop_margin: 2 },
+        normalization: vec![Normalization::Window {
+            a_min: -125.0,
+            a_max: 275.0,
+        }],
+        resampling: ResampleOptions {
+            image_interpolation: Interp::Cubic,
+            label_interpolation: labels,
+            separate_z: SeparateZ::Auto,
+            anisotropy_threshold: 3.0,
+            crop_to_foreground: crop,
+            crop_margin: 2,
+        },
     }
 }
 
@@ -35,31 +48,56 @@ fn integer_upsampling_roundtrips_labels_exactly_for_ras_and_lps() {
         orients.insert(img.orientation());
         let s = img.geometry.spacing;
         for li in [LabelInterp::Nearest, LabelInterp::OneHotLinear] {
-            let pre = preprocess(&img, Some(&lab), &cfg([s[0] / 2.0, s[1] / 2.0, s[2] / 2.0], li, true)).unwrap();
+            let pre = preprocess(
+                &img,
+                Some(&lab),
+                &cfg([s[0] / 2.0, s[1] / 2.0, s[2] / 2.0], li, true),
+            )
+            .unwrap();
             assert_eq!(pre.image.orientation(), "RAS");
             let back = invert_labels(pre.labels.as_ref().unwrap(), &pre.record);
-            assert_eq!(pre.record.native, img.geometry, "the native grid is recorded exactly");
+            assert_eq!(
+                pre.record.native, img.geometry,
+                "the native grid is recorded exactly"
+            );
             let wrong = back.iter().zip(&lab.data).filter(|(a, b)| a != b).count();
             match li {
                 // Nearest-neighbour 2× upsampling and back is the identity.
-                LabelInterp::Nearest => assert_eq!(wrong, 0, "case {i}: labels survive 2× upsampling and back"),
+                LabelInterp::Nearest => {
+                    assert_eq!(wrong, 0, "case {i}: labels survive 2× upsampling and back")
+                }
                 // One-hot-linear smooths where three classes meet: allow 0.5 % of the voxels.
-                LabelInterp::OneHotLinear => assert!(wrong * 200 < back.len(), "case {i}: {wrong} of {} voxels changed", back.len()),
+                LabelInterp::OneHotLinear => assert!(
+                    wrong * 200 < back.len(),
+                    "case {i}: {wrong} of {} voxels changed",
+                    back.len()
+                ),
             }
         }
     }
-    assert!(orients.contains("LPS") && orients.contains("RAS"), "{orients:?}");
+    assert!(
+        orients.contains("LPS") && orients.contains("RAS"),
+        "{orients:?}"
+    );
 }
 
 #[test]
 fn arbitrary_spacing_inverts_to_the_native_grid() {
     for i in 0..3 {
         let (img, lab) = phantom(i);
-        let pre = preprocess(&img, Some(&lab), &cfg([1.3, 1.1, 2.2], LabelInterp::OneHotLinear, true)).unwrap();
+        let pre = preprocess(
+            &img,
+            Some(&lab),
+            &cfg([1.3, 1.1, 2.2], LabelInterp::OneHotLinear, true),
+        )
+        .unwrap();
         // The preprocessed grid is where the data say it is: voxel centres in world space match
         // resampled_geometry's affine, and its spacing is close to the target.
         for a in 0..3 {
-            assert!((pre.image.geometry.spacing[a] - [1.3, 1.1, 2.2][a]).abs() / [1.3, 1.1, 2.2][a] < 0.05);
+            assert!(
+                (pre.image.geometry.spacing[a] - [1.3, 1.1, 2.2][a]).abs() / [1.3, 1.1, 2.2][a]
+                    < 0.05
+            );
         }
         let back = invert_labels(pre.labels.as_ref().unwrap(), &pre.record);
         assert_eq!(back.len(), lab.data.len());
@@ -88,7 +126,10 @@ fn arbitrary_spacing_inverts_to_the_native_grid() {
         assert_eq!(inv.len(), 5 * m);
         for v in (0..m).step_by(97) {
             let s: f32 = (0..5).map(|c| inv[c * m + v]).sum();
-            assert!((s - 1.0).abs() < 1e-4, "probabilities sum to 1 on the native grid");
+            assert!(
+                (s - 1.0).abs() < 1e-4,
+                "probabilities sum to 1 on the native grid"
+            );
         }
     }
 }
@@ -103,7 +144,10 @@ fn crop_removes_air_and_is_undone() {
     assert!(pre.image.data.iter().any(|&v| v > 0.0));
     let back = invert_labels(pre.labels.as_ref().unwrap(), &pre.record);
     let wrong = back.iter().zip(&lab.data).filter(|(a, b)| a != b).count();
-    assert_eq!(wrong, 0, "same spacing: crop + reorientation round-trip exactly");
+    assert_eq!(
+        wrong, 0,
+        "same spacing: crop + reorientation round-trip exactly"
+    );
 }
 
 #[test]
@@ -111,11 +155,22 @@ fn bad_inputs_are_errors() {
     let (img, lab) = phantom(0);
     let mut nan = img.clone();
     nan.data[10] = f32::NAN;
-    let e = preprocess(&nan, Some(&lab), &cfg([1.0; 3], LabelInterp::Nearest, true)).unwrap_err().to_string();
+    let e = preprocess(&nan, Some(&lab), &cfg([1.0; 3], LabelInterp::Nearest, true))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("NaN"), "{e}");
-    let g = Geometry { shape: [2, 2, 2], ..img.geometry.clone() };
+    let g = Geometry {
+        shape: [2, 2, 2],
+        ..img.geometry.clone()
+    };
     let small = Volume::new(g, 1, vec![0.0; 8]);
-    let e = preprocess(&img, Some(&small), &cfg([1.0; 3], LabelInterp::Nearest, true)).unwrap_err().to_string();
+    let e = preprocess(
+        &img,
+        Some(&small),
+        &cfg([1.0; 3], LabelInterp::Nearest, true),
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("label map does not match"), "{e}");
 }
 
@@ -123,7 +178,16 @@ fn cached(d: &std::path::Path) -> Vec<CachedCase> {
     repux_volume::synth::write_dataset(d, 3, 21, |_| {}).unwrap();
     let ds = repux_volume::Dataset::open(d).unwrap();
     let fp = fingerprint(&ds, 0).unwrap();
-    let plans = make_plans(&ds, fp, &PlanOptions { target_spacing: Some([1.6, 1.6, 3.0]), patch_size: [32, 32, 32], ..PlanOptions::default() }).unwrap();
+    let plans = make_plans(
+        &ds,
+        fp,
+        &PlanOptions {
+            target_spacing: Some([1.6, 1.6, 3.0]),
+            patch_size: [32, 32, 32],
+            ..PlanOptions::default()
+        },
+    )
+    .unwrap();
     let out = d.join("pre");
     let r = preprocess_dataset(&ds, &plans, &out, false, |_, _| {}).unwrap();
     assert!(r.iter().all(|(_, o)| *o == Outcome::Written));
@@ -136,7 +200,10 @@ fn cached(d: &std::path::Path) -> Vec<CachedCase> {
     std::fs::write(&lp, bytes).unwrap();
     let r = preprocess_dataset(&ds, &plans, &out, false, |_, _| {}).unwrap();
     assert_eq!(r.iter().filter(|(_, o)| *o == Outcome::Written).count(), 1);
-    ds.training.iter().map(|c| load_case(&out, &c.id).unwrap()).collect()
+    ds.training
+        .iter()
+        .map(|c| load_case(&out, &c.id).unwrap())
+        .collect()
 }
 
 #[test]
@@ -154,7 +221,10 @@ fn sampler_fraction_padding_and_reproducibility() {
         forced += p.forced_foreground as usize;
         with_fg += p.labels.iter().any(|&l| l > 0) as usize;
         if p.forced_foreground {
-            assert!(p.labels.iter().any(|&l| l > 0), "a forced crop contains foreground");
+            assert!(
+                p.labels.iter().any(|&l| l > 0),
+                "a forced crop contains foreground"
+            );
         }
     }
     let frac = forced as f64 / draws as f64;
@@ -164,19 +234,35 @@ fn sampler_fraction_padding_and_reproducibility() {
     // Class-uniform sampling reaches the thin organ far more often than its voxel share.
     cfg.class_uniform = true;
     cfg.foreground_fraction = 1.0;
-    let hits = (0..200).filter(|_| sample(case, &cfg, &mut rng).labels.contains(&4)).count();
+    let hits = (0..200)
+        .filter(|_| sample(case, &cfg, &mut rng).labels.contains(&4))
+        .count();
     assert!(hits > 40, "pancreas in {hits}/200 class-uniform crops");
     // A volume smaller than the patch is padded, not an error.
     let mut tiny = case.clone();
-    let meta = CaseMeta { shape: [5, 6, 7], ..case.meta.clone() };
+    let meta = CaseMeta {
+        shape: [5, 6, 7],
+        ..case.meta.clone()
+    };
     tiny.meta = meta;
     tiny.image = (0..210).map(|v| v as f32).collect();
     tiny.labels = vec![1; 210];
     tiny.meta.class_locations = [(1u32, vec![[2u32, 3, 3]])].into_iter().collect();
     for pad in [PadMode::Zero, PadMode::Edge] {
-        let p = sample(&tiny, &SamplerConfig { pad, ..SamplerConfig::new([16, 16, 16]) }, &mut rng);
+        let p = sample(
+            &tiny,
+            &SamplerConfig {
+                pad,
+                ..SamplerConfig::new([16, 16, 16])
+            },
+            &mut rng,
+        );
         assert_eq!(p.image.len(), 16 * 16 * 16);
-        assert_eq!(p.labels.iter().filter(|&&l| l == 1).count(), 210, "the whole tiny volume is inside the patch");
+        assert_eq!(
+            p.labels.iter().filter(|&&l| l == 1).count(),
+            210,
+            "the whole tiny volume is inside the patch"
+        );
         if pad == PadMode::Edge {
             assert!(p.image.iter().all(|&v| v >= 0.0) && p.image.contains(&209.0));
         }
@@ -205,7 +291,15 @@ fn augmentation_and_loader_are_seeded() {
     assert!(p.labels.iter().all(|&l| l <= 4));
     // The loader delivers the same batches in the same order for any number of workers.
     let shared = Arc::new(cases);
-    let lc = |workers| LoaderConfig { sampler: cfg.clone(), augment: AugmentConfig::paper(), volumes_per_step: 1, crops_per_volume: 2, seed: 9, workers, prefetch: 2 };
+    let lc = |workers| LoaderConfig {
+        sampler: cfg.clone(),
+        augment: AugmentConfig::paper(),
+        volumes_per_step: 1,
+        crops_per_volume: 2,
+        seed: 9,
+        workers,
+        prefetch: 2,
+    };
     let a: Vec<_> = Loader::spawn(shared.clone(), lc(1), 3).take(5).collect();
     let b: Vec<_> = Loader::spawn(shared.clone(), lc(3), 3).take(5).collect();
     assert_eq!(a, b);

@@ -5,7 +5,11 @@ use repux_prep::resample::{resample, Interp};
 
 #[test]
 fn matches_scipy() {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/resample.json")).unwrap();
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/resample.json"
+    ))
+    .unwrap();
     let cases: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
     assert_eq!(cases.len(), 4);
     for c in &cases {
@@ -19,13 +23,24 @@ fn matches_scipy() {
             ("linear", [Interp::Linear; 3], 1e-4),
             ("cubic", [Interp::Cubic; 3], 1e-3),
             ("nearest", [Interp::Nearest; 3], 1e-5),
-            ("separate_z", [Interp::Cubic, Interp::Cubic, Interp::Nearest], 1e-3),
+            (
+                "separate_z",
+                [Interp::Cubic, Interp::Cubic, Interp::Nearest],
+                1e-3,
+            ),
         ] {
             let ours = resample(&data, shape, out, interp);
             let theirs = v(name);
             assert_eq!(ours.len(), theirs.len());
-            let worst = ours.iter().zip(&theirs).map(|(a, b)| (*a as f64 - b).abs()).fold(0.0, f64::max);
-            assert!(worst <= tol, "{name} {shape:?}→{out:?}: max abs error {worst}");
+            let worst = ours
+                .iter()
+                .zip(&theirs)
+                .map(|(a, b)| (*a as f64 - b).abs())
+                .fold(0.0, f64::max);
+            assert!(
+                worst <= tol,
+                "{name} {shape:?}→{out:?}: max abs error {worst}"
+            );
         }
     }
 }

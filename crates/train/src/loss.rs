@@ -9,7 +9,12 @@ use burn::tensor::{Tensor, TensorData};
 pub const SMOOTH: f64 = 1e-5;
 
 /// One-hot `[B, C, D, H, W]` of integer labels `[B × D × H × W]`.
-pub fn one_hot(labels: &[u16], classes: usize, dims: [usize; 5], device: &burn::tensor::Device) -> Tensor<5> {
+pub fn one_hot(
+    labels: &[u16],
+    classes: usize,
+    dims: [usize; 5],
+    device: &burn::tensor::Device,
+) -> Tensor<5> {
     let [b, _, d, h, w] = dims;
     let n = d * h * w;
     let mut v = vec![0f32; b * classes * n];
@@ -23,7 +28,11 @@ pub fn one_hot(labels: &[u16], classes: usize, dims: [usize; 5], device: &burn::
 }
 
 /// `(total, dice, ce)` for logits `[B, C, D, H, W]` and one-hot targets of the same shape.
-pub fn dice_ce(logits: Tensor<5>, target: Tensor<5>, class_weights: Option<&[f32]>) -> (Tensor<1>, Tensor<1>, Tensor<1>) {
+pub fn dice_ce(
+    logits: Tensor<5>,
+    target: Tensor<5>,
+    class_weights: Option<&[f32]>,
+) -> (Tensor<1>, Tensor<1>, Tensor<1>) {
     let [b, c, d, h, w] = logits.dims();
     let n = d * h * w;
     let p = softmax(logits.clone(), 1).reshape([b, c, n]);
@@ -62,7 +71,11 @@ mod tests {
         let (_, dice, ce) = dice_ce(t.clone() * 0.0, t, None);
         assert!((scalar(ce) - 3f64.ln()).abs() < 1e-5);
         let n = 8.0;
-        let want: f64 = [2.0, 3.0, 3.0].iter().map(|&nc: &f64| 1.0 - (2.0 * nc / 3.0 + SMOOTH) / (n / 3.0 + nc + SMOOTH)).sum::<f64>() / 3.0;
+        let want: f64 = [2.0, 3.0, 3.0]
+            .iter()
+            .map(|&nc: &f64| 1.0 - (2.0 * nc / 3.0 + SMOOTH) / (n / 3.0 + nc + SMOOTH))
+            .sum::<f64>()
+            / 3.0;
         assert!((scalar(dice) - want).abs() < 1e-5, "{} vs {want}", 0);
     }
 }

@@ -30,15 +30,32 @@ pub struct AdamW {
 impl AdamW {
     /// PyTorch's defaults (β 0.9, 0.999; ε 1e-8) with the given weight decay.
     pub fn new(weight_decay: f64) -> Self {
-        AdamW { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: weight_decay as f32, step: 0, state: BTreeMap::new() }
+        AdamW {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: weight_decay as f32,
+            step: 0,
+            state: BTreeMap::new(),
+        }
     }
 
     /// One step over every parameter of `net` that has a gradient in `grads`. A moment whose
     /// size differs from its parameter's (a checkpoint of another network) is an error, never a
     /// silent reset.
-    pub fn step(&mut self, net: &mut Net, mut grads: GradientsParams, lr: f64) -> Result<(), String> {
+    pub fn step(
+        &mut self,
+        net: &mut Net,
+        mut grads: GradientsParams,
+        lr: f64,
+    ) -> Result<(), String> {
         self.step += 1;
-        let mut v = StepVisitor { opt: self, grads: &mut grads, lr: lr as f32, error: None };
+        let mut v = StepVisitor {
+            opt: self,
+            grads: &mut grads,
+            lr: lr as f32,
+            error: None,
+        };
         net.visit("", &mut v);
         match v.error {
             Some(e) => Err(e),
@@ -51,11 +68,16 @@ impl AdamW {
         let sd = repux_nn::state_dict(net).map_err(|e| e.to_string())?;
         for (k, (m, v)) in &self.state {
             let Some((shape, _)) = sd.0.get(k) else {
-                return Err(format!("AdamW state for {k}, which the network does not have"));
+                return Err(format!(
+                    "AdamW state for {k}, which the network does not have"
+                ));
             };
             let n: usize = shape.iter().product();
             if m.len() != n || v.len() != n {
-                return Err(format!("AdamW state of {k} holds {} values, the parameter {n}", m.len()));
+                return Err(format!(
+                    "AdamW state of {k} holds {} values, the parameter {n}",
+                    m.len()
+                ));
             }
         }
         Ok(())
@@ -67,17 +89,42 @@ impl AdamW {
             sd.0.insert(format!("exp_avg.{k}"), (vec![m.len()], m.clone()));
             sd.0.insert(format!("exp_avg_sq.{k}"), (vec![v.len()], v.clone()));
         }
-        let meta = [("step", self.step.to_string()), ("beta1", self.beta1.to_string()), ("beta2", self.beta2.to_string()), ("eps", self.eps.to_string()), ("weight_decay", self.weight_decay.to_string())];
-        repux_nn::weights::write_safetensors(path, &sd, Some(meta.into_iter().map(|(a, b)| (a.to_string(), b)).collect()))
+        let meta = [
+            ("step", self.step.to_string()),
+            ("beta1", self.beta1.to_string()),
+            ("beta2", self.beta2.to_string()),
+            ("eps", self.eps.to_string()),
+            ("weight_decay", self.weight_decay.to_string()),
+        ];
+        repux_nn::weights::write_safetensors(
+            path,
+            &sd,
+            Some(meta.into_iter().map(|(a, b)| (a.to_string(), b)).collect()),
+        )
     }
 
     pub fn load(path: &Path) -> Result<AdamW, WeightError> {
-        let bad = |msg: String| WeightError::Read { path: path.to_path_buf(), msg };
+        let bad = |msg: String| WeightError::Read {
+            path: path.to_path_buf(),
+            msg,
+        };
         let bytes = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
-        let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| bad(format!("not a valid safetensors file (truncated?): {e}")))?;
+        let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
+            .map_err(|e| bad(format!("not a valid safetensors file (truncated?): {e}")))?;
         let meta = header.metadata().clone().unwrap_or_default();
-        let num = |k: &str| meta.get(k).and_then(|v| v.parse::<f64>().ok()).ok_or_else(|| bad(format!("optimizer metadata lacks {k}")));
-        let mut opt = AdamW { beta1: num("beta1")? as f32, beta2: num("beta2")? as f32, eps: num("eps")? as f32, weight_decay: num("weight_decay")? as f32, step: num("step")? as u64, state: BTreeMap::new() };
+        let num = |k: &str| {
+            meta.get(k)
+                .and_then(|v| v.parse::<f64>().ok())
+                .ok_or_else(|| bad(format!("optimizer metadata lacks {k}")))
+        };
+        let mut opt = AdamW {
+            beta1: num("beta1")? as f32,
+            beta2: num("beta2")? as f32,
+            eps: num("eps")? as f32,
+            weight_decay: num("weight_decay")? as f32,
+            step: num("step")? as u64,
+            state: BTreeMap::new(),
+        };
         let sd = repux_nn::read_state_dict(path)?;
         let mut avg = BTreeMap::new();
         let mut sq = BTreeMap::new();
@@ -91,7 +138,9 @@ impl AdamW {
             }
         }
         for (k, m) in avg {
-            let v = sq.remove(&k).ok_or_else(|| bad(format!("exp_avg.{k} without exp_avg_sq.{k}")))?;
+            let v = sq
+                .remove(&k)
+                .ok_or_else(|| bad(format!("exp_avg.{k} without exp_avg_sq.{k}")))?;
             opt.state.insert(k, (m, v));
         }
         if let Some(k) = sq.keys().next() {
@@ -114,10 +163,13 @@ impl Visitor for StepVisitor<'_> {
         if self.error.is_some() {
             return;
         }
-        let Some(g) = self.grads.remove::<D>(p.id) else { return };
+        let Some(g) = self.grads.remove::<D>(p.id) else {
+            return;
+        };
         let value = p.val();
         let (dims, device) = (value.dims(), value.device());
-        let read = repux_nn::values(value, key).and_then(|w| Ok((w, repux_nn::values(g, &format!("gradient of {key}"))?)));
+        let read = repux_nn::values(value, key)
+            .and_then(|w| Ok((w, repux_nn::values(g, &format!("gradient of {key}"))?)));
         let (mut w, g) = match read {
             Ok(v) => v,
             Err(e) => {
@@ -126,7 +178,10 @@ impl Visitor for StepVisitor<'_> {
             }
         };
         let o = &mut *self.opt;
-        let (m, v) = o.state.entry(key.to_string()).or_insert_with(|| (vec![0.0; w.len()], vec![0.0; w.len()]));
+        let (m, v) = o
+            .state
+            .entry(key.to_string())
+            .or_insert_with(|| (vec![0.0; w.len()], vec![0.0; w.len()]));
         if m.len() != w.len() || v.len() != w.len() || g.len() != w.len() {
             self.error = Some(format!("AdamW state of {key} holds {} values, the parameter {} (gradient {}): the optimizer state belongs to another network", m.len(), w.len(), g.len()));
             return;
@@ -162,17 +217,25 @@ mod tests {
             w *= 1.0 - lr * 0.01;
             m = 0.9 * m + 0.1 * g;
             v = 0.999 * v + 0.001 * g * g;
-            w -= lr / (1.0 - 0.9f32.powi(t)) * m / (v.sqrt() / (1.0 - 0.999f32.powi(t)).sqrt() + 1e-8);
+            w -= lr / (1.0 - 0.9f32.powi(t)) * m
+                / (v.sqrt() / (1.0 - 0.999f32.powi(t)).sqrt() + 1e-8);
         }
         let dev = repux_nn::cpu().autodiff();
-        let mut p = Param::from_tensor(Tensor::<1>::from_data(TensorData::new(vec![1.0f32], [1]), &dev).require_grad());
+        let mut p = Param::from_tensor(
+            Tensor::<1>::from_data(TensorData::new(vec![1.0f32], [1]), &dev).require_grad(),
+        );
         for _ in 0..2 {
             let loss = (p.val() * g).sum();
             let mut grads = GradientsParams::new();
             let gr = p.val().grad(&loss.backward()).unwrap();
             grads.register(p.id, gr);
             o.step += 1;
-            let mut vis = StepVisitor { opt: &mut o, grads: &mut grads, lr, error: None };
+            let mut vis = StepVisitor {
+                opt: &mut o,
+                grads: &mut grads,
+                lr,
+                error: None,
+            };
             vis.param("w", &mut p);
         }
         let got = p.val().into_data().try_to_vec::<f32>().unwrap()[0];
@@ -185,22 +248,38 @@ mod tests {
         let loss = (p.val() * g).sum();
         let mut grads = GradientsParams::new();
         grads.register(p.id, p.val().grad(&loss.backward()).unwrap());
-        let mut vis = StepVisitor { opt: &mut o, grads: &mut grads, lr, error: None };
+        let mut vis = StepVisitor {
+            opt: &mut o,
+            grads: &mut grads,
+            lr,
+            error: None,
+        };
         vis.param("w", &mut p);
-        assert!(vis.error.unwrap().contains("holds 3 values, the parameter 1"));
+        assert!(vis
+            .error
+            .unwrap()
+            .contains("holds 3 values, the parameter 1"));
         assert_eq!(p.val().into_data().try_to_vec::<f32>().unwrap()[0], got);
     }
 
     /// The optimizer's state must fit the network it resumes with, checked before any step.
     #[test]
     fn check_rejects_state_of_another_network() {
-        let net = Net::new(&repux_nn::ModelConfig { out_channels: 2, ..repux_nn::ModelConfig::preset("micro").unwrap() }, &repux_nn::cpu());
+        let net = Net::new(
+            &repux_nn::ModelConfig {
+                out_channels: 2,
+                ..repux_nn::ModelConfig::preset("micro").unwrap()
+            },
+            &repux_nn::cpu(),
+        );
         let mut o = AdamW::new(0.0);
         o.check(&net).unwrap();
-        o.state.insert("out.conv.conv.weight".into(), (vec![0.0; 7], vec![0.0; 7]));
+        o.state
+            .insert("out.conv.conv.weight".into(), (vec![0.0; 7], vec![0.0; 7]));
         assert!(o.check(&net).unwrap_err().contains("out.conv.conv.weight"));
         let mut o = AdamW::new(0.0);
-        o.state.insert("no.such.param".into(), (vec![0.0], vec![0.0]));
+        o.state
+            .insert("no.such.param".into(), (vec![0.0], vec![0.0]));
         assert!(o.check(&net).unwrap_err().contains("no.such.param"));
     }
 }

@@ -11,7 +11,12 @@ const TOP: usize = 40;
 const BOTTOM: usize = 300;
 
 /// Draws the two panels from `(iteration, loss)` and `(iteration, mean Dice)` points.
-pub fn draw(losses: &[(usize, f64)], dice: &[(usize, f64)], total: usize, out: &Path) -> repux_volume::Result<()> {
+pub fn draw(
+    losses: &[(usize, f64)],
+    dice: &[(usize, f64)],
+    total: usize,
+    out: &Path,
+) -> repux_volume::Result<()> {
     let mut cv = Canvas::new(W, H);
     cv.px.iter_mut().for_each(|p| *p = 250);
     let x_max = total.max(losses.last().map(|l| l.0).unwrap_or(1)).max(1) as f64;
@@ -24,10 +29,28 @@ pub fn draw(losses: &[(usize, f64)], dice: &[(usize, f64)], total: usize, out: &
         acc = Some(a);
         ema.push((i, a));
     }
-    let finite: Vec<f64> = losses.iter().map(|l| l.1).filter(|v| v.is_finite()).collect();
+    let finite: Vec<f64> = losses
+        .iter()
+        .map(|l| l.1)
+        .filter(|v| v.is_finite())
+        .collect();
     let l_max = finite.iter().cloned().fold(0.0, f64::max).max(1e-6);
-    panel(&mut cv, 40, "loss", l_max, x_max, &[(losses, [190, 190, 210], 1), (&ema, [40, 70, 200], 2)]);
-    panel(&mut cv, 40 + PANEL + 40, "val mean Dice", 1.0, x_max, &[(dice, [200, 60, 60], 2)]);
+    panel(
+        &mut cv,
+        40,
+        "loss",
+        l_max,
+        x_max,
+        &[(losses, [190, 190, 210], 1), (&ema, [40, 70, 200], 2)],
+    );
+    panel(
+        &mut cv,
+        40 + PANEL + 40,
+        "val mean Dice",
+        1.0,
+        x_max,
+        &[(dice, [200, 60, 60], 2)],
+    );
     cv.write_png(out)
 }
 
@@ -41,9 +64,19 @@ fn panel(cv: &mut Canvas, x0: usize, title: &str, y_max: f64, x_max: f64, series
     cv.text(x0 + 4, 10, title, ink);
     cv.text(x0 - 36, TOP - 6, &short(y_max), ink);
     cv.text(x0 - 12, BOTTOM - 8, "0", ink);
-    cv.text(x0 + PANEL - 12 * short(x_max).len(), BOTTOM + 10, &short(x_max), ink);
+    cv.text(
+        x0 + PANEL - 12 * short(x_max).len(),
+        BOTTOM + 10,
+        &short(x_max),
+        ink,
+    );
     cv.text(x0, BOTTOM + 10, "iteration", ink);
-    let px = |(i, v): (usize, f64)| (l + (i as f64 / x_max) * (r - l), b - (v / y_max).clamp(0.0, 1.0) * (b - t));
+    let px = |(i, v): (usize, f64)| {
+        (
+            l + (i as f64 / x_max) * (r - l),
+            b - (v / y_max).clamp(0.0, 1.0) * (b - t),
+        )
+    };
     for &(pts, colour, thick) in series {
         let pts: Vec<(usize, f64)> = pts.iter().cloned().filter(|p| p.1.is_finite()).collect();
         if pts.len() == 1 {

@@ -109,7 +109,23 @@ pub struct TrainConfig {
 impl Default for TrainConfig {
     /// The paper's recipe (ARCHITECTURE §3).
     fn default() -> Self {
-        TrainConfig { iterations: 60_000, val_interval: 500, lr: 1e-4, weight_decay: 0.01, schedule: Schedule::Constant, warmup: 0, seed: 0, volumes_per_step: 1, crops_per_volume: 2, patch_size: None, augment: "paper".into(), workers: 1, class_uniform: false, early_stopping: None, class_weights: None }
+        TrainConfig {
+            iterations: 60_000,
+            val_interval: 500,
+            lr: 1e-4,
+            weight_decay: 0.01,
+            schedule: Schedule::Constant,
+            warmup: 0,
+            seed: 0,
+            volumes_per_step: 1,
+            crops_per_volume: 2,
+            patch_size: None,
+            augment: "paper".into(),
+            workers: 1,
+            class_uniform: false,
+            early_stopping: None,
+            class_weights: None,
+        }
     }
 }
 
@@ -126,7 +142,9 @@ impl TrainConfig {
                 if i < w {
                     self.lr * (i + 1.0) / w
                 } else {
-                    0.5 * self.lr * (1.0 + (std::f64::consts::PI * ((i - w) / (t - w).max(1.0)).min(1.0)).cos())
+                    0.5 * self.lr
+                        * (1.0
+                            + (std::f64::consts::PI * ((i - w) / (t - w).max(1.0)).min(1.0)).cos())
                 }
             }
         }
@@ -204,7 +222,8 @@ pub fn splits(ids: &[String], path: &Path) -> Result<Vec<(Vec<String>, Vec<Strin
     }
     if path.is_file() {
         let text = std::fs::read_to_string(path).map_err(|e| repux_volume::Error::io(path, e))?;
-        let s: Vec<Split> = serde_json::from_str(&text).map_err(|e| TrainError::Config(format!("{}: invalid splits: {e}", path.display())))?;
+        let s: Vec<Split> = serde_json::from_str(&text)
+            .map_err(|e| TrainError::Config(format!("{}: invalid splits: {e}", path.display())))?;
         return Ok(s.into_iter().map(|s| (s.train, s.val)).collect());
     }
     let mut ids = ids.to_vec();
@@ -213,7 +232,12 @@ pub fn splits(ids: &[String], path: &Path) -> Result<Vec<(Vec<String>, Vec<Strin
     let k = 5.min(ids.len()).max(1);
     let folds: Vec<Split> = (0..k)
         .map(|f| {
-            let val: Vec<String> = ids.iter().enumerate().filter(|(i, _)| i % k == f).map(|(_, s)| s.clone()).collect();
+            let val: Vec<String> = ids
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| i % k == f)
+                .map(|(_, s)| s.clone())
+                .collect();
             let train = ids.iter().filter(|s| !val.contains(s)).cloned().collect();
             Split { train, val }
         })
@@ -233,23 +257,49 @@ pub fn eval_copy(net: &Net) -> Result<Net, TrainError> {
 }
 
 /// Per-class Dice (classes 1..) of a network on cached cases, in preprocessed space.
-pub fn validate(net: &Net, cases: &[CachedCase], patch: [usize; 3]) -> Result<Vec<f64>, TrainError> {
+pub fn validate(
+    net: &Net,
+    cases: &[CachedCase],
+    patch: [usize; 3],
+) -> Result<Vec<f64>, TrainError> {
     let classes = net.config().out_channels;
     let cin = net.config().in_channels;
-    let cfg = WindowConfig { patch, overlap: 0.5, mirror: false, tile_batch: 1 };
+    let cfg = WindowConfig {
+        patch,
+        overlap: 0.5,
+        mirror: false,
+        tile_batch: 1,
+    };
     let mut inter = vec![0f64; classes];
     let mut sums = vec![0f64; classes];
     for c in cases {
-        let logits = sliding_window(&c.image, c.meta.channels, c.meta.shape, classes, &cfg, |b, n| {
-            let x = Tensor::<5>::from_data(TensorData::new(b.to_vec(), [n, cin, patch[0], patch[1], patch[2]]), &cpu());
-            repux_nn::values(net.forward(x), "network output").map_err(|e| TrainError::Config(e.to_string()))
-        }, |_, _| {})?;
+        let logits = sliding_window(
+            &c.image,
+            c.meta.channels,
+            c.meta.shape,
+            classes,
+            &cfg,
+            |b, n| {
+                let x = Tensor::<5>::from_data(
+                    TensorData::new(b.to_vec(), [n, cin, patch[0], patch[1], patch[2]]),
+                    &cpu(),
+                );
+                repux_nn::values(net.forward(x), "network output")
+                    .map_err(|e| TrainError::Config(e.to_string()))
+            },
+            |_, _| {},
+        )?;
         let n: usize = c.meta.shape.iter().product();
         for v in 0..n {
-            let pred = (0..classes).max_by(|&a, &b| logits[a * n + v].total_cmp(&logits[b * n + v])).unwrap_or(0);
+            let pred = (0..classes)
+                .max_by(|&a, &b| logits[a * n + v].total_cmp(&logits[b * n + v]))
+                .unwrap_or(0);
             let truth = c.labels[v] as usize;
             if truth >= classes {
-                return Err(TrainError::Config(format!("case {}: label value {truth} is outside the network's {classes} classes", c.meta.id)));
+                return Err(TrainError::Config(format!(
+                    "case {}: label value {truth} is outside the network's {classes} classes",
+                    c.meta.id
+                )));
             }
             if pred == truth {
                 inter[pred] += 1.0;
@@ -258,11 +308,27 @@ pub fn validate(net: &Net, cases: &[CachedCase], patch: [usize; 3]) -> Result<Ve
             sums[truth] += 1.0;
         }
     }
-    Ok((1..classes).map(|k| if sums[k] > 0.0 { 2.0 * inter[k] / sums[k] } else { f64::NAN }).collect())
+    Ok((1..classes)
+        .map(|k| {
+            if sums[k] > 0.0 {
+                2.0 * inter[k] / sums[k]
+            } else {
+                f64::NAN
+            }
+        })
+        .collect())
 }
 
 /// Writes a whole checkpoint into `OUT/.NAME.tmp`, then swaps it in by rename.
-fn save_checkpoint(net: &Net, plans: &Plans, opt: &AdamW, state: &TrainerState, cfg: &TrainConfig, out: &Path, name: &str) -> Result<(), TrainError> {
+fn save_checkpoint(
+    net: &Net,
+    plans: &Plans,
+    opt: &AdamW,
+    state: &TrainerState,
+    cfg: &TrainConfig,
+    out: &Path,
+    name: &str,
+) -> Result<(), TrainError> {
     let dir = out.join(name);
     let tmp = out.join(format!(".{name}.tmp"));
     let old = out.join(format!(".{name}.old"));
@@ -291,22 +357,34 @@ fn save_checkpoint(net: &Net, plans: &Plans, opt: &AdamW, state: &TrainerState, 
 
 /// Reads a checkpoint written by [`save_checkpoint`]: network (autodiff device), optimizer,
 /// trainer state and configuration. Falls back to `.NAME.old` when a swap was interrupted.
-fn load_checkpoint(out: &Path, name: &str) -> Result<(Net, AdamW, TrainerState, TrainConfig), TrainError> {
+fn load_checkpoint(
+    out: &Path,
+    name: &str,
+) -> Result<(Net, AdamW, TrainerState, TrainConfig), TrainError> {
     let mut dir = out.join(name);
     if !dir.is_dir() && out.join(format!(".{name}.old")).is_dir() {
         dir = out.join(format!(".{name}.old"));
     }
     if !dir.is_dir() {
-        return Err(TrainError::Config(format!("{}: no checkpoint to resume from (train without --resume first)", dir.display())));
+        return Err(TrainError::Config(format!(
+            "{}: no checkpoint to resume from (train without --resume first)",
+            dir.display()
+        )));
     }
     let read_json = |f: &str| -> Result<serde_json::Value, TrainError> {
         let p = dir.join(f);
         let text = std::fs::read_to_string(&p).map_err(|e| repux_volume::Error::io(&p, e))?;
-        serde_json::from_str(&text).map_err(|e| TrainError::Config(format!("{}: invalid or truncated JSON: {e}", p.display())))
+        serde_json::from_str(&text).map_err(|e| {
+            TrainError::Config(format!("{}: invalid or truncated JSON: {e}", p.display()))
+        })
     };
-    let parse = |f: &str, v: serde_json::Value| TrainError::Config(format!("{}: {v}", dir.join(f).display()));
-    let state: TrainerState = serde_json::from_value(read_json("trainer_state.json")?).map_err(|e| parse("trainer_state.json", e.to_string().into()))?;
-    let cfg: TrainConfig = serde_json::from_value(read_json("train_config.json")?).map_err(|e| parse("train_config.json", e.to_string().into()))?;
+    let parse = |f: &str, v: serde_json::Value| {
+        TrainError::Config(format!("{}: {v}", dir.join(f).display()))
+    };
+    let state: TrainerState = serde_json::from_value(read_json("trainer_state.json")?)
+        .map_err(|e| parse("trainer_state.json", e.to_string().into()))?;
+    let cfg: TrainConfig = serde_json::from_value(read_json("train_config.json")?)
+        .map_err(|e| parse("train_config.json", e.to_string().into()))?;
     let opt = AdamW::load(&dir.join("optimizer.safetensors"))?;
     let net = repux_nn::load_model_dir(&dir, &cpu().autodiff())?;
     Ok((net, opt, state, cfg))
@@ -320,7 +398,12 @@ fn read_log(path: &Path, iteration: usize) -> Result<Vec<String>, TrainError> {
     let text = std::fs::read_to_string(path).map_err(|e| repux_volume::Error::io(path, e))?;
     Ok(text
         .lines()
-        .filter(|l| serde_json::from_str::<serde_json::Value>(l).ok().and_then(|v| v.get("iteration").and_then(|i| i.as_u64())).is_some_and(|i| i as usize <= iteration))
+        .filter(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .ok()
+                .and_then(|v| v.get("iteration").and_then(|i| i.as_u64()))
+                .is_some_and(|i| i as usize <= iteration)
+        })
         .map(|l| l.to_string())
         .collect())
 }
@@ -334,7 +417,11 @@ fn init_weights(net: &mut Net, from: &Path, new_head: bool) -> Result<(), TrainE
         let (sd, form) = repux_nn::read_weights(from)?;
         (from.to_path_buf(), sd, form)
     } else {
-        let dir = if from.join("model.safetensors").is_file() { from.to_path_buf() } else { from.join("checkpoint_final") };
+        let dir = if from.join("model.safetensors").is_file() {
+            from.to_path_buf()
+        } else {
+            from.join("checkpoint_final")
+        };
         let file = dir.join("model.safetensors");
         let sd = repux_nn::read_state_dict(&file)?;
         (file, sd, repux_nn::KernelForm::Training)
@@ -347,14 +434,33 @@ fn init_weights(net: &mut Net, from: &Path, new_head: bool) -> Result<(), TrainE
         }
     }
     let device = cpu().autodiff();
-    repux_nn::import_state_dict(net, sd, form, &device).map_err(|e| TrainError::Config(format!("{}: {e}{}", file.display(), if new_head { "" } else { " (a different class count needs --new-head)" })))?;
+    repux_nn::import_state_dict(net, sd, form, &device).map_err(|e| {
+        TrainError::Config(format!(
+            "{}: {e}{}",
+            file.display(),
+            if new_head {
+                ""
+            } else {
+                " (a different class count needs --new-head)"
+            }
+        ))
+    })?;
     Ok(())
 }
 
 /// Trains (or resumes) a network; `on_log` sees every log line (also appended to
 /// `out/log.jsonl` as it is made).
 #[allow(clippy::too_many_arguments)]
-pub fn train(model: &ModelConfig, plans: &Plans, train_cases: Vec<CachedCase>, val_cases: &[CachedCase], cfg: &TrainConfig, out: &Path, opts: &RunOptions, mut on_log: impl FnMut(&LogLine)) -> Result<Outcome, TrainError> {
+pub fn train(
+    model: &ModelConfig,
+    plans: &Plans,
+    train_cases: Vec<CachedCase>,
+    val_cases: &[CachedCase],
+    cfg: &TrainConfig,
+    out: &Path,
+    opts: &RunOptions,
+    mut on_log: impl FnMut(&LogLine),
+) -> Result<Outcome, TrainError> {
     if train_cases.is_empty() {
         return Err(TrainError::Config("no training cases".into()));
     }
@@ -362,7 +468,13 @@ pub fn train(model: &ModelConfig, plans: &Plans, train_cases: Vec<CachedCase>, v
     let device = cpu().autodiff();
     let (mut net, mut opt, mut state, mut cfg) = if opts.resume || opts.extend > 0 {
         let (net, opt, state, mut saved) = load_checkpoint(out, "checkpoint_latest")?;
-        opt.check(&net).map_err(|e| TrainError::Config(format!("{}: {e}", out.join("checkpoint_latest/optimizer.safetensors").display())))?;
+        opt.check(&net).map_err(|e| {
+            TrainError::Config(format!(
+                "{}: {e}",
+                out.join("checkpoint_latest/optimizer.safetensors")
+                    .display()
+            ))
+        })?;
         saved.iterations = saved.iterations.max(state.iteration) + opts.extend;
         (net, opt, state, saved)
     } else {
@@ -370,13 +482,26 @@ pub fn train(model: &ModelConfig, plans: &Plans, train_cases: Vec<CachedCase>, v
         if let Some(dir) = opts.init_from {
             init_weights(&mut net, dir, opts.new_head)?;
         }
-        (net, AdamW::new(cfg.weight_decay), TrainerState { iteration: 0, best_val_dice: None, best_iteration: 0, validations_since_best: 0, seconds: 0.0 }, cfg.clone())
+        (
+            net,
+            AdamW::new(cfg.weight_decay),
+            TrainerState {
+                iteration: 0,
+                best_val_dice: None,
+                best_iteration: 0,
+                validations_since_best: 0,
+                seconds: 0.0,
+            },
+            cfg.clone(),
+        )
     };
     cfg.val_interval = cfg.val_interval.max(1);
     let mut plans = plans.clone();
     if let Some(p) = cfg.patch_size {
         if p.contains(&0) {
-            return Err(TrainError::Config(format!("patch_size {p:?} must be positive")));
+            return Err(TrainError::Config(format!(
+                "patch_size {p:?} must be positive"
+            )));
         }
         plans.patch_size = p;
     }
@@ -388,7 +513,13 @@ pub fn train(model: &ModelConfig, plans: &Plans, train_cases: Vec<CachedCase>, v
         TrainError::Config(format!("patch size {p:?}: {e} for this model; plan with `repux plan --size-multiple {m}` or set patch_size in the train config"))
     })?;
     if model.out_channels != plans.num_classes() || model.in_channels != plans.normalization.len() {
-        return Err(TrainError::Config(format!("the model takes {} channels and predicts {} classes; the plans have {} and {}", model.in_channels, model.out_channels, plans.normalization.len(), plans.num_classes())));
+        return Err(TrainError::Config(format!(
+            "the model takes {} channels and predicts {} classes; the plans have {} and {}",
+            model.in_channels,
+            model.out_channels,
+            plans.normalization.len(),
+            plans.num_classes()
+        )));
     }
     // A label past the classes would index past the one-hot; the cache rejects values outside
     // the plans' labels, and this catches a cache written under other plans.
@@ -399,15 +530,37 @@ pub fn train(model: &ModelConfig, plans: &Plans, train_cases: Vec<CachedCase>, v
     }
     if let Some(w) = &cfg.class_weights {
         if w.len() != model.out_channels {
-            return Err(TrainError::Config(format!("class_weights has {} entries for {} classes", w.len(), model.out_channels)));
+            return Err(TrainError::Config(format!(
+                "class_weights has {} entries for {} classes",
+                w.len(),
+                model.out_channels
+            )));
         }
     }
     // The folder alone says what was trained: the model config and the plans beside the log.
     repux_volume::nifti::write_json(&out.join("config.json"), &model)?;
     plans.save(&out.join("plans.json"))?;
-    let augment = AugmentConfig::preset(&cfg.augment).ok_or_else(|| TrainError::Config(format!("unknown augmentation preset {:?} (paper, nnunet, none)", cfg.augment)))?;
-    let sampler = SamplerConfig { patch: plans.patch_size, foreground_fraction: plans.foreground_fraction, class_uniform: cfg.class_uniform, pad: PadMode::Zero };
-    let loader_cfg = LoaderConfig { sampler, augment, volumes_per_step: cfg.volumes_per_step, crops_per_volume: cfg.crops_per_volume, seed: cfg.seed, workers: cfg.workers, prefetch: 2 };
+    let augment = AugmentConfig::preset(&cfg.augment).ok_or_else(|| {
+        TrainError::Config(format!(
+            "unknown augmentation preset {:?} (paper, nnunet, none)",
+            cfg.augment
+        ))
+    })?;
+    let sampler = SamplerConfig {
+        patch: plans.patch_size,
+        foreground_fraction: plans.foreground_fraction,
+        class_uniform: cfg.class_uniform,
+        pad: PadMode::Zero,
+    };
+    let loader_cfg = LoaderConfig {
+        sampler,
+        augment,
+        volumes_per_step: cfg.volumes_per_step,
+        crops_per_volume: cfg.crops_per_volume,
+        seed: cfg.seed,
+        workers: cfg.workers,
+        prefetch: 2,
+    };
     let mut loader = Loader::spawn(Arc::new(train_cases), loader_cfg, state.iteration as u64);
     let classes = model.out_channels;
     let log_path = out.join("log.jsonl");
@@ -429,7 +582,10 @@ pub fn train(model: &ModelConfig, plans: &Plans, train_cases: Vec<CachedCase>, v
         text.push('\n');
     }
     repux_volume::nifti::write_bytes_atomic(&log_path, text.as_bytes())?;
-    let mut log = std::fs::OpenOptions::new().append(true).open(&log_path).map_err(|e| repux_volume::Error::io(&log_path, e))?;
+    let mut log = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&log_path)
+        .map_err(|e| repux_volume::Error::io(&log_path, e))?;
     let start = Instant::now();
     let base_seconds = state.seconds;
     let stop_file = out.join("STOP");
@@ -437,23 +593,51 @@ pub fn train(model: &ModelConfig, plans: &Plans, train_cases: Vec<CachedCase>, v
     let weights = cfg.class_weights.clone();
     while state.iteration < cfg.iterations {
         let it = state.iteration + 1;
-        let batch = loader.next().ok_or_else(|| TrainError::Config("the data loader stopped".into()))?;
+        let batch = loader
+            .next()
+            .ok_or_else(|| TrainError::Config("the data loader stopped".into()))?;
         let p = batch.patch;
         let dims = [batch.batch, batch.channels, p[0], p[1], p[2]];
         let x = Tensor::<5>::from_data(TensorData::new(batch.image, dims), &device);
-        let y = one_hot(&batch.labels, classes, [batch.batch, classes, p[0], p[1], p[2]], &device);
+        let y = one_hot(
+            &batch.labels,
+            classes,
+            [batch.batch, classes, p[0], p[1], p[2]],
+            &device,
+        );
         let (loss, dice, ce) = dice_ce(net.forward(x), y, weights.as_deref());
-        let scalar = |t: &Tensor<1>| t.clone().into_data().try_to_vec::<f32>().ok().and_then(|v| v.first().copied()).unwrap_or(f32::NAN) as f64;
+        let scalar = |t: &Tensor<1>| {
+            t.clone()
+                .into_data()
+                .try_to_vec::<f32>()
+                .ok()
+                .and_then(|v| v.first().copied())
+                .unwrap_or(f32::NAN) as f64
+        };
         let (lv, dv, cv) = (scalar(&loss), scalar(&dice), scalar(&ce));
         if !lv.is_finite() {
-            return Err(TrainError::Config(format!("loss became {lv} at iteration {it}; the last good state is in {}", out.join("checkpoint_latest").display())));
+            return Err(TrainError::Config(format!(
+                "loss became {lv} at iteration {it}; the last good state is in {}",
+                out.join("checkpoint_latest").display()
+            )));
         }
         let lr = cfg.lr_at(it);
         let grads = GradientsParams::from_grads(loss.backward(), &net);
-        opt.step(&mut net, grads, lr).map_err(|e| TrainError::Config(format!("iteration {it}: {e}")))?;
+        opt.step(&mut net, grads, lr)
+            .map_err(|e| TrainError::Config(format!("iteration {it}: {e}")))?;
         state.iteration = it;
         state.seconds = base_seconds + start.elapsed().as_secs_f64();
-        let mut line = LogLine { iteration: it, loss: lv, dice_loss: dv, ce: cv, lr, seconds: state.seconds, val_dice: None, val_mean_dice: None, planned: cfg.iterations };
+        let mut line = LogLine {
+            iteration: it,
+            loss: lv,
+            dice_loss: dv,
+            ce: cv,
+            lr,
+            seconds: state.seconds,
+            val_dice: None,
+            val_mean_dice: None,
+            planned: cfg.iterations,
+        };
         losses.push((it, lv));
         let mut early = false;
         if it % cfg.val_interval == 0 || it == cfg.iterations {
@@ -471,7 +655,9 @@ pub fn train(model: &ModelConfig, plans: &Plans, train_cases: Vec<CachedCase>, v
                     save_checkpoint(&net, plans, &opt, &state, &cfg, out, "checkpoint_best")?;
                 } else {
                     state.validations_since_best += 1;
-                    early = cfg.early_stopping.is_some_and(|p| state.validations_since_best >= p);
+                    early = cfg
+                        .early_stopping
+                        .is_some_and(|p| state.validations_since_best >= p);
                 }
             }
             save_checkpoint(&net, plans, &opt, &state, &cfg, out, "checkpoint_latest")?;
@@ -479,7 +665,8 @@ pub fn train(model: &ModelConfig, plans: &Plans, train_cases: Vec<CachedCase>, v
         }
         let mut s = serde_json::to_string(&line).map_err(|e| TrainError::Config(e.to_string()))?;
         s.push('\n');
-        log.write_all(s.as_bytes()).map_err(|e| repux_volume::Error::io(&log_path, e))?;
+        log.write_all(s.as_bytes())
+            .map_err(|e| repux_volume::Error::io(&log_path, e))?;
         on_log(&line);
         if early {
             ending = Ending::EarlyStopped;
@@ -490,13 +677,24 @@ pub fn train(model: &ModelConfig, plans: &Plans, train_cases: Vec<CachedCase>, v
             save_checkpoint(&net, plans, &opt, &state, &cfg, out, "checkpoint_latest")?;
             let _ = std::fs::remove_file(&stop_file);
             crate::progress::draw(&losses, &dices, cfg.iterations, &out.join("progress.png"))?;
-            return Ok(Outcome { net, iteration: state.iteration, ending: Ending::Stopped, best_val_dice: state.best_val_dice });
+            return Ok(Outcome {
+                net,
+                iteration: state.iteration,
+                ending: Ending::Stopped,
+                best_val_dice: state.best_val_dice,
+            });
         }
     }
-    log.flush().map_err(|e| repux_volume::Error::io(&log_path, e))?;
+    log.flush()
+        .map_err(|e| repux_volume::Error::io(&log_path, e))?;
     save_checkpoint(&net, plans, &opt, &state, &cfg, out, "checkpoint_latest")?;
     save_checkpoint(&net, plans, &opt, &state, &cfg, out, "checkpoint_final")?;
     repux_volume::nifti::write_json(&out.join("train_config.json"), &cfg)?;
     crate::progress::draw(&losses, &dices, cfg.iterations, &out.join("progress.png"))?;
-    Ok(Outcome { net, iteration: state.iteration, ending, best_val_dice: state.best_val_dice })
+    Ok(Outcome {
+        net,
+        iteration: state.iteration,
+        ending,
+        best_val_dice: state.best_val_dice,
+    })
 }

@@ -62,28 +62,45 @@ fn json_err(path: &Path, msg: impl Into<String>) -> Error {
 }
 
 fn key<'a>(v: &'a Value, k: &str, path: &Path, needs: &str) -> Result<&'a Value> {
-    v.get(k).ok_or_else(|| json_err(path, format!("missing key \"{k}\" ({needs})")))
+    v.get(k)
+        .ok_or_else(|| json_err(path, format!("missing key \"{k}\" ({needs})")))
 }
 
 /// `{"0": "CT", "1": "T2"}` → names in numeric key order.
 fn indexed_names(v: &Value, what: &str, path: &Path) -> Result<Vec<String>> {
-    let obj = v.as_object().ok_or_else(|| json_err(path, format!("\"{what}\" must be an object like {{\"0\": \"CT\"}}")))?;
+    let obj = v.as_object().ok_or_else(|| {
+        json_err(
+            path,
+            format!("\"{what}\" must be an object like {{\"0\": \"CT\"}}"),
+        )
+    })?;
     let mut items: Vec<(usize, String)> = Vec::new();
     for (k, n) in obj {
-        let i = k.parse::<usize>().map_err(|_| json_err(path, format!("\"{what}\" key {k:?} is not a channel number")))?;
-        let n = n.as_str().ok_or_else(|| json_err(path, format!("\"{what}\".{k} must be a string")))?;
+        let i = k.parse::<usize>().map_err(|_| {
+            json_err(
+                path,
+                format!("\"{what}\" key {k:?} is not a channel number"),
+            )
+        })?;
+        let n = n
+            .as_str()
+            .ok_or_else(|| json_err(path, format!("\"{what}\".{k} must be a string")))?;
         items.push((i, n.to_string()));
     }
     items.sort();
     for (pos, (i, _)) in items.iter().enumerate() {
         if *i != pos {
-            return Err(json_err(path, format!("\"{what}\" keys must be 0..{} without gaps", items.len())));
+            return Err(json_err(
+                path,
+                format!("\"{what}\" keys must be 0..{} without gaps", items.len()),
+            ));
         }
     }
     Ok(items.into_iter().map(|(_, n)| n).collect())
 }
 
-const NNUNET_KEYS: &str = "nnU-Net v2 dataset.json needs channel_names, labels, numTraining, file_ending";
+const NNUNET_KEYS: &str =
+    "nnU-Net v2 dataset.json needs channel_names, labels, numTraining, file_ending";
 const MSD_KEYS: &str = "Decathlon dataset.json needs modality, labels, training";
 
 impl Dataset {
@@ -97,7 +114,8 @@ impl Dataset {
         let json_path = dir.join("dataset.json");
         let ds = if json_path.is_file() {
             let text = std::fs::read_to_string(&json_path).map_err(|e| Error::io(&json_path, e))?;
-            let v: Value = serde_json::from_str(&text).map_err(|e| json_err(&json_path, e.to_string()))?;
+            let v: Value =
+                serde_json::from_str(&text).map_err(|e| json_err(&json_path, e.to_string()))?;
             if v.get("channel_names").is_some() {
                 open_nnunet(dir, &json_path, &v)?
             } else if v.get("training").is_some() || v.get("modality").is_some() {
@@ -105,7 +123,11 @@ impl Dataset {
             } else {
                 return Err(json_err(&json_path, "has neither \"channel_names\" (nnU-Net v2) nor \"training\"/\"modality\" (Decathlon)"));
             }
-        } else if let Some((img, lab)) = [("images", "labels"), ("imagesTr", "labelsTr")].iter().map(|(i, l)| (dir.join(i), dir.join(l))).find(|(i, _)| i.is_dir()) {
+        } else if let Some((img, lab)) = [("images", "labels"), ("imagesTr", "labelsTr")]
+            .iter()
+            .map(|(i, l)| (dir.join(i), dir.join(l)))
+            .find(|(i, _)| i.is_dir())
+        {
             open_paired(dir, &img, &lab)?
         } else if let Some(ds) = open_kits(dir)? {
             ds
@@ -115,7 +137,10 @@ impl Dataset {
             return Err(Error::invalid(dir, "not a dataset: no dataset.json, no images/ + labels/ (or imagesTr/ + labelsTr/) folders, no KiTS case_*/imaging.nii.gz folders, no LiTS volume-N files"));
         };
         if ds.training.is_empty() {
-            return Err(Error::invalid(dir, format!("no training cases found ({:?} layout)", ds.layout)));
+            return Err(Error::invalid(
+                dir,
+                format!("no training cases found ({:?} layout)", ds.layout),
+            ));
         }
         Ok(ds)
     }
@@ -125,7 +150,10 @@ impl Dataset {
     }
 
     pub fn case(&self, id: &str) -> Option<&Case> {
-        self.training.iter().chain(self.test.iter()).find(|c| c.id == id)
+        self.training
+            .iter()
+            .chain(self.test.iter())
+            .find(|c| c.id == id)
     }
 }
 
@@ -139,7 +167,9 @@ fn visible(dir: &Path, dirs: bool) -> Result<Vec<PathBuf>> {
     for e in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
         let e = e.map_err(|e| Error::io(dir, e))?;
         let p = e.path();
-        if !e.file_name().to_string_lossy().starts_with('.') && (if dirs { p.is_dir() } else { p.is_file() }) {
+        if !e.file_name().to_string_lossy().starts_with('.')
+            && (if dirs { p.is_dir() } else { p.is_file() })
+        {
             v.push(p);
         }
     }
@@ -168,7 +198,12 @@ pub fn split_channel(stem: &str) -> Option<(&str, usize)> {
 }
 
 fn labels_nnunet(v: &Value, path: &Path) -> Result<Vec<(String, u32)>> {
-    let obj = v.as_object().ok_or_else(|| json_err(path, "\"labels\" must be an object like {\"background\": 0}"))?;
+    let obj = v.as_object().ok_or_else(|| {
+        json_err(
+            path,
+            "\"labels\" must be an object like {\"background\": 0}",
+        )
+    })?;
     let mut out = Vec::new();
     for (name, val) in obj {
         let n = match val {
@@ -184,16 +219,32 @@ fn labels_nnunet(v: &Value, path: &Path) -> Result<Vec<(String, u32)>> {
 }
 
 /// Groups `<case>_<XXXX><ending>` files by case; reports files that do not fit.
-fn group_channels(files: &[PathBuf], ending: &str, n_channels: usize, problems: &mut Vec<String>) -> BTreeMap<String, Vec<PathBuf>> {
+fn group_channels(
+    files: &[PathBuf],
+    ending: &str,
+    n_channels: usize,
+    problems: &mut Vec<String>,
+) -> BTreeMap<String, Vec<PathBuf>> {
     let mut cases: BTreeMap<String, BTreeMap<usize, PathBuf>> = BTreeMap::new();
     for f in files {
-        let name = f.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-        let Some(stem) = name.strip_suffix(ending) else { continue };
+        let name = f
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        let Some(stem) = name.strip_suffix(ending) else {
+            continue;
+        };
         match split_channel(stem) {
             Some((case, ch)) => {
-                cases.entry(case.to_string()).or_default().insert(ch, f.clone());
+                cases
+                    .entry(case.to_string())
+                    .or_default()
+                    .insert(ch, f.clone());
             }
-            None => problems.push(format!("{}: name lacks the _XXXX channel suffix (expected <case>_0000{ending})", f.display())),
+            None => problems.push(format!(
+                "{}: name lacks the _XXXX channel suffix (expected <case>_0000{ending})",
+                f.display()
+            )),
         }
     }
     let mut out = BTreeMap::new();
@@ -201,7 +252,9 @@ fn group_channels(files: &[PathBuf], ending: &str, n_channels: usize, problems: 
         let have: Vec<usize> = chans.keys().copied().collect();
         let want: Vec<usize> = (0..n_channels).collect();
         if have != want {
-            problems.push(format!("case {case}: channel files {have:?}, dataset.json declares channels {want:?}"));
+            problems.push(format!(
+                "case {case}: channel files {have:?}, dataset.json declares channels {want:?}"
+            ));
         }
         out.insert(case, chans.into_values().collect());
     }
@@ -209,54 +262,141 @@ fn group_channels(files: &[PathBuf], ending: &str, n_channels: usize, problems: 
 }
 
 fn open_nnunet(dir: &Path, jp: &Path, v: &Value) -> Result<Dataset> {
-    let channel_names = indexed_names(key(v, "channel_names", jp, NNUNET_KEYS)?, "channel_names", jp)?;
+    let channel_names = indexed_names(
+        key(v, "channel_names", jp, NNUNET_KEYS)?,
+        "channel_names",
+        jp,
+    )?;
     let labels = labels_nnunet(key(v, "labels", jp, NNUNET_KEYS)?, jp)?;
-    let num_training = key(v, "numTraining", jp, NNUNET_KEYS)?.as_u64().ok_or_else(|| json_err(jp, "\"numTraining\" must be a non-negative integer"))?;
-    let ending = key(v, "file_ending", jp, NNUNET_KEYS)?.as_str().ok_or_else(|| json_err(jp, "\"file_ending\" must be a string like \".nii.gz\""))?.to_string();
-    let name = v.get("name").and_then(|n| n.as_str()).map(String::from).unwrap_or_else(|| dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default());
+    let num_training = key(v, "numTraining", jp, NNUNET_KEYS)?
+        .as_u64()
+        .ok_or_else(|| json_err(jp, "\"numTraining\" must be a non-negative integer"))?;
+    let ending = key(v, "file_ending", jp, NNUNET_KEYS)?
+        .as_str()
+        .ok_or_else(|| json_err(jp, "\"file_ending\" must be a string like \".nii.gz\""))?
+        .to_string();
+    let name = v
+        .get("name")
+        .and_then(|n| n.as_str())
+        .map(String::from)
+        .unwrap_or_else(|| {
+            dir.file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default()
+        });
     let mut problems = Vec::new();
     let mut training = Vec::new();
     if let Some(explicit) = v.get("dataset") {
         // nnU-Net v2's explicit form: {"case": {"images": [...], "label": "..."}}, paths relative.
-        let obj = explicit.as_object().ok_or_else(|| json_err(jp, "\"dataset\" must be an object of cases"))?;
+        let obj = explicit
+            .as_object()
+            .ok_or_else(|| json_err(jp, "\"dataset\" must be an object of cases"))?;
         for (id, c) in obj {
-            let images = c.get("images").and_then(|i| i.as_array()).ok_or_else(|| json_err(jp, format!("case {id:?}: missing \"images\" list")))?;
-            let images = images.iter().map(|p| p.as_str().map(|p| dir.join(p)).ok_or_else(|| json_err(jp, format!("case {id:?}: image paths must be strings")))).collect::<Result<Vec<_>>>()?;
+            let images = c
+                .get("images")
+                .and_then(|i| i.as_array())
+                .ok_or_else(|| json_err(jp, format!("case {id:?}: missing \"images\" list")))?;
+            let images = images
+                .iter()
+                .map(|p| {
+                    p.as_str().map(|p| dir.join(p)).ok_or_else(|| {
+                        json_err(jp, format!("case {id:?}: image paths must be strings"))
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
             let label = c.get("label").and_then(|l| l.as_str()).map(|l| dir.join(l));
-            training.push(Case { id: id.clone(), images, label });
+            training.push(Case {
+                id: id.clone(),
+                images,
+                label,
+            });
         }
     } else {
         let img_dir = dir.join("imagesTr");
         let lab_dir = dir.join("labelsTr");
         if !img_dir.is_dir() {
-            return Err(Error::invalid(&img_dir, "missing: an nnU-Net v2 dataset keeps its training images in imagesTr/"));
+            return Err(Error::invalid(
+                &img_dir,
+                "missing: an nnU-Net v2 dataset keeps its training images in imagesTr/",
+            ));
         }
-        let cases = group_channels(&list_files(&img_dir)?, &ending, channel_names.len(), &mut problems);
-        let label_files: BTreeSet<String> = list_files(&lab_dir)?.iter().filter_map(|p| p.file_name()?.to_string_lossy().strip_suffix(ending.as_str()).map(String::from)).collect();
+        let cases = group_channels(
+            &list_files(&img_dir)?,
+            &ending,
+            channel_names.len(),
+            &mut problems,
+        );
+        let label_files: BTreeSet<String> = list_files(&lab_dir)?
+            .iter()
+            .filter_map(|p| {
+                p.file_name()?
+                    .to_string_lossy()
+                    .strip_suffix(ending.as_str())
+                    .map(String::from)
+            })
+            .collect();
         for id in label_files.iter().filter(|l| !cases.contains_key(*l)) {
-            problems.push(format!("{}: label without images", lab_dir.join(format!("{id}{ending}")).display()));
+            problems.push(format!(
+                "{}: label without images",
+                lab_dir.join(format!("{id}{ending}")).display()
+            ));
         }
         for (id, images) in cases {
-            let label = label_files.contains(&id).then(|| lab_dir.join(format!("{id}{ending}")));
+            let label = label_files
+                .contains(&id)
+                .then(|| lab_dir.join(format!("{id}{ending}")));
             if label.is_none() {
-                problems.push(format!("case {id}: no label file {}", lab_dir.join(format!("{id}{ending}")).display()));
+                problems.push(format!(
+                    "case {id}: no label file {}",
+                    lab_dir.join(format!("{id}{ending}")).display()
+                ));
             }
             training.push(Case { id, images, label });
         }
     }
     if training.len() as u64 != num_training {
-        problems.push(format!("dataset.json says numTraining = {num_training}, found {} training cases", training.len()));
+        problems.push(format!(
+            "dataset.json says numTraining = {num_training}, found {} training cases",
+            training.len()
+        ));
     }
     let mut tp = Vec::new();
-    let test = group_channels(&list_files(&dir.join("imagesTs"))?, &ending, channel_names.len(), &mut tp).into_iter().map(|(id, images)| Case { id, images, label: None }).collect();
+    let test = group_channels(
+        &list_files(&dir.join("imagesTs"))?,
+        &ending,
+        channel_names.len(),
+        &mut tp,
+    )
+    .into_iter()
+    .map(|(id, images)| Case {
+        id,
+        images,
+        label: None,
+    })
+    .collect();
     problems.extend(tp);
-    Ok(Dataset { root: dir.to_path_buf(), layout: Layout::NnUnetV2, name, channel_names, labels, file_ending: ending, training, test, problems })
+    Ok(Dataset {
+        root: dir.to_path_buf(),
+        layout: Layout::NnUnetV2,
+        name,
+        channel_names,
+        labels,
+        file_ending: ending,
+        training,
+        test,
+        problems,
+    })
 }
 
 /// Case id from a file name: the name without its image extension.
 pub fn case_id(path: &Path) -> String {
-    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-    for ext in [".nii.gz", ".nii", ".nrrd", ".nhdr", ".hdr.gz", ".hdr", ".img.gz", ".img"] {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    for ext in [
+        ".nii.gz", ".nii", ".nrrd", ".nhdr", ".hdr.gz", ".hdr", ".img.gz", ".img",
+    ] {
         if name.to_ascii_lowercase().ends_with(ext) {
             return name[..name.len() - ext.len()].to_string();
         }
@@ -266,49 +406,109 @@ pub fn case_id(path: &Path) -> String {
 
 /// The file ending of an image path (`.nii.gz`, `.nii`, `.nrrd`, …).
 pub fn ending_of(path: &Path) -> String {
-    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
     name[case_id(path).len()..].to_string()
 }
 
 fn open_msd(dir: &Path, jp: &Path, v: &Value) -> Result<Dataset> {
     let channel_names = indexed_names(key(v, "modality", jp, MSD_KEYS)?, "modality", jp)?;
-    let lab = key(v, "labels", jp, MSD_KEYS)?.as_object().ok_or_else(|| json_err(jp, "\"labels\" must be an object like {\"0\": \"background\"}"))?;
+    let lab = key(v, "labels", jp, MSD_KEYS)?.as_object().ok_or_else(|| {
+        json_err(
+            jp,
+            "\"labels\" must be an object like {\"0\": \"background\"}",
+        )
+    })?;
     let mut labels = Vec::new();
     for (k, n) in lab {
-        let val = k.parse::<u32>().map_err(|_| json_err(jp, format!("label key {k:?} is not a number")))?;
+        let val = k
+            .parse::<u32>()
+            .map_err(|_| json_err(jp, format!("label key {k:?} is not a number")))?;
         labels.push((n.as_str().unwrap_or_default().to_string(), val));
     }
     labels.sort_by_key(|(_, v)| *v);
-    let tr = key(v, "training", jp, MSD_KEYS)?.as_array().ok_or_else(|| json_err(jp, "\"training\" must be a list"))?;
+    let tr = key(v, "training", jp, MSD_KEYS)?
+        .as_array()
+        .ok_or_else(|| json_err(jp, "\"training\" must be a list"))?;
     let mut training = Vec::new();
     for (i, e) in tr.iter().enumerate() {
-        let img = e.get("image").and_then(|s| s.as_str()).ok_or_else(|| json_err(jp, format!("training[{i}]: missing key \"image\"")))?;
-        let label = e.get("label").and_then(|s| s.as_str()).ok_or_else(|| json_err(jp, format!("training[{i}]: missing key \"label\"")))?;
+        let img = e
+            .get("image")
+            .and_then(|s| s.as_str())
+            .ok_or_else(|| json_err(jp, format!("training[{i}]: missing key \"image\"")))?;
+        let label = e
+            .get("label")
+            .and_then(|s| s.as_str())
+            .ok_or_else(|| json_err(jp, format!("training[{i}]: missing key \"label\"")))?;
         let img = dir.join(img);
-        training.push(Case { id: case_id(&img), images: vec![img], label: Some(dir.join(label)) });
+        training.push(Case {
+            id: case_id(&img),
+            images: vec![img],
+            label: Some(dir.join(label)),
+        });
     }
     let mut test = Vec::new();
-    for e in v.get("test").and_then(|t| t.as_array()).into_iter().flatten() {
-        let p = e.as_str().or_else(|| e.get("image").and_then(|s| s.as_str()));
+    for e in v
+        .get("test")
+        .and_then(|t| t.as_array())
+        .into_iter()
+        .flatten()
+    {
+        let p = e
+            .as_str()
+            .or_else(|| e.get("image").and_then(|s| s.as_str()));
         if let Some(p) = p {
             let img = dir.join(p);
-            test.push(Case { id: case_id(&img), images: vec![img], label: None });
+            test.push(Case {
+                id: case_id(&img),
+                images: vec![img],
+                label: None,
+            });
         }
     }
     let mut problems = Vec::new();
     if let Some(n) = v.get("numTraining").and_then(|n| n.as_u64()) {
         if n != training.len() as u64 {
-            problems.push(format!("dataset.json says numTraining = {n}, its training list has {}", training.len()));
+            problems.push(format!(
+                "dataset.json says numTraining = {n}, its training list has {}",
+                training.len()
+            ));
         }
     }
-    let file_ending = training.first().map(|c| ending_of(&c.images[0])).unwrap_or_else(|| ".nii.gz".into());
-    let name = v.get("name").and_then(|n| n.as_str()).unwrap_or("").to_string();
-    Ok(Dataset { root: dir.to_path_buf(), layout: Layout::Decathlon, name, channel_names, labels, file_ending, training, test, problems })
+    let file_ending = training
+        .first()
+        .map(|c| ending_of(&c.images[0]))
+        .unwrap_or_else(|| ".nii.gz".into());
+    let name = v
+        .get("name")
+        .and_then(|n| n.as_str())
+        .unwrap_or("")
+        .to_string();
+    Ok(Dataset {
+        root: dir.to_path_buf(),
+        layout: Layout::Decathlon,
+        name,
+        channel_names,
+        labels,
+        file_ending,
+        training,
+        test,
+        problems,
+    })
 }
 
 fn open_paired(dir: &Path, img_dir: &Path, lab_dir: &Path) -> Result<Dataset> {
-    let images: Vec<PathBuf> = list_files(img_dir)?.into_iter().filter(|p| Format::of(p).is_some()).collect();
-    let labels: BTreeMap<String, PathBuf> = list_files(lab_dir)?.into_iter().filter(|p| Format::of(p).is_some()).map(|p| (case_id(&p), p)).collect();
+    let images: Vec<PathBuf> = list_files(img_dir)?
+        .into_iter()
+        .filter(|p| Format::of(p).is_some())
+        .collect();
+    let labels: BTreeMap<String, PathBuf> = list_files(lab_dir)?
+        .into_iter()
+        .filter(|p| Format::of(p).is_some())
+        .map(|p| (case_id(&p), p))
+        .collect();
     let mut cases: BTreeMap<String, BTreeMap<usize, PathBuf>> = BTreeMap::new();
     for p in images {
         let stem = case_id(&p);
@@ -327,7 +527,11 @@ fn open_paired(dir: &Path, img_dir: &Path, lab_dir: &Path) -> Result<Dataset> {
         if label.is_none() {
             problems.push(format!("case {id}: no label file in {}", lab_dir.display()));
         }
-        training.push(Case { id, images: chans.into_values().collect(), label });
+        training.push(Case {
+            id,
+            images: chans.into_values().collect(),
+            label,
+        });
     }
     let ids: BTreeSet<&String> = training.iter().map(|c| &c.id).collect();
     for (id, p) in &labels {
@@ -335,10 +539,26 @@ fn open_paired(dir: &Path, img_dir: &Path, lab_dir: &Path) -> Result<Dataset> {
             problems.push(format!("{}: label without an image", p.display()));
         }
     }
-    let file_ending = training.first().map(|c| ending_of(&c.images[0])).unwrap_or_else(|| ".nii.gz".into());
-    let name = dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let file_ending = training
+        .first()
+        .map(|c| ending_of(&c.images[0]))
+        .unwrap_or_else(|| ".nii.gz".into());
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
     let channel_names = (0..n_channels).map(|i| format!("channel{i}")).collect();
-    Ok(Dataset { root: dir.to_path_buf(), layout: Layout::Paired, name, channel_names, labels: Vec::new(), file_ending, training, test: Vec::new(), problems })
+    Ok(Dataset {
+        root: dir.to_path_buf(),
+        layout: Layout::Paired,
+        name,
+        channel_names,
+        labels: Vec::new(),
+        file_ending,
+        training,
+        test: Vec::new(),
+        problems,
+    })
 }
 
 /// KiTS: `case_*/imaging.nii.gz` (+ `segmentation.nii.gz`), in `dir` or `dir/data`.
@@ -347,24 +567,52 @@ fn open_kits(dir: &Path) -> Result<Option<Dataset>> {
         if !root.is_dir() {
             continue;
         }
-        let folders: Vec<PathBuf> = list_dirs(&root)?.into_iter().filter(|p| p.join("imaging.nii.gz").is_file()).collect();
+        let folders: Vec<PathBuf> = list_dirs(&root)?
+            .into_iter()
+            .filter(|p| p.join("imaging.nii.gz").is_file())
+            .collect();
         if folders.is_empty() {
             continue;
         }
         let (mut training, mut test) = (Vec::new(), Vec::new());
         for f in folders {
-            let id = f.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+            let id = f
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default();
             let seg = f.join("segmentation.nii.gz");
-            let case = Case { id, images: vec![f.join("imaging.nii.gz")], label: seg.is_file().then_some(seg) };
+            let case = Case {
+                id,
+                images: vec![f.join("imaging.nii.gz")],
+                label: seg.is_file().then_some(seg),
+            };
             if case.label.is_some() {
                 training.push(case);
             } else {
                 test.push(case);
             }
         }
-        let name = dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-        let labels = vec![("background".into(), 0), ("kidney".into(), 1), ("tumor".into(), 2), ("cyst".into(), 3)];
-        return Ok(Some(Dataset { root: dir.to_path_buf(), layout: Layout::Kits, name, channel_names: vec!["CT".into()], labels, file_ending: ".nii.gz".into(), training, test, problems: Vec::new() }));
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        let labels = vec![
+            ("background".into(), 0),
+            ("kidney".into(), 1),
+            ("tumor".into(), 2),
+            ("cyst".into(), 3),
+        ];
+        return Ok(Some(Dataset {
+            root: dir.to_path_buf(),
+            layout: Layout::Kits,
+            name,
+            channel_names: vec!["CT".into()],
+            labels,
+            file_ending: ".nii.gz".into(),
+            training,
+            test,
+            problems: Vec::new(),
+        }));
     }
     Ok(None)
 }
@@ -378,34 +626,70 @@ fn open_lits(dir: &Path) -> Result<Option<Dataset>> {
     let number = |p: &Path, prefix: &str| -> Option<String> {
         let name = p.file_name()?.to_string_lossy().to_string();
         let rest = name.strip_prefix(prefix)?;
-        let n = rest.strip_suffix(".nii.gz").or_else(|| rest.strip_suffix(".nii"))?;
+        let n = rest
+            .strip_suffix(".nii.gz")
+            .or_else(|| rest.strip_suffix(".nii"))?;
         n.parse::<u32>().ok().map(|v| v.to_string())
     };
-    let volumes: BTreeMap<u32, PathBuf> = files.iter().filter_map(|p| number(p, "volume-").map(|n| (n.parse().unwrap_or(0), p.clone()))).collect();
+    let volumes: BTreeMap<u32, PathBuf> = files
+        .iter()
+        .filter_map(|p| number(p, "volume-").map(|n| (n.parse().unwrap_or(0), p.clone())))
+        .collect();
     if volumes.is_empty() {
         return Ok(None);
     }
-    let segs: BTreeMap<String, PathBuf> = files.iter().filter_map(|p| number(p, "segmentation-").map(|n| (n, p.clone()))).collect();
+    let segs: BTreeMap<String, PathBuf> = files
+        .iter()
+        .filter_map(|p| number(p, "segmentation-").map(|n| (n, p.clone())))
+        .collect();
     let mut problems = Vec::new();
     let (mut training, mut test) = (Vec::new(), Vec::new());
     for (n, p) in volumes {
-        let case = Case { id: format!("liver_{n}"), images: vec![p], label: segs.get(&n.to_string()).cloned() };
+        let case = Case {
+            id: format!("liver_{n}"),
+            images: vec![p],
+            label: segs.get(&n.to_string()).cloned(),
+        };
         if case.label.is_some() {
             training.push(case);
         } else {
             test.push(case);
         }
     }
-    let ids: BTreeSet<String> = training.iter().chain(&test).map(|c| c.id.trim_start_matches("liver_").to_string()).collect();
+    let ids: BTreeSet<String> = training
+        .iter()
+        .chain(&test)
+        .map(|c| c.id.trim_start_matches("liver_").to_string())
+        .collect();
     for (n, p) in &segs {
         if !ids.contains(n) {
             problems.push(format!("{}: segmentation without a volume", p.display()));
         }
     }
-    let name = dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-    let labels = vec![("background".into(), 0), ("liver".into(), 1), ("tumor".into(), 2)];
-    let file_ending = training.first().map(|c| ending_of(&c.images[0])).unwrap_or_else(|| ".nii".into());
-    Ok(Some(Dataset { root: dir.to_path_buf(), layout: Layout::Lits, name, channel_names: vec!["CT".into()], labels, file_ending, training, test, problems }))
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let labels = vec![
+        ("background".into(), 0),
+        ("liver".into(), 1),
+        ("tumor".into(), 2),
+    ];
+    let file_ending = training
+        .first()
+        .map(|c| ending_of(&c.images[0]))
+        .unwrap_or_else(|| ".nii".into());
+    Ok(Some(Dataset {
+        root: dir.to_path_buf(),
+        layout: Layout::Lits,
+        name,
+        channel_names: vec!["CT".into()],
+        labels,
+        file_ending,
+        training,
+        test,
+        problems,
+    }))
 }
 
 /// What the check found for one case.
@@ -445,17 +729,38 @@ pub const GEOMETRY_TOLERANCE: f64 = 1e-4;
 /// among the declared labels, no NaN/inf in the images.
 pub fn check(ds: &Dataset) -> CheckReport {
     let declared: BTreeSet<u32> = ds.label_values().into_iter().collect();
-    let cases = ds.training.par_iter().map(|c| check_case(ds, c, &declared)).collect();
-    CheckReport { layout: ds.layout, cases, problems: ds.problems.clone() }
+    let cases = ds
+        .training
+        .par_iter()
+        .map(|c| check_case(ds, c, &declared))
+        .collect();
+    CheckReport {
+        layout: ds.layout,
+        cases,
+        problems: ds.problems.clone(),
+    }
 }
 
 fn check_case(ds: &Dataset, case: &Case, declared: &BTreeSet<u32>) -> CaseCheck {
-    let mut out = CaseCheck { id: case.id.clone(), shape: None, spacing: None, orientation: None, channels: 0, label_values: Vec::new(), problems: Vec::new() };
+    let mut out = CaseCheck {
+        id: case.id.clone(),
+        shape: None,
+        spacing: None,
+        orientation: None,
+        channels: 0,
+        label_values: Vec::new(),
+        problems: Vec::new(),
+    };
     let mut grid: Option<(crate::Geometry, PathBuf)> = None;
-    let expect_channels_per_file = if ds.layout == Layout::Decathlon { ds.channel_names.len() } else { 1 };
+    let expect_channels_per_file = if ds.layout == Layout::Decathlon {
+        ds.channel_names.len()
+    } else {
+        1
+    };
     for img in &case.images {
         if !img.is_file() {
-            out.problems.push(format!("{}: image file is missing", img.display()));
+            out.problems
+                .push(format!("{}: image file is missing", img.display()));
             continue;
         }
         let loaded = match crate::read(img) {
@@ -468,10 +773,19 @@ fn check_case(ds: &Dataset, case: &Case, declared: &BTreeSet<u32>) -> CaseCheck 
         let v = loaded.volume;
         out.channels += v.channels;
         if v.channels != expect_channels_per_file && ds.layout != Layout::Paired {
-            out.problems.push(format!("{}: {} channels, dataset.json declares {}", img.display(), v.channels, expect_channels_per_file));
+            out.problems.push(format!(
+                "{}: {} channels, dataset.json declares {}",
+                img.display(),
+                v.channels,
+                expect_channels_per_file
+            ));
         }
         if loaded.stats.nonfinite > 0 {
-            out.problems.push(format!("{}: {} voxels are NaN or infinite", img.display(), loaded.stats.nonfinite));
+            out.problems.push(format!(
+                "{}: {} voxels are NaN or infinite",
+                img.display(),
+                loaded.stats.nonfinite
+            ));
         }
         compare_grid(&mut grid, &v.geometry, img, &mut out.problems);
     }
@@ -481,13 +795,21 @@ fn check_case(ds: &Dataset, case: &Case, declared: &BTreeSet<u32>) -> CaseCheck 
         out.orientation = Some(g.orientation());
     }
     match &case.label {
-        None => out.problems.push(format!("case {}: no label file", case.id)),
-        Some(lp) if !lp.is_file() => out.problems.push(format!("{}: label file is missing", lp.display())),
+        None => out
+            .problems
+            .push(format!("case {}: no label file", case.id)),
+        Some(lp) if !lp.is_file() => out
+            .problems
+            .push(format!("{}: label file is missing", lp.display())),
         Some(lp) => match crate::read(lp) {
             Err(e) => out.problems.push(e.to_string()),
             Ok(l) => {
                 if l.volume.channels != 1 {
-                    out.problems.push(format!("{}: label map has {} channels, expected 1", lp.display(), l.volume.channels));
+                    out.problems.push(format!(
+                        "{}: label map has {} channels, expected 1",
+                        lp.display(),
+                        l.volume.channels
+                    ));
                 }
                 compare_grid(&mut grid, &l.volume.geometry, lp, &mut out.problems);
                 let mut seen = BTreeSet::new();
@@ -500,10 +822,17 @@ fn check_case(ds: &Dataset, case: &Case, declared: &BTreeSet<u32>) -> CaseCheck 
                     }
                 }
                 if let Some(b) = bad {
-                    out.problems.push(format!("{}: label value {b} is not a non-negative integer", lp.display()));
+                    out.problems.push(format!(
+                        "{}: label value {b} is not a non-negative integer",
+                        lp.display()
+                    ));
                 }
                 if !declared.is_empty() {
-                    let extra: Vec<u32> = seen.iter().filter(|v| !declared.contains(v)).copied().collect();
+                    let extra: Vec<u32> = seen
+                        .iter()
+                        .filter(|v| !declared.contains(v))
+                        .copied()
+                        .collect();
                     if !extra.is_empty() {
                         out.problems.push(format!("{}: label values {extra:?} are not declared in dataset.json (declared {:?})", lp.display(), declared));
                     }
@@ -515,12 +844,23 @@ fn check_case(ds: &Dataset, case: &Case, declared: &BTreeSet<u32>) -> CaseCheck 
     out
 }
 
-fn compare_grid(first: &mut Option<(crate::Geometry, PathBuf)>, g: &crate::Geometry, path: &Path, problems: &mut Vec<String>) {
+fn compare_grid(
+    first: &mut Option<(crate::Geometry, PathBuf)>,
+    g: &crate::Geometry,
+    path: &Path,
+    problems: &mut Vec<String>,
+) {
     match first {
         None => *first = Some((g.clone(), path.to_path_buf())),
         Some((f, fp)) => {
             if f.shape != g.shape {
-                problems.push(format!("{}: shape {:?} does not match {} with shape {:?}", path.display(), g.shape, fp.display(), f.shape));
+                problems.push(format!(
+                    "{}: shape {:?} does not match {} with shape {:?}",
+                    path.display(),
+                    g.shape,
+                    fp.display(),
+                    f.shape
+                ));
             } else {
                 let d = f.max_affine_diff(g);
                 if d > GEOMETRY_TOLERANCE {

@@ -24,7 +24,11 @@ pub enum ErrorKind {
     #[error("unsupported datatype {code} ({name}); repux reads uint8, int8, int16, uint16, int32, uint32, int64, uint64, float32 and float64")]
     Datatype { code: i64, name: String },
     #[error("voxel data is truncated: the header needs {expected} bytes from offset {offset}, the file holds {available}")]
-    Truncated { offset: u64, expected: u64, available: u64 },
+    Truncated {
+        offset: u64,
+        expected: u64,
+        available: u64,
+    },
     #[error("invalid JSON: {0}")]
     Json(String),
     #[error("{0}")]
@@ -33,7 +37,10 @@ pub enum ErrorKind {
 
 impl Error {
     pub fn new(path: impl AsRef<Path>, kind: ErrorKind) -> Self {
-        Error { path: path.as_ref().to_path_buf(), kind }
+        Error {
+            path: path.as_ref().to_path_buf(),
+            kind,
+        }
     }
     pub fn io(path: impl AsRef<Path>, e: std::io::Error) -> Self {
         Self::new(path, ErrorKind::Io(e))

@@ -32,7 +32,11 @@ pub struct Geometry {
 impl Geometry {
     /// A grid whose spacing is read off the affine's column norms.
     pub fn from_affine(shape: [usize; 3], affine: Affine) -> Self {
-        Geometry { shape, spacing: column_norms(&affine), affine }
+        Geometry {
+            shape,
+            spacing: column_norms(&affine),
+            affine,
+        }
     }
 
     pub fn voxels(&self) -> usize {
@@ -81,7 +85,11 @@ impl Geometry {
             perm[i] = pos;
             flip[i] = c != target[pos];
         }
-        Ok(Reorientation { from_shape: self.shape, perm, flip })
+        Ok(Reorientation {
+            from_shape: self.shape,
+            perm,
+            flip,
+        })
     }
 }
 
@@ -128,7 +136,11 @@ impl Reorientation {
                 }
             }
         }
-        Geometry { shape: self.to_shape(), spacing, affine: aff }
+        Geometry {
+            shape: self.to_shape(),
+            spacing,
+            affine: aff,
+        }
     }
 
     /// Reorders one channel (C-order, last axis fastest) of exactly `from_shape` voxels.
@@ -139,7 +151,13 @@ impl Reorientation {
     /// another length would leave values unwritten.
     pub fn apply_data<T: Copy + Send + Sync>(&self, data: &[T]) -> Vec<T> {
         let [n0, n1, n2] = self.from_shape;
-        assert_eq!(data.len(), n0 * n1 * n2, "Reorientation::apply_data: {} values for a {:?} channel", data.len(), self.from_shape);
+        assert_eq!(
+            data.len(),
+            n0 * n1 * n2,
+            "Reorientation::apply_data: {} values for a {:?} channel",
+            data.len(),
+            self.from_shape
+        );
         let ns = self.to_shape();
         // Strides of the new array, indexed by old axis, with sign and base offset for flips.
         let new_strides = [ns[1] * ns[2], ns[2], 1];
@@ -179,20 +197,28 @@ impl Reorientation {
             perm[self.perm[i]] = i;
             flip[self.perm[i]] = self.flip[i];
         }
-        Reorientation { from_shape: ns, perm, flip }
+        Reorientation {
+            from_shape: ns,
+            perm,
+            flip,
+        }
     }
 }
 
 fn parse_codes(s: &str) -> Result<[char; 3], String> {
     let v: Vec<char> = s.trim().to_ascii_uppercase().chars().collect();
     if v.len() != 3 {
-        return Err(format!("orientation code {s:?} must have three letters, e.g. RAS or LPS"));
+        return Err(format!(
+            "orientation code {s:?} must have three letters, e.g. RAS or LPS"
+        ));
     }
     let mut seen = [false; 3];
     for &c in &v {
         let (axis, _) = code_axis(c);
         if axis == usize::MAX {
-            return Err(format!("orientation code {s:?}: {c} is not one of R L A P S I"));
+            return Err(format!(
+                "orientation code {s:?}: {c} is not one of R L A P S I"
+            ));
         }
         if seen[axis] {
             return Err(format!("orientation code {s:?} names one axis twice"));
@@ -225,7 +251,8 @@ pub fn column_norms(a: &Affine) -> [f64; 3] {
 }
 
 pub(crate) fn det3(m: &[[f64; 3]; 3]) -> f64 {
-    m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1]) - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
+    m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1])
+        - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
         + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0])
 }
 
@@ -321,13 +348,26 @@ mod tests {
 
     #[test]
     fn codes_of_common_affines() {
-        assert_eq!(Geometry::from_affine([2, 2, 2], IDENTITY).orientation(), "RAS");
+        assert_eq!(
+            Geometry::from_affine([2, 2, 2], IDENTITY).orientation(),
+            "RAS"
+        );
         assert_eq!(lps([2, 2, 2]).orientation(), "LPS");
         // Axis permutation: i → z, j → x, k → y.
-        let aff = [[0.0, 1.0, 0.0, 0.0], [0.0, 0.0, -1.0, 0.0], [1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]];
+        let aff = [
+            [0.0, 1.0, 0.0, 0.0],
+            [0.0, 0.0, -1.0, 0.0],
+            [1.0, 0.0, 0.0, 0.0],
+            [0.0, 0.0, 0.0, 1.0],
+        ];
         assert_eq!(axcodes(&aff), ['S', 'R', 'P']);
         // Slightly oblique still picks the dominant axis.
-        let aff = [[0.99, 0.1, 0.0, 0.0], [-0.1, 0.99, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]];
+        let aff = [
+            [0.99, 0.1, 0.0, 0.0],
+            [-0.1, 0.99, 0.0, 0.0],
+            [0.0, 0.0, 1.0, 0.0],
+            [0.0, 0.0, 0.0, 1.0],
+        ];
         assert_eq!(axcodes(&aff), ['R', 'A', 'S']);
     }
 
@@ -361,7 +401,12 @@ mod tests {
 
     #[test]
     fn permuted_reorientation() {
-        let aff = [[0.0, 2.0, 0.0, 1.0], [0.0, 0.0, -3.0, 2.0], [1.5, 0.0, 0.0, 3.0], [0.0, 0.0, 0.0, 1.0]];
+        let aff = [
+            [0.0, 2.0, 0.0, 1.0],
+            [0.0, 0.0, -3.0, 2.0],
+            [1.5, 0.0, 0.0, 3.0],
+            [0.0, 0.0, 0.0, 1.0],
+        ];
         let g = Geometry::from_affine([2, 3, 4], aff);
         let ro = g.reorientation_to("RAS").unwrap();
         let g2 = ro.apply_geometry(&g);
@@ -371,7 +416,8 @@ mod tests {
         let data: Vec<u32> = (0..24).collect();
         let d2 = ro.apply_data(&data);
         assert_eq!(ro.inverse().apply_data(&d2), data);
-        let longer = std::panic::catch_unwind(|| ro.apply_data(&[data.clone(), vec![0u32]].concat()));
+        let longer =
+            std::panic::catch_unwind(|| ro.apply_data(&[data.clone(), vec![0u32]].concat()));
         assert!(longer.is_err(), "a slice of another length is refused");
         // corner check: new voxel (0,0,0) sits where the old voxel that maps there sat
         let v = d2[0];

@@ -59,7 +59,10 @@ impl DataType {
                     2304 => "RGBA",
                     _ => "not a NIfTI datatype",
                 };
-                return Err(ErrorKind::Datatype { code, name: name.to_string() });
+                return Err(ErrorKind::Datatype {
+                    code,
+                    name: name.to_string(),
+                });
             }
         })
     }
@@ -122,7 +125,11 @@ impl DataType {
             ($t:ty, $n:expr) => {{
                 let mut a = [0u8; $n];
                 a.copy_from_slice(&b[i * $n..i * $n + $n]);
-                (if le { <$t>::from_le_bytes(a) } else { <$t>::from_be_bytes(a) }) as f64
+                (if le {
+                    <$t>::from_le_bytes(a)
+                } else {
+                    <$t>::from_be_bytes(a)
+                }) as f64
             }};
         }
         match self {
@@ -198,7 +205,10 @@ impl Rd<'_> {
 /// Parses a NIfTI-1 or NIfTI-2 header from the first bytes of a file (fuzzed: never panics).
 pub fn parse_header(b: &[u8]) -> Result<NiftiHeader, String> {
     if b.len() < 4 {
-        return Err(format!("file is {} bytes long, too short for a NIfTI header", b.len()));
+        return Err(format!(
+            "file is {} bytes long, too short for a NIfTI header",
+            b.len()
+        ));
     }
     let raw = [b[0], b[1], b[2], b[3]];
     let (version, le) = match (i32::from_le_bytes(raw), i32::from_be_bytes(raw)) {
@@ -206,7 +216,11 @@ pub fn parse_header(b: &[u8]) -> Result<NiftiHeader, String> {
         (540, _) => (2, true),
         (_, 348) => (1, false),
         (_, 540) => (2, false),
-        (v, _) => return Err(format!("sizeof_hdr is {v}, not 348 (NIfTI-1) or 540 (NIfTI-2): not a NIfTI file")),
+        (v, _) => {
+            return Err(format!(
+                "sizeof_hdr is {v}, not 348 (NIfTI-1) or 540 (NIfTI-2): not a NIfTI file"
+            ))
+        }
     };
     let need = if version == 1 { N1_SIZE } else { N2_SIZE };
     if b.len() < need {
@@ -234,7 +248,10 @@ pub fn parse_header(b: &[u8]) -> Result<NiftiHeader, String> {
         h.single_file = match magic {
             b"n+1\0" => true,
             b"ni1\0" => false,
-            _ => return Err("NIfTI-1 magic is missing (an ANALYZE 7.5 header?): expected \"n+1\" or \"ni1\"".into()),
+            _ => return Err(
+                "NIfTI-1 magic is missing (an ANALYZE 7.5 header?): expected \"n+1\" or \"ni1\""
+                    .into(),
+            ),
         };
         for i in 0..8 {
             h.dim[i] = r.i16(40 + 2 * i);
@@ -258,7 +275,11 @@ pub fn parse_header(b: &[u8]) -> Result<NiftiHeader, String> {
         h.single_file = match magic {
             b"n+2\0\r\n\x1a\n" => true,
             b"ni2\0\r\n\x1a\n" => false,
-            _ => return Err("NIfTI-2 magic is missing or damaged: expected \"n+2\\0\\r\\n\\x1a\\n\"".into()),
+            _ => {
+                return Err(
+                    "NIfTI-2 magic is missing or damaged: expected \"n+2\\0\\r\\n\\x1a\\n\"".into(),
+                )
+            }
         };
         h.datatype = r.i16(12);
         for i in 0..8 {
@@ -286,39 +307,62 @@ impl NiftiHeader {
     fn validate(&self) -> Result<(), String> {
         let nd = self.dim[0];
         if !(1..=7).contains(&nd) {
-            return Err(format!("dim[0] = {nd}: the number of dimensions must be 1 to 7"));
+            return Err(format!(
+                "dim[0] = {nd}: the number of dimensions must be 1 to 7"
+            ));
         }
         for i in 1..=nd as usize {
             if self.dim[i] < 1 {
-                return Err(format!("dim[{i}] = {}: every dimension must be at least 1", self.dim[i]));
+                return Err(format!(
+                    "dim[{i}] = {}: every dimension must be at least 1",
+                    self.dim[i]
+                ));
             }
         }
         let mut n: u64 = 1;
         for i in 1..=nd as usize {
-            n = n.checked_mul(self.dim[i] as u64).filter(|&n| n <= 1 << 40).ok_or("the dimensions multiply to more than 2^40 voxels")?;
+            n = n
+                .checked_mul(self.dim[i] as u64)
+                .filter(|&n| n <= 1 << 40)
+                .ok_or("the dimensions multiply to more than 2^40 voxels")?;
         }
         if !self.vox_offset.is_finite() || self.vox_offset < 0.0 {
-            return Err(format!("vox_offset = {} is not a valid byte offset", self.vox_offset));
+            return Err(format!(
+                "vox_offset = {} is not a valid byte offset",
+                self.vox_offset
+            ));
         }
         let hsize = if self.version == 1 { N1_SIZE } else { N2_SIZE } as f64;
         if self.single_file && self.vox_offset < hsize {
-            return Err(format!("vox_offset = {} lies inside the {hsize}-byte header", self.vox_offset));
+            return Err(format!(
+                "vox_offset = {} lies inside the {hsize}-byte header",
+                self.vox_offset
+            ));
         }
         if self.vox_offset.fract() != 0.0 {
-            return Err(format!("vox_offset = {} is not a whole number of bytes", self.vox_offset));
+            return Err(format!(
+                "vox_offset = {} is not a whole number of bytes",
+                self.vox_offset
+            ));
         }
         Ok(())
     }
 
     /// Data shape as nibabel reports it (`dim[1..=dim[0]]`).
     pub fn shape(&self) -> Vec<usize> {
-        (1..=self.dim[0] as usize).map(|i| self.dim[i] as usize).collect()
+        (1..=self.dim[0] as usize)
+            .map(|i| self.dim[i] as usize)
+            .collect()
     }
 
     /// Spatial shape (padded with 1) and channel count (product of dims 4 and up).
     pub fn spatial_and_channels(&self) -> ([usize; 3], usize) {
         let s = self.shape();
-        let sp = [s.first().copied().unwrap_or(1), s.get(1).copied().unwrap_or(1), s.get(2).copied().unwrap_or(1)];
+        let sp = [
+            s.first().copied().unwrap_or(1),
+            s.get(1).copied().unwrap_or(1),
+            s.get(2).copied().unwrap_or(1),
+        ];
         let ch = s.iter().skip(3).product::<usize>();
         (sp, ch)
     }
@@ -341,7 +385,10 @@ impl NiftiHeader {
             return Ok((1.0, 0.0));
         }
         if !self.scl_inter.is_finite() {
-            return Err(format!("valid scl_slope but invalid scl_inter {}", self.scl_inter));
+            return Err(format!(
+                "valid scl_slope but invalid scl_inter {}",
+                self.scl_inter
+            ));
         }
         Ok((self.scl_slope, self.scl_inter))
     }
@@ -371,14 +418,25 @@ impl NiftiHeader {
     /// header's float32 through `fillpositive` and `quat2mat`); NIfTI-2 stores float64.
     pub fn qform_affine(&self) -> Affine {
         if self.version == 1 {
-            qform_to_affine::<f32>(self.quatern.map(|v| v as f32), self.pixdim.map(|v| v as f32), self.qoffset)
+            qform_to_affine::<f32>(
+                self.quatern.map(|v| v as f32),
+                self.pixdim.map(|v| v as f32),
+                self.qoffset,
+            )
         } else {
             qform_to_affine::<f64>(self.quatern, self.pixdim, self.qoffset)
         }
     }
 }
 
-trait Real: Copy + std::ops::Mul<Output = Self> + std::ops::Add<Output = Self> + std::ops::Sub<Output = Self> + std::ops::Div<Output = Self> + PartialOrd {
+trait Real:
+    Copy
+    + std::ops::Mul<Output = Self>
+    + std::ops::Add<Output = Self>
+    + std::ops::Sub<Output = Self>
+    + std::ops::Div<Output = Self>
+    + PartialOrd
+{
     fn c(v: f64) -> Self;
     fn f(self) -> f64;
     fn sqrt(self) -> Self;
@@ -420,7 +478,11 @@ fn qform_to_affine<T: Real>(bcd: [T; 3], pixdim: [T; 8], qoffset: [f64; 3]) -> A
     let w = if w2 < T::c(0.0) { T::c(0.0) } else { w2.sqrt() };
     let nq = w * w + x * x + y * y + z * z;
     let r: [[T; 3]; 3] = if nq < T::eps() {
-        [[one, T::c(0.0), T::c(0.0)], [T::c(0.0), one, T::c(0.0)], [T::c(0.0), T::c(0.0), one]]
+        [
+            [one, T::c(0.0), T::c(0.0)],
+            [T::c(0.0), one, T::c(0.0)],
+            [T::c(0.0), T::c(0.0), one],
+        ]
     } else {
         let s = T::c(2.0) / nq;
         let (xs, ys, zs) = (x * s, y * s, z * s);
@@ -433,7 +495,11 @@ fn qform_to_affine<T: Real>(bcd: [T; 3], pixdim: [T; 8], qoffset: [f64; 3]) -> A
             [xz - wy, yz + wx, one - (xx + yy)],
         ]
     };
-    let qfac = if pixdim[0].f() == -1.0 { T::c(-1.0) } else { one };
+    let qfac = if pixdim[0].f() == -1.0 {
+        T::c(-1.0)
+    } else {
+        one
+    };
     let abs = |v: T| if v < T::c(0.0) { T::c(0.0) - v } else { v };
     let vox = [abs(pixdim[1]), abs(pixdim[2]), abs(pixdim[3]) * qfac];
     let mut a = [[0.0; 4]; 4];
@@ -522,7 +588,9 @@ pub(crate) fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
 
 pub(crate) fn gunzip(path: &Path, raw: &[u8]) -> Result<Vec<u8>> {
     let mut out = Vec::with_capacity(raw.len() * 3);
-    flate2::read::MultiGzDecoder::new(raw).read_to_end(&mut out).map_err(|e| Error::new(path, ErrorKind::Gzip(e)))?;
+    flate2::read::MultiGzDecoder::new(raw)
+        .read_to_end(&mut out)
+        .map_err(|e| Error::new(path, ErrorKind::Gzip(e)))?;
     Ok(out)
 }
 
@@ -557,9 +625,17 @@ pub fn read_nifti(path: &Path) -> Result<Loaded> {
     let h = parse_header(&hbytes).map_err(|m| Error::header(&hdr_path, m))?;
     let (data_path, bytes) = match &img_path {
         Some(p) if !h.single_file => (p.clone(), read_maybe_gz(p)?),
-        Some(_) => return Err(Error::header(&hdr_path, "magic says single-file (.nii) but the file is a .hdr")),
+        Some(_) => {
+            return Err(Error::header(
+                &hdr_path,
+                "magic says single-file (.nii) but the file is a .hdr",
+            ))
+        }
         None if !h.single_file => {
-            return Err(Error::header(&hdr_path, "magic says .hdr/.img pair but the file is not named .hdr"));
+            return Err(Error::header(
+                &hdr_path,
+                "magic says .hdr/.img pair but the file is not named .hdr",
+            ));
         }
         None => (hdr_path.clone(), hbytes),
     };
@@ -575,12 +651,28 @@ fn decode(path: &Path, h: &NiftiHeader, bytes: &[u8]) -> Result<Loaded> {
     let expected = (n as u64).saturating_mul(dt.size() as u64);
     let available = (bytes.len() as u64).saturating_sub(offset);
     if available < expected {
-        return Err(Error::new(path, ErrorKind::Truncated { offset, expected, available: bytes.len() as u64 }));
+        return Err(Error::new(
+            path,
+            ErrorKind::Truncated {
+                offset,
+                expected,
+                available: bytes.len() as u64,
+            },
+        ));
     }
     let raw = &bytes[offset as usize..offset as usize + expected as usize];
-    let geometry = Geometry { shape: spatial, spacing: h.spacing(), affine: h.affine() };
+    let geometry = Geometry {
+        shape: spatial,
+        spacing: h.spacing(),
+        affine: h.affine(),
+    };
     let (data, stats) = decode_fortran(raw, dt, h.little_endian, spatial, channels, slope, inter);
-    Ok(Loaded { volume: Volume::new(geometry, channels, data), datatype: dt, shape: h.shape(), stats })
+    Ok(Loaded {
+        volume: Volume::new(geometry, channels, data),
+        datatype: dt,
+        shape: h.shape(),
+        stats,
+    })
 }
 
 /// Decodes Fortran-ordered (first axis fastest) raw voxels of `channels` × `spatial` into repux's
@@ -611,9 +703,17 @@ pub(crate) fn decode_fortran(
             acc
         })
         .collect();
-    let stats = accs.into_iter().reduce(StatsAcc::merge).unwrap_or_default().finish();
+    let stats = accs
+        .into_iter()
+        .reduce(StatsAcc::merge)
+        .unwrap_or_default()
+        .finish();
     // Fortran order of (x, y, z) is C order of (z, y, x): reverse the axes per channel.
-    let ro = Reorientation { from_shape: [spatial[2], spatial[1], spatial[0]], perm: [2, 1, 0], flip: [false; 3] };
+    let ro = Reorientation {
+        from_shape: [spatial[2], spatial[1], spatial[0]],
+        perm: [2, 1, 0],
+        flip: [false; 3],
+    };
     let mut data = Vec::with_capacity(fortran.len());
     for c in 0..channels {
         data.extend(ro.apply_data(&fortran[c * per_channel..(c + 1) * per_channel]));
@@ -659,7 +759,8 @@ pub fn make_header(g: &Geometry, channels: usize, dt: DataType) -> Result<Vec<u8
     }
     put(&mut b, 40, &(dims.len() as i16).to_le_bytes());
     for (i, &d) in dims.iter().enumerate() {
-        let d16 = i16::try_from(d).map_err(|_| format!("dimension {d} exceeds NIfTI-1's limit of 32767"))?;
+        let d16 = i16::try_from(d)
+            .map_err(|_| format!("dimension {d} exceeds NIfTI-1's limit of 32767"))?;
         put(&mut b, 42 + 2 * i, &d16.to_le_bytes());
     }
     for i in dims.len()..7 {
@@ -668,7 +769,16 @@ pub fn make_header(g: &Geometry, channels: usize, dt: DataType) -> Result<Vec<u8
     put(&mut b, 70, &dt.code().to_le_bytes());
     put(&mut b, 72, &((dt.size() * 8) as i16).to_le_bytes());
     let (quat, qfac, zooms) = affine_to_qform(&g.affine);
-    let pixdim = [qfac as f32, zooms[0] as f32, zooms[1] as f32, zooms[2] as f32, 1.0, 1.0, 1.0, 1.0];
+    let pixdim = [
+        qfac as f32,
+        zooms[0] as f32,
+        zooms[1] as f32,
+        zooms[2] as f32,
+        1.0,
+        1.0,
+        1.0,
+        1.0,
+    ];
     for (i, p) in pixdim.iter().enumerate() {
         put(&mut b, 76 + 4 * i, &p.to_le_bytes());
     }
@@ -683,7 +793,11 @@ pub fn make_header(g: &Geometry, channels: usize, dt: DataType) -> Result<Vec<u8
         put(&mut b, 256 + 4 * i, &(quat[i] as f32).to_le_bytes());
         put(&mut b, 268 + 4 * i, &(g.affine[i][3] as f32).to_le_bytes());
         for c in 0..4 {
-            put(&mut b, 280 + 16 * i + 4 * c, &(g.affine[i][c] as f32).to_le_bytes());
+            put(
+                &mut b,
+                280 + 16 * i + 4 * c,
+                &(g.affine[i][c] as f32).to_le_bytes(),
+            );
         }
     }
     put(&mut b, 344, b"n+1\0");
@@ -693,18 +807,39 @@ pub fn make_header(g: &Geometry, channels: usize, dt: DataType) -> Result<Vec<u8
 /// Writes `.nii` or `.nii.gz` (NIfTI-1, sform and qform both set, code 1) atomically: the data
 /// go to a temporary file in the same folder that is renamed over `path` only when complete.
 /// `data` is C × D × H × W; integer types round and must fit (an error names the value).
-pub fn write_nifti(path: &Path, g: &Geometry, channels: usize, data: &[f32], dt: DataType) -> Result<()> {
+pub fn write_nifti(
+    path: &Path,
+    g: &Geometry,
+    channels: usize,
+    data: &[f32],
+    dt: DataType,
+) -> Result<()> {
     if data.len() != channels * g.voxels() {
-        return Err(Error::invalid(path, format!("{} values for {} channels of {:?}", data.len(), channels, g.shape)));
+        return Err(Error::invalid(
+            path,
+            format!(
+                "{} values for {} channels of {:?}",
+                data.len(),
+                channels,
+                g.shape
+            ),
+        ));
     }
     let gz = ends_with_ci(path, ".nii.gz");
     if !gz && !ends_with_ci(path, ".nii") {
-        return Err(Error::invalid(path, "output name must end in .nii or .nii.gz"));
+        return Err(Error::invalid(
+            path,
+            "output name must end in .nii or .nii.gz",
+        ));
     }
     let mut bytes = make_header(g, channels, dt).map_err(|m| Error::invalid(path, m))?;
     bytes.reserve(data.len() * dt.size());
     // C order of (x, y, z) → Fortran order: reverse the axes per channel.
-    let ro = Reorientation { from_shape: g.shape, perm: [2, 1, 0], flip: [false; 3] };
+    let ro = Reorientation {
+        from_shape: g.shape,
+        perm: [2, 1, 0],
+        flip: [false; 3],
+    };
     let n = g.voxels();
     for c in 0..channels {
         for v in ro.apply_data(&data[c * n..(c + 1) * n]) {
@@ -724,12 +859,18 @@ pub fn write_nifti(path: &Path, g: &Geometry, channels: usize, data: &[f32], dt:
 }
 
 /// Writes through a temporary file in the destination folder, renamed into place on success.
-pub fn write_atomic(path: &Path, body: impl FnOnce(&mut std::io::BufWriter<&std::fs::File>) -> std::io::Result<()>) -> Result<()> {
+pub fn write_atomic(
+    path: &Path,
+    body: impl FnOnce(&mut std::io::BufWriter<&std::fs::File>) -> std::io::Result<()>,
+) -> Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    let tmp = tempfile::Builder::new().prefix(".repux-tmp").tempfile_in(dir).map_err(|e| Error::io(path, e))?;
+    let tmp = tempfile::Builder::new()
+        .prefix(".repux-tmp")
+        .tempfile_in(dir)
+        .map_err(|e| Error::io(path, e))?;
     {
         let mut w = std::io::BufWriter::new(tmp.as_file());
         body(&mut w).map_err(|e| Error::io(path, e))?;
@@ -740,7 +881,9 @@ pub fn write_atomic(path: &Path, body: impl FnOnce(&mut std::io::BufWriter<&std:
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644)).map_err(|e| Error::io(path, e))?;
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644))
+            .map_err(|e| Error::io(path, e))?;
     }
     tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
     Ok(())
@@ -753,7 +896,8 @@ pub fn write_bytes_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// Writes `value` as pretty-printed JSON, atomically.
 pub fn write_json<T: serde::Serialize + ?Sized>(path: &Path, value: &T) -> Result<()> {
-    let text = serde_json::to_string_pretty(value).map_err(|e| Error::invalid(path, format!("cannot serialise as JSON: {e}")))?;
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| Error::invalid(path, format!("cannot serialise as JSON: {e}")))?;
     write_bytes_atomic(path, text.as_bytes())
 }
 
@@ -770,7 +914,12 @@ mod tests {
     fn qform_roundtrip_through_quaternion() {
         // An oblique LPS-like affine with negative determinant.
         let (c, s) = (0.3f64.cos(), 0.3f64.sin());
-        let a = [[-0.8 * c, 0.7 * s, 0.0, 10.0], [-0.8 * s, -0.7 * c, 0.0, 20.0], [0.0, 0.0, 2.5, -5.0], [0.0, 0.0, 0.0, 1.0]];
+        let a = [
+            [-0.8 * c, 0.7 * s, 0.0, 10.0],
+            [-0.8 * s, -0.7 * c, 0.0, 20.0],
+            [0.0, 0.0, 2.5, -5.0],
+            [0.0, 0.0, 0.0, 1.0],
+        ];
         let (q, qfac, z) = affine_to_qform(&a);
         let pix = [qfac, z[0], z[1], z[2], 0.0, 0.0, 0.0, 0.0];
         let back = qform_to_affine::<f64>(q, pix, [10.0, 20.0, -5.0]);
@@ -807,9 +956,17 @@ mod tests {
         let mut b = good.clone();
         b[344..348].copy_from_slice(b"xxxx");
         assert!(parse_header(&b).unwrap_err().contains("magic"));
-        assert!(parse_header(&good[..100]).unwrap_err().contains("truncated"));
+        assert!(parse_header(&good[..100])
+            .unwrap_err()
+            .contains("truncated"));
         assert!(parse_header(b"hello").unwrap_err().contains("not a NIfTI"));
-        assert_eq!(DataType::from_code(128).unwrap_err().to_string().contains("RGB"), true);
+        assert_eq!(
+            DataType::from_code(128)
+                .unwrap_err()
+                .to_string()
+                .contains("RGB"),
+            true
+        );
     }
 
     #[test]

@@ -56,9 +56,19 @@ pub struct NpyArray {
 fn header(shape: &[usize], dtype: NpyType) -> Vec<u8> {
     let shape_s = match shape.len() {
         1 => format!("({},)", shape[0]),
-        _ => format!("({})", shape.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ")),
+        _ => format!(
+            "({})",
+            shape
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     };
-    let mut header = format!("{{'descr': '{}', 'fortran_order': False, 'shape': {shape_s}, }}", dtype.descr());
+    let mut header = format!(
+        "{{'descr': '{}', 'fortran_order': False, 'shape': {shape_s}, }}",
+        dtype.descr()
+    );
     // Pad so that the data start is 64-byte aligned; the header ends with '\n'.
     let total = 10 + header.len() + 1;
     header.push_str(&" ".repeat((64 - total % 64) % 64));
@@ -129,21 +139,40 @@ impl NpyWriter {
             Some(d) if !d.as_os_str().is_empty() => d,
             _ => Path::new("."),
         };
-        let tmp = tempfile::Builder::new().prefix(".repux-tmp").tempfile_in(dir).map_err(|e| Error::io(path, e))?;
+        let tmp = tempfile::Builder::new()
+            .prefix(".repux-tmp")
+            .tempfile_in(dir)
+            .map_err(|e| Error::io(path, e))?;
         let mut file = std::io::BufWriter::new(tmp);
-        file.write_all(&header(shape, dtype)).map_err(|e| Error::io(path, e))?;
-        Ok(NpyWriter { path: path.to_path_buf(), file, dtype, expected: shape.iter().product(), written: 0 })
+        file.write_all(&header(shape, dtype))
+            .map_err(|e| Error::io(path, e))?;
+        Ok(NpyWriter {
+            path: path.to_path_buf(),
+            file,
+            dtype,
+            expected: shape.iter().product(),
+            written: 0,
+        })
     }
 
     /// Appends the next values in C order.
     pub fn append(&mut self, data: &[f32]) -> Result<()> {
         use std::io::Write;
         if self.written + data.len() > self.expected {
-            return Err(Error::invalid(&self.path, format!("{} values for an array of {}", self.written + data.len(), self.expected)));
+            return Err(Error::invalid(
+                &self.path,
+                format!(
+                    "{} values for an array of {}",
+                    self.written + data.len(),
+                    self.expected
+                ),
+            ));
         }
         let mut bytes = Vec::new();
         encode_values(&mut bytes, data, self.dtype).map_err(|m| Error::invalid(&self.path, m))?;
-        self.file.write_all(&bytes).map_err(|e| Error::io(&self.path, e))?;
+        self.file
+            .write_all(&bytes)
+            .map_err(|e| Error::io(&self.path, e))?;
         self.written += data.len();
         Ok(())
     }
@@ -151,16 +180,27 @@ impl NpyWriter {
     /// Checks that every value was written, syncs and moves the file into place.
     pub fn finish(self) -> Result<()> {
         if self.written != self.expected {
-            return Err(Error::invalid(&self.path, format!("{} of {} values written", self.written, self.expected)));
+            return Err(Error::invalid(
+                &self.path,
+                format!("{} of {} values written", self.written, self.expected),
+            ));
         }
-        let tmp = self.file.into_inner().map_err(|e| Error::io(&self.path, e.into_error()))?;
-        tmp.as_file().sync_all().map_err(|e| Error::io(&self.path, e))?;
+        let tmp = self
+            .file
+            .into_inner()
+            .map_err(|e| Error::io(&self.path, e.into_error()))?;
+        tmp.as_file()
+            .sync_all()
+            .map_err(|e| Error::io(&self.path, e))?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644)).map_err(|e| Error::io(&self.path, e))?;
+            tmp.as_file()
+                .set_permissions(std::fs::Permissions::from_mode(0o644))
+                .map_err(|e| Error::io(&self.path, e))?;
         }
-        tmp.persist(&self.path).map_err(|e| Error::io(&self.path, e.error))?;
+        tmp.persist(&self.path)
+            .map_err(|e| Error::io(&self.path, e.error))?;
         Ok(())
     }
 }
@@ -189,18 +229,41 @@ pub fn decode(b: &[u8]) -> Result<NpyArray, String> {
     };
     let header = b.get(start..start + hlen).ok_or("header is truncated")?;
     let header = std::str::from_utf8(header).map_err(|_| "header is not text")?;
-    let descr = dict_value(header, "descr").and_then(|v| v.strip_prefix('\'')).and_then(|v| v.split('\'').next()).ok_or("header lacks 'descr'")?;
+    let descr = dict_value(header, "descr")
+        .and_then(|v| v.strip_prefix('\''))
+        .and_then(|v| v.split('\'').next())
+        .ok_or("header lacks 'descr'")?;
     let dtype = NpyType::parse(descr).ok_or_else(|| format!("dtype {descr:?} is not supported (use float32, float16, uint8, uint16 or int16, little-endian)"))?;
-    if dict_value(header, "fortran_order").map(|v| v.starts_with("True")).unwrap_or(false) {
-        return Err("Fortran-ordered arrays are not supported; save with numpy.ascontiguousarray".into());
+    if dict_value(header, "fortran_order")
+        .map(|v| v.starts_with("True"))
+        .unwrap_or(false)
+    {
+        return Err(
+            "Fortran-ordered arrays are not supported; save with numpy.ascontiguousarray".into(),
+        );
     }
-    let shape_s = dict_value(header, "shape").and_then(|v| v.strip_prefix('(')).and_then(|v| v.split(')').next()).ok_or("header lacks 'shape'")?;
-    let shape: Vec<usize> = shape_s.split(',').map(|s| s.trim()).filter(|s| !s.is_empty()).map(|s| s.parse::<usize>()).collect::<Result<_, _>>().map_err(|_| format!("bad shape ({shape_s})"))?;
-    let n = shape.iter().try_fold(1usize, |a, &s| a.checked_mul(s)).ok_or("shape overflows")?;
+    let shape_s = dict_value(header, "shape")
+        .and_then(|v| v.strip_prefix('('))
+        .and_then(|v| v.split(')').next())
+        .ok_or("header lacks 'shape'")?;
+    let shape: Vec<usize> = shape_s
+        .split(',')
+        .map(|s| s.trim())
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse::<usize>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| format!("bad shape ({shape_s})"))?;
+    let n = shape
+        .iter()
+        .try_fold(1usize, |a, &s| a.checked_mul(s))
+        .ok_or("shape overflows")?;
     let body = &b[start + hlen..];
     let need = n.checked_mul(dtype.size()).ok_or("shape overflows")?;
     if body.len() < need {
-        return Err(format!("data is truncated: shape {shape:?} needs {need} bytes, the file holds {}", body.len()));
+        return Err(format!(
+            "data is truncated: shape {shape:?} needs {need} bytes, the file holds {}",
+            body.len()
+        ));
     }
     let data = (0..n)
         .map(|i| {
@@ -238,7 +301,10 @@ mod tests {
         }
         assert!(!path.exists(), "nothing at the final path before finish");
         w.finish().unwrap();
-        assert_eq!(std::fs::read(&path).unwrap(), encode(&[3, 4, 5], &data, NpyType::F16).unwrap());
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            encode(&[3, 4, 5], &data, NpyType::F16).unwrap()
+        );
         let short = d.path().join("short.npy");
         let mut w = NpyWriter::create(&short, &[3, 4, 5], NpyType::F16).unwrap();
         w.append(&data[..20]).unwrap();
@@ -246,7 +312,11 @@ mod tests {
         let mut w = NpyWriter::create(&short, &[2], NpyType::F32).unwrap();
         assert!(w.append(&data[..3]).is_err());
         drop(w);
-        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1, "only the finished file remains");
+        assert_eq!(
+            std::fs::read_dir(d.path()).unwrap().count(),
+            1,
+            "only the finished file remains"
+        );
     }
 
     #[test]
@@ -262,7 +332,9 @@ mod tests {
             assert_eq!(a.data, vec![0.0, 1.0, 3.0, 255.0, 7.0, 3.0]); // 2.5 rounds away from zero
         }
         assert!(encode(&[1], &[256.0], NpyType::U8).is_err());
-        assert!(decode(b"\x93NUMPY\x01\x00\xff\x00{'descr'").unwrap_err().contains("truncated"));
+        assert!(decode(b"\x93NUMPY\x01\x00\xff\x00{'descr'")
+            .unwrap_err()
+            .contains("truncated"));
         assert!(decode(b"hello world").unwrap_err().contains("magic"));
     }
 }

@@ -42,12 +42,22 @@ fn dtype(s: &str) -> Result<DataType, String> {
     Ok(match s {
         "signed char" | "int8" | "int8_t" => DataType::I8,
         "uchar" | "unsigned char" | "uint8" | "uint8_t" => DataType::U8,
-        "short" | "short int" | "signed short" | "signed short int" | "int16" | "int16_t" => DataType::I16,
+        "short" | "short int" | "signed short" | "signed short int" | "int16" | "int16_t" => {
+            DataType::I16
+        }
         "ushort" | "unsigned short" | "unsigned short int" | "uint16" | "uint16_t" => DataType::U16,
         "int" | "signed int" | "int32" | "int32_t" => DataType::I32,
         "uint" | "unsigned int" | "uint32" | "uint32_t" => DataType::U32,
-        "longlong" | "long long" | "long long int" | "signed long long" | "signed long long int" | "int64" | "int64_t" => DataType::I64,
-        "ulonglong" | "unsigned long long" | "unsigned long long int" | "uint64" | "uint64_t" => DataType::U64,
+        "longlong"
+        | "long long"
+        | "long long int"
+        | "signed long long"
+        | "signed long long int"
+        | "int64"
+        | "int64_t" => DataType::I64,
+        "ulonglong" | "unsigned long long" | "unsigned long long int" | "uint64" | "uint64_t" => {
+            DataType::U64
+        }
         "float" => DataType::F32,
         "double" => DataType::F64,
         other => return Err(format!("unsupported type {other:?}")),
@@ -59,10 +69,20 @@ fn vector(s: &str) -> Result<Option<[f64; 3]>, String> {
     if t == "none" {
         return Ok(None);
     }
-    let inner = t.strip_prefix('(').and_then(|t| t.strip_suffix(')')).ok_or_else(|| format!("expected a vector like (1,0,0), got {t:?}"))?;
-    let v: Vec<f64> = inner.split(',').map(|x| x.trim().parse::<f64>()).collect::<Result<_, _>>().map_err(|_| format!("bad number in vector {t:?}"))?;
+    let inner = t
+        .strip_prefix('(')
+        .and_then(|t| t.strip_suffix(')'))
+        .ok_or_else(|| format!("expected a vector like (1,0,0), got {t:?}"))?;
+    let v: Vec<f64> = inner
+        .split(',')
+        .map(|x| x.trim().parse::<f64>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| format!("bad number in vector {t:?}"))?;
     if v.len() != 3 {
-        return Err(format!("vector {t:?} has {} components; repux reads 3-D spaces", v.len()));
+        return Err(format!(
+            "vector {t:?} has {} components; repux reads 3-D spaces",
+            v.len()
+        ));
     }
     Ok(Some([v[0], v[1], v[2]]))
 }
@@ -111,8 +131,14 @@ pub fn parse_header(b: &[u8]) -> Result<NrrdHeader, String> {
     let mut data_offset = b.len();
     let mut first = true;
     while pos < b.len() {
-        let end = b[pos..].iter().position(|&c| c == b'\n').map(|e| pos + e).unwrap_or(b.len());
-        let line = String::from_utf8_lossy(&b[pos..end]).trim_end_matches('\r').to_string();
+        let end = b[pos..]
+            .iter()
+            .position(|&c| c == b'\n')
+            .map(|e| pos + e)
+            .unwrap_or(b.len());
+        let line = String::from_utf8_lossy(&b[pos..end])
+            .trim_end_matches('\r')
+            .to_string();
         pos = (end + 1).min(b.len());
         if first {
             first = false;
@@ -128,30 +154,51 @@ pub fn parse_header(b: &[u8]) -> Result<NrrdHeader, String> {
         if let Some((k, v)) = line.split_once(": ") {
             fields.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
         } else {
-            return Err(format!("header line {line:?} is not a \"field: value\" pair"));
+            return Err(format!(
+                "header line {line:?} is not a \"field: value\" pair"
+            ));
         }
     }
     let get = |k: &str| fields.get(k).map(|s| s.as_str());
     let req = |k: &str| get(k).ok_or_else(|| format!("required field {k:?} is missing"));
     let datatype = dtype(req("type")?)?;
-    let dimension: usize = req("dimension")?.parse().map_err(|_| "dimension is not a whole number".to_string())?;
+    let dimension: usize = req("dimension")?
+        .parse()
+        .map_err(|_| "dimension is not a whole number".to_string())?;
     if !(1..=4).contains(&dimension) {
         return Err(format!("dimension = {dimension}: repux reads 1 to 4 axes"));
     }
     let sizes: Vec<usize> = req("sizes")?
         .split_whitespace()
-        .map(|s| s.parse::<i64>().ok().filter(|&v| v >= 1).map(|v| v as usize))
+        .map(|s| {
+            s.parse::<i64>()
+                .ok()
+                .filter(|&v| v >= 1)
+                .map(|v| v as usize)
+        })
         .collect::<Option<_>>()
         .ok_or("sizes must be positive whole numbers")?;
     if sizes.len() != dimension {
-        return Err(format!("sizes lists {} axes but dimension is {dimension}", sizes.len()));
+        return Err(format!(
+            "sizes lists {} axes but dimension is {dimension}",
+            sizes.len()
+        ));
     }
-    sizes.iter().try_fold(1u64, |n, &s| n.checked_mul(s as u64).filter(|&n| n <= 1 << 40)).ok_or("sizes multiply to more than 2^40 voxels")?;
+    sizes
+        .iter()
+        .try_fold(1u64, |n, &s| {
+            n.checked_mul(s as u64).filter(|&n| n <= 1 << 40)
+        })
+        .ok_or("sizes multiply to more than 2^40 voxels")?;
     let encoding = match req("encoding")? {
         "raw" => Encoding::Raw,
         "gzip" | "gz" => Encoding::Gzip,
         "text" | "txt" | "ascii" => Encoding::Text,
-        other => return Err(format!("unsupported encoding {other:?} (repux reads raw, gzip and text)")),
+        other => {
+            return Err(format!(
+                "unsupported encoding {other:?} (repux reads raw, gzip and text)"
+            ))
+        }
     };
     let little_endian = match get("endian") {
         None | Some("little") => true,
@@ -162,28 +209,54 @@ pub fn parse_header(b: &[u8]) -> Result<NrrdHeader, String> {
     let flip = match get("space").map(|s| s.to_ascii_lowercase()) {
         None => [1.0, 1.0, 1.0],
         Some(s) => match s.as_str() {
-            "right-anterior-superior" | "ras" | "scanner-xyz" | "3d-right-handed" => [1.0, 1.0, 1.0],
+            "right-anterior-superior" | "ras" | "scanner-xyz" | "3d-right-handed" => {
+                [1.0, 1.0, 1.0]
+            }
             "left-posterior-superior" | "lps" => [-1.0, -1.0, 1.0],
             "left-anterior-superior" | "las" => [-1.0, 1.0, 1.0],
-            other => return Err(format!("unsupported space {other:?} (repux reads RAS, LPS and LAS)")),
+            other => {
+                return Err(format!(
+                    "unsupported space {other:?} (repux reads RAS, LPS and LAS)"
+                ))
+            }
         },
     };
     let directions: Vec<Option<[f64; 3]>> = match get("space directions") {
         Some(sd) => {
             let toks = split_vectors(sd);
             if toks.len() != dimension {
-                return Err(format!("space directions lists {} axes but dimension is {dimension}", toks.len()));
+                return Err(format!(
+                    "space directions lists {} axes but dimension is {dimension}",
+                    toks.len()
+                ));
             }
-            toks.iter().map(|t| vector(t).map(|v| v.map(|v| [v[0] * flip[0], v[1] * flip[1], v[2] * flip[2]]))).collect::<Result<_, _>>()?
+            toks.iter()
+                .map(|t| {
+                    vector(t).map(|v| v.map(|v| [v[0] * flip[0], v[1] * flip[1], v[2] * flip[2]]))
+                })
+                .collect::<Result<_, _>>()?
         }
         None => {
             // Axis-aligned: `spacings` (NaN for non-spatial axes) or unit spacing.
             let sp: Vec<f64> = match get("spacings") {
-                Some(s) => s.split_whitespace().map(|t| if t == "nan" || t == "NaN" { Ok(f64::NAN) } else { t.parse::<f64>() }).collect::<Result<_, _>>().map_err(|_| "bad number in spacings".to_string())?,
+                Some(s) => s
+                    .split_whitespace()
+                    .map(|t| {
+                        if t == "nan" || t == "NaN" {
+                            Ok(f64::NAN)
+                        } else {
+                            t.parse::<f64>()
+                        }
+                    })
+                    .collect::<Result<_, _>>()
+                    .map_err(|_| "bad number in spacings".to_string())?,
                 None => vec![1.0; dimension],
             };
             if sp.len() != dimension {
-                return Err(format!("spacings lists {} axes but dimension is {dimension}", sp.len()));
+                return Err(format!(
+                    "spacings lists {} axes but dimension is {dimension}",
+                    sp.len()
+                ));
             }
             let mut spatial = 0;
             sp.iter()
@@ -205,16 +278,41 @@ pub fn parse_header(b: &[u8]) -> Result<NrrdHeader, String> {
         return Err(format!("{n_spatial} spatial and {} non-spatial axes: repux reads up to 3 spatial axes and one channel axis", dimension - n_spatial));
     }
     let origin = match get("space origin") {
-        Some(o) => vector(o)?.map(|v| [v[0] * flip[0], v[1] * flip[1], v[2] * flip[2]]).ok_or("space origin is none")?,
+        Some(o) => vector(o)?
+            .map(|v| [v[0] * flip[0], v[1] * flip[1], v[2] * flip[2]])
+            .ok_or("space origin is none")?,
         None => [0.0; 3],
     };
     let data_file = get("data file").or(get("datafile")).map(|s| s.to_string());
-    let line_skip = get("line skip").or(get("lineskip")).map(|s| s.parse::<usize>()).transpose().map_err(|_| "line skip is not a whole number".to_string())?.unwrap_or(0);
-    let byte_skip = get("byte skip").or(get("byteskip")).map(|s| s.parse::<i64>()).transpose().map_err(|_| "byte skip is not a whole number".to_string())?.unwrap_or(0);
+    let line_skip = get("line skip")
+        .or(get("lineskip"))
+        .map(|s| s.parse::<usize>())
+        .transpose()
+        .map_err(|_| "line skip is not a whole number".to_string())?
+        .unwrap_or(0);
+    let byte_skip = get("byte skip")
+        .or(get("byteskip"))
+        .map(|s| s.parse::<i64>())
+        .transpose()
+        .map_err(|_| "byte skip is not a whole number".to_string())?
+        .unwrap_or(0);
     if byte_skip < -1 {
-        return Err(format!("byte skip = {byte_skip} (only -1 or a byte count is valid)"));
+        return Err(format!(
+            "byte skip = {byte_skip} (only -1 or a byte count is valid)"
+        ));
     }
-    Ok(NrrdHeader { datatype, sizes, encoding, little_endian, directions, origin, data_file, line_skip, byte_skip, data_offset })
+    Ok(NrrdHeader {
+        datatype,
+        sizes,
+        encoding,
+        little_endian,
+        directions,
+        origin,
+        data_file,
+        line_skip,
+        byte_skip,
+        data_offset,
+    })
 }
 
 /// Reads an `.nrrd` (attached data) or `.nhdr` (detached data) file.
@@ -224,7 +322,10 @@ pub fn read_nrrd(path: &Path) -> Result<Loaded> {
     let (data_path, payload): (std::path::PathBuf, Vec<u8>) = match &h.data_file {
         None => (path.to_path_buf(), bytes[h.data_offset..].to_vec()),
         Some(f) if f.starts_with("LIST") || f.contains('%') => {
-            return Err(Error::header(path, format!("data file {f:?}: multi-file NRRD is not supported")));
+            return Err(Error::header(
+                path,
+                format!("data file {f:?}: multi-file NRRD is not supported"),
+            ));
         }
         Some(f) => {
             let p = path.parent().unwrap_or(Path::new(".")).join(f);
@@ -237,7 +338,12 @@ pub fn read_nrrd(path: &Path) -> Result<Loaded> {
     for _ in 0..h.line_skip {
         match payload[start..].iter().position(|&c| c == b'\n') {
             Some(e) => start += e + 1,
-            None => return Err(Error::header(&data_path, format!("line skip {} passes the end of the data", h.line_skip))),
+            None => {
+                return Err(Error::header(
+                    &data_path,
+                    format!("line skip {} passes the end of the data", h.line_skip),
+                ))
+            }
         }
     }
     let mut data = match h.encoding {
@@ -249,17 +355,43 @@ pub fn read_nrrd(path: &Path) -> Result<Loaded> {
     if h.encoding == Encoding::Text {
         // Parse whitespace-separated numbers into native little-endian f64 and decode as F64.
         let text = String::from_utf8_lossy(&data);
-        let vals: Vec<f64> = text.split(|c: char| c.is_whitespace() || c == ',').filter(|t| !t.is_empty()).take(n).map(|t| t.parse::<f64>()).collect::<Result<_, _>>().map_err(|_| Error::invalid(&data_path, "text data holds a value that is not a number"))?;
+        let vals: Vec<f64> = text
+            .split(|c: char| c.is_whitespace() || c == ',')
+            .filter(|t| !t.is_empty())
+            .take(n)
+            .map(|t| t.parse::<f64>())
+            .collect::<Result<_, _>>()
+            .map_err(|_| {
+                Error::invalid(&data_path, "text data holds a value that is not a number")
+            })?;
         if vals.len() < n {
-            return Err(Error::new(&data_path, ErrorKind::Truncated { offset: 0, expected: n as u64, available: vals.len() as u64 }));
+            return Err(Error::new(
+                &data_path,
+                ErrorKind::Truncated {
+                    offset: 0,
+                    expected: n as u64,
+                    available: vals.len() as u64,
+                },
+            ));
         }
         data = vals.iter().flat_map(|v| v.to_le_bytes()).collect();
         return finish(&h, &data, DataType::F64, true, dt);
     }
     let need = n * dt.size();
-    let skip = if h.byte_skip == -1 { data.len().saturating_sub(need) } else { h.byte_skip as usize };
+    let skip = if h.byte_skip == -1 {
+        data.len().saturating_sub(need)
+    } else {
+        h.byte_skip as usize
+    };
     if data.len() < skip + need {
-        return Err(Error::new(&data_path, ErrorKind::Truncated { offset: skip as u64, expected: need as u64, available: data.len() as u64 }));
+        return Err(Error::new(
+            &data_path,
+            ErrorKind::Truncated {
+                offset: skip as u64,
+                expected: need as u64,
+                available: data.len() as u64,
+            },
+        ));
     }
     let le = h.little_endian || dt.size() == 1;
     finish(&h, &data[skip..skip + need], dt, le, dt)
@@ -309,13 +441,22 @@ fn finish(h: &NrrdHeader, raw: &[u8], dt: DataType, le: bool, disk: DataType) ->
         }
         _ => raw,
     };
-    let geometry = Geometry { shape: spatial, spacing: column_norms(&affine), affine };
+    let geometry = Geometry {
+        shape: spatial,
+        spacing: column_norms(&affine),
+        affine,
+    };
     let (data, stats) = decode_fortran(raw, dt, le, spatial, channels, 1.0, 0.0);
     let mut shape: Vec<usize> = spatial[..spatial_axes.len()].to_vec();
     if ch_axis.is_some() {
         shape.push(channels);
     }
-    Ok(Loaded { volume: Volume::new(geometry, channels, data), datatype: disk, shape, stats })
+    Ok(Loaded {
+        volume: Volume::new(geometry, channels, data),
+        datatype: disk,
+        shape,
+        stats,
+    })
 }
 
 #[cfg(test)]
@@ -335,10 +476,28 @@ mod tests {
     #[test]
     fn header_errors() {
         assert!(parse_header(b"P5\n").unwrap_err().contains("magic"));
-        assert!(parse_header(b"NRRD0004\ntype: short\n\n").unwrap_err().contains("dimension"));
-        assert!(parse_header(b"NRRD0004\ntype: complex\ndimension: 1\nsizes: 2\nencoding: raw\n\n").unwrap_err().contains("unsupported type"));
-        assert!(parse_header(b"NRRD0004\ntype: short\ndimension: 2\nsizes: 2\nencoding: raw\n\n").unwrap_err().contains("sizes lists 1"));
-        assert!(parse_header(b"NRRD0004\ntype: short\ndimension: 1\nsizes: -2\nencoding: raw\n\n").unwrap_err().contains("positive"));
-        assert!(parse_header(b"NRRD0004\ntype: short\ndimension: 1\nsizes: 2\nencoding: bzip2\n\n").unwrap_err().contains("encoding"));
+        assert!(parse_header(b"NRRD0004\ntype: short\n\n")
+            .unwrap_err()
+            .contains("dimension"));
+        assert!(parse_header(
+            b"NRRD0004\ntype: complex\ndimension: 1\nsizes: 2\nencoding: raw\n\n"
+        )
+        .unwrap_err()
+        .contains("unsupported type"));
+        assert!(
+            parse_header(b"NRRD0004\ntype: short\ndimension: 2\nsizes: 2\nencoding: raw\n\n")
+                .unwrap_err()
+                .contains("sizes lists 1")
+        );
+        assert!(
+            parse_header(b"NRRD0004\ntype: short\ndimension: 1\nsizes: -2\nencoding: raw\n\n")
+                .unwrap_err()
+                .contains("positive")
+        );
+        assert!(parse_header(
+            b"NRRD0004\ntype: short\ndimension: 1\nsizes: 2\nencoding: bzip2\n\n"
+        )
+        .unwrap_err()
+        .contains("encoding"));
     }
 }

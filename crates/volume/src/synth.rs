@@ -25,7 +25,13 @@ use rayon::prelude::*;
 use std::path::Path;
 
 /// Label names and values written to `dataset.json`.
-pub const LABELS: [(&str, u32); 5] = [("background", 0), ("liver", 1), ("spleen", 2), ("kidneys", 3), ("pancreas", 4)];
+pub const LABELS: [(&str, u32); 5] = [
+    ("background", 0),
+    ("liver", 1),
+    ("spleen", 2),
+    ("kidneys", 3),
+    ("pancreas", 4),
+];
 
 /// A star-shaped blob: ellipsoid with radius modulated by smooth functions of the direction.
 #[derive(Clone, Debug)]
@@ -46,15 +52,38 @@ impl Blob {
         let t: f64 = rng.gen_range(-0.5..0.5);
         let waves = (0..5)
             .map(|_| {
-                let f = [rng.gen_range(-4.0..4.0), rng.gen_range(-4.0..4.0), rng.gen_range(-3.0..3.0)];
-                (f, rng.gen_range(0.0..std::f64::consts::TAU), rng.gen_range(0.0..wobble))
+                let f = [
+                    rng.gen_range(-4.0..4.0),
+                    rng.gen_range(-4.0..4.0),
+                    rng.gen_range(-3.0..3.0),
+                ];
+                (
+                    f,
+                    rng.gen_range(0.0..std::f64::consts::TAU),
+                    rng.gen_range(0.0..wobble),
+                )
             })
             .collect::<Vec<_>>();
         let grow = 1.0 + waves.iter().map(|w| w.2).sum::<f64>();
         let rmax = radii.iter().cloned().fold(0.0, f64::max) * grow;
-        let lo = [centre[0] - rmax, centre[1] - rmax, centre[2] - radii[2] * grow];
-        let hi = [centre[0] + rmax, centre[1] + rmax, centre[2] + radii[2] * grow];
-        Blob { centre, radii, rot: (t.cos(), t.sin()), waves, lo, hi }
+        let lo = [
+            centre[0] - rmax,
+            centre[1] - rmax,
+            centre[2] - radii[2] * grow,
+        ];
+        let hi = [
+            centre[0] + rmax,
+            centre[1] + rmax,
+            centre[2] + radii[2] * grow,
+        ];
+        Blob {
+            centre,
+            radii,
+            rot: (t.cos(), t.sin()),
+            waves,
+            lo,
+            hi,
+        }
     }
 
     #[inline]
@@ -62,15 +91,28 @@ impl Blob {
         if (0..3).any(|a| p[a] < self.lo[a] || p[a] > self.hi[a]) {
             return false;
         }
-        let d = [p[0] - self.centre[0], p[1] - self.centre[1], p[2] - self.centre[2]];
+        let d = [
+            p[0] - self.centre[0],
+            p[1] - self.centre[1],
+            p[2] - self.centre[2],
+        ];
         let (c, s) = self.rot;
-        let q = [(c * d[0] + s * d[1]) / self.radii[0], (-s * d[0] + c * d[1]) / self.radii[1], d[2] / self.radii[2]];
+        let q = [
+            (c * d[0] + s * d[1]) / self.radii[0],
+            (-s * d[0] + c * d[1]) / self.radii[1],
+            d[2] / self.radii[2],
+        ];
         let rho = (q[0] * q[0] + q[1] * q[1] + q[2] * q[2]).sqrt();
         if rho < 1e-9 {
             return true;
         }
         let u = [q[0] / rho, q[1] / rho, q[2] / rho];
-        let thr = 1.0 + self.waves.iter().map(|(f, ph, a)| a * (f[0] * u[0] + f[1] * u[1] + f[2] * u[2] + ph).sin()).sum::<f64>();
+        let thr = 1.0
+            + self
+                .waves
+                .iter()
+                .map(|(f, ph, a)| a * (f[0] * u[0] + f[1] * u[1] + f[2] * u[2] + ph).sin())
+                .sum::<f64>();
         rho < thr
     }
 }
@@ -90,7 +132,9 @@ impl Tube {
         let pts: Vec<([f64; 3], f64)> = (0..=n)
             .map(|i| {
                 let t = i as f64 / n as f64;
-                let b = |a: usize| (1.0 - t) * (1.0 - t) * p0[a] + 2.0 * (1.0 - t) * t * p1[a] + t * t * p2[a];
+                let b = |a: usize| {
+                    (1.0 - t) * (1.0 - t) * p0[a] + 2.0 * (1.0 - t) * t * p1[a] + t * t * p2[a]
+                };
                 ([b(0), b(1), b(2)], r_head + (r_tail - r_head) * t)
             })
             .collect();
@@ -117,7 +161,11 @@ impl Tube {
             let ab = [b[0] - a[0], b[1] - a[1], b[2] - a[2]];
             let ap = [p[0] - a[0], p[1] - a[1], p[2] - a[2]];
             let l2 = ab[0] * ab[0] + ab[1] * ab[1] + ab[2] * ab[2];
-            let t = if l2 > 0.0 { ((ap[0] * ab[0] + ap[1] * ab[1] + ap[2] * ab[2]) / l2).clamp(0.0, 1.0) } else { 0.0 };
+            let t = if l2 > 0.0 {
+                ((ap[0] * ab[0] + ap[1] * ab[1] + ap[2] * ab[2]) / l2).clamp(0.0, 1.0)
+            } else {
+                0.0
+            };
             let d = [ap[0] - t * ab[0], ap[1] - t * ab[1], ap[2] - t * ab[2]];
             let r = ra + t * (rb - ra);
             d[0] * d[0] + d[1] * d[1] + d[2] * d[2] < r * r
@@ -153,31 +201,105 @@ impl Anatomy {
         let a = rng.gen_range(55.0..70.0);
         let b = rng.gen_range(40.0..52.0);
         let j = |rng: &mut ChaCha8Rng, s: f64| rng.gen_range(-s..s);
-        let liver = Blob::new([0.42 * a + j(rng, 4.0), 0.1 * b + j(rng, 4.0), 0.25 * half_z + j(rng, 6.0)], [0.36 * a, 0.52 * b, 0.5 * half_z], 0.07, rng);
-        let spleen = Blob::new([-0.56 * a + j(rng, 3.0), -0.25 * b + j(rng, 3.0), 0.3 * half_z + j(rng, 5.0)], [0.15 * a, 0.24 * b, 0.28 * half_z], 0.06, rng);
+        let liver = Blob::new(
+            [
+                0.42 * a + j(rng, 4.0),
+                0.1 * b + j(rng, 4.0),
+                0.25 * half_z + j(rng, 6.0),
+            ],
+            [0.36 * a, 0.52 * b, 0.5 * half_z],
+            0.07,
+            rng,
+        );
+        let spleen = Blob::new(
+            [
+                -0.56 * a + j(rng, 3.0),
+                -0.25 * b + j(rng, 3.0),
+                0.3 * half_z + j(rng, 5.0),
+            ],
+            [0.15 * a, 0.24 * b, 0.28 * half_z],
+            0.06,
+            rng,
+        );
         let kz = -0.1 * half_z + j(rng, 5.0);
         let kidneys = [
-            Blob::new([0.38 * a + j(rng, 2.0), -0.5 * b + j(rng, 2.0), kz + j(rng, 4.0)], [0.11 * a, 0.15 * b, 0.3 * half_z], 0.04, rng),
-            Blob::new([-0.38 * a + j(rng, 2.0), -0.5 * b + j(rng, 2.0), kz + j(rng, 4.0)], [0.11 * a, 0.15 * b, 0.3 * half_z], 0.04, rng),
+            Blob::new(
+                [
+                    0.38 * a + j(rng, 2.0),
+                    -0.5 * b + j(rng, 2.0),
+                    kz + j(rng, 4.0),
+                ],
+                [0.11 * a, 0.15 * b, 0.3 * half_z],
+                0.04,
+                rng,
+            ),
+            Blob::new(
+                [
+                    -0.38 * a + j(rng, 2.0),
+                    -0.5 * b + j(rng, 2.0),
+                    kz + j(rng, 4.0),
+                ],
+                [0.11 * a, 0.15 * b, 0.3 * half_z],
+                0.04,
+                rng,
+            ),
         ];
         let pz = 0.02 * half_z + j(rng, 5.0);
         let pancreas = Tube::new(
-            [0.2 * a + j(rng, 3.0), -0.05 * b + j(rng, 3.0), pz - rng.gen_range(0.0..6.0)],
+            [
+                0.2 * a + j(rng, 3.0),
+                -0.05 * b + j(rng, 3.0),
+                pz - rng.gen_range(0.0..6.0),
+            ],
             [-0.05 * a + j(rng, 4.0), -0.2 * b + j(rng, 4.0), pz],
-            [-0.45 * a + j(rng, 3.0), -0.3 * b + j(rng, 3.0), pz + rng.gen_range(0.0..10.0)],
+            [
+                -0.45 * a + j(rng, 3.0),
+                -0.3 * b + j(rng, 3.0),
+                pz + rng.gen_range(0.0..10.0),
+            ],
             rng.gen_range(4.5..6.0),
             rng.gen_range(3.5..4.5),
         );
         // Soft-tissue distractors touching the organs: a stomach beside the spleen, a gallbladder
         // notch in the liver, bowel loops everywhere in front of the kidneys.
-        let stomach = Blob::new([-0.3 * a + j(rng, 4.0), 0.15 * b + j(rng, 4.0), 0.35 * half_z + j(rng, 5.0)], [0.2 * a, 0.25 * b, 0.3 * half_z], 0.08, rng);
-        let gallbladder = Blob::new([0.3 * a + j(rng, 3.0), 0.35 * b + j(rng, 3.0), 0.05 * half_z + j(rng, 4.0)], [0.08 * a, 0.1 * b, 0.15 * half_z], 0.05, rng);
+        let stomach = Blob::new(
+            [
+                -0.3 * a + j(rng, 4.0),
+                0.15 * b + j(rng, 4.0),
+                0.35 * half_z + j(rng, 5.0),
+            ],
+            [0.2 * a, 0.25 * b, 0.3 * half_z],
+            0.08,
+            rng,
+        );
+        let gallbladder = Blob::new(
+            [
+                0.3 * a + j(rng, 3.0),
+                0.35 * b + j(rng, 3.0),
+                0.05 * half_z + j(rng, 4.0),
+            ],
+            [0.08 * a, 0.1 * b, 0.15 * half_z],
+            0.05,
+            rng,
+        );
         let bowel = (0..rng.gen_range(10..18))
             .map(|_| {
-                let c = [rng.gen_range(-0.6..0.6) * a, rng.gen_range(-0.3..0.75) * b, rng.gen_range(-0.9..0.6) * half_z];
+                let c = [
+                    rng.gen_range(-0.6..0.6) * a,
+                    rng.gen_range(-0.3..0.75) * b,
+                    rng.gen_range(-0.9..0.6) * half_z,
+                ];
                 let r = rng.gen_range(6.0..12.0);
                 let gas = rng.gen_bool(0.25);
-                (Blob::new(c, [r, r * rng.gen_range(0.7..1.3), r * rng.gen_range(1.0..2.0)], 0.15, rng), gas)
+                (
+                    Blob::new(
+                        c,
+                        [r, r * rng.gen_range(0.7..1.3), r * rng.gen_range(1.0..2.0)],
+                        0.15,
+                        rng,
+                    ),
+                    gas,
+                )
             })
             .collect();
         let hu = [
@@ -195,8 +317,16 @@ impl Anatomy {
         ];
         let bias = (0..3)
             .map(|_| {
-                let f = [rng.gen_range(-0.02..0.02), rng.gen_range(-0.02..0.02), rng.gen_range(-0.01..0.01)];
-                (f, rng.gen_range(0.0..std::f64::consts::TAU), rng.gen_range(0.0..5.0))
+                let f = [
+                    rng.gen_range(-0.02..0.02),
+                    rng.gen_range(-0.02..0.02),
+                    rng.gen_range(-0.01..0.01),
+                ];
+                (
+                    f,
+                    rng.gen_range(0.0..std::f64::consts::TAU),
+                    rng.gen_range(0.0..5.0),
+                )
             })
             .collect();
         Anatomy {
@@ -226,7 +356,11 @@ impl Anatomy {
         if e > 1.0 {
             return (-1000.0, 0);
         }
-        let bias: f64 = self.bias.iter().map(|(f, ph, amp)| amp * (f[0] * p[0] + f[1] * p[1] + f[2] * p[2] + ph).sin()).sum();
+        let bias: f64 = self
+            .bias
+            .iter()
+            .map(|(f, ph, amp)| amp * (f[0] * p[0] + f[1] * p[1] + f[2] * p[2] + ph).sin())
+            .sum();
         let r = e.sqrt();
         let inner = 1.0 - self.fat;
         let muscle_in = inner - self.muscle / a;
@@ -245,9 +379,13 @@ impl Anatomy {
             (h[4], 2)
         } else if self.kidneys.iter().any(|k| k.contains(p)) {
             (h[5], 3)
-        } else if ((p[0] - self.spine.0[0]).powi(2) + (p[1] - self.spine.0[1]).powi(2)).sqrt() < self.spine.1 {
+        } else if ((p[0] - self.spine.0[0]).powi(2) + (p[1] - self.spine.0[1]).powi(2)).sqrt()
+            < self.spine.1
+        {
             (h[8], 0)
-        } else if ((p[0] - self.aorta.0[0]).powi(2) + (p[1] - self.aorta.0[1]).powi(2)).sqrt() < self.aorta.1 {
+        } else if ((p[0] - self.aorta.0[0]).powi(2) + (p[1] - self.aorta.0[1]).powi(2)).sqrt()
+            < self.aorta.1
+        {
             (h[9], 0)
         } else if self.stomach.contains(p) {
             (h[7] - 10.0, 0)
@@ -268,7 +406,10 @@ pub struct SynthCase {
 
 fn case_seed(seed: u64, index: usize) -> u64 {
     // SplitMix64 of (seed, index): independent streams per case.
-    let mut z = seed ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(0x632B_E59B_D9B4_E019);
+    let mut z = seed
+        ^ (index as u64)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .wrapping_add(0x632B_E59B_D9B4_E019);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
@@ -284,11 +425,23 @@ pub fn generate_case(seed: u64, index: usize) -> SynthCase {
     let anat = Anatomy::draw(&mut rng, half_z);
     let (a, b) = anat.body;
     let margin = rng.gen_range(4.0..12.0);
-    let fov = [2.0 * a + 2.0 * margin, 2.0 * b + 2.0 * margin, 2.0 * half_z * rng.gen_range(0.8..1.0)];
-    let shape = [(fov[0] / sxy).ceil() as usize, (fov[1] / sxy).ceil() as usize, (fov[2] / sz).ceil() as usize];
+    let fov = [
+        2.0 * a + 2.0 * margin,
+        2.0 * b + 2.0 * margin,
+        2.0 * half_z * rng.gen_range(0.8..1.0),
+    ];
+    let shape = [
+        (fov[0] / sxy).ceil() as usize,
+        (fov[1] / sxy).ceil() as usize,
+        (fov[2] / sz).ceil() as usize,
+    ];
     let lps = rng.gen_bool(0.5);
     let sign = if lps { -1.0 } else { 1.0 };
-    let shift = [rng.gen_range(-8.0..8.0), rng.gen_range(-8.0..8.0), rng.gen_range(-200.0..200.0)];
+    let shift = [
+        rng.gen_range(-8.0..8.0),
+        rng.gen_range(-8.0..8.0),
+        rng.gen_range(-200.0..200.0),
+    ];
     // Grid centre sits at world `shift`; the patient frame is world − shift (+ a small offset).
     let mut affine: Affine = [[0.0; 4]; 4];
     let dirs = [sign * sxy, sign * sxy, sz];
@@ -298,26 +451,43 @@ pub fn generate_case(seed: u64, index: usize) -> SynthCase {
     }
     affine[3][3] = 1.0;
     let geometry = Geometry::from_affine(shape, affine);
-    let offset = [rng.gen_range(-3.0..3.0), rng.gen_range(-3.0..3.0), rng.gen_range(-3.0..3.0)];
-    let noise = Normal::new(0.0, anat.noise).unwrap_or_else(|_| Normal::new(0.0, 10.0).expect("constant sigma"));
+    let offset = [
+        rng.gen_range(-3.0..3.0),
+        rng.gen_range(-3.0..3.0),
+        rng.gen_range(-3.0..3.0),
+    ];
+    let noise = Normal::new(0.0, anat.noise)
+        .unwrap_or_else(|_| Normal::new(0.0, 10.0).expect("constant sigma"));
     let [nx, ny, nz] = shape;
     let slab = ny * nz;
     let mut image = vec![0f32; nx * slab];
     let mut labels = vec![0f32; nx * slab];
-    image.par_chunks_mut(slab).zip(labels.par_chunks_mut(slab)).enumerate().for_each(|(i, (img, lab))| {
-        let mut r = ChaCha8Rng::seed_from_u64(cs ^ (i as u64 + 1).wrapping_mul(0xA24B_AED4_963E_E407));
-        for jj in 0..ny {
-            for k in 0..nz {
-                let w = geometry.world([i as f64, jj as f64, k as f64]);
-                let p = [w[0] - shift[0] + offset[0], w[1] - shift[1] + offset[1], w[2] - shift[2] + offset[2]];
-                let (hu, l) = anat.at(p);
-                let v = (hu + noise.sample(&mut r)).clamp(-1024.0, 3071.0);
-                img[jj * nz + k] = v.round() as f32;
-                lab[jj * nz + k] = l as f32;
+    image
+        .par_chunks_mut(slab)
+        .zip(labels.par_chunks_mut(slab))
+        .enumerate()
+        .for_each(|(i, (img, lab))| {
+            let mut r =
+                ChaCha8Rng::seed_from_u64(cs ^ (i as u64 + 1).wrapping_mul(0xA24B_AED4_963E_E407));
+            for jj in 0..ny {
+                for k in 0..nz {
+                    let w = geometry.world([i as f64, jj as f64, k as f64]);
+                    let p = [
+                        w[0] - shift[0] + offset[0],
+                        w[1] - shift[1] + offset[1],
+                        w[2] - shift[2] + offset[2],
+                    ];
+                    let (hu, l) = anat.at(p);
+                    let v = (hu + noise.sample(&mut r)).clamp(-1024.0, 3071.0);
+                    img[jj * nz + k] = v.round() as f32;
+                    lab[jj * nz + k] = l as f32;
+                }
             }
-        }
-    });
-    SynthCase { image: Volume::new(geometry, 1, image), labels }
+        });
+    SynthCase {
+        image: Volume::new(geometry, 1, image),
+        labels,
+    }
 }
 
 /// Name of case `index` in a synthesised dataset.
@@ -328,7 +498,12 @@ pub fn case_name(index: usize) -> String {
 /// Writes `cases` phantom cases as an nnU-Net v2 raw dataset in `out` (imagesTr, labelsTr,
 /// dataset.json). Images are int16 HU, labels uint8. `dataset.json` is written last, so an
 /// interrupted run never looks like a complete dataset.
-pub fn write_dataset(out: &Path, cases: usize, seed: u64, mut progress: impl FnMut(usize)) -> Result<()> {
+pub fn write_dataset(
+    out: &Path,
+    cases: usize,
+    seed: u64,
+    mut progress: impl FnMut(usize),
+) -> Result<()> {
     if cases == 0 {
         return Err(Error::invalid(out, "--cases must be at least 1"));
     }
@@ -340,11 +515,25 @@ pub fn write_dataset(out: &Path, cases: usize, seed: u64, mut progress: impl FnM
     for i in 0..cases {
         let c = generate_case(seed, i);
         let name = case_name(i);
-        write_nifti(&img_dir.join(format!("{name}_0000.nii.gz")), &c.image.geometry, 1, &c.image.data, DataType::I16)?;
-        write_labels(&lab_dir.join(format!("{name}.nii.gz")), &c.image.geometry, &c.labels, LABELS.len() as u32 - 1)?;
+        write_nifti(
+            &img_dir.join(format!("{name}_0000.nii.gz")),
+            &c.image.geometry,
+            1,
+            &c.image.data,
+            DataType::I16,
+        )?;
+        write_labels(
+            &lab_dir.join(format!("{name}.nii.gz")),
+            &c.image.geometry,
+            &c.labels,
+            LABELS.len() as u32 - 1,
+        )?;
         progress(i + 1);
     }
-    let labels: serde_json::Map<String, serde_json::Value> = LABELS.iter().map(|(n, v)| (n.to_string(), (*v).into())).collect();
+    let labels: serde_json::Map<String, serde_json::Value> = LABELS
+        .iter()
+        .map(|(n, v)| (n.to_string(), (*v).into()))
+        .collect();
     let json = serde_json::json!({
         "name": "Phantom",
         "description": format!("repux synthetic abdominal CT phantom, seed {seed}"),
@@ -359,7 +548,13 @@ pub fn write_dataset(out: &Path, cases: usize, seed: u64, mut progress: impl FnM
 
 /// Writes held-out test cases `first..first + count` (the same generator, indices disjoint from
 /// the training cases `0..numTraining`) into `out/imagesTs` and `out/labelsTs`.
-pub fn write_test_cases(out: &Path, first: usize, count: usize, seed: u64, mut progress: impl FnMut(usize)) -> Result<()> {
+pub fn write_test_cases(
+    out: &Path,
+    first: usize,
+    count: usize,
+    seed: u64,
+    mut progress: impl FnMut(usize),
+) -> Result<()> {
     let img_dir = out.join("imagesTs");
     let lab_dir = out.join("labelsTs");
     for d in [&img_dir, &lab_dir] {
@@ -368,8 +563,19 @@ pub fn write_test_cases(out: &Path, first: usize, count: usize, seed: u64, mut p
     for (n, i) in (first..first + count).enumerate() {
         let c = generate_case(seed, i);
         let name = case_name(i);
-        write_nifti(&img_dir.join(format!("{name}_0000.nii.gz")), &c.image.geometry, 1, &c.image.data, DataType::I16)?;
-        write_labels(&lab_dir.join(format!("{name}.nii.gz")), &c.image.geometry, &c.labels, LABELS.len() as u32 - 1)?;
+        write_nifti(
+            &img_dir.join(format!("{name}_0000.nii.gz")),
+            &c.image.geometry,
+            1,
+            &c.image.data,
+            DataType::I16,
+        )?;
+        write_labels(
+            &lab_dir.join(format!("{name}.nii.gz")),
+            &c.image.geometry,
+            &c.labels,
+            LABELS.len() as u32 - 1,
+        )?;
         progress(n + 1);
     }
     Ok(())
@@ -394,7 +600,12 @@ mod tests {
         for i in 0..4 {
             let c = generate_case(11, i);
             let g = &c.image.geometry;
-            assert!(g.spacing[0] >= 0.6 && g.spacing[0] <= 1.0 && g.spacing[2] >= 1.5 && g.spacing[2] <= 5.0);
+            assert!(
+                g.spacing[0] >= 0.6
+                    && g.spacing[0] <= 1.0
+                    && g.spacing[2] >= 1.5
+                    && g.spacing[2] <= 5.0
+            );
             let mut count = [0usize; 5];
             let mut sum = [0f64; 5];
             for (v, l) in c.image.data.iter().zip(&c.labels) {
@@ -402,13 +613,19 @@ mod tests {
                 sum[*l as usize] += *v as f64;
             }
             for l in 1..5 {
-                assert!(count[l] > 50, "case {i}: label {l} has only {} voxels", count[l]);
+                assert!(
+                    count[l] > 50,
+                    "case {i}: label {l} has only {} voxels",
+                    count[l]
+                );
             }
             // The thin organ is much smaller than the liver.
             assert!(count[4] * 10 < count[1]);
             let mean: Vec<f64> = (1..5).map(|l| sum[l] / count[l] as f64).collect();
             // Organ means lie within 50 HU of each other: intensity alone cannot separate them.
-            let (lo, hi) = mean.iter().fold((f64::MAX, f64::MIN), |(a, b), &m| (a.min(m), b.max(m)));
+            let (lo, hi) = mean
+                .iter()
+                .fold((f64::MAX, f64::MIN), |(a, b), &m| (a.min(m), b.max(m)));
             assert!(hi - lo < 50.0, "case {i}: organ means {mean:?}");
         }
     }

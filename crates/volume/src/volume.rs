@@ -38,7 +38,14 @@ pub(crate) struct StatsAcc {
 
 impl Default for StatsAcc {
     fn default() -> Self {
-        StatsAcc { min: f64::INFINITY, max: f64::NEG_INFINITY, sum: 0.0, n: 0, nan: false, nonfinite: 0 }
+        StatsAcc {
+            min: f64::INFINITY,
+            max: f64::NEG_INFINITY,
+            sum: 0.0,
+            n: 0,
+            nan: false,
+            nonfinite: 0,
+        }
     }
 }
 
@@ -68,12 +75,24 @@ impl StatsAcc {
     }
     pub(crate) fn finish(self) -> Stats {
         if self.nan {
-            return Stats { min: f64::NAN, max: f64::NAN, mean: f64::NAN, sum: f64::NAN, nonfinite: self.nonfinite };
+            return Stats {
+                min: f64::NAN,
+                max: f64::NAN,
+                mean: f64::NAN,
+                sum: f64::NAN,
+                nonfinite: self.nonfinite,
+            };
         }
         if self.n == 0 {
             return Stats::default();
         }
-        Stats { min: self.min, max: self.max, mean: self.sum / self.n as f64, sum: self.sum, nonfinite: self.nonfinite }
+        Stats {
+            min: self.min,
+            max: self.max,
+            mean: self.sum / self.n as f64,
+            sum: self.sum,
+            nonfinite: self.nonfinite,
+        }
     }
 }
 
@@ -89,8 +108,16 @@ pub struct Volume {
 impl Volume {
     /// Panics if the data length does not match; callers construct from checked sizes.
     pub fn new(geometry: Geometry, channels: usize, data: Vec<f32>) -> Volume {
-        assert_eq!(data.len(), channels * geometry.voxels(), "Volume::new: data length does not match geometry");
-        Volume { geometry, channels, data }
+        assert_eq!(
+            data.len(),
+            channels * geometry.voxels(),
+            "Volume::new: data length does not match geometry"
+        );
+        Volume {
+            geometry,
+            channels,
+            data,
+        }
     }
 
     pub fn shape(&self) -> [usize; 3] {
@@ -122,16 +149,27 @@ impl Volume {
 
     /// Applies a reorientation whose `from_shape` is this volume's shape.
     pub fn apply(&self, ro: &Reorientation) -> Volume {
-        assert_eq!(ro.from_shape, self.geometry.shape, "reorientation made for another shape");
+        assert_eq!(
+            ro.from_shape, self.geometry.shape,
+            "reorientation made for another shape"
+        );
         let geometry = ro.apply_geometry(&self.geometry);
         if ro.is_identity() {
-            return Volume { geometry, channels: self.channels, data: self.data.clone() };
+            return Volume {
+                geometry,
+                channels: self.channels,
+                data: self.data.clone(),
+            };
         }
         let mut data = Vec::with_capacity(self.data.len());
         for c in 0..self.channels {
             data.extend(ro.apply_data(self.channel(c)));
         }
-        Volume { geometry, channels: self.channels, data }
+        Volume {
+            geometry,
+            channels: self.channels,
+            data,
+        }
     }
 }
 
@@ -142,7 +180,10 @@ mod tests {
     #[test]
     fn stats_follow_numpy_nan_rules() {
         let s = Stats::of(&[1.0, 2.0, 3.0]);
-        assert_eq!((s.min, s.max, s.mean, s.sum, s.nonfinite), (1.0, 3.0, 2.0, 6.0, 0));
+        assert_eq!(
+            (s.min, s.max, s.mean, s.sum, s.nonfinite),
+            (1.0, 3.0, 2.0, 6.0, 0)
+        );
         let s = Stats::of(&[1.0, f32::NAN]);
         assert!(s.min.is_nan() && s.sum.is_nan());
         assert_eq!(s.nonfinite, 1);

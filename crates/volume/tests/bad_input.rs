@@ -18,7 +18,10 @@ fn err_of(p: &Path) -> String {
         Ok(_) => panic!("{} read without error", p.display()),
         Err(e) => {
             let s = e.to_string();
-            assert!(s.contains(&p.file_name().unwrap().to_string_lossy().to_string()), "error does not name the file: {s}");
+            assert!(
+                s.contains(&p.file_name().unwrap().to_string_lossy().to_string()),
+                "error does not name the file: {s}"
+            );
             s
         }
     }
@@ -80,7 +83,11 @@ fn unknown_and_rejected_datatypes() {
 fn not_nifti_and_unknown_extension() {
     let d = tempfile::tempdir().unwrap();
     let p = d.path().join("garbage.nii");
-    std::fs::write(&p, b"this is not an image at all, but long enough to hold a sizeof_hdr").unwrap();
+    std::fs::write(
+        &p,
+        b"this is not an image at all, but long enough to hold a sizeof_hdr",
+    )
+    .unwrap();
     assert!(err_of(&p).contains("not a NIfTI file"));
     let p = d.path().join("empty.nii.gz");
     std::fs::write(&p, b"").unwrap();
@@ -106,13 +113,25 @@ fn pair_without_img() {
 fn nrrd_problems() {
     let d = tempfile::tempdir().unwrap();
     let p = d.path().join("short.nrrd");
-    std::fs::write(&p, b"NRRD0004\ntype: short\ndimension: 3\nsizes: 4 4 4\nencoding: raw\n\n0123").unwrap();
+    std::fs::write(
+        &p,
+        b"NRRD0004\ntype: short\ndimension: 3\nsizes: 4 4 4\nencoding: raw\n\n0123",
+    )
+    .unwrap();
     assert!(err_of(&p).contains("truncated"));
     let p = d.path().join("nosizes.nrrd");
-    std::fs::write(&p, b"NRRD0004\ntype: short\ndimension: 3\nencoding: raw\n\n").unwrap();
+    std::fs::write(
+        &p,
+        b"NRRD0004\ntype: short\ndimension: 3\nencoding: raw\n\n",
+    )
+    .unwrap();
     assert!(err_of(&p).contains("\"sizes\" is missing"));
     let p = d.path().join("detached.nhdr");
-    std::fs::write(&p, b"NRRD0004\ntype: uchar\ndimension: 1\nsizes: 4\nencoding: raw\ndata file: nowhere.raw\n").unwrap();
+    std::fs::write(
+        &p,
+        b"NRRD0004\ntype: uchar\ndimension: 1\nsizes: 4\nencoding: raw\ndata file: nowhere.raw\n",
+    )
+    .unwrap();
     let e = repux_volume::read(&p).unwrap_err().to_string();
     assert!(e.contains("nowhere.raw"), "{e}");
 }
@@ -122,10 +141,22 @@ fn write_refuses_values_that_do_not_fit_and_leaves_no_file() {
     let d = tempfile::tempdir().unwrap();
     let g = Geometry::from_affine([2, 2, 2], IDENTITY);
     let p = d.path().join("lab.nii.gz");
-    let e = write_nifti(&p, &g, 1, &[0.0, 1.0, 2.0, 300.0, 0.0, 0.0, 0.0, 0.0], DataType::U8).unwrap_err().to_string();
+    let e = write_nifti(
+        &p,
+        &g,
+        1,
+        &[0.0, 1.0, 2.0, 300.0, 0.0, 0.0, 0.0, 0.0],
+        DataType::U8,
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("300") && e.contains("uint8"), "{e}");
     assert!(!p.exists());
-    assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 0, "no temporary file left behind");
+    assert_eq!(
+        std::fs::read_dir(d.path()).unwrap().count(),
+        0,
+        "no temporary file left behind"
+    );
 }
 
 #[test]

@@ -15,9 +15,15 @@ fn close(a: f64, b: f64, rel: f64, abs: f64) -> bool {
 
 #[test]
 fn every_fixture_matches_nibabel() {
-    let text = std::fs::read_to_string(fixtures().join("expected.json")).expect("fixtures/expected.json (run tools/nibabel_fixtures.py)");
-    let exp: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&text).expect("valid JSON");
-    assert!(exp.len() >= 20, "expected the full fixture set, found {}", exp.len());
+    let text = std::fs::read_to_string(fixtures().join("expected.json"))
+        .expect("fixtures/expected.json (run tools/nibabel_fixtures.py)");
+    let exp: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&text).expect("valid JSON");
+    assert!(
+        exp.len() >= 20,
+        "expected the full fixture set, found {}",
+        exp.len()
+    );
     let mut failures = Vec::new();
     for (name, e) in &exp {
         let l = match repux_volume::read(&fixtures().join(name)) {
@@ -33,7 +39,11 @@ fn every_fixture_matches_nibabel() {
             failures.push(format!("{name}: shape {:?} vs nibabel {shape:?}", l.shape));
         }
         if l.datatype.name() != e["datatype"].as_str().unwrap() {
-            failures.push(format!("{name}: datatype {} vs {}", l.datatype.name(), e["datatype"]));
+            failures.push(format!(
+                "{name}: datatype {} vs {}",
+                l.datatype.name(),
+                e["datatype"]
+            ));
         }
         let spacing: Vec<f64> = serde_json::from_value(e["spacing"].clone()).unwrap();
         for i in 0..3 {
@@ -47,15 +57,27 @@ fn every_fixture_matches_nibabel() {
             for c in 0..4 {
                 // sform: exact; qform: both sides evaluate in float32, allow a few ulps of 100 mm.
                 if !close(g.affine[r][c], aff[r][c], 0.0, 2e-5) {
-                    failures.push(format!("{name}: affine[{r}][{c}] {} vs {}", g.affine[r][c], aff[r][c]));
+                    failures.push(format!(
+                        "{name}: affine[{r}][{c}] {} vs {}",
+                        g.affine[r][c], aff[r][c]
+                    ));
                 }
             }
         }
         if g.orientation() != e["orientation"].as_str().unwrap() {
-            failures.push(format!("{name}: orientation {} vs {}", g.orientation(), e["orientation"]));
+            failures.push(format!(
+                "{name}: orientation {} vs {}",
+                g.orientation(),
+                e["orientation"]
+            ));
         }
         let s = &l.stats;
-        for (k, ours) in [("min", s.min), ("max", s.max), ("mean", s.mean), ("sum", s.sum)] {
+        for (k, ours) in [
+            ("min", s.min),
+            ("max", s.max),
+            ("mean", s.mean),
+            ("sum", s.sum),
+        ] {
             let theirs = e[k].as_f64().unwrap_or(f64::NAN);
             // Statistics are accumulated in f64 from the same values: differences are
             // summation order only (numpy sums pairwise).
@@ -64,24 +86,50 @@ fn every_fixture_matches_nibabel() {
             }
         }
     }
-    assert!(failures.is_empty(), "{} mismatches:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} mismatches:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
 fn roundtrip_write_read_keeps_geometry_and_values() {
     let dir = tempfile::tempdir().unwrap();
-    for name in ["qform_only_oblique.nii", "anatomical.nii", "scaled_u8_lps.nii.gz", "nifti2_4d.nii", "lps_gzip.nrrd"] {
+    for name in [
+        "qform_only_oblique.nii",
+        "anatomical.nii",
+        "scaled_u8_lps.nii.gz",
+        "nifti2_4d.nii",
+        "lps_gzip.nrrd",
+    ] {
         let v = repux_volume::read_volume(&fixtures().join(name)).unwrap();
         for ext in ["nii.gz", "nii"] {
             let out = dir.path().join(format!("{name}.out.{ext}"));
-            repux_volume::nifti::write_nifti(&out, &v.geometry, v.channels, &v.data, repux_volume::DataType::F32).unwrap();
+            repux_volume::nifti::write_nifti(
+                &out,
+                &v.geometry,
+                v.channels,
+                &v.data,
+                repux_volume::DataType::F32,
+            )
+            .unwrap();
             let back = repux_volume::read_volume(&out).unwrap();
             assert_eq!(back.data, v.data, "{name}");
             assert_eq!(back.geometry.shape, v.geometry.shape);
             for r in 0..4 {
                 for c in 0..4 {
                     // sform is stored as float32
-                    assert!(close(back.geometry.affine[r][c], v.geometry.affine[r][c], 1e-6, 1e-5), "{name} affine");
+                    assert!(
+                        close(
+                            back.geometry.affine[r][c],
+                            v.geometry.affine[r][c],
+                            1e-6,
+                            1e-5
+                        ),
+                        "{name} affine"
+                    );
                 }
             }
             assert_eq!(back.orientation(), v.orientation());
@@ -91,7 +139,12 @@ fn roundtrip_write_read_keeps_geometry_and_values() {
 
 #[test]
 fn reorient_to_ras_and_back_is_exact_on_real_files() {
-    for name in ["anatomical.nii", "qform_only_oblique.nii", "lps_raw.nrrd", "functional.nii"] {
+    for name in [
+        "anatomical.nii",
+        "qform_only_oblique.nii",
+        "lps_raw.nrrd",
+        "functional.nii",
+    ] {
         let v = repux_volume::read_volume(&fixtures().join(name)).unwrap();
         let (ras, ro) = v.reorient("RAS").unwrap();
         assert_eq!(ras.orientation(), "RAS", "{name}");
@@ -104,7 +157,11 @@ fn reorient_to_ras_and_back_is_exact_on_real_files() {
         let idx = (0..v.geometry.voxels())
             .find(|&n| {
                 let [_, h, wd] = v.geometry.shape;
-                let p = v.geometry.world([(n / (h * wd)) as f64, ((n / wd) % h) as f64, (n % wd) as f64]);
+                let p = v.geometry.world([
+                    (n / (h * wd)) as f64,
+                    ((n / wd) % h) as f64,
+                    (n % wd) as f64,
+                ]);
                 (0..3).all(|r| (p[r] - w[r]).abs() < 1e-6)
             })
             .unwrap_or_else(|| panic!("{name}: world point {w:?} not found in the original grid"));

@@ -20,7 +20,10 @@ pub struct DwConv {
 impl DwConv {
     pub fn new(channels: usize, kernel: usize, device: &Device) -> Self {
         let fan_in = kernel.pow(3);
-        DwConv { weight: uniform([channels, 1, kernel, kernel, kernel], fan_in, device), bias: uniform([channels], fan_in, device) }
+        DwConv {
+            weight: uniform([channels, 1, kernel, kernel, kernel], fan_in, device),
+            bias: uniform([channels], fan_in, device),
+        }
     }
     pub fn kernel(&self) -> usize {
         self.weight.dims()[2]
@@ -42,7 +45,16 @@ pub struct Conv {
 }
 
 impl Conv {
-    pub fn new(cin: usize, cout: usize, kernel: usize, stride: usize, padding: usize, groups: usize, bias: bool, device: &Device) -> Self {
+    pub fn new(
+        cin: usize,
+        cout: usize,
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+        groups: usize,
+        bias: bool,
+        device: &Device,
+    ) -> Self {
         let fan_in = cin / groups * kernel.pow(3);
         Conv {
             weight: uniform([cout, cin / groups, kernel, kernel, kernel], fan_in, device),
@@ -54,7 +66,14 @@ impl Conv {
     }
     /// `[N, C_in, D, H, W] → [N, C_out, D', H', W']`
     pub fn forward(&self, x: Tensor<5>) -> Tensor<5> {
-        ops::conv3d_dense(x, self.weight.val(), self.bias.as_ref().map(|b| b.val()), self.stride, self.padding, self.groups)
+        ops::conv3d_dense(
+            x,
+            self.weight.val(),
+            self.bias.as_ref().map(|b| b.val()),
+            self.stride,
+            self.padding,
+            self.groups,
+        )
     }
 }
 
@@ -66,7 +85,9 @@ pub struct TranspConv {
 
 impl TranspConv {
     pub fn new(cin: usize, cout: usize, device: &Device) -> Self {
-        TranspConv { weight: uniform([cin, cout, 2, 2, 2], cout * 8, device) }
+        TranspConv {
+            weight: uniform([cin, cout, 2, 2, 2], cout * 8, device),
+        }
     }
     /// `[N, C_in, D, H, W] → [N, C_out, 2D, 2H, 2W]`
     pub fn forward(&self, x: Tensor<5>) -> Tensor<5> {

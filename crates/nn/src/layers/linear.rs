@@ -15,8 +15,14 @@ impl Linear {
     pub fn new(cin: usize, cout: usize, bias: bool, device: &Device) -> Self {
         let b = 1.0 / (cin as f64).sqrt();
         Linear {
-            weight: Param::from_tensor(Tensor::random([cout, cin], Distribution::Uniform(-b, b), device)),
-            bias: bias.then(|| Param::from_tensor(Tensor::random([cout], Distribution::Uniform(-b, b), device))),
+            weight: Param::from_tensor(Tensor::random(
+                [cout, cin],
+                Distribution::Uniform(-b, b),
+                device,
+            )),
+            bias: bias.then(|| {
+                Param::from_tensor(Tensor::random([cout], Distribution::Uniform(-b, b), device))
+            }),
         }
     }
 

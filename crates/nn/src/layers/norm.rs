@@ -16,13 +16,18 @@ pub struct LayerNormCf {
 
 impl LayerNormCf {
     pub fn new(channels: usize, eps: f64, device: &Device) -> Self {
-        LayerNormCf { weight: Param::from_tensor(Tensor::ones([channels], device)), bias: Param::from_tensor(Tensor::zeros([channels], device)), eps }
+        LayerNormCf {
+            weight: Param::from_tensor(Tensor::ones([channels], device)),
+            bias: Param::from_tensor(Tensor::zeros([channels], device)),
+            eps,
+        }
     }
 
     /// `[N, C, D, H, W] → [N, C, D, H, W]`
     pub fn forward(&self, x: Tensor<5>) -> Tensor<5> {
         let c = self.weight.dims()[0];
-        layer_norm_channels(x, self.eps) * self.weight.val().reshape([1, c, 1, 1, 1]) + self.bias.val().reshape([1, c, 1, 1, 1])
+        layer_norm_channels(x, self.eps) * self.weight.val().reshape([1, c, 1, 1, 1])
+            + self.bias.val().reshape([1, c, 1, 1, 1])
     }
 }
 
@@ -47,12 +52,17 @@ pub struct LayerNorm {
 
 impl LayerNorm {
     pub fn new(channels: usize, eps: f64, device: &Device) -> Self {
-        LayerNorm { weight: Param::from_tensor(Tensor::ones([channels], device)), bias: Param::from_tensor(Tensor::zeros([channels], device)), eps }
+        LayerNorm {
+            weight: Param::from_tensor(Tensor::ones([channels], device)),
+            bias: Param::from_tensor(Tensor::zeros([channels], device)),
+            eps,
+        }
     }
 
     /// `[…, C] → […, C]`
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        layer_norm_last(x, self.eps) * self.weight.val().unsqueeze::<D>() + self.bias.val().unsqueeze::<D>()
+        layer_norm_last(x, self.eps) * self.weight.val().unsqueeze::<D>()
+            + self.bias.val().unsqueeze::<D>()
     }
 }
 

@@ -10,7 +10,8 @@ pub fn bfr_delta(k: usize, alpha: f64) -> Vec<f64> {
     for i in 0..k {
         for j in 0..k {
             for l in 0..k {
-                let d = ((i as f64 - c).powi(2) + (j as f64 - c).powi(2) + (l as f64 - c).powi(2)).sqrt();
+                let d = ((i as f64 - c).powi(2) + (j as f64 - c).powi(2) + (l as f64 - c).powi(2))
+                    .sqrt();
                 out.push(alpha / (d + alpha));
             }
         }
@@ -36,7 +37,9 @@ pub fn fold_bn(weight: &mut [f64], bias: &mut [f64], bn: &BnStats) {
     let kk = weight.len() / c;
     for ch in 0..c {
         let s = bn.gamma[ch] / (bn.var[ch] + bn.eps).sqrt();
-        weight[ch * kk..(ch + 1) * kk].iter_mut().for_each(|w| *w *= s);
+        weight[ch * kk..(ch + 1) * kk]
+            .iter_mut()
+            .for_each(|w| *w *= s);
         bias[ch] = (bias[ch] - bn.mean[ch]) * s + bn.beta[ch];
     }
 }
@@ -49,7 +52,8 @@ pub fn pad_kernel(w: &[f64], c: usize, k: usize, big: usize) -> Vec<f64> {
         for i in 0..k {
             for j in 0..k {
                 for l in 0..k {
-                    out[ch * big.pow(3) + ((i + off) * big + j + off) * big + l + off] = w[ch * k.pow(3) + (i * k + j) * k + l];
+                    out[ch * big.pow(3) + ((i + off) * big + j + off) * big + l + off] =
+                        w[ch * k.pow(3) + (i * k + j) * k + l];
                 }
             }
         }
@@ -75,7 +79,13 @@ mod tests {
     #[test]
     fn fold_matches_batchnorm_on_a_point() {
         // A 1-voxel kernel on input 2: conv = 2w + b, BN((conv)) by hand.
-        let bn = BnStats { gamma: vec![1.5], beta: vec![0.25], mean: vec![0.5], var: vec![4.0], eps: 0.0 };
+        let bn = BnStats {
+            gamma: vec![1.5],
+            beta: vec![0.25],
+            mean: vec![0.5],
+            var: vec![4.0],
+            eps: 0.0,
+        };
         let (mut w, mut b) = (vec![3.0], vec![1.0]);
         let conv = 2.0 * 3.0 + 1.0;
         let want = 1.5 * (conv - 0.5) / 2.0 + 0.25;

@@ -36,28 +36,56 @@ pub struct RepUxBlock {
 }
 
 pub(crate) fn bn(c: usize, device: &Device) -> BatchNorm {
-    BatchNormConfig::new(c).with_epsilon(1e-5).with_momentum(0.1).init(device)
+    BatchNormConfig::new(c)
+        .with_epsilon(1e-5)
+        .with_momentum(0.1)
+        .init(device)
 }
 
 pub(crate) fn to_f64<const D: usize>(t: Tensor<D>) -> Vec<f64> {
     // Every block tensor is f32 on the CPU device; a failed read is a bug, not data to zero.
-    crate::values(t, "RepUX block tensor").unwrap_or_else(|e| panic!("{e}")).into_iter().map(|v| v as f64).collect()
+    crate::values(t, "RepUX block tensor")
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_iter()
+        .map(|v| v as f64)
+        .collect()
 }
 
 pub(crate) fn bn_stats(b: &BatchNorm) -> BnStats {
-    BnStats { gamma: to_f64(b.gamma.val()), beta: to_f64(b.beta.val()), mean: to_f64(b.running_mean.value()), var: to_f64(b.running_var.value()), eps: b.epsilon }
+    BnStats {
+        gamma: to_f64(b.gamma.val()),
+        beta: to_f64(b.beta.val()),
+        mean: to_f64(b.running_mean.value()),
+        var: to_f64(b.running_var.value()),
+        eps: b.epsilon,
+    }
 }
 
 fn tensor<const D: usize>(v: &[f64], shape: [usize; D], device: &Device) -> Tensor<D> {
-    Tensor::from_data(TensorData::new(v.iter().map(|&x| x as f32).collect::<Vec<f32>>(), shape), device)
+    Tensor::from_data(
+        TensorData::new(v.iter().map(|&x| x as f32).collect::<Vec<f32>>(), shape),
+        device,
+    )
 }
 
 impl RepUxBlock {
-    pub fn new(channels: usize, kernel: usize, bfr_alpha: Option<f64>, sr_kernels: &[usize], device: &Device) -> Self {
+    pub fn new(
+        channels: usize,
+        kernel: usize,
+        bfr_alpha: Option<f64>,
+        sr_kernels: &[usize],
+        device: &Device,
+    ) -> Self {
         RepUxBlock {
             dwconv: DwConv::new(channels, kernel, device),
             norm: Some(bn(channels, device)),
-            sr: sr_kernels.iter().map(|&k| SrBranch { dwconv: DwConv::new(channels, k, device), norm: bn(channels, device) }).collect(),
+            sr: sr_kernels
+                .iter()
+                .map(|&k| SrBranch {
+                    dwconv: DwConv::new(channels, k, device),
+                    norm: bn(channels, device),
+                })
+                .collect(),
             bfr_alpha,
         }
     }
@@ -78,7 +106,11 @@ impl RepUxBlock {
 
     /// `[N, C, D, H, W] → [N, C, D, H, W]`
     pub fn forward(&self, x: Tensor<5>) -> Tensor<5> {
-        let mut y = crate::ops::depthwise_conv3d(x.clone(), self.effective_weight(), Some(self.dwconv.bias.val()));
+        let mut y = crate::ops::depthwise_conv3d(
+            x.clone(),
+            self.effective_weight(),
+            Some(self.dwconv.bias.val()),
+        );
         if let Some(n) = &self.norm {
             y = n.forward(y);
         }
@@ -111,7 +143,10 @@ impl RepUxBlock {
             }
         }
         RepUxBlock {
-            dwconv: DwConv { weight: Param::from_tensor(tensor(&w, [c, 1, k, k, k], &device)), bias: Param::from_tensor(tensor(&b, [c], &device)) },
+            dwconv: DwConv {
+                weight: Param::from_tensor(tensor(&w, [c, 1, k, k, k], &device)),
+                bias: Param::from_tensor(tensor(&b, [c], &device)),
+            },
             norm: None,
             sr: Vec::new(),
             bfr_alpha: None,
@@ -127,7 +162,15 @@ impl RepUxBlock {
         let device = self.dwconv.weight.device();
         let [c, _, k, _, _] = self.dwconv.weight.dims();
         let delta = bfr_delta(k, alpha);
-        let w: Vec<f64> = to_f64(self.dwconv.weight.val()).chunks(k * k * k).flat_map(|ch| ch.iter().zip(&delta).map(|(w, d)| w / d).collect::<Vec<_>>()).collect();
+        let w: Vec<f64> = to_f64(self.dwconv.weight.val())
+            .chunks(k * k * k)
+            .flat_map(|ch| {
+                ch.iter()
+                    .zip(&delta)
+                    .map(|(w, d)| w / d)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
         self.dwconv.weight = Param::from_tensor(tensor(&w, [c, 1, k, k, k], &device));
     }
 
@@ -138,14 +181,31 @@ impl RepUxBlock {
     pub fn deploy_form(&self) -> RepUxBlock {
         if self.sr.is_empty() {
             let device = self.dwconv.weight.device();
-            let w = Param::from_tensor(Tensor::from_data(self.effective_weight().into_data(), &device));
-            return RepUxBlock { dwconv: DwConv { weight: w, bias: self.dwconv.bias.clone() }, norm: self.norm.clone(), sr: Vec::new(), bfr_alpha: None };
+            let w = Param::from_tensor(Tensor::from_data(
+                self.effective_weight().into_data(),
+                &device,
+            ));
+            return RepUxBlock {
+                dwconv: DwConv {
+                    weight: w,
+                    bias: self.dwconv.bias.clone(),
+                },
+                norm: self.norm.clone(),
+                sr: Vec::new(),
+                bfr_alpha: None,
+            };
         }
         let mut merged = self.merge();
         let c = merged.dwconv.bias.dims()[0];
         let mut norm = bn(c, &merged.dwconv.weight.device());
         let eps = norm.epsilon;
-        RepUxBlock::set_bn(&mut norm, &vec![1.0; c], &vec![0.0; c], &vec![0.0; c], &vec![1.0 - eps; c]);
+        RepUxBlock::set_bn(
+            &mut norm,
+            &vec![1.0; c],
+            &vec![0.0; c],
+            &vec![0.0; c],
+            &vec![1.0 - eps; c],
+        );
         merged.norm = Some(norm);
         merged
     }

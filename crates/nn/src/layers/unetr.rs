@@ -50,11 +50,15 @@ pub struct UpBlock {
 
 impl UpBlock {
     pub fn new(cin: usize, cout: usize, device: &Device) -> Self {
-        UpBlock { transp_conv: TranspConv::new(cin, cout, device), conv_block: ResBlock::new(2 * cout, cout, device) }
+        UpBlock {
+            transp_conv: TranspConv::new(cin, cout, device),
+            conv_block: ResBlock::new(2 * cout, cout, device),
+        }
     }
 
     /// `x [N, C_in, D, H, W]`, `skip [N, C_out, 2D, 2H, 2W]` → `[N, C_out, 2D, 2H, 2W]`
     pub fn forward(&self, x: Tensor<5>, skip: Tensor<5>) -> Tensor<5> {
-        self.conv_block.forward(Tensor::cat(vec![self.transp_conv.forward(x), skip], 1))
+        self.conv_block
+            .forward(Tensor::cat(vec![self.transp_conv.forward(x), skip], 1))
     }
 }

@@ -30,7 +30,10 @@ impl UxBlock {
     /// `[N, C, D, H, W] → [N, C, D, H, W]`
     pub fn forward(&self, x: Tensor<5>) -> Tensor<5> {
         let c = self.gamma.dims()[0];
-        let y = self.pwconv2.forward(gelu(self.pwconv1.forward(self.norm.forward(self.dwconv.forward(x.clone())))));
+        let y = self.pwconv2.forward(gelu(
+            self.pwconv1
+                .forward(self.norm.forward(self.dwconv.forward(x.clone()))),
+        ));
         x + y * self.gamma.val().reshape([1, c, 1, 1, 1])
     }
 }

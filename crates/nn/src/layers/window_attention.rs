@@ -27,7 +27,11 @@ impl WindowAttention {
             qkv: Linear::new(dim, 3 * dim, true, device),
             proj: Linear::new(dim, dim, true, device),
             // MONAI: trunc_normal_(std=0.02) (truncated at ±2, i.e. ±100σ: a plain normal).
-            relative_position_bias_table: Param::from_tensor(Tensor::random([t, num_heads], Distribution::Normal(0.0, 0.02), device)),
+            relative_position_bias_table: Param::from_tensor(Tensor::random(
+                [t, num_heads],
+                Distribution::Normal(0.0, 0.02),
+                device,
+            )),
             num_heads,
             window,
         }
@@ -39,20 +43,33 @@ impl WindowAttention {
         let h = self.num_heads;
         let hd = c / h;
         // [B_, N, 3C] → [3, B_, heads, N, hd]
-        let qkv = self.qkv.forward(x).reshape([b, n, 3, h, hd]).permute([2, 0, 3, 1, 4]);
+        let qkv = self
+            .qkv
+            .forward(x)
+            .reshape([b, n, 3, h, hd])
+            .permute([2, 0, 3, 1, 4]);
         let part = |i: usize| qkv.clone().narrow(0, i, 1).reshape([b, h, n, hd]);
         let (q, k, v) = (part(0), part(1), part(2));
         let q = q * (hd as f64).powf(-0.5);
         let mut attn = q.matmul(k.swap_dims(2, 3)); // [B_, heads, N, N]
-        // MONAI takes the top-left n×n block of the full window's index, also where the window
-        // was clipped to a smaller feature map.
+                                                    // MONAI takes the top-left n×n block of the full window's index, also where the window
+                                                    // was clipped to a smaller feature map.
         let device = attn.device();
-        let sub = Tensor::<1, Int>::from_data(TensorData::new(position_index(self.window, n), [n * n]), &device);
-        let bias = self.relative_position_bias_table.val().select(0, sub).reshape([n, n, h]).permute([2, 0, 1]);
+        let sub = Tensor::<1, Int>::from_data(
+            TensorData::new(position_index(self.window, n), [n * n]),
+            &device,
+        );
+        let bias = self
+            .relative_position_bias_table
+            .val()
+            .select(0, sub)
+            .reshape([n, n, h])
+            .permute([2, 0, 1]);
         attn = attn + bias.unsqueeze::<4>();
         if let Some(m) = mask {
             let nw = m.dims()[0];
-            attn = (attn.reshape([b / nw, nw, h, n, n]) + m.unsqueeze_dim::<4>(1).unsqueeze::<5>()).reshape([b, h, n, n]);
+            attn = (attn.reshape([b / nw, nw, h, n, n]) + m.unsqueeze_dim::<4>(1).unsqueeze::<5>())
+                .reshape([b, h, n, n]);
         }
         let attn = softmax(attn, 3);
         let y = attn.matmul(v).swap_dims(1, 2).reshape([b, n, c]);
@@ -75,7 +92,9 @@ fn position_index(w: usize, n: usize) -> Vec<i64> {
         let a = coord(i);
         for j in 0..n {
             let b = coord(j);
-            out.push((a[0] - b[0] + w - 1) * m * m + (a[1] - b[1] + w - 1) * m + (a[2] - b[2] + w - 1));
+            out.push(
+                (a[0] - b[0] + w - 1) * m * m + (a[1] - b[1] + w - 1) * m + (a[2] - b[2] + w - 1),
+            );
         }
     }
     out
@@ -100,7 +119,11 @@ pub fn window_partition(x: Tensor<5>, ws: [usize; 3]) -> Tensor<3> {
     let [b, d, h, w, c] = x.dims();
     x.reshape([b, d / ws[0], ws[0], h / ws[1], ws[1], w / ws[2], ws[2], c])
         .permute([0, 1, 3, 5, 2, 4, 6, 7])
-        .reshape([b * (d / ws[0]) * (h / ws[1]) * (w / ws[2]), ws[0] * ws[1] * ws[2], c])
+        .reshape([
+            b * (d / ws[0]) * (h / ws[1]) * (w / ws[2]),
+            ws[0] * ws[1] * ws[2],
+            c,
+        ])
 }
 
 /// Inverse of [`window_partition`] for a `[B, D, H, W, C]` result.
@@ -115,7 +138,13 @@ pub fn window_reverse(windows: Tensor<3>, ws: [usize; 3], [b, d, h, w]: [usize; 
 /// Python's `range(L)[slice(start, stop)]` for the negative or absent bounds `compute_mask` uses
 /// (`-0` is 0, as in Python).
 fn py_range(len: usize, start: Option<i64>, stop: Option<i64>) -> std::ops::Range<usize> {
-    let res = |v: i64| if v < 0 { (len as i64 + v).max(0) as usize } else { (v as usize).min(len) };
+    let res = |v: i64| {
+        if v < 0 {
+            (len as i64 + v).max(0) as usize
+        } else {
+            (v as usize).min(len)
+        }
+    };
     let s = start.map_or(0, res);
     let e = stop.map_or(len, res);
     s..e.max(s)
@@ -123,11 +152,20 @@ fn py_range(len: usize, start: Option<i64>, stop: Option<i64>) -> std::ops::Rang
 
 /// MONAI's `compute_mask`: for padded sides `dims`, window `ws` and shift `ss`, the additive
 /// attention mask `[nW, N, N]` (0 within a region, −100 across regions of the rolled map).
-pub fn compute_mask(dims: [usize; 3], ws: [usize; 3], ss: [usize; 3], device: &Device) -> Tensor<3> {
+pub fn compute_mask(
+    dims: [usize; 3],
+    ws: [usize; 3],
+    ss: [usize; 3],
+    device: &Device,
+) -> Tensor<3> {
     let [d, h, w] = dims;
     let ranges = |a: usize, len: usize| {
         let (wa, sa) = (ws[a] as i64, ss[a] as i64);
-        [py_range(len, None, Some(-wa)), py_range(len, Some(-wa), Some(-sa)), py_range(len, Some(-sa), None)]
+        [
+            py_range(len, None, Some(-wa)),
+            py_range(len, Some(-wa), Some(-sa)),
+            py_range(len, Some(-sa), None),
+        ]
     };
     let mut img = vec![0f32; d * h * w];
     let mut cnt = 0f32;
@@ -154,7 +192,11 @@ pub fn compute_mask(dims: [usize; 3], ws: [usize; 3], ss: [usize; 3], device: &D
         for wy in 0..nh {
             for wx in 0..nw {
                 for t in 0..n {
-                    let (z, y, x) = (wz * ws[0] + t / (ws[1] * ws[2]), wy * ws[1] + (t / ws[2]) % ws[1], wx * ws[2] + t % ws[2]);
+                    let (z, y, x) = (
+                        wz * ws[0] + t / (ws[1] * ws[2]),
+                        wy * ws[1] + (t / ws[2]) % ws[1],
+                        wx * ws[2] + t % ws[2],
+                    );
                     m.push(img[(z * h + y) * w + x]);
                 }
             }
@@ -205,7 +247,10 @@ mod tests {
         let p = window_partition(x.clone(), ws);
         assert_eq!(p.dims(), [2 * 2 * 2 * 3, 18, 3]);
         let back = window_reverse(p, ws, [2, 6, 4, 9]);
-        assert_eq!(back.into_data().try_to_vec::<f32>().unwrap(), x.into_data().try_to_vec::<f32>().unwrap());
+        assert_eq!(
+            back.into_data().try_to_vec::<f32>().unwrap(),
+            x.into_data().try_to_vec::<f32>().unwrap()
+        );
         let m = compute_mask([6, 4, 9], ws, [1, 0, 1], &dev);
         assert_eq!(m.dims(), [12, 18, 18]);
         // The first window lies in one region: no masking there; the last straddles the shift.
