@@ -12,7 +12,7 @@ use repux_nn::{Arch, ModelConfig, Reparam};
 use repux_prep::cache::{load_case, preprocess_dataset, Outcome};
 use repux_prep::plan::{fingerprint, make_plans};
 use repux_prep::{PlanOptions, Plans};
-use repux_train::{splits, train, RunOptions, Schedule, TrainConfig};
+use repux_train::{splits, train, Cases, RunOptions, Schedule, TrainConfig};
 use repux_volume::synth::LABELS;
 use repux_volume::Dataset;
 use std::collections::BTreeMap;
@@ -209,16 +209,13 @@ pub fn run(a: Args) -> Result<ExitCode> {
                 patch_size: (patch != plans.patch_size).then_some(patch),
                 ..TrainConfig::default()
             };
-            let r = run_one(
-                name,
-                model,
-                &plans,
-                &train_cases,
-                &val_cases,
-                &cfg,
-                &data,
-                &dir,
-            )?;
+            let shared = Shared {
+                plans: &plans,
+                train_cases: &train_cases,
+                val_cases: &val_cases,
+                data: &data,
+            };
+            let r = run_one(name, model, &cfg, &shared, &dir)?;
             runs.push(r);
         }
         table.push((name, runs));
@@ -276,7 +273,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         println!();
         print!("{md}");
         let p = out.join("compare.md");
-        repux_volume::nifti::write_bytes_atomic(&p, md.as_bytes())?;
+        repux_volume::fs::write_bytes_atomic(&p, md.as_bytes())?;
         println!("written to {}", p.display());
     }
     println!("\ndemo finished in {:.1} s", total.elapsed().as_secs_f64());
@@ -293,19 +290,31 @@ fn slug(name: &str) -> String {
         .to_lowercase()
 }
 
+/// What every compared run shares: the plans, the preprocessed fold and the dataset folder (its
+/// `imagesTs`/`labelsTs` are the held-out test set).
+#[derive(Clone, Copy)]
+struct Shared<'a> {
+    plans: &'a Plans,
+    train_cases: &'a [repux_prep::cache::CachedCase],
+    val_cases: &'a [repux_prep::cache::CachedCase],
+    data: &'a Path,
+}
+
 /// Trains one model into `dir/model`, predicts the test cases into `dir/predictions` and writes
 /// the evaluation into `dir` (summary.json, .csv, .md).
-#[allow(clippy::too_many_arguments)]
 fn run_one(
     name: &str,
     model: &ModelConfig,
-    plans: &Plans,
-    train_cases: &[repux_prep::cache::CachedCase],
-    val_cases: &[repux_prep::cache::CachedCase],
     cfg: &TrainConfig,
-    data: &Path,
+    shared: &Shared,
     dir: &Path,
 ) -> Result<RunResult> {
+    let Shared {
+        plans,
+        train_cases,
+        val_cases,
+        data,
+    } = *shared;
     let t = Instant::now();
     let model_dir = dir.join("model");
     if model_dir.exists() {
@@ -321,8 +330,10 @@ fn run_one(
     train(
         model,
         plans,
-        train_cases.to_vec(),
-        val_cases,
+        Cases {
+            train: train_cases.to_vec(),
+            val: val_cases,
+        },
         cfg,
         &model_dir,
         &RunOptions::default(),

@@ -179,7 +179,7 @@ fn has_dicom(dir: &Path) -> bool {
 fn write_files(r: &Recipe, ds: &Dataset, data: &Path, out: &Path) -> Result<()> {
     let classes = r.labels.len() + 1;
     let w = |name: &str, text: &str| {
-        repux_volume::nifti::write_bytes_atomic(&out.join(name), text.as_bytes())
+        repux_volume::fs::write_bytes_atomic(&out.join(name), text.as_bytes())
     };
     let mut labels = serde_json::Map::new();
     labels.insert("background".into(), 0.into());

@@ -3,7 +3,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use repux_nn::ModelConfig;
 use repux_prep::cache::{load_case, preprocess_dataset, Outcome};
 use repux_prep::Plans;
-use repux_train::{splits, train, Ending, RunOptions, Schedule, TrainConfig};
+use repux_train::{splits, train, Cases, Ending, RunOptions, Schedule, TrainConfig};
 use repux_volume::Dataset;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -281,8 +281,10 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let outcome = train(
         &model,
         &plans,
-        train_cases,
-        &val_cases,
+        Cases {
+            train: train_cases,
+            val: &val_cases,
+        },
         &cfg,
         &a.out,
         &opts,

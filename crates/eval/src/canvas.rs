@@ -122,6 +122,6 @@ impl Canvas {
             wr.write_image_data(&self.px)
                 .map_err(|e| Error::invalid(out, e.to_string()))?;
         }
-        repux_volume::nifti::write_bytes_atomic(out, &bytes)
+        repux_volume::fs::write_bytes_atomic(out, &bytes)
     }
 }

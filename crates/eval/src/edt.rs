@@ -42,13 +42,13 @@ fn dt1(f: &mut [f64], s: f64, v: &mut Vec<usize>, z: &mut Vec<f64>, out: &mut Ve
         }
     }
     let mut k = 0;
-    for q in 0..n {
+    for (q, o) in out.iter_mut().enumerate().take(n) {
         while z[k + 1] < q as f64 {
             k += 1;
         }
         let p = v[k];
         let d = q as f64 - p as f64;
-        out[q] = s2 * d * d + f[p];
+        *o = s2 * d * d + f[p];
     }
     f.copy_from_slice(out);
 }

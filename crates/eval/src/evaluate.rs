@@ -328,7 +328,7 @@ pub fn write_summary(results: &[CaseResult], out: &Path, tol: &Tolerances) -> Re
         })).collect::<Vec<_>>(),
         "nsd_tolerance_mm": {"default": tol.default, "per_class": tol.per_class.iter().map(|(c, t)| (c.to_string(), *t)).collect::<BTreeMap<_, _>>()},
     });
-    repux_volume::nifti::write_json(&out.join("summary.json"), &summary)?;
+    repux_volume::fs::write_json(&out.join("summary.json"), &summary)?;
     let mut csv = format!("case,class,{}\n", KEYS.join(","));
     for r in results {
         for (c, m) in &r.metrics {
@@ -343,8 +343,8 @@ pub fn write_summary(results: &[CaseResult], out: &Path, tol: &Tolerances) -> Re
             ));
         }
     }
-    repux_volume::nifti::write_bytes_atomic(&out.join("summary.csv"), csv.as_bytes())?;
-    repux_volume::nifti::write_bytes_atomic(
+    repux_volume::fs::write_bytes_atomic(&out.join("summary.csv"), csv.as_bytes())?;
+    repux_volume::fs::write_bytes_atomic(
         &out.join("summary.md"),
         markdown(&per_class, &fg).as_bytes(),
     )?;

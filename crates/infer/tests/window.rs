@@ -141,7 +141,7 @@ fn mirroring_averages_the_eight_flipped_back_outputs() {
         p,
         3,
         &cfg,
-        |b, n| Ok::<_, WindowError>(b.chunks(np).take(n).flat_map(|x| net(x)).collect()),
+        |b, n| Ok::<_, WindowError>(b.chunks(np).take(n).flat_map(&net).collect()),
         |_, _| {},
     )
     .unwrap();
@@ -162,7 +162,7 @@ fn mirroring_averages_the_eight_flipped_back_outputs() {
             mirror: false,
             ..cfg
         },
-        |b, n| Ok::<_, WindowError>(b.chunks(np).take(n).flat_map(|x| net(x)).collect()),
+        |b, n| Ok::<_, WindowError>(b.chunks(np).take(n).flat_map(&net).collect()),
         |_, _| {},
     )
     .unwrap();

@@ -11,50 +11,22 @@
 //! is parallel: im2col and col2im over rows (each row of the columns matrix touches one input
 //! channel only, so col2im's scatter-add never races), the GEMMs over rayon.
 
-use gemm::{gemm, Parallelism};
+pub use crate::conv_core::ConvShape;
+use crate::conv_core::{add_bias, matmul_with, operand, Dst, Operand};
+use gemm::Parallelism;
 use rayon::prelude::*;
 
 /// Upper bound on the floats of one columns slab (16 MiB of f32).
 pub const COLS_BUDGET: usize = 4 << 20;
 
-/// The geometry of one dense conv3d.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ConvShape {
-    pub n: usize,
-    pub cin: usize,
-    pub cout: usize,
-    /// Input spatial size.
-    pub d: usize,
-    pub h: usize,
-    pub w: usize,
-    pub k: usize,
-    pub stride: usize,
-    pub pad: usize,
-    pub groups: usize,
-}
-
 impl ConvShape {
-    /// Output spatial size `(i + 2p − k) / s + 1` per axis.
-    pub fn out(&self) -> [usize; 3] {
-        let o = |i: usize| (i + 2 * self.pad - self.k) / self.stride + 1;
-        [o(self.d), o(self.h), o(self.w)]
-    }
-    pub fn input_len(&self) -> usize {
-        self.n * self.cin * self.d * self.h * self.w
-    }
-    pub fn output_len(&self) -> usize {
-        self.n * self.cout * self.out().iter().product::<usize>()
-    }
-    pub fn weight_len(&self) -> usize {
-        self.cout * (self.cin / self.groups) * self.k.pow(3)
-    }
-    fn check(&self, x: usize, w: usize) {
+    pub(crate) fn check(&self, x: usize, w: usize) {
         assert!(
             self.k >= 1 && self.stride >= 1 && self.groups >= 1,
             "conv3d: kernel, stride and groups must be positive: {self:?}"
         );
         assert!(
-            self.cin % self.groups == 0 && self.cout % self.groups == 0,
+            self.cin.is_multiple_of(self.groups) && self.cout.is_multiple_of(self.groups),
             "conv3d: channels not divisible by groups: {self:?}"
         );
         assert!(
@@ -74,7 +46,7 @@ impl ConvShape {
             "conv3d: weight length does not match {self:?}"
         );
     }
-    fn direct(&self) -> bool {
+    pub(crate) fn direct(&self) -> bool {
         self.k == 1 && self.stride == 1 && self.pad == 0
     }
     /// Rows of the columns matrix per group: `Cin/g · k³`.
@@ -96,90 +68,8 @@ fn par() -> Parallelism {
 }
 
 /// [`matmul_with`] on all rayon threads.
-#[allow(clippy::too_many_arguments)]
-fn matmul(
-    m: usize,
-    n: usize,
-    k: usize,
-    dst: &mut [f32],
-    dst_rs: usize,
-    accumulate: bool,
-    lhs: &[f32],
-    lhs_strides: (usize, usize),
-    rhs: &[f32],
-    rhs_strides: (usize, usize),
-) {
-    matmul_with(
-        par(),
-        m,
-        n,
-        k,
-        dst,
-        dst_rs,
-        accumulate,
-        lhs,
-        lhs_strides,
-        rhs,
-        rhs_strides,
-    )
-}
-
-/// `dst[m×n] (= or +=) lhs[m×k] · rhs[k×n]`, all row-major with the given row strides, except
-/// that a transposed operand is read through swapped strides.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn matmul_with(
-    parallelism: Parallelism,
-    m: usize,
-    n: usize,
-    k: usize,
-    dst: &mut [f32],
-    dst_rs: usize,
-    accumulate: bool,
-    lhs: &[f32],
-    lhs_strides: (usize, usize),
-    rhs: &[f32],
-    rhs_strides: (usize, usize),
-) {
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        if !accumulate {
-            for r in 0..m {
-                dst[r * dst_rs..r * dst_rs + n].fill(0.0);
-            }
-        }
-        return;
-    }
-    // Bounds: the last element each operand's strides reach must lie inside its slice.
-    assert!((m - 1) * dst_rs + n <= dst.len());
-    assert!((m - 1) * lhs_strides.0 + (k - 1) * lhs_strides.1 < lhs.len());
-    assert!((k - 1) * rhs_strides.0 + (n - 1) * rhs_strides.1 < rhs.len());
-    // SAFETY: the asserts above keep every access in bounds; the slices do not alias (dst is
-    // the only &mut).
-    unsafe {
-        gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            dst_rs as isize,
-            accumulate,
-            lhs.as_ptr(),
-            lhs_strides.1 as isize,
-            lhs_strides.0 as isize,
-            rhs.as_ptr(),
-            rhs_strides.1 as isize,
-            rhs_strides.0 as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            parallelism,
-        )
-    }
+fn matmul(dims: [usize; 3], dst: Dst, lhs: Operand, rhs: Operand) {
+    matmul_with(par(), dims, dst, lhs, rhs)
 }
 
 /// Fills `cols` (`Cin_g·k³` rows × `planes·oh·ow`) for sample `n`, group `g`, output planes
@@ -363,49 +253,20 @@ pub fn conv3d_forward(s: &ConvShape, x: &[f32], w: &[f32], b: Option<&[f32]>) ->
         let dst = &mut y[(n * s.cout + g * og) * sp_out + z0 * oh * ow..];
         // y[n, g·og.., slab] = W_g [og × rows] · cols [rows × width]
         matmul(
-            og,
-            width,
-            rows,
-            dst,
-            sp_out,
-            false,
-            &w[g * og * rows..],
-            (rows, 1),
-            cols,
-            (width, 1),
+            [og, width, rows],
+            Dst {
+                data: dst,
+                row_stride: sp_out,
+                accumulate: false,
+            },
+            operand(&w[g * og * rows..], (rows, 1)),
+            operand(cols, (width, 1)),
         );
     });
     if let Some(b) = b {
         add_bias(&mut y, b, sp_out);
     }
     y
-}
-
-/// An output buffer that parallel tasks writing disjoint ranges share (tiles of a conv).
-#[derive(Clone, Copy)]
-pub(crate) struct SharedOut(*mut f32, usize);
-// SAFETY: only `write` touches the buffer, and its callers promise disjoint ranges.
-unsafe impl Send for SharedOut {}
-unsafe impl Sync for SharedOut {}
-impl SharedOut {
-    /// The buffer must outlive every `write`.
-    pub(crate) fn new(buf: &mut [f32]) -> SharedOut {
-        SharedOut(buf.as_mut_ptr(), buf.len())
-    }
-    /// # Safety
-    /// Concurrent callers write disjoint ranges, while the buffer is alive.
-    pub(crate) unsafe fn write(&self, at: usize, v: &[f32]) {
-        assert!(at + v.len() <= self.1);
-        std::ptr::copy_nonoverlapping(v.as_ptr(), self.0.add(at), v.len());
-    }
-}
-
-/// `y[n, c, …] += b[c]` for `y` of `N × C × sp` (C = `b.len()`).
-pub(crate) fn add_bias(y: &mut [f32], b: &[f32], sp: usize) {
-    y.par_chunks_mut(sp).enumerate().for_each(|(nc, out)| {
-        let bv = b[nc % b.len()];
-        out.iter_mut().for_each(|v| *v += bv);
-    });
 }
 
 /// Gradients of [`conv3d_forward`] for upstream `dy`: `(dx, dw, db)`; `dx` only when
@@ -454,16 +315,14 @@ pub fn conv3d_backward(
         let width = planes * oh * ow;
         let g_dy = &dy[(n * s.cout + g * og) * sp_out + z0 * oh * ow..];
         matmul(
-            og,
-            rows,
-            width,
-            &mut dw[g * og * rows..],
-            rows,
-            true,
-            g_dy,
-            (sp_out, 1),
-            cols,
-            (1, width),
+            [og, rows, width],
+            Dst {
+                data: &mut dw[g * og * rows..],
+                row_stride: rows,
+                accumulate: true,
+            },
+            operand(g_dy, (sp_out, 1)),
+            operand(cols, (1, width)),
         );
     });
     let db = db();
@@ -478,16 +337,14 @@ pub fn conv3d_backward(
             for g in 0..s.groups {
                 let d = &mut dx[(n * s.cin + g * cg) * sp_out..];
                 matmul(
-                    cg,
-                    sp_out,
-                    og,
-                    d,
-                    sp_out,
-                    false,
-                    &w[g * og * rows..],
-                    (1, rows),
-                    &dy[(n * s.cout + g * og) * sp_out..],
-                    (sp_out, 1),
+                    [cg, sp_out, og],
+                    Dst {
+                        data: d,
+                        row_stride: sp_out,
+                        accumulate: false,
+                    },
+                    operand(&w[g * og * rows..], (1, rows)),
+                    operand(&dy[(n * s.cout + g * og) * sp_out..], (sp_out, 1)),
                 );
             }
         }
@@ -503,16 +360,14 @@ pub fn conv3d_backward(
                 // dcols [rows × width] = W_gᵀ [rows × og] · dY_slab [og × width]
                 let g_dy = &dy[(n * s.cout + g * og) * sp_out + z0 * oh * ow..];
                 matmul(
-                    rows,
-                    width,
-                    og,
-                    &mut cols,
-                    width,
-                    false,
-                    &w[g * og * rows..],
-                    (1, rows),
-                    g_dy,
-                    (sp_out, 1),
+                    [rows, width, og],
+                    Dst {
+                        data: &mut cols,
+                        row_stride: width,
+                        accumulate: false,
+                    },
+                    operand(&w[g * og * rows..], (1, rows)),
+                    operand(g_dy, (sp_out, 1)),
                 );
                 col2im(s, &cols[..rows * width], n, g, z0, planes, &mut dx);
             }
@@ -596,16 +451,14 @@ pub fn conv_transpose_k2s2_forward(s: &UpShape, x: &[f32], w: &[f32]) -> Vec<f32
     for n in 0..s.n {
         // t [Cout·8 × P] = Wᵀ [Cout·8 × Cin] · x_n [Cin × P]
         matmul(
-            m,
-            sp,
-            s.cin,
-            &mut t,
-            sp,
-            false,
-            w,
-            (1, m),
-            &x[n * s.cin * sp..],
-            (sp, 1),
+            [m, sp, s.cin],
+            Dst {
+                data: &mut t,
+                row_stride: sp,
+                accumulate: false,
+            },
+            operand(w, (1, m)),
+            operand(&x[n * s.cin * sp..], (sp, 1)),
         );
         shuffle(s, &mut t, &mut y[n * m * sp..][..m * sp], true);
     }
@@ -636,29 +489,25 @@ pub fn conv_transpose_k2s2_backward(
         shuffle(s, &mut t, &mut dyn_, false);
         // dx_n [Cin × P] = W [Cin × Cout·8] · t [Cout·8 × P]
         matmul(
-            s.cin,
-            sp,
-            m,
-            &mut dx[n * s.cin * sp..],
-            sp,
-            false,
-            w,
-            (m, 1),
-            &t,
-            (sp, 1),
+            [s.cin, sp, m],
+            Dst {
+                data: &mut dx[n * s.cin * sp..],
+                row_stride: sp,
+                accumulate: false,
+            },
+            operand(w, (m, 1)),
+            operand(&t, (sp, 1)),
         );
         // dW [Cin × Cout·8] += x_n [Cin × P] · tᵀ [P × Cout·8]
         matmul(
-            s.cin,
-            m,
-            sp,
-            &mut dw,
-            m,
-            true,
-            &x[n * s.cin * sp..],
-            (sp, 1),
-            &t,
-            (1, sp),
+            [s.cin, m, sp],
+            Dst {
+                data: &mut dw,
+                row_stride: m,
+                accumulate: true,
+            },
+            operand(&x[n * s.cin * sp..], (sp, 1)),
+            operand(&t, (1, sp)),
         );
     }
     (dx, dw)
@@ -670,11 +519,29 @@ pub fn gemm_gflops(n: usize, repeats: usize) -> f64 {
     let a: Vec<f32> = (0..n * n).map(|i| (i % 7) as f32 * 0.1).collect();
     let b: Vec<f32> = (0..n * n).map(|i| (i % 5) as f32 * 0.1).collect();
     let mut c = vec![0f32; n * n];
-    matmul(n, n, n, &mut c, n, false, &a, (n, 1), &b, (n, 1));
+    matmul(
+        [n, n, n],
+        Dst {
+            data: &mut c,
+            row_stride: n,
+            accumulate: false,
+        },
+        operand(&a, (n, 1)),
+        operand(&b, (n, 1)),
+    );
     let mut times: Vec<f64> = (0..repeats.max(1))
         .map(|_| {
             let t = std::time::Instant::now();
-            matmul(n, n, n, &mut c, n, false, &a, (n, 1), &b, (n, 1));
+            matmul(
+                [n, n, n],
+                Dst {
+                    data: &mut c,
+                    row_stride: n,
+                    accumulate: false,
+                },
+                operand(&a, (n, 1)),
+                operand(&b, (n, 1)),
+            );
             t.elapsed().as_secs_f64()
         })
         .collect();

@@ -20,7 +20,7 @@ use realfft::{ComplexToReal, RealFftPlanner, RealToComplex};
 use rustfft::{Fft, FftPlanner};
 use std::sync::Arc;
 
-use crate::dense::SharedOut;
+use crate::conv_core::SharedOut;
 use crate::simd::{isa, isa_dispatch};
 
 /// Shape of a depthwise convolution: input/output N × C × D × H × W, weight C × K × K × K.
@@ -78,7 +78,7 @@ pub fn fast_len(n: usize) -> usize {
     loop {
         let mut r = m;
         for f in [2, 3, 5] {
-            while r % f == 0 {
+            while r.is_multiple_of(f) {
                 r /= f;
             }
         }
@@ -491,19 +491,18 @@ impl Fft3 {
         }
     }
 
-    /// `out[z, y, x] = real[(z + start₀, y + start₁, x + start₂) mod l] · scale + add`, one row
-    /// at a time: `put(row index z·H + y, row)`.
-    #[allow(clippy::too_many_arguments)]
+    /// `out[z, y, x] = real[(z + start₀, y + start₁, x + start₂) mod l] · norm + add` (`norm`
+    /// undoes the unnormalised inverse FFT), one row at a time: `put(row index z·H + y, row)`.
     fn crop(
         &self,
         s: &DwShape,
         real: &[f32],
         start: [usize; 3],
-        scale: f32,
         add: f32,
         row: &mut [f32],
         mut put: impl FnMut(usize, &[f32]),
     ) {
+        let scale = self.norm();
         let [l0, l1, l2] = self.l;
         // The columns of one row: `start₂..` up to the row's end, then wrapped from 0.
         let first = (l2 - start[2]).min(s.w);
@@ -635,7 +634,6 @@ impl KernelSpectra {
                         s,
                         &real,
                         start,
-                        f.norm(),
                         b.map(|b| b[c]).unwrap_or(0.0),
                         &mut line,
                         |r, v| out[r * s.w..(r + 1) * s.w].copy_from_slice(v),
@@ -790,7 +788,7 @@ fn fft_backward(ks: &KernelSpectra, inputs: Inputs, dy: &[f32]) -> (Vec<f32>, Ve
                         ],
                     );
                     // SAFETY: (sample n, channel c) owns rows off/W.. of dx; one task per channel.
-                    f.crop(&s, &real, behind, f.norm(), 0.0, &mut line, |r, v| unsafe {
+                    f.crop(&s, &real, behind, 0.0, &mut line, |r, v| unsafe {
                         out.write(off + r * s.w, v)
                     });
                 }

@@ -4,6 +4,7 @@
 //!
 //! Layout: N × C × D × H × W, C order (last axis fastest), as everywhere in repux.
 
+mod conv_core;
 pub mod dense;
 pub mod depthwise;
 pub mod norm;
@@ -12,5 +13,6 @@ pub mod shifted;
 mod simd;
 pub mod winograd;
 
+pub use conv_core::ConvShape;
 pub use depthwise::{DwAlgo, DwShape};
 pub use simd::limit_isa;

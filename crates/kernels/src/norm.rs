@@ -104,7 +104,7 @@ const CHUNK: usize = 1 << 16;
 pub fn instance_norm_act(x: &[f32], sp: usize, eps: f32, slope: f32) -> (Vec<f32>, Vec<f32>) {
     check_slope(slope);
     assert!(
-        sp > 0 && x.len() % sp == 0,
+        sp > 0 && x.len().is_multiple_of(sp),
         "instance norm: {} values are not rows of {sp}",
         x.len()
     );

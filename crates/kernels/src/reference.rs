@@ -60,13 +60,13 @@ pub fn depthwise_backward(
     let mut dw = vec![0f64; s.c * k * k * k];
     let mut db = vec![0f64; s.c];
     for n in 0..s.n {
-        for c in 0..s.c {
+        for (c, db_c) in db.iter_mut().enumerate() {
             let base = (n * s.c + c) * s.d * s.h * s.w;
             for z in 0..s.d {
                 for yy in 0..s.h {
                     for xx in 0..s.w {
                         let g = dy[base + (z * s.h + yy) * s.w + xx] as f64;
-                        db[c] += g;
+                        *db_c += g;
                         for a in 0..k {
                             for bb in 0..k {
                                 for cc in 0..k {

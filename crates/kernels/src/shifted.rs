@@ -14,7 +14,7 @@
 //! reversed; dW sums `dY_grid [Cout × Q] · X_shiftedᵀ [Q × Cin]` per tap, with dY zero on the
 //! thrown-away columns, over Q chunks in parallel.
 
-use crate::dense::{add_bias, matmul_with, ConvShape, SharedOut};
+use crate::conv_core::{add_bias, matmul_with, operand, ConvShape, Dst, SharedOut};
 use gemm::Parallelism;
 use rayon::prelude::*;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -112,21 +112,29 @@ fn pad_slab(src: &[f32], c: usize, g: &Grid, z0: usize, planes: usize, dst: &mut
         });
 }
 
-/// `out (m × D × H × W) [planes z0..] = Σ_t Wt · src_shifted` for one slab. `weight(t)` gives
-/// the offset of tap t's `[m × c]` block in `w`, whose (row, column) strides are `ws`.
-#[allow(clippy::too_many_arguments)]
-fn slab_conv(
-    m: usize,
-    c: usize,
+/// The weights of a "same" conv seen as one `[rows × cols]` (output × input channels) block per
+/// tap: tap t's block starts at `offset(t)` in `data` and is read with (row, column) strides
+/// `strides`. The forward and dx convs read the same PyTorch weight through different views.
+#[derive(Clone, Copy)]
+struct TapWeights<'a, F> {
+    data: &'a [f32],
+    strides: (usize, usize),
+    offset: F,
+    rows: usize,
+    cols: usize,
+}
+
+/// `out (m × D × H × W) [planes z0..] = Σ_t Wt · src_shifted` for one slab, `Wt` the `[m × c]`
+/// block of tap t.
+fn slab_conv<F: Fn(usize) -> usize + Sync>(
     k: usize,
     g: &Grid,
     src: &[f32],
-    w: &[f32],
-    ws: (usize, usize),
-    tap_off: impl Fn(usize) -> usize + Sync,
+    wt: &TapWeights<F>,
     z0: usize,
     out: &mut [f32],
 ) {
+    let (m, c) = (wt.rows, wt.cols);
     let taps = g.taps(k);
     let rows_per_tile = (TILE_BUDGET.load(Ordering::Relaxed) / (m * g.wp)).max(1);
     let tiles: Vec<(usize, usize)> = (0..g.rows)
@@ -142,16 +150,14 @@ fn slab_conv(
             for (t, &off) in taps.iter().enumerate() {
                 matmul_with(
                     Parallelism::None,
-                    m,
-                    n,
-                    c,
-                    &mut tile,
-                    n,
-                    t > 0,
-                    &w[tap_off(t)..],
-                    ws,
-                    &src[r0 * g.wp + off..],
-                    (g.chan, 1),
+                    [m, n, c],
+                    Dst {
+                        data: &mut tile,
+                        row_stride: n,
+                        accumulate: t > 0,
+                    },
+                    operand(&wt.data[(wt.offset)(t)..], wt.strides),
+                    operand(&src[r0 * g.wp + off..], (g.chan, 1)),
                 );
             }
             tile
@@ -180,17 +186,14 @@ fn slab_conv(
         });
 }
 
-/// One "same" conv of `x` (`n × c_in × D × H × W`) to `c_out` channels; `ws`/`tap_off` address
-/// the `[c_out × c_in]` weight block of each tap.
-fn conv_same(
+/// One "same" conv of `x` (`n × c_in × D × H × W`) to `c_out` channels (the tap blocks are
+/// `[c_out × c_in]`).
+fn conv_same<F: Fn(usize) -> usize + Sync>(
     s: &ConvShape,
     x: &[f32],
-    c_in: usize,
-    c_out: usize,
-    w: &[f32],
-    ws: (usize, usize),
-    tap_off: impl Fn(usize) -> usize + Sync + Copy,
+    wt: &TapWeights<F>,
 ) -> Vec<f32> {
+    let (c_in, c_out) = (wt.cols, wt.rows);
     let sp = s.d * s.h * s.w;
     let mut y = vec![0f32; s.n * c_out * sp];
     let planes = slab_planes(s, c_in);
@@ -202,14 +205,10 @@ fn conv_same(
             let g = Grid::new(s, pl);
             pad_slab(&x[n * c_in * sp..][..c_in * sp], c_in, &g, z0, pl, &mut buf);
             slab_conv(
-                c_out,
-                c_in,
                 s.k,
                 &g,
                 &buf[..c_in * g.chan],
-                w,
-                ws,
-                tap_off,
+                wt,
                 z0,
                 &mut y[n * c_out * sp..][..c_out * sp],
             );
@@ -222,7 +221,14 @@ fn conv_same(
 pub fn forward(s: &ConvShape, x: &[f32], w: &[f32], b: Option<&[f32]>) -> Vec<f32> {
     let k3 = s.k.pow(3);
     // W[co, ci, t]: row co stride Cin·k³, column ci stride k³, tap t at offset t.
-    let mut y = conv_same(s, x, s.cin, s.cout, w, (s.cin * k3, k3), |t| t);
+    let wt = TapWeights {
+        data: w,
+        strides: (s.cin * k3, k3),
+        offset: |t| t,
+        rows: s.cout,
+        cols: s.cin,
+    };
+    let mut y = conv_same(s, x, &wt);
     if let Some(b) = b {
         add_bias(&mut y, b, s.d * s.h * s.w);
     }
@@ -238,9 +244,14 @@ pub fn backward_dx(s: &ConvShape, w: &[f32], dy: &[f32]) -> Vec<f32> {
         ..*s
     };
     // W'[ci, co, t] = W[co, ci, k³−1−t]: row ci stride k³, column co stride Cin·k³.
-    conv_same(&t, dy, s.cout, s.cin, w, (k3, s.cin * k3), move |tap| {
-        k3 - 1 - tap
-    })
+    let wt = TapWeights {
+        data: w,
+        strides: (k3, s.cin * k3),
+        offset: |tap| k3 - 1 - tap,
+        rows: s.cin,
+        cols: s.cout,
+    };
+    conv_same(&t, dy, &wt)
 }
 
 /// `dw` (`[Cout, Cin, k, k, k]`) for upstream `dy`.
@@ -293,16 +304,14 @@ pub fn backward_dw(s: &ConvShape, x: &[f32], dy: &[f32]) -> Vec<f32> {
                         // part_t [Cout × Cin] = dY[:, q0..q0+l] · X_shifted[:, q0..q0+l]ᵀ
                         matmul_with(
                             Parallelism::None,
-                            co_n,
-                            ci_n,
-                            l,
-                            &mut part[t * co_n * ci_n..],
-                            ci_n,
-                            false,
-                            &dyg[q0..],
-                            (q, 1),
-                            &xs[q0 + off..],
-                            (1, g.chan),
+                            [co_n, ci_n, l],
+                            Dst {
+                                data: &mut part[t * co_n * ci_n..],
+                                row_stride: ci_n,
+                                accumulate: false,
+                            },
+                            operand(&dyg[q0..], (q, 1)),
+                            operand(&xs[q0 + off..], (1, g.chan)),
                         );
                     }
                     part

@@ -48,18 +48,15 @@ pub(crate) fn isa() -> Isa {
 /// into a `#[target_feature]` copy per ISA, so the compiler vectorises it for that width).
 macro_rules! isa_dispatch_ {
     ($vis:vis $name:ident => $imp:ident ($($arg:ident: $ty:ty),*)) => {
-        #[allow(clippy::too_many_arguments)]
         $vis fn $name(isa: $crate::simd::Isa, $($arg: $ty),*) {
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
-                #[allow(clippy::too_many_arguments)]
-                unsafe fn v4($($arg: $ty),*) {
+                        unsafe fn v4($($arg: $ty),*) {
                     $imp($($arg),*)
                 }
                 #[target_feature(enable = "avx2,fma")]
-                #[allow(clippy::too_many_arguments)]
-                unsafe fn v3($($arg: $ty),*) {
+                        unsafe fn v3($($arg: $ty),*) {
                     $imp($($arg),*)
                 }
                 match isa {

@@ -25,7 +25,7 @@
 //! 2e-5 of the output's scale at 96 input channels in f32 (F(2³, 3³): ~1e-6); the property tests
 //! bound the relative error against the f64 reference at 1e-4.
 
-use crate::dense::{matmul_with, ConvShape, SharedOut};
+use crate::conv_core::{matmul_with, operand, ConvShape, Dst, SharedOut};
 use crate::simd::{isa, isa_dispatch};
 use gemm::Parallelism;
 use rayon::prelude::*;
@@ -276,18 +276,24 @@ fn prefetch_rows(g: &Geo, xc: &[f32], tz: usize, ty: usize) {
     let _ = (g, xc, tz, ty);
 }
 
+/// Tile row (tz, ty) of a channel, and whether the previous transform call was row (tz, ty − 1)
+/// of the same channel (so its scratch holds two of this row's input rows, transformed).
+#[derive(Clone, Copy)]
+struct TileRow {
+    tz: usize,
+    ty: usize,
+    reuse: bool,
+}
+
 /// `Bᵀ d B` (three axes) for every tile of tile row (tz, ty) of one channel `xc` (D·H·W);
 /// transform point ξ = (cz·6 + cy)·6 + cx of tile t lands at `v[ξ·stride + t]`. Consecutive
 /// tile rows share two of their six input rows per plane: with `reuse` their x-axis transforms
 /// are taken from the previous call.
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn input_row_impl(
     g: &Geo,
     xc: &[f32],
-    tz: usize,
-    ty: usize,
-    reuse: bool,
+    TileRow { tz, ty, reuse }: TileRow,
     s: &mut InScratch,
     v: &mut [f32],
     stride: usize,
@@ -369,22 +375,27 @@ fn input_row_impl(
     }
 }
 
+/// One output channel of one sample being written: its `bias`, and its D·H·W floats starting
+/// at `base` of `out`.
+#[derive(Clone, Copy)]
+struct OutChannel {
+    out: SharedOut,
+    base: usize,
+    bias: f32,
+}
+
 /// `Aᵀ M A` (three axes) for tile row (tz, ty) of one output channel: transform point ξ of
-/// tile t is `m[ξ·stride + t]`; writes the (up to) 4×4 output rows, plus `bias`, of the output
-/// channel starting at `base` (D·H·W floats) of `out`.
-#[allow(clippy::too_many_arguments)]
+/// tile t is `m[ξ·stride + t]`; writes the (up to) 4×4 output rows, plus the bias, of `dst`.
 #[inline(always)]
 fn output_row_impl(
     g: &Geo,
     m: &[f32],
     stride: usize,
-    tz: usize,
-    ty: usize,
-    bias: f32,
+    (tz, ty): (usize, usize),
     s: &mut InScratch,
-    out: SharedOut,
-    base: usize,
+    dst: OutChannel,
 ) {
+    let OutChannel { out, base, bias } = dst;
     let n = g.ntx;
     // z axis: m[(cz, cy, cx)] → a[(oz, cy, cx)] (oz < 4).
     for cyx in 0..A * A {
@@ -431,8 +442,8 @@ fn output_row_impl(
     }
 }
 
-isa_dispatch!(input_row => input_row_impl(g: &Geo, xc: &[f32], tz: usize, ty: usize, reuse: bool, s: &mut InScratch, v: &mut [f32], stride: usize));
-isa_dispatch!(output_row => output_row_impl(g: &Geo, m: &[f32], stride: usize, tz: usize, ty: usize, bias: f32, s: &mut InScratch, out: SharedOut, base: usize));
+isa_dispatch!(input_row => input_row_impl(g: &Geo, xc: &[f32], row: TileRow, s: &mut InScratch, v: &mut [f32], stride: usize));
+isa_dispatch!(output_row => output_row_impl(g: &Geo, m: &[f32], stride: usize, tile: (usize, usize), s: &mut InScratch, dst: OutChannel));
 
 thread_local! {
     /// Each worker thread's transformed input `V` and products `M` for one block (at most
@@ -441,7 +452,6 @@ thread_local! {
 }
 
 /// `y (n × c_out × D × H × W) = conv(x (n × c_in × D × H × W), U) + bias`.
-#[allow(clippy::too_many_arguments)]
 fn conv(
     n: usize,
     [d, h, w]: [usize; 3],
@@ -495,9 +505,11 @@ fn conv(
                             isa,
                             &g,
                             xc,
-                            tz,
-                            ty,
-                            j > 0 && ty > 0,
+                            TileRow {
+                                tz,
+                                ty,
+                                reuse: j > 0 && ty > 0,
+                            },
                             s,
                             &mut v[ci * tb + j * g.ntx..],
                             c_in * tb,
@@ -508,16 +520,14 @@ fn conv(
                     // M_ξ [c_out × tb] = U_ξ [c_out × c_in] · V_ξ [c_in × tb]
                     matmul_with(
                         Parallelism::None,
-                        c_out,
-                        tb,
-                        c_in,
-                        &mut m[xi * c_out * tb..],
-                        tb,
-                        false,
-                        &u[xi * c_out * c_in..],
-                        (c_in, 1),
-                        &v[xi * c_in * tb..],
-                        (tb, 1),
+                        [c_out, tb, c_in],
+                        Dst {
+                            data: &mut m[xi * c_out * tb..],
+                            row_stride: tb,
+                            accumulate: false,
+                        },
+                        operand(&u[xi * c_out * c_in..], (c_in, 1)),
+                        operand(&v[xi * c_in * tb..], (tb, 1)),
                     );
                 }
                 for j in 0..nr {
@@ -528,12 +538,13 @@ fn conv(
                             &g,
                             &m[co * tb + j * g.ntx..],
                             c_out * tb,
-                            tz,
-                            ty,
-                            bias.map_or(0.0, |b| b[co]),
+                            (tz, ty),
                             s,
-                            out,
-                            (b * c_out + co) * sp,
+                            OutChannel {
+                                out,
+                                base: (b * c_out + co) * sp,
+                                bias: bias.map_or(0.0, |b| b[co]),
+                            },
                         );
                     }
                 }

@@ -438,7 +438,7 @@ impl ModelConfig {
             return self.validate_swin();
         }
         let k = self.kernel();
-        if k % 2 == 0 || !(1..=31).contains(&k) {
+        if k.is_multiple_of(2) || !(1..=31).contains(&k) {
             return Err(format!("kernel_size {k} must be odd, 1 to 31"));
         }
         if self.in_channels == 0
@@ -488,7 +488,7 @@ impl ModelConfig {
             );
         }
         let f = self.feature_size[0];
-        if f == 0 || f % 12 != 0 || self.feature_size != [f, 2 * f, 4 * f, 8 * f] {
+        if f == 0 || !f.is_multiple_of(12) || self.feature_size != [f, 2 * f, 4 * f, 8 * f] {
             return Err(format!("feature_size {:?}: SwinUNETR takes one feature_size f, a multiple of 12 (widths f, 2f, 4f, 8f)", self.feature_size));
         }
         for (s, (&c, &h)) in self.feature_size.iter().zip(&self.num_heads).enumerate() {

@@ -9,7 +9,7 @@
 //! stage i output `[N, f_i, D/2^(i+1), …]`; encoder1 at full resolution; logits `[N, classes, D, H, W]`.
 
 use crate::config::{Arch, ModelConfig, Reparam};
-use crate::layers::conv::Conv;
+use crate::layers::conv::{Conv, ConvConfig};
 use crate::layers::norm::LayerNormCf;
 use crate::layers::repux_block::RepUxBlock;
 use crate::layers::unetr::{ResBlock, UpBlock};
@@ -18,6 +18,9 @@ use crate::swin_unetr::SwinUnetr;
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 
+// One block exists per stage: boxing the larger variant would save nothing worth an indirection
+// (and burn's Module derive has no Box<M>).
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum Block {
     Rep(RepUxBlock),
@@ -63,13 +66,18 @@ impl Encoder {
     pub fn new(cfg: &ModelConfig, device: &Device) -> Self {
         let f = cfg.feature_size;
         let mut downsample_layers = vec![DownLayer {
-            conv: Conv::new(cfg.in_channels, f[0], 7, 2, 3, 1, true, device),
+            conv: ConvConfig::new(cfg.in_channels, f[0], 7)
+                .with_stride(2)
+                .with_padding(3)
+                .init(device),
             norm: LayerNormCf::new(f[0], 1e-6, device),
             norm_first: false,
         }];
         for i in 0..3 {
             downsample_layers.push(DownLayer {
-                conv: Conv::new(f[i], f[i + 1], 2, 2, 0, 1, true, device),
+                conv: ConvConfig::new(f[i], f[i + 1], 2)
+                    .with_stride(2)
+                    .init(device),
                 norm: LayerNormCf::new(f[i], 1e-6, device),
                 norm_first: true,
             });
@@ -120,6 +128,8 @@ impl Encoder {
 }
 
 /// The full segmentation network, by `config.arch`.
+// One network exists per process; see `Block` for why the variants are not boxed.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum Net {
     Ux(UxNet),
@@ -247,7 +257,7 @@ impl UxNet {
             decoder3: UpBlock::new(f[2], f[1], device),
             decoder2: UpBlock::new(f[1], f[0], device),
             decoder1: ResBlock::new(f[0], f[0], device),
-            out: Conv::new(f[0], cfg.out_channels, 1, 1, 0, 1, true, device),
+            out: ConvConfig::new(f[0], cfg.out_channels, 1).init(device),
             config: cfg.clone(),
         }
     }

@@ -147,7 +147,7 @@ pub fn pth_bytes(sd: &StateDict) -> Result<Vec<u8>, String> {
 /// Writes `sd` as a `.pth` file, atomically.
 pub fn write_pth(path: &Path, sd: &StateDict) -> Result<(), String> {
     let bytes = pth_bytes(sd)?;
-    repux_volume::nifti::write_bytes_atomic(path, &bytes).map_err(|e| e.to_string())
+    repux_volume::fs::write_bytes_atomic(path, &bytes).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@
 //! `encoder{1,2,3,4,10}.layer.*`, `decoder{1..5}.{transp_conv,conv_block}.*`, `out.conv.conv.*`.
 
 use crate::config::ModelConfig;
-use crate::layers::conv::Conv;
+use crate::layers::conv::{Conv, ConvConfig};
 use crate::layers::norm::layer_norm_channels;
 use crate::layers::swin_stage::SwinStage;
 use crate::layers::unetr::{ResBlock, UpBlock};
@@ -32,7 +32,9 @@ impl SwinViT {
     pub fn new(cfg: &ModelConfig, device: &Device) -> Self {
         let f = cfg.feature_size;
         SwinViT {
-            patch_embed: Conv::new(cfg.in_channels, f[0], 2, 2, 0, 1, true, device),
+            patch_embed: ConvConfig::new(cfg.in_channels, f[0], 2)
+                .with_stride(2)
+                .init(device),
             layers: (0..4)
                 .map(|i| {
                     SwinStage::new(
@@ -103,7 +105,7 @@ impl SwinUnetr {
             decoder3: UpBlock::new(4 * f, 2 * f, device),
             decoder2: UpBlock::new(2 * f, f, device),
             decoder1: UpBlock::new(f, f, device),
-            out: Conv::new(f, cfg.out_channels, 1, 1, 0, 1, true, device),
+            out: ConvConfig::new(f, cfg.out_channels, 1).init(device),
             config: cfg.clone(),
         }
     }

@@ -620,7 +620,7 @@ pub fn write_safetensors(
         .collect::<Result<_, _>>()
         .map_err(|e| read_err(path, e))?;
     let out = safetensors::serialize(views, metadata).map_err(|e| read_err(path, e))?;
-    repux_volume::nifti::write_bytes_atomic(path, &out).map_err(|e| read_err(path, e))
+    repux_volume::fs::write_bytes_atomic(path, &out).map_err(|e| read_err(path, e))
 }
 
 /// Loads weights into `net` from a file (its [`KernelForm`] as the file says); every mismatch is
@@ -685,7 +685,7 @@ pub fn save_model_dir(net: &Net, dir: &Path) -> Result<(), WeightError> {
         Some(meta),
     )?;
     let cp = dir.join("config.json");
-    repux_volume::nifti::write_json(&cp, net.config()).map_err(|e| read_err(&cp, e))
+    repux_volume::fs::write_json(&cp, net.config()).map_err(|e| read_err(&cp, e))
 }
 
 /// Builds a network from a model directory.

@@ -209,7 +209,7 @@ fn cache_case(case: &Case, plans: &Plans, out: &Path, force: bool) -> Result<Out
         class_locations: by_class,
     };
     let text = serde_json::to_string(&meta).map_err(|e| Error::Other(e.to_string()))?;
-    repux_volume::nifti::write_bytes_atomic(&meta_p, text.as_bytes())?;
+    repux_volume::fs::write_bytes_atomic(&meta_p, text.as_bytes())?;
     Ok(Outcome::Written)
 }
 

@@ -271,7 +271,7 @@ pub fn make_plans(ds: &Dataset, fp: Fingerprint, opt: &PlanOptions) -> Result<Pl
         return Err(Error::Other("size multiple must be positive".into()));
     }
     for a in 0..3 {
-        if opt.patch_size[a] == 0 || opt.patch_size[a] % m != 0 {
+        if opt.patch_size[a] == 0 || !opt.patch_size[a].is_multiple_of(m) {
             return Err(Error::Other(format!(
                 "patch size {:?}: every side must be a positive multiple of {m}",
                 opt.patch_size
@@ -356,7 +356,7 @@ impl Plans {
     }
 
     pub fn save(&self, path: &Path) -> Result<(), Error> {
-        Ok(repux_volume::nifti::write_json(path, self)?)
+        Ok(repux_volume::fs::write_json(path, self)?)
     }
 }
 

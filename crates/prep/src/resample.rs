@@ -44,11 +44,9 @@ pub fn resampled_geometry(g: &Geometry, out_shape: [usize; 3]) -> Geometry {
     for ax in 0..3 {
         let r = g.shape[ax] as f64 / out_shape[ax] as f64;
         let shift = 0.5 * r - 0.5;
-        for row in 0..3 {
-            a[row][3] += g.affine[row][ax] * shift;
-        }
-        for row in 0..3 {
-            a[row][ax] = g.affine[row][ax] * r;
+        for (row, src) in a.iter_mut().zip(&g.affine).take(3) {
+            row[3] += src[ax] * shift;
+            row[ax] = src[ax] * r;
         }
         spacing[ax] *= r;
     }
@@ -364,20 +362,15 @@ mod tests {
         // A linear ramp along k is reproduced exactly by linear interpolation away from the clamp.
         let d: Vec<f32> = (0..16).map(|k| 2.0 * k as f32).collect();
         let r = resample(&d, [1, 1, 16], [1, 1, 32], [Interp::Linear; 3]);
-        for o in 1..31 {
+        for (o, &v) in r.iter().enumerate().take(31).skip(1) {
             let x = source_coord(o, 16, 32);
-            assert!((r[o] as f64 - 2.0 * x).abs() < 1e-5);
+            assert!((v as f64 - 2.0 * x).abs() < 1e-5);
         }
         // Cubic B-splines reproduce linear functions exactly too (away from the mirror edges).
         let r = resample(&d, [1, 1, 16], [1, 1, 32], [Interp::Cubic; 3]);
-        for o in 12..20 {
+        for (o, &v) in r.iter().enumerate().take(20).skip(12) {
             let x = source_coord(o, 16, 32);
-            assert!(
-                (r[o] as f64 - 2.0 * x).abs() < 5e-3,
-                "{o}: {} vs {}",
-                r[o],
-                2.0 * x
-            );
+            assert!((v as f64 - 2.0 * x).abs() < 5e-3, "{o}: {v} vs {}", 2.0 * x);
         }
     }
 

@@ -6,4 +6,6 @@ pub mod optim;
 pub mod progress;
 pub mod trainer;
 
-pub use trainer::{splits, train, Ending, Outcome, RunOptions, Schedule, TrainConfig, TrainError};
+pub use trainer::{
+    splits, train, Cases, Ending, Outcome, RunOptions, Schedule, TrainConfig, TrainError,
+};

@@ -8,7 +8,7 @@ use repux_prep::cache::{load_case, preprocess_dataset, CachedCase};
 use repux_prep::plan::{fingerprint, make_plans};
 use repux_prep::{PlanOptions, Plans};
 use repux_train::trainer::validate;
-use repux_train::{splits, train, Ending, RunOptions, TrainConfig};
+use repux_train::{splits, train, Cases, Ending, RunOptions, TrainConfig};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -67,8 +67,10 @@ fn tiny_network_overfits_and_checkpoints_predict() {
     let res = train(
         &model,
         &plans,
-        cases.clone(),
-        &cases,
+        Cases {
+            train: cases.clone(),
+            val: &cases,
+        },
         &cfg,
         &out,
         &RunOptions::default(),
@@ -146,8 +148,10 @@ fn tiny_network_overfits_and_checkpoints_predict() {
     let err = train(
         &model3,
         &plans3,
-        cases3.clone(),
-        &[],
+        Cases {
+            train: cases3.clone(),
+            val: &[],
+        },
         &cfg1,
         &out3,
         &RunOptions {
@@ -162,8 +166,10 @@ fn tiny_network_overfits_and_checkpoints_predict() {
     let ft = train(
         &model3,
         &plans3,
-        cases3,
-        &[],
+        Cases {
+            train: cases3,
+            val: &[],
+        },
         &cfg1,
         &out3,
         &RunOptions {
@@ -195,8 +201,10 @@ fn tiny_network_overfits_and_checkpoints_predict() {
     let ft2 = train(
         &model,
         &plans,
-        cases.clone(),
-        &[],
+        Cases {
+            train: cases.clone(),
+            val: &[],
+        },
         &cfg1,
         &out4,
         &RunOptions {
@@ -249,8 +257,10 @@ fn stopped_and_resumed_run_equals_uninterrupted_and_truncation_is_refused() {
     train(
         &model,
         &plans,
-        cases.clone(),
-        &cases[..1],
+        Cases {
+            train: cases.clone(),
+            val: &cases[..1],
+        },
         &cfg,
         &full,
         &RunOptions::default(),
@@ -264,8 +274,10 @@ fn stopped_and_resumed_run_equals_uninterrupted_and_truncation_is_refused() {
     let r = train(
         &model,
         &plans,
-        cases.clone(),
-        &cases[..1],
+        Cases {
+            train: cases.clone(),
+            val: &cases[..1],
+        },
         &cfg,
         &part,
         &RunOptions {
@@ -290,8 +302,10 @@ fn stopped_and_resumed_run_equals_uninterrupted_and_truncation_is_refused() {
     train(
         &model,
         &plans,
-        cases.clone(),
-        &cases[..1],
+        Cases {
+            train: cases.clone(),
+            val: &cases[..1],
+        },
         &other,
         &part,
         &RunOptions {
@@ -312,8 +326,10 @@ fn stopped_and_resumed_run_equals_uninterrupted_and_truncation_is_refused() {
     let r = train(
         &model,
         &plans,
-        cases.clone(),
-        &cases[..1],
+        Cases {
+            train: cases.clone(),
+            val: &cases[..1],
+        },
         &cfg,
         &part,
         &RunOptions {
@@ -334,8 +350,10 @@ fn stopped_and_resumed_run_equals_uninterrupted_and_truncation_is_refused() {
     let err = train(
         &model,
         &plans,
-        cases.clone(),
-        &cases[..1],
+        Cases {
+            train: cases.clone(),
+            val: &cases[..1],
+        },
         &cfg,
         &part,
         &RunOptions {
@@ -363,8 +381,10 @@ fn stopped_and_resumed_run_equals_uninterrupted_and_truncation_is_refused() {
     let r = train(
         &model,
         &plans,
-        cases.clone(),
-        &cases[..1],
+        Cases {
+            train: cases.clone(),
+            val: &cases[..1],
+        },
         &cfg,
         &part,
         &RunOptions {
@@ -400,8 +420,10 @@ fn early_stopping_ends_a_run_without_improvement() {
     let r = train(
         &model,
         &plans,
-        cases.clone(),
-        &cases[..1],
+        Cases {
+            train: cases.clone(),
+            val: &cases[..1],
+        },
         &cfg,
         &out,
         &RunOptions::default(),

@@ -123,16 +123,16 @@ impl Reorientation {
         for i in 0..3 {
             let j = self.perm[i];
             let s = if self.flip[i] { -1.0 } else { 1.0 };
-            for r in 0..4 {
-                aff[r][j] = s * g.affine[r][i];
+            for (row, src) in aff.iter_mut().zip(&g.affine) {
+                row[j] = s * src[i];
             }
             spacing[j] = g.spacing[i];
         }
         for i in 0..3 {
             if self.flip[i] {
                 let n = (g.shape[i] as f64) - 1.0;
-                for r in 0..3 {
-                    aff[r][3] += n * g.affine[r][i];
+                for (row, src) in aff.iter_mut().zip(&g.affine).take(3) {
+                    row[3] += n * src[i];
                 }
             }
         }
@@ -262,11 +262,11 @@ fn inv3(m: &[[f64; 3]; 3]) -> Option<[[f64; 3]; 3]> {
         return None;
     }
     let mut r = [[0.0; 3]; 3];
-    for i in 0..3 {
-        for j in 0..3 {
+    for (i, row) in r.iter_mut().enumerate() {
+        for (j, v) in row.iter_mut().enumerate() {
             let (a, b) = ((j + 1) % 3, (j + 2) % 3);
             let (c, e) = ((i + 1) % 3, (i + 2) % 3);
-            r[i][j] = (m[a][c] * m[b][e] - m[a][e] * m[b][c]) / d;
+            *v = (m[a][c] * m[b][e] - m[a][e] * m[b][c]) / d;
         }
     }
     Some(r)

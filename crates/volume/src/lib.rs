@@ -6,6 +6,7 @@
 
 pub mod dataset;
 pub mod error;
+pub mod fs;
 pub mod geometry;
 pub mod nifti;
 pub mod npy;

@@ -135,14 +135,7 @@ pub struct NpyWriter {
 impl NpyWriter {
     pub fn create(path: &Path, shape: &[usize], dtype: NpyType) -> Result<NpyWriter> {
         use std::io::Write;
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        };
-        let tmp = tempfile::Builder::new()
-            .prefix(".repux-tmp")
-            .tempfile_in(dir)
-            .map_err(|e| Error::io(path, e))?;
+        let tmp = crate::fs::temp_beside(path)?;
         let mut file = std::io::BufWriter::new(tmp);
         file.write_all(&header(shape, dtype))
             .map_err(|e| Error::io(path, e))?;
@@ -189,26 +182,14 @@ impl NpyWriter {
             .file
             .into_inner()
             .map_err(|e| Error::io(&self.path, e.into_error()))?;
-        tmp.as_file()
-            .sync_all()
-            .map_err(|e| Error::io(&self.path, e))?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            tmp.as_file()
-                .set_permissions(std::fs::Permissions::from_mode(0o644))
-                .map_err(|e| Error::io(&self.path, e))?;
-        }
-        tmp.persist(&self.path)
-            .map_err(|e| Error::io(&self.path, e.error))?;
-        Ok(())
+        crate::fs::persist(tmp, &self.path)
     }
 }
 
 /// Writes a `.npy` file atomically.
 pub fn write(path: &Path, shape: &[usize], data: &[f32], dtype: NpyType) -> Result<()> {
     let bytes = encode(shape, data, dtype).map_err(|m| Error::invalid(path, m))?;
-    crate::nifti::write_bytes_atomic(path, &bytes)
+    crate::fs::write_bytes_atomic(path, &bytes)
 }
 
 fn dict_value<'a>(header: &'a str, key: &str) -> Option<&'a str> {

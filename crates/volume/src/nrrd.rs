@@ -406,16 +406,21 @@ fn finish(h: &NrrdHeader, raw: &[u8], dt: DataType, le: bool, disk: DataType) ->
     for (k, &a) in spatial_axes.iter().enumerate() {
         spatial[k] = h.sizes[a];
         let d = h.directions[a].unwrap_or([0.0; 3]);
-        for r in 0..3 {
-            affine[r][k] = d[r];
+        for (row, v) in affine.iter_mut().zip(d) {
+            row[k] = v;
         }
     }
     // Missing spatial axes (2-D images) get a unit column along the unused world axis.
-    for k in spatial_axes.len()..3 {
-        affine[k][k] = 1.0;
+    for (k, row) in affine
+        .iter_mut()
+        .enumerate()
+        .take(3)
+        .skip(spatial_axes.len())
+    {
+        row[k] = 1.0;
     }
-    for r in 0..3 {
-        affine[r][3] = h.origin[r];
+    for (row, o) in affine.iter_mut().zip(h.origin) {
+        row[3] = o;
     }
     affine[3][3] = 1.0;
     let channels = ch_axis.map(|a| h.sizes[a]).unwrap_or(1);

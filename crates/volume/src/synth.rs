@@ -543,7 +543,7 @@ pub fn write_dataset(
         "file_ending": ".nii.gz",
     });
     let jp = out.join("dataset.json");
-    crate::nifti::write_json(&jp, &json)
+    crate::fs::write_json(&jp, &json)
 }
 
 /// Writes held-out test cases `first..first + count` (the same generator, indices disjoint from
@@ -612,12 +612,8 @@ mod tests {
                 count[*l as usize] += 1;
                 sum[*l as usize] += *v as f64;
             }
-            for l in 1..5 {
-                assert!(
-                    count[l] > 50,
-                    "case {i}: label {l} has only {} voxels",
-                    count[l]
-                );
+            for (l, &n) in count.iter().enumerate().skip(1) {
+                assert!(n > 50, "case {i}: label {l} has only {n} voxels");
             }
             // The thin organ is much smaller than the liver.
             assert!(count[4] * 10 < count[1]);

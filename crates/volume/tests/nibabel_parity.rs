@@ -46,21 +46,24 @@ fn every_fixture_matches_nibabel() {
             ));
         }
         let spacing: Vec<f64> = serde_json::from_value(e["spacing"].clone()).unwrap();
-        for i in 0..3 {
+        assert_eq!(
+            spacing.len(),
+            3,
+            "{name}: nibabel zooms must have 3 entries"
+        );
+        for (&ours, &theirs) in g.spacing.iter().zip(&spacing) {
             // Tolerance: nibabel's zooms are float32 in NIfTI-1; ours are the same values.
-            if !close(g.spacing[i], spacing[i], 1e-6, 1e-9) {
+            if !close(ours, theirs, 1e-6, 1e-9) {
                 failures.push(format!("{name}: spacing {:?} vs {spacing:?}", g.spacing));
             }
         }
         let aff: Vec<Vec<f64>> = serde_json::from_value(e["affine"].clone()).unwrap();
-        for r in 0..4 {
-            for c in 0..4 {
+        assert_eq!(aff.len(), 4, "{name}: nibabel affine must be 4 × 4");
+        for (r, (ours, theirs)) in g.affine.iter().zip(&aff).enumerate() {
+            for (c, (&a, &b)) in ours.iter().zip(theirs).enumerate() {
                 // sform: exact; qform: both sides evaluate in float32, allow a few ulps of 100 mm.
-                if !close(g.affine[r][c], aff[r][c], 0.0, 2e-5) {
-                    failures.push(format!(
-                        "{name}: affine[{r}][{c}] {} vs {}",
-                        g.affine[r][c], aff[r][c]
-                    ));
+                if !close(a, b, 0.0, 2e-5) {
+                    failures.push(format!("{name}: affine[{r}][{c}] {a} vs {b}"));
                 }
             }
         }

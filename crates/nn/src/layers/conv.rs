@@ -44,26 +44,67 @@ pub struct Conv {
     pub groups: usize,
 }
 
-impl Conv {
-    pub fn new(
-        cin: usize,
-        cout: usize,
-        kernel: usize,
-        stride: usize,
-        padding: usize,
-        groups: usize,
-        bias: bool,
-        device: &Device,
-    ) -> Self {
-        let fan_in = cin / groups * kernel.pow(3);
-        Conv {
-            weight: uniform([cout, cin / groups, kernel, kernel, kernel], fan_in, device),
-            bias: bias.then(|| uniform([cout], fan_in, device)),
-            stride,
-            padding,
-            groups,
+/// Configuration of a [`Conv`], as PyTorch's `nn.Conv3d` arguments: a cubic `kernel`, stride 1,
+/// padding 0, one group and a bias unless changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvConfig {
+    pub in_channels: usize,
+    pub out_channels: usize,
+    pub kernel: usize,
+    /// Default 1.
+    pub stride: usize,
+    /// Default 0.
+    pub padding: usize,
+    /// Default 1 (dense); `in_channels` and `out_channels` must be multiples.
+    pub groups: usize,
+    /// Default true.
+    pub bias: bool,
+}
+
+impl ConvConfig {
+    pub fn new(in_channels: usize, out_channels: usize, kernel: usize) -> Self {
+        ConvConfig {
+            in_channels,
+            out_channels,
+            kernel,
+            stride: 1,
+            padding: 0,
+            groups: 1,
+            bias: true,
         }
     }
+    pub fn with_stride(self, stride: usize) -> Self {
+        ConvConfig { stride, ..self }
+    }
+    pub fn with_padding(self, padding: usize) -> Self {
+        ConvConfig { padding, ..self }
+    }
+    pub fn with_groups(self, groups: usize) -> Self {
+        ConvConfig { groups, ..self }
+    }
+    pub fn with_bias(self, bias: bool) -> Self {
+        ConvConfig { bias, ..self }
+    }
+    /// PyTorch's default initialisation: uniform in ±1/√fan_in for weight and bias.
+    pub fn init(&self, device: &Device) -> Conv {
+        let (cin, cout, k, g) = (
+            self.in_channels,
+            self.out_channels,
+            self.kernel,
+            self.groups,
+        );
+        let fan_in = cin / g * k.pow(3);
+        Conv {
+            weight: uniform([cout, cin / g, k, k, k], fan_in, device),
+            bias: self.bias.then(|| uniform([cout], fan_in, device)),
+            stride: self.stride,
+            padding: self.padding,
+            groups: g,
+        }
+    }
+}
+
+impl Conv {
     /// `[N, C_in, D, H, W] → [N, C_out, D', H', W']`
     pub fn forward(&self, x: Tensor<5>) -> Tensor<5> {
         ops::conv3d_dense(

@@ -1,7 +1,7 @@
 //! MONAI's UNETR decoder blocks as 3D UX-Net uses them: InstanceNorm (no affine, instance
 //! statistics), LeakyReLU 0.01, bias-free convolutions.
 
-use super::conv::{Conv, TranspConv};
+use super::conv::{Conv, ConvConfig, TranspConv};
 use crate::ops::{add_leaky_relu, instance_norm_act};
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
@@ -21,9 +21,16 @@ pub struct ResBlock {
 impl ResBlock {
     pub fn new(cin: usize, cout: usize, device: &Device) -> Self {
         ResBlock {
-            conv1: Conv::new(cin, cout, 3, 1, 1, 1, false, device),
-            conv2: Conv::new(cout, cout, 3, 1, 1, 1, false, device),
-            conv3: (cin != cout).then(|| Conv::new(cin, cout, 1, 1, 0, 1, false, device)),
+            conv1: ConvConfig::new(cin, cout, 3)
+                .with_padding(1)
+                .with_bias(false)
+                .init(device),
+            conv2: ConvConfig::new(cout, cout, 3)
+                .with_padding(1)
+                .with_bias(false)
+                .init(device),
+            conv3: (cin != cout)
+                .then(|| ConvConfig::new(cin, cout, 1).with_bias(false).init(device)),
         }
     }
 

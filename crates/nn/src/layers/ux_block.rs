@@ -1,7 +1,7 @@
 //! The 3D UX-Net block: depthwise Conv3d(k7) → channels-first LayerNorm → grouped 1×1×1 conv
 //! C→4C (groups C) → GELU → grouped 1×1×1 conv 4C→C (groups C) → per-channel γ → + input.
 
-use super::conv::{Conv, DwConv};
+use super::conv::{Conv, ConvConfig, DwConv};
 use super::norm::LayerNormCf;
 use burn::module::{Module, Param};
 use burn::tensor::activation::gelu;
@@ -21,8 +21,8 @@ impl UxBlock {
         UxBlock {
             dwconv: DwConv::new(c, kernel, device),
             norm: LayerNormCf::new(c, 1e-6, device),
-            pwconv1: Conv::new(c, 4 * c, 1, 1, 0, c, true, device),
-            pwconv2: Conv::new(4 * c, c, 1, 1, 0, c, true, device),
+            pwconv1: ConvConfig::new(c, 4 * c, 1).with_groups(c).init(device),
+            pwconv2: ConvConfig::new(4 * c, c, 1).with_groups(c).init(device),
             gamma: Param::from_tensor(Tensor::ones([c], device) * 1e-6),
         }
     }

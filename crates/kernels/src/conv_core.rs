@@ -1,0 +1,144 @@
+//! What the dense conv paths share (`dense`'s im2col, `shifted`'s shifted views and
+//! `winograd`'s transforms): the conv geometry, the GEMM call with strided operands, and the
+//! output buffer that parallel tiles write into.
+
+use gemm::{gemm, Parallelism};
+use rayon::prelude::*;
+
+/// The geometry of one dense conv3d (the dense, shifted and Winograd paths all take it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvShape {
+    pub n: usize,
+    pub cin: usize,
+    pub cout: usize,
+    /// Input spatial size.
+    pub d: usize,
+    pub h: usize,
+    pub w: usize,
+    pub k: usize,
+    pub stride: usize,
+    pub pad: usize,
+    pub groups: usize,
+}
+
+impl ConvShape {
+    /// Output spatial size `(i + 2p − k) / s + 1` per axis.
+    pub fn out(&self) -> [usize; 3] {
+        let o = |i: usize| (i + 2 * self.pad - self.k) / self.stride + 1;
+        [o(self.d), o(self.h), o(self.w)]
+    }
+    pub fn input_len(&self) -> usize {
+        self.n * self.cin * self.d * self.h * self.w
+    }
+    pub fn output_len(&self) -> usize {
+        self.n * self.cout * self.out().iter().product::<usize>()
+    }
+    pub fn weight_len(&self) -> usize {
+        self.cout * (self.cin / self.groups) * self.k.pow(3)
+    }
+}
+
+/// A read-only matrix operand: element (r, c) is `data[r · strides.0 + c · strides.1]`, so a
+/// transposed operand is the same slice read through swapped strides.
+#[derive(Clone, Copy)]
+pub(crate) struct Operand<'a> {
+    pub data: &'a [f32],
+    pub strides: (usize, usize),
+}
+
+/// `data` read with row stride `strides.0` and column stride `strides.1`.
+pub(crate) fn operand(data: &[f32], strides: (usize, usize)) -> Operand<'_> {
+    Operand { data, strides }
+}
+
+/// A GEMM's output: row-major with row stride `row_stride`, overwritten or (`accumulate`)
+/// added to.
+pub(crate) struct Dst<'a> {
+    pub data: &'a mut [f32],
+    pub row_stride: usize,
+    pub accumulate: bool,
+}
+
+/// `dst[m×n] (= or +=) lhs[m×k] · rhs[k×n]` for `[m, n, k] = dims`.
+pub(crate) fn matmul_with(
+    parallelism: Parallelism,
+    [m, n, k]: [usize; 3],
+    dst: Dst,
+    lhs: Operand,
+    rhs: Operand,
+) {
+    let Dst {
+        data: dst,
+        row_stride: dst_rs,
+        accumulate,
+    } = dst;
+    let (lhs, lhs_strides) = (lhs.data, lhs.strides);
+    let (rhs, rhs_strides) = (rhs.data, rhs.strides);
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            for r in 0..m {
+                dst[r * dst_rs..r * dst_rs + n].fill(0.0);
+            }
+        }
+        return;
+    }
+    // Bounds: the last element each operand's strides reach must lie inside its slice.
+    assert!((m - 1) * dst_rs + n <= dst.len());
+    assert!((m - 1) * lhs_strides.0 + (k - 1) * lhs_strides.1 < lhs.len());
+    assert!((k - 1) * rhs_strides.0 + (n - 1) * rhs_strides.1 < rhs.len());
+    // SAFETY: the asserts above keep every access in bounds; the slices do not alias (dst is
+    // the only &mut).
+    unsafe {
+        gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            dst_rs as isize,
+            accumulate,
+            lhs.as_ptr(),
+            lhs_strides.1 as isize,
+            lhs_strides.0 as isize,
+            rhs.as_ptr(),
+            rhs_strides.1 as isize,
+            rhs_strides.0 as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        )
+    }
+}
+
+/// An output buffer that parallel tasks writing disjoint ranges share (tiles of a conv).
+#[derive(Clone, Copy)]
+pub(crate) struct SharedOut(*mut f32, usize);
+// SAFETY: only `write` touches the buffer, and its callers promise disjoint ranges.
+unsafe impl Send for SharedOut {}
+unsafe impl Sync for SharedOut {}
+impl SharedOut {
+    /// The buffer must outlive every `write`.
+    pub(crate) fn new(buf: &mut [f32]) -> SharedOut {
+        SharedOut(buf.as_mut_ptr(), buf.len())
+    }
+    /// # Safety
+    /// Concurrent callers write disjoint ranges, while the buffer is alive.
+    pub(crate) unsafe fn write(&self, at: usize, v: &[f32]) {
+        assert!(at + v.len() <= self.1);
+        std::ptr::copy_nonoverlapping(v.as_ptr(), self.0.add(at), v.len());
+    }
+}
+
+/// `y[n, c, …] += b[c]` for `y` of `N × C × sp` (C = `b.len()`).
+pub(crate) fn add_bias(y: &mut [f32], b: &[f32], sp: usize) {
+    y.par_chunks_mut(sp).enumerate().for_each(|(nc, out)| {
+        let bv = b[nc % b.len()];
+        out.iter_mut().for_each(|v| *v += bv);
+    });
+}
