@@ -254,7 +254,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         .skip(1)
         .map(|(n, v)| (*v, n.to_string()))
         .collect();
-    repux_eval::overlay::render(&img, Some(&pred), &names, Some((-160.0, 240.0)), &overlay)?;
+    repux_plot::draw_overlay(&img, Some(&pred), &names, Some((-160.0, 240.0)), &overlay)?;
     println!();
     println!(
         "summary.json (nnU-Net shape), summary.csv, summary.md  {}",

@@ -1,8 +1,12 @@
+use anyhow::Context;
 use anyhow::{anyhow, Result};
 use repux_eval::evaluate::{
-    evaluate_folders_remapped, labels_from_json, means, write_summary, Remap, Tolerances,
+    evaluate_folders_remapped, image_files, label_names_from_json, labels_from_json, means,
+    write_summary, CaseResult, Remap, Tolerances,
 };
+use repux_plot::{draw_qc_sheet, QcCase};
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -30,6 +34,14 @@ pub struct Args {
     /// Rewrite predicted label values first, e.g. `2=1` (a FLARE model's kidney → KiTS's 1); values not named become background.
     #[arg(long)]
     pub pred_map: Option<String>,
+    /// Also draw `qc.png` beside the summary: per case, the axial slice with the most reference
+    /// foreground, prediction filled, reference outlined, captioned with its mean Dice.
+    #[arg(long)]
+    pub qc: bool,
+    /// Images under the QC sheet's slices, matched by case id (`<case>_0000.nii.gz` or
+    /// `<case>.nii.gz`, as in imagesTs/) [default: label maps on dark gray].
+    #[arg(long, requires = "qc")]
+    pub images: Option<PathBuf>,
     /// Rewrite reference label values first, e.g. `1=1,2=1,3=1` (KiTS kidney, tumour, cyst → kidney).
     #[arg(long)]
     pub ref_map: Option<String>,
@@ -83,5 +95,76 @@ pub fn run(a: Args) -> Result<ExitCode> {
         "summary.json, summary.csv and summary.md written to {}",
         out.display()
     );
+    if a.qc {
+        let names = match &a.labels {
+            Some(p) => label_names_from_json(p)?,
+            None => BTreeMap::new(),
+        };
+        let qc = out.join("qc.png");
+        draw_qc(&results, a.images.as_deref(), &names, &qc)?;
+        println!("QC sheet written to {}", qc.display());
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Renders one small tile per case (reading the maps again, one case at a time) and the sheet.
+fn draw_qc(
+    results: &[CaseResult],
+    images: Option<&Path>,
+    names: &BTreeMap<u32, String>,
+    out: &Path,
+) -> Result<()> {
+    let image_of: BTreeMap<String, std::path::PathBuf> = match images {
+        Some(dir) => image_files(dir)?
+            .into_iter()
+            .map(|(id, p)| {
+                let case = repux_volume::dataset::split_channel(&id)
+                    .filter(|&(_, ch)| ch == 0)
+                    .map_or(id.clone(), |(case, _)| case.to_string());
+                (case, p)
+            })
+            .collect(),
+        None => BTreeMap::new(),
+    };
+    let mut tiles = Vec::with_capacity(results.len());
+    for r in results {
+        let dice: Vec<f64> = r
+            .metrics
+            .values()
+            .map(|m| m.Dice)
+            .filter(|d| d.is_finite())
+            .collect();
+        let mean = if dice.is_empty() {
+            f64::NAN
+        } else {
+            dice.iter().sum::<f64>() / dice.len() as f64
+        };
+        let pred = repux_volume::read_volume(&r.prediction_file)?;
+        let reference = repux_volume::read_volume(&r.reference_file)?;
+        let image = match (images, image_of.get(&r.case)) {
+            (Some(dir), None) => {
+                return Err(anyhow!(
+                "--images {}: no image for case {} (expected {}_0000 or {} with an image ending)",
+                dir.display(),
+                r.case,
+                r.case,
+                r.case
+            ))
+            }
+            (_, Some(p)) => Some(repux_volume::read_volume(p)?),
+            (None, None) => None,
+        };
+        let tile = QcCase::render(
+            &r.case,
+            mean,
+            &pred,
+            &reference,
+            image.as_ref(),
+            &r.prediction_file,
+        )
+        .with_context(|| format!("QC tile of case {}", r.case))?;
+        tiles.push(tile);
+    }
+    draw_qc_sheet(&tiles, names, out)?;
+    Ok(())
 }

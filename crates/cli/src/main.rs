@@ -114,3 +114,31 @@ fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// docs/cli.md is generated from the flags, so the reference cannot drift from `--help`:
+    /// this test fails when they differ; `REPUX_BLESS=1 cargo test -p repux cli_reference`
+    /// rewrites the file.
+    #[test]
+    fn cli_reference_matches_the_flags() {
+        let options = clap_markdown::MarkdownOptions::new()
+            .title("repux command reference".into())
+            .show_footer(false);
+        let generated = format!(
+            "<!-- Generated from the clap definitions by `REPUX_BLESS=1 cargo test -p repux \
+             cli_reference`; do not edit. -->\n\n{}",
+            clap_markdown::help_markdown_custom::<super::Cli>(&options)
+        );
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/cli.md");
+        if std::env::var_os("REPUX_BLESS").is_some() {
+            std::fs::write(&path, &generated).unwrap();
+        }
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            committed == generated,
+            "docs/cli.md differs from the CLI's flags; run `REPUX_BLESS=1 cargo test -p repux \
+             cli_reference` and commit docs/cli.md"
+        );
+    }
+}

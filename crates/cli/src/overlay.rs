@@ -28,18 +28,11 @@ pub fn run(a: Args) -> Result<ExitCode> {
         .as_deref()
         .map(repux_volume::read_volume)
         .transpose()?;
-    let mut names = BTreeMap::new();
-    if let Some(p) = &a.labels {
-        let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(p)?)?;
-        if let Some(o) = v.get("labels").unwrap_or(&v).as_object() {
-            for (name, val) in o {
-                if let Some(x) = val.as_u64() {
-                    names.insert(x as u32, name.clone());
-                }
-            }
-        }
-    }
-    repux_eval::overlay::render(&image, label.as_ref(), &names, a.window, &a.out)?;
+    let names = match &a.labels {
+        Some(p) => repux_eval::evaluate::label_names_from_json(p)?,
+        None => BTreeMap::new(),
+    };
+    repux_plot::draw_overlay(&image, label.as_ref(), &names, a.window, &a.out)?;
     println!("overlay written to {}", a.out.display());
     Ok(ExitCode::SUCCESS)
 }

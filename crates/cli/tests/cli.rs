@@ -449,6 +449,38 @@ fn evaluate_writes_nnunet_summary() {
     for f in ["summary.csv", "summary.md"] {
         assert!(pred.join(f).is_file());
     }
+    // The QC sheet: two tiles side by side over the images, and a legend of the four organs.
+    let qc_dir = d.path().join("qc");
+    let qc_args = |images: &Path| {
+        repux(&[
+            "evaluate",
+            "--pred",
+            pred.to_str().unwrap(),
+            "--ref",
+            ds.join("labelsTr").to_str().unwrap(),
+            "--labels",
+            ds.join("dataset.json").to_str().unwrap(),
+            "-o",
+            qc_dir.to_str().unwrap(),
+            "--qc",
+            "--images",
+            images.to_str().unwrap(),
+        ])
+    };
+    let o = qc_args(&ds.join("imagesTr"));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (w, h) = png_size(&qc_dir.join("qc.png"));
+    assert_eq!((w, h), (560, 40 + 278 + 2 * 24 + 12));
+    // An image folder without the cases is an error naming the case.
+    let empty = d.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let o = qc_args(&empty);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("no image for case phantom_000"),
+        "{}",
+        stderr(&o)
+    );
     // A prediction on another grid is a clear error naming the file.
     let g = repux_volume::Geometry {
         shape: [2, 2, 2],
@@ -614,11 +646,9 @@ fn overlay_writes_a_png() {
         "--window=-160,240",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let b = std::fs::read(&out).unwrap();
-    assert_eq!(&b[..8], b"\x89PNG\r\n\x1a\n");
-    let w = u32::from_be_bytes([b[16], b[17], b[18], b[19]]);
-    let h = u32::from_be_bytes([b[20], b[21], b[22], b[23]]);
-    assert!(w > 200 && h > 100, "{w}×{h}");
+    // Three views, the tallest enlarged to at least 360 px, a legend row for the four organs.
+    let (w, h) = png_size(&out);
+    assert!(w > 3 * 100 && h > 360 + 34 + 26, "{w}×{h}");
     // A label from another case (another grid) is an error, and no PNG is written.
     let bad = d.path().join("bad.png");
     let o = repux(&[
@@ -890,11 +920,10 @@ fn demo_runs_end_to_end_at_a_reduced_budget() {
     let s: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
     assert!(s["foreground_mean"]["Dice"].is_number(), "{s}");
-    assert!(
-        out.join("overlay.png").is_file()
-            && out.join("model/progress.png").is_file()
-            && out.join("compare.md").is_file()
-    );
+    assert!(out.join("compare.md").is_file());
+    assert_eq!(png_size(&out.join("model/progress.png")), (1280, 480));
+    let (w, h) = png_size(&out.join("overlay.png"));
+    assert!(w > 300 && h > 360, "{w}×{h}");
 }
 
 #[test]
@@ -1216,4 +1245,13 @@ fn recipe_script_runs_end_to_end_and_training_folders_predict() {
         "{differ} of {} voxels differ after export → import",
         a.data.len()
     );
+}
+
+/// Width and height of a PNG, after decoding it whole (a truncated file fails).
+fn png_size(path: &Path) -> (u32, u32) {
+    let dec = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(path).unwrap()));
+    let mut r = dec.read_info().unwrap();
+    let mut buf = vec![0; r.output_buffer_size()];
+    let info = r.next_frame(&mut buf).unwrap();
+    (info.width, info.height)
 }

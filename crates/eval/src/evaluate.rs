@@ -73,7 +73,8 @@ fn apply(map: &BTreeMap<u32, u32>, data: &[f32]) -> Vec<f32> {
         .collect()
 }
 
-fn image_files(dir: &Path) -> Result<BTreeMap<String, PathBuf>> {
+/// The image files of a folder (hidden files skipped) by case id.
+pub fn image_files(dir: &Path) -> Result<BTreeMap<String, PathBuf>> {
     let mut out = BTreeMap::new();
     for e in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
         let p = e.map_err(|e| Error::io(dir, e))?.path();
@@ -91,6 +92,21 @@ fn image_files(dir: &Path) -> Result<BTreeMap<String, PathBuf>> {
 /// Labels to evaluate: from a JSON file (an object name → value, or a file with such a `labels`
 /// object: dataset.json, plans.json), background excluded.
 pub fn labels_from_json(path: &Path) -> Result<Vec<u32>> {
+    let labels: Vec<u32> = label_names_from_json(path)?
+        .into_keys()
+        .filter(|&v| v > 0)
+        .collect();
+    if labels.is_empty() {
+        return Err(Error::invalid(path, "no foreground label values found"));
+    }
+    Ok(labels)
+}
+
+/// Label value → name from a JSON object of name → value (nnU-Net's `dataset.json`, repux's
+/// `plans.json`, or a bare object) or of value → name (the Decathlon's `dataset.json`),
+/// background included. A value that is not a non-negative
+/// integer is an error naming the label (nnU-Net's region lists are not supported).
+pub fn label_names_from_json(path: &Path) -> Result<BTreeMap<u32, String>> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     let v: Value = serde_json::from_str(&text)
         .map_err(|e| Error::new(path, repux_volume::ErrorKind::Json(e.to_string())))?;
@@ -100,18 +116,27 @@ pub fn labels_from_json(path: &Path) -> Result<Vec<u32>> {
             "expected an object of label name → value (or a \"labels\" key holding one)",
         )
     })?;
-    let mut labels: Vec<u32> = obj
-        .values()
-        .filter_map(|x| x.as_u64())
-        .filter(|&x| x > 0)
-        .map(|x| x as u32)
-        .collect();
-    if labels.is_empty() {
-        return Err(Error::invalid(path, "no foreground label values found"));
+    let mut names = BTreeMap::new();
+    for (name, value) in obj {
+        // The Decathlon's dataset.json maps the other way: {"1": "liver"}.
+        if let (Some(s), Ok(x)) = (value.as_str(), name.parse::<u32>()) {
+            names.insert(x, s.to_string());
+            continue;
+        }
+        let x = value
+            .as_u64()
+            .filter(|&x| x <= u32::MAX as u64)
+            .ok_or_else(|| {
+                Error::invalid(
+                    path,
+                    format!(
+                        "label {name:?}: {value} is not a label value (a non-negative integer)"
+                    ),
+                )
+            })?;
+        names.insert(x as u32, name.clone());
     }
-    labels.sort_unstable();
-    labels.dedup();
-    Ok(labels)
+    Ok(names)
 }
 
 /// Evaluates one prediction against its reference.

@@ -1,9 +1,8 @@
 //! repux-train: the paper's loss (`loss`), PyTorch's AdamW with named state (`optim`), the
-//! iteration-based trainer with exact resume (`trainer`) and its curves (`progress`).
+//! iteration-based trainer with exact resume (`trainer`); its curves are drawn by repux-plot.
 
 pub mod loss;
 pub mod optim;
-pub mod progress;
 pub mod trainer;
 
 pub use trainer::{

@@ -40,6 +40,7 @@ use burn::optim::GradientsParams;
 use burn::tensor::{Tensor, TensorData};
 use checkpoint::{init_weights, load_checkpoint, save_checkpoint, TrainerState};
 use repux_nn::{cpu, ModelConfig, Net};
+use repux_plot::{draw_curves, Curves};
 use repux_prep::augment::AugmentConfig;
 use repux_prep::cache::CachedCase;
 use repux_prep::loader::{Loader, LoaderConfig};
@@ -208,14 +209,21 @@ pub fn train(
     let log_path = out.join("log.jsonl");
     // The log so far (a resumed run drops lines past its checkpoint), then one line per step.
     let kept = read_log(&log_path, state.iteration)?;
-    let mut losses: Vec<(usize, f64)> = Vec::new();
-    let mut dices: Vec<(usize, f64)> = Vec::new();
+    let mut curves = Curves {
+        class_names: class_names(plans, classes),
+        planned: cfg.iterations,
+        ..Curves::default()
+    };
     for l in &kept {
+        // `read_log` kept only lines that parse and carry an iteration.
         if let Ok(v) = serde_json::from_str::<serde_json::Value>(l) {
             let it = v["iteration"].as_u64().unwrap_or(0) as usize;
-            losses.push((it, v["loss"].as_f64().unwrap_or(f64::NAN)));
-            if let Some(d) = v["val_mean_dice"].as_f64() {
-                dices.push((it, d));
+            curves
+                .losses
+                .push((it, v["loss"].as_f64().unwrap_or(f64::NAN)));
+            if let Some(d) = v["val_dice"].as_array() {
+                let d = d.iter().map(|x| x.as_f64().unwrap_or(f64::NAN)).collect();
+                curves.validations.push((it, d));
             }
         }
     }
@@ -280,16 +288,16 @@ pub fn train(
             val_mean_dice: None,
             planned: cfg.iterations,
         };
-        losses.push((it, lv));
+        curves.losses.push((it, lv));
         let mut early = false;
         if it % cfg.val_interval == 0 || it == cfg.iterations {
             if !val_cases.is_empty() {
                 let d = validate(&eval_copy(&net)?, val_cases, plans.patch_size)?;
                 let finite: Vec<f64> = d.iter().cloned().filter(|v| v.is_finite()).collect();
                 let mean = finite.iter().sum::<f64>() / finite.len().max(1) as f64;
+                curves.validations.push((it, d.clone()));
                 line.val_dice = Some(d);
                 line.val_mean_dice = Some(mean);
-                dices.push((it, mean));
                 if state.best_val_dice.is_none_or(|b| mean > b) {
                     state.best_val_dice = Some(mean);
                     state.best_iteration = it;
@@ -303,7 +311,7 @@ pub fn train(
                 }
             }
             save_checkpoint(&net, plans, &opt, &state, &cfg, out, "checkpoint_latest")?;
-            crate::progress::draw(&losses, &dices, cfg.iterations, &out.join("progress.png"))?;
+            draw_curves(&curves, &out.join("progress.png"))?;
         }
         let mut s = serde_json::to_string(&line).map_err(|e| TrainError::Config(e.to_string()))?;
         s.push('\n');
@@ -318,7 +326,7 @@ pub fn train(
         if stop_now && state.iteration < cfg.iterations {
             save_checkpoint(&net, plans, &opt, &state, &cfg, out, "checkpoint_latest")?;
             let _ = std::fs::remove_file(&stop_file);
-            crate::progress::draw(&losses, &dices, cfg.iterations, &out.join("progress.png"))?;
+            draw_curves(&curves, &out.join("progress.png"))?;
             return Ok(Outcome {
                 net,
                 iteration: state.iteration,
@@ -332,11 +340,24 @@ pub fn train(
     save_checkpoint(&net, plans, &opt, &state, &cfg, out, "checkpoint_latest")?;
     save_checkpoint(&net, plans, &opt, &state, &cfg, out, "checkpoint_final")?;
     repux_volume::fs::write_json(&out.join("train_config.json"), &cfg)?;
-    crate::progress::draw(&losses, &dices, cfg.iterations, &out.join("progress.png"))?;
+    draw_curves(&curves, &out.join("progress.png"))?;
     Ok(Outcome {
         net,
         iteration: state.iteration,
         ending,
         best_val_dice: state.best_val_dice,
     })
+}
+
+/// Names of the foreground classes 1..classes from the plans' labels (nnU-Net's name → value).
+fn class_names(plans: &Plans, classes: usize) -> Vec<String> {
+    (1..classes)
+        .map(|k| {
+            plans
+                .labels
+                .iter()
+                .find(|(_, &v)| v as usize == k)
+                .map_or_else(|| format!("class {k}"), |(name, _)| name.clone())
+        })
+        .collect()
 }
