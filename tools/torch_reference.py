@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""A PyTorch re-implementation of RepUX-Net and 3D UX-Net, written from the team's
-ARCHITECTURE.md §1–2 (not copied from the authors' code), used to write parity fixtures for the
+"""A PyTorch re-implementation of RepUX-Net and 3D UX-Net, written from the papers' descriptions
+(RepUX-Net: Lee et al., MICCAI 2023; 3D UX-Net: Lee et al., ICLR 2023; not copied from the
+authors' code), used to write parity fixtures for the
 Rust networks: weights (as torch.save .pth with the authors' state_dict key names, and
 .safetensors), an input and the logits, for small configurations.
 

@@ -1,5 +1,5 @@
 //! `repux recipe NAME --data DIR`: the paper's set-up for one of its six datasets, written as
-//! files — `train.toml` (ARCHITECTURE §3), `model.json` (RepUX-Net with the dataset's classes),
+//! files — `train.toml` (the paper's recipe), `model.json` (RepUX-Net with the dataset's classes),
 //! `labels.json`, `commands.sh` (plan → preprocess → train → predict → evaluate, and for the
 //! external test sets, scoring the FLARE model with the label mapping) — after checking that
 //! DIR reads in the layout the dataset ships in.
@@ -196,7 +196,7 @@ fn write_files(r: &Recipe, ds: &Dataset, data: &Path, out: &Path) -> Result<()> 
             &serde_json::json!({"arch": "repuxnet", "in_channels": 1, "out_channels": classes, "kernel_size": 21, "reparam": "bfr"}),
         )?,
     )?;
-    w("train.toml", "# The paper's recipe (ARCHITECTURE §3): AdamW 1e-4, weight decay 0.01, no schedule,\n# DiceCE 1:1, 1 volume x 2 crops of 96^3 per step (50 % foreground), paper augmentation.\nmodel = \"model.json\"\niterations = 60000\nval_interval = 500\nlr = 1e-4\nweight_decay = 0.01\nschedule = \"constant\"\ncrops_per_volume = 2\naugment = \"paper\"\n")?;
+    w("train.toml", "# The paper's recipe (Lee et al., MICCAI 2023): AdamW 1e-4, weight decay 0.01, no schedule,\n# DiceCE 1:1, 1 volume x 2 crops of 96^3 per step (50 % foreground), paper augmentation.\nmodel = \"model.json\"\niterations = 60000\nval_interval = 500\nlr = 1e-4\nweight_decay = 0.01\nschedule = \"constant\"\ncrops_per_volume = 2\naugment = \"paper\"\n")?;
     let data_abs =
         std::fs::canonicalize(data).with_context(|| format!("resolving {}", data.display()))?;
     let d = sh_quote(&data_abs.display().to_string());

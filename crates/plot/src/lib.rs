@@ -88,6 +88,10 @@ fn write_png(out: &Path, w: u32, h: u32, rgb: &[u8]) -> Result<()> {
         let mut enc = png::Encoder::new(&mut bytes, w, h);
         enc.set_color(png::ColorType::Rgb);
         enc.set_depth(png::BitDepth::Eight);
+        // Plots are mostly flat colour: adaptive filtering and strong deflate make them ~10×
+        // smaller than the defaults, at a few milliseconds.
+        enc.set_compression(png::Compression::Best);
+        enc.set_adaptive_filter(png::AdaptiveFilterType::Adaptive);
         let mut wr = enc
             .write_header()
             .map_err(|e| Error::invalid(out, e.to_string()))?;

@@ -58,7 +58,7 @@ pub struct TrainConfig {
 }
 
 impl Default for TrainConfig {
-    /// The paper's recipe (ARCHITECTURE §3).
+    /// The paper's recipe (Lee et al., MICCAI 2023, implementation details).
     fn default() -> Self {
         TrainConfig {
             iterations: 60_000,
