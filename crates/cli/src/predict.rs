@@ -10,9 +10,13 @@ pub struct Args {
     /// An image file, or a folder of cases (nnU-Net naming `<case>_0000.nii.gz` groups channels).
     #[arg(short, long)]
     pub input: PathBuf,
-    /// Output folder: `<case>.nii.gz` label maps on the input's exact grid.
+    /// Output folder: `<case>.nii.gz` (or --output-format) label maps on the input's exact grid.
     #[arg(short, long)]
     pub output: PathBuf,
+    /// File format of the label maps: NIfTI (`nii.gz`, `nii`) or MetaImage (`mha`: one
+    /// compressed file, as grand-challenge.org takes; `mhd`: header + `.raw`).
+    #[arg(long, value_enum, default_value = "nii.gz")]
+    pub output_format: OutputFormat,
     /// A model directory (config.json, model.safetensors, plans.json), a training folder (the
     /// --out of `repux train`) or a folder of fold_K/ training folders. Repeat -m to ensemble:
     /// the models' softmax probabilities are averaged, as nnU-Net's `-f 0 1 2 3 4` does; they
@@ -39,6 +43,26 @@ pub struct Args {
     /// Keep only the largest connected component of each class.
     #[arg(long)]
     pub largest_component: bool,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum OutputFormat {
+    #[value(name = "nii.gz")]
+    NiiGz,
+    Nii,
+    Mha,
+    Mhd,
+}
+
+impl OutputFormat {
+    fn extension(self) -> &'static str {
+        match self {
+            OutputFormat::NiiGz => "nii.gz",
+            OutputFormat::Nii => "nii",
+            OutputFormat::Mha => "mha",
+            OutputFormat::Mhd => "mhd",
+        }
+    }
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -126,8 +150,10 @@ pub fn run(a: Args) -> Result<ExitCode> {
             },
         );
         let written = result.map_err(anyhow::Error::from).and_then(|p| {
-            let out = a.output.join(format!("{id}.nii.gz"));
-            repux_volume::nifti::write_labels(&out, &p.geometry, &p.labels, p.classes as u32 - 1)?;
+            let out = a
+                .output
+                .join(format!("{id}.{}", a.output_format.extension()));
+            repux_volume::write_labels(&out, &p.geometry, &p.labels, p.classes as u32 - 1)?;
             if let Some(wr) = writer.take() {
                 wr.finish()?;
             }

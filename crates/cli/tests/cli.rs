@@ -616,6 +616,42 @@ fn predict_writes_native_grids_and_survives_a_broken_file() {
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(out.join("summary.json").is_file());
+    // MetaImage in and out: the same case as .mha predicts the same labels on the same grid.
+    let src = repux_volume::read(&input.join("phantom_001_0000.nii.gz")).unwrap();
+    let mha_in = d.path().join("mha_in");
+    std::fs::create_dir_all(&mha_in).unwrap();
+    repux_volume::write_image(
+        &mha_in.join("phantom_001_0000.mha"),
+        &src.volume.geometry,
+        1,
+        &src.volume.data,
+        src.datatype,
+    )
+    .unwrap();
+    let mha_out = d.path().join("mha_out");
+    let o = repux(&[
+        "predict",
+        "-i",
+        mha_in.to_str().unwrap(),
+        "-o",
+        mha_out.to_str().unwrap(),
+        "-m",
+        model.to_str().unwrap(),
+        "--tile-batch",
+        "2",
+        "--largest-component",
+        "--output-format",
+        "mha",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let a = repux_volume::read_volume(&mha_out.join("phantom_001.mha")).unwrap();
+    let b = repux_volume::read_volume(&out.join("phantom_001.nii.gz")).unwrap();
+    assert_eq!(a.geometry.shape, b.geometry.shape);
+    assert!(a.geometry.max_affine_diff(&b.geometry) < 1e-4);
+    assert_eq!(
+        a.data, b.data,
+        "labels from the .mha input equal those from the .nii.gz"
+    );
 }
 
 #[test]

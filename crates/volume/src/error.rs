@@ -17,7 +17,9 @@ pub enum ErrorKind {
     Io(std::io::Error),
     #[error("gzip stream is corrupt or truncated ({0})")]
     Gzip(std::io::Error),
-    #[error("unrecognised file type (expected .nii, .nii.gz, .hdr/.img or .nrrd/.nhdr)")]
+    #[error(
+        "unrecognised file type (expected .nii, .nii.gz, .hdr/.img, .nrrd/.nhdr or .mha/.mhd)"
+    )]
     UnknownFormat,
     #[error("invalid header: {0}")]
     Header(String),

@@ -1,5 +1,5 @@
-//! repux-volume: everything that touches image files. Volumes with geometry, NIfTI-1/2 and NRRD
-//! I/O, dataset layouts (nnU-Net v2, Medical Segmentation Decathlon, paired folders) with their
+//! repux-volume: everything that touches image files. Volumes with geometry, NIfTI-1/2, NRRD and
+//! MetaImage I/O, dataset layouts (nnU-Net v2, Medical Segmentation Decathlon, paired folders) with their
 //! integrity check, and the synthetic abdominal phantom used by the demo and the tests.
 //!
 //! No burn here: this crate compiles and tests in seconds.
@@ -8,6 +8,7 @@ pub mod dataset;
 pub mod error;
 pub mod fs;
 pub mod geometry;
+pub mod metaimage;
 pub mod nifti;
 pub mod npy;
 pub mod nrrd;
@@ -27,6 +28,7 @@ use std::path::Path;
 pub enum Format {
     Nifti,
     Nrrd,
+    MetaImage,
 }
 
 impl Format {
@@ -37,6 +39,8 @@ impl Format {
             Some(Format::Nifti)
         } else if n.ends_with(".nrrd") || n.ends_with(".nhdr") {
             Some(Format::Nrrd)
+        } else if n.ends_with(".mha") || n.ends_with(".mhd") {
+            Some(Format::MetaImage)
         } else {
             None
         }
@@ -49,6 +53,7 @@ pub fn read(path: &Path) -> Result<Loaded> {
     match Format::of(path) {
         Some(Format::Nifti) => nifti::read_nifti(path),
         Some(Format::Nrrd) => nrrd::read_nrrd(path),
+        Some(Format::MetaImage) => metaimage::read_metaimage(path),
         None => Err(Error::new(path, ErrorKind::UnknownFormat)),
     }
 }
@@ -56,4 +61,32 @@ pub fn read(path: &Path) -> Result<Loaded> {
 /// Reads an image file into a [`Volume`].
 pub fn read_volume(path: &Path) -> Result<Volume> {
     read(path).map(|l| l.volume)
+}
+
+/// Writes an image in the format its name says: `.nii`/`.nii.gz` (NIfTI-1) or `.mha`/`.mhd`
+/// (MetaImage), atomically. `data` is C × D × H × W; integer types round and must fit.
+pub fn write_image(
+    path: &Path,
+    g: &Geometry,
+    channels: usize,
+    data: &[f32],
+    dt: DataType,
+) -> Result<()> {
+    let n = path.to_string_lossy().to_ascii_lowercase();
+    if n.ends_with(".mha") || n.ends_with(".mhd") {
+        metaimage::write_metaimage(path, g, channels, data, dt)
+    } else if n.ends_with(".nii") || n.ends_with(".nii.gz") {
+        nifti::write_nifti(path, g, channels, data, dt)
+    } else {
+        Err(Error::invalid(
+            path,
+            "output name must end in .nii, .nii.gz, .mha or .mhd",
+        ))
+    }
+}
+
+/// Writes an integer label map (format by name, see [`write_image`]) with the smallest unsigned
+/// type that holds `max_label`.
+pub fn write_labels(path: &Path, g: &Geometry, labels: &[f32], max_label: u32) -> Result<()> {
+    write_image(path, g, 1, labels, DataType::for_labels(max_label))
 }

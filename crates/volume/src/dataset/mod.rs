@@ -217,7 +217,7 @@ pub fn case_id(path: &Path) -> String {
         .map(|n| n.to_string_lossy().to_string())
         .unwrap_or_default();
     for ext in [
-        ".nii.gz", ".nii", ".nrrd", ".nhdr", ".hdr.gz", ".hdr", ".img.gz", ".img",
+        ".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".hdr.gz", ".hdr", ".img.gz", ".img",
     ] {
         if name.to_ascii_lowercase().ends_with(ext) {
             return name[..name.len() - ext.len()].to_string();

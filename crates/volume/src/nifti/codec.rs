@@ -77,7 +77,7 @@ pub(crate) fn decode_fortran(
 }
 
 /// How a value is stored when writing.
-pub(super) fn encode(v: f32, dt: DataType, out: &mut Vec<u8>) -> Result<(), String> {
+pub(crate) fn encode(v: f32, dt: DataType, out: &mut Vec<u8>) -> Result<(), String> {
     macro_rules! int {
         ($t:ty) => {{
             let r = v.round();

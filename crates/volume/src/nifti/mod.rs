@@ -19,7 +19,7 @@ mod codec;
 mod header;
 mod writer;
 
-pub(crate) use codec::{decode_fortran, gunzip, read_maybe_gz};
+pub(crate) use codec::{decode_fortran, encode, gunzip, read_maybe_gz};
 pub use header::{make_header, parse_header, DataType, NiftiHeader, N1_SIZE, N2_SIZE};
 pub use writer::{write_labels, write_nifti};
 
