@@ -5,12 +5,17 @@ use std::process::ExitCode;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Image file (.nii, .nii.gz, .hdr/.img, .nrrd, .nhdr).
+    /// Image file (.nii, .nii.gz, .hdr/.img, .nrrd, .nhdr, .mha, .mhd) or a folder of DICOM
+    /// files (searched recursively).
     pub file: PathBuf,
     /// Print one JSON object with the keys shape, datatype, spacing, affine, orientation, min,
     /// max, mean, sum.
     #[arg(long)]
     pub json: bool,
+    /// With a DICOM folder: the SeriesInstanceUID to describe [default: the folder's only
+    /// series; with several, they are listed].
+    #[arg(long)]
+    pub series: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -27,7 +32,31 @@ struct Info {
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
-    let l = repux_volume::read(&a.file)?;
+    if a.file.is_dir() && a.series.is_none() {
+        let series = repux_volume::dicom::list_series(&a.file)?;
+        if series.len() > 1 {
+            if a.json {
+                println!("{}", serde_json::to_string(&series_json(&series))?);
+            } else {
+                println!("{} DICOM series in {}:", series.len(), a.file.display());
+                for s in &series {
+                    println!(
+                        "  {}  {:<4} {:>5} files  {}",
+                        s.uid,
+                        s.modality,
+                        s.files.len(),
+                        s.description
+                    );
+                }
+                println!("describe one with --series UID");
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
+    let l = match &a.series {
+        Some(uid) => repux_volume::dicom::read_series(&a.file, Some(uid))?,
+        None => repux_volume::read(&a.file)?,
+    };
     let g = &l.volume.geometry;
     let info = Info {
         shape: l.shape.clone(),
@@ -69,4 +98,19 @@ pub fn run(a: Args) -> Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `{"series": [{"uid", "modality", "description", "files"}]}`, files as counts.
+fn series_json(series: &[repux_volume::dicom::SeriesInfo]) -> serde_json::Value {
+    serde_json::json!({
+        "series": series
+            .iter()
+            .map(|s| serde_json::json!({
+                "uid": s.uid,
+                "modality": s.modality,
+                "description": s.description,
+                "files": s.files.len(),
+            }))
+            .collect::<Vec<_>>()
+    })
 }

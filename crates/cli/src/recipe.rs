@@ -73,7 +73,7 @@ fn recipe(n: Name) -> Recipe {
     }
 }
 
-const DICOM_NOTE: &str = "TCIA Pancreas-CT ships its images as DICOM series; repux does not read DICOM yet. Convert each series to NIfTI first (e.g. `dcm2niix -z y -f PANCREAS_%4s -o images/ SERIES_DIR`), put the label NIfTIs (the TCIA release ships them as NIfTI) in labels/ with the same case names, then use this recipe on that folder.";
+const DICOM_NOTE: &str = "TCIA Pancreas-CT ships its images as DICOM series; repux reads a series (`repux info`, `repux predict -i`) but does not yet read a dataset whose images are DICOM series. Convert each series to NIfTI first (e.g. `dcm2niix -z y -f PANCREAS_%4s -o images/ SERIES_DIR`), put the label NIfTIs (the TCIA release ships them as NIfTI) in labels/ with the same case names, then use this recipe on that folder.";
 
 pub fn run(a: Args) -> Result<ExitCode> {
     let r = recipe(a.name);

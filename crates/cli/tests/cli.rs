@@ -652,6 +652,51 @@ fn predict_writes_native_grids_and_survives_a_broken_file() {
         a.data, b.data,
         "labels from the .mha input equal those from the .nii.gz"
     );
+    // DICOM in: a folder with one folder per series predicts one case per series, named by
+    // its folder, on the series' own grid; `info` lists the series and describes one.
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../volume/tests/fixtures/dicom");
+    let dcm = d.path().join("dicom");
+    for s in ["explicit_le", "rle"] {
+        std::fs::create_dir_all(dcm.join(s)).unwrap();
+        for e in std::fs::read_dir(fixtures.join(s)).unwrap() {
+            let p = e.unwrap().path();
+            std::fs::copy(&p, dcm.join(s).join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    let dcm_out = d.path().join("dicom_out");
+    let o = repux(&[
+        "predict",
+        "-i",
+        dcm.to_str().unwrap(),
+        "-o",
+        dcm_out.to_str().unwrap(),
+        "-m",
+        model.to_str().unwrap(),
+        "--tta",
+        "none",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for s in ["explicit_le", "rle"] {
+        let src = repux_volume::read_volume(&dcm.join(s)).unwrap();
+        let pred = repux_volume::read_volume(&dcm_out.join(format!("{s}.nii.gz"))).unwrap();
+        assert_eq!(pred.geometry.shape, src.geometry.shape, "{s}");
+        assert!(pred.geometry.max_affine_diff(&src.geometry) < 1e-4, "{s}");
+    }
+    let o = repux(&["info", dcm.to_str().unwrap(), "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let series = v["series"].as_array().unwrap();
+    assert_eq!(series.len(), 2);
+    let uid = series[0]["uid"].as_str().unwrap();
+    let o = repux(&["info", dcm.to_str().unwrap(), "--json", "--series", uid]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["shape"], serde_json::json!([8, 6, 5]));
+    assert_eq!(
+        v.as_object().unwrap().len(),
+        9,
+        "the same keys as for files"
+    );
 }
 
 #[test]

@@ -395,6 +395,9 @@ pub fn input_cases(input: &Path) -> Result<Vec<(String, Vec<PathBuf>)>, InferErr
     } else {
         return Err(repux_volume::Error::invalid(input, "no such file or folder").into());
     };
+    if files.is_empty() && input.is_dir() {
+        return dicom_cases(input);
+    }
     if files.is_empty() {
         return Err(repux_volume::Error::invalid(input, "holds no image files").into());
     }
@@ -410,5 +413,64 @@ pub fn input_cases(input: &Path) -> Result<Vec<(String, Vec<PathBuf>)>, InferErr
     Ok(cases
         .into_iter()
         .map(|(k, v)| (k, v.into_values().collect()))
+        .collect())
+}
+
+/// A folder without image files is read as DICOM: each series is a case, read from the folder
+/// that holds its files (which must hold no other series). The case id is the first folder
+/// under `input` that holds the series (the patient folder of TCIA's `PANCREAS_0001/<study>/
+/// <series>/` layout) when that is unique, else the SeriesInstanceUID.
+fn dicom_cases(input: &Path) -> Result<Vec<(String, Vec<PathBuf>)>, InferError> {
+    let series = repux_volume::dicom::list_series(input).map_err(|_| {
+        repux_volume::Error::invalid(input, "holds no image files and no DICOM series")
+    })?;
+    let mut folders = Vec::with_capacity(series.len());
+    for s in &series {
+        let mut common = s.files[0].parent().unwrap_or(input).to_path_buf();
+        while !s.files.iter().all(|f| f.starts_with(&common)) {
+            common = common.parent().unwrap_or(input).to_path_buf();
+        }
+        folders.push(common);
+    }
+    for (a, fa) in folders.iter().enumerate() {
+        for (b, fb) in folders.iter().enumerate() {
+            if a != b && fb.starts_with(fa) {
+                return Err(repux_volume::Error::invalid(
+                    fa,
+                    format!(
+                        "holds DICOM series {} and {}; give each series its own folder to predict them",
+                        series[a].uid, series[b].uid
+                    ),
+                )
+                .into());
+            }
+        }
+    }
+    let first: Vec<Option<String>> = folders
+        .iter()
+        .map(|f| {
+            f.strip_prefix(input)
+                .ok()
+                .and_then(|r| r.components().next())
+                .map(|c| c.as_os_str().to_string_lossy().to_string())
+        })
+        .collect();
+    Ok(series
+        .iter()
+        .zip(&folders)
+        .zip(&first)
+        .map(|((s, folder), top)| {
+            let unique = top
+                .as_ref()
+                .filter(|t| first.iter().filter(|o| o.as_ref() == Some(t)).count() == 1);
+            let id = match (unique, series.len()) {
+                (Some(t), _) => t.clone(),
+                (None, 1) => input
+                    .file_name()
+                    .map_or_else(|| s.uid.clone(), |n| n.to_string_lossy().to_string()),
+                (None, _) => s.uid.clone(),
+            };
+            (id, vec![folder.clone()])
+        })
         .collect())
 }

@@ -5,6 +5,7 @@
 //! No burn here: this crate compiles and tests in seconds.
 
 pub mod dataset;
+pub mod dicom;
 pub mod error;
 pub mod fs;
 pub mod geometry;
@@ -47,9 +48,12 @@ impl Format {
     }
 }
 
-/// Reads any supported image file: voxels (scaled, C × D × H × W), geometry, on-disk type and
+/// Reads any supported image file, or the DICOM series in a folder (the only one it holds): voxels (scaled, C × D × H × W), geometry, on-disk type and
 /// f64 statistics of the scaled values.
 pub fn read(path: &Path) -> Result<Loaded> {
+    if path.is_dir() {
+        return dicom::read_series(path, None);
+    }
     match Format::of(path) {
         Some(Format::Nifti) => nifti::read_nifti(path),
         Some(Format::Nrrd) => nrrd::read_nrrd(path),
