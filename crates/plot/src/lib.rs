@@ -61,6 +61,43 @@ pub fn class_colour(l: u32) -> RGBColor {
     RGBColor(r, g, b)
 }
 
+/// A legend of label colours and names laid out in rows of `per_row` columns.
+struct Legend {
+    /// Top-left corner, pixels.
+    origin: (usize, usize),
+    /// Width of one entry.
+    column: usize,
+    per_row: usize,
+    row_height: usize,
+    font_size: f64,
+    ink: RGBColor,
+}
+
+impl Legend {
+    fn draw(
+        &self,
+        root: &DrawingArea<BitMapBackend, plotters::coord::Shift>,
+        labels: &[u32],
+        names: &std::collections::BTreeMap<u32, String>,
+    ) -> DrawResult {
+        for (n, &l) in labels.iter().enumerate() {
+            let x = (self.origin.0 + (n % self.per_row) * self.column) as i32;
+            let y = (self.origin.1 + (n / self.per_row) * self.row_height) as i32;
+            root.draw(&Rectangle::new(
+                [(x, y + 2), (x + 16, y + 18)],
+                class_colour(l).filled(),
+            ))?;
+            let name = names.get(&l).map_or(String::new(), |s| format!(" {s}"));
+            root.draw_text(
+                &format!("{l}{name}"),
+                &font(self.font_size).color(&self.ink),
+                (x + 24, y + 1),
+            )?;
+        }
+        Ok(())
+    }
+}
+
 /// Draws into a `w × h` RGB buffer with `draw`, then writes it to `out` as PNG, atomically.
 fn render_png(
     out: &Path,

@@ -3,7 +3,7 @@
 //! names.
 
 use crate::slices::{blend, centre_of, ras_labels, upscale, Plane, RasImage};
-use crate::{class_colour, font, render_png};
+use crate::{font, render_png, Legend};
 use plotters::prelude::*;
 use repux_volume::{Result, Volume};
 use std::collections::{BTreeMap, BTreeSet};
@@ -85,23 +85,14 @@ pub fn draw_overlay(
             root.draw_text(b, &small, (xm - 5, (TITLE + ph) as i32 - 20))?;
             x0 += pw + GAP;
         }
-        let y0 = TITLE + max_rows * f + GAP / 2;
-        for (n, &l) in present.iter().enumerate() {
-            let (x, y) = (
-                (GAP + (n % per_row) * 220) as i32,
-                (y0 + (n / per_row) * LEGEND_ROW) as i32,
-            );
-            root.draw(&Rectangle::new(
-                [(x, y + 2), (x + 16, y + 18)],
-                class_colour(l).filled(),
-            ))?;
-            let name = names.get(&l).map_or(String::new(), |s| format!(" {s}"));
-            root.draw_text(
-                &format!("{l}{name}"),
-                &font(16.0).color(&INK),
-                (x + 24, y + 1),
-            )?;
-        }
-        Ok(())
+        let legend = Legend {
+            origin: (GAP, TITLE + max_rows * f + GAP / 2),
+            column: 220,
+            per_row,
+            row_height: LEGEND_ROW,
+            font_size: 16.0,
+            ink: INK,
+        };
+        legend.draw(root, &present, names)
     })
 }

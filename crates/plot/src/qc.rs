@@ -3,7 +3,7 @@
 //! with the case id and its mean foreground Dice, worst cases first.
 
 use crate::slices::{blend, ras_grid, ras_labels, Plane, RasImage};
-use crate::{class_colour, font, render_png};
+use crate::{font, render_png, Legend};
 use plotters::prelude::*;
 use repux_volume::{Error, Result, Volume};
 use std::collections::{BTreeMap, BTreeSet};
@@ -191,23 +191,15 @@ pub fn draw_qc_sheet(cases: &[QcCase], names: &BTreeMap<u32, String>, out: &Path
                 (x, y + TILE as i32 + 4),
             )?;
         }
-        let y0 = HEADER + grid_rows * cell.1;
-        for (n, &l) in labels.iter().enumerate() {
-            let (x, y) = (
-                (PAD + (n % per_row) * 200) as i32,
-                (y0 + (n / per_row) * LEGEND_ROW) as i32,
-            );
-            root.draw(&Rectangle::new(
-                [(x, y + 2), (x + 16, y + 18)],
-                class_colour(l).filled(),
-            ))?;
-            let name = names.get(&l).map_or(String::new(), |s| format!(" {s}"));
-            root.draw_text(
-                &format!("{l}{name}"),
-                &font(15.0).color(&INK),
-                (x + 24, y + 1),
-            )?;
-        }
-        Ok(())
+        let legend = Legend {
+            origin: (PAD, HEADER + grid_rows * cell.1),
+            column: 200,
+            per_row,
+            row_height: LEGEND_ROW,
+            font_size: 15.0,
+            ink: INK,
+        };
+        let labels: Vec<u32> = labels.iter().cloned().collect();
+        legend.draw(root, &labels, names)
     })
 }
