@@ -2,7 +2,7 @@ use anyhow::{bail, Result};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use repux_infer::{input_cases, resolve_models, Checkpoint, InferError, PredictOptions, Predictor};
 use repux_volume::npy::{NpyType, NpyWriter};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(clap::Args)]
@@ -10,13 +10,19 @@ pub struct Args {
     /// An image file, or a folder of cases (nnU-Net naming `<case>_0000.nii.gz` groups channels).
     #[arg(short, long)]
     pub input: PathBuf,
-    /// Output folder: `<case>.nii.gz` (or --output-format) label maps on the input's exact grid.
+    /// Output folder: `<case>.nii.gz` (or --output-format) label maps on the input's exact grid,
+    /// or `<case>.dcm` DICOM-SEG objects with --output-type dicom-seg.
     #[arg(short, long)]
     pub output: PathBuf,
+    /// What to write per case: a label-map image (`nifti`, in --output-format) or a DICOM
+    /// Segmentation (`dicom-seg`: binary SEG referencing the source series, one segment per
+    /// label with SNOMED CT codes from the plans' label names; needs DICOM series input).
+    #[arg(long, value_enum, default_value = "nifti")]
+    pub output_type: OutputType,
     /// File format of the label maps: NIfTI (`nii.gz`, `nii`) or MetaImage (`mha`: one
-    /// compressed file, as grand-challenge.org takes; `mhd`: header + `.raw`).
-    #[arg(long, value_enum, default_value = "nii.gz")]
-    pub output_format: OutputFormat,
+    /// compressed file, as grand-challenge.org takes; `mhd`: header + `.raw`) [default: nii.gz].
+    #[arg(long, value_enum)]
+    pub output_format: Option<OutputFormat>,
     /// A model directory (config.json, model.safetensors, plans.json), a training folder (the
     /// --out of `repux train`) or a folder of fold_K/ training folders. Repeat -m to ensemble:
     /// the models' softmax probabilities are averaged, as nnU-Net's `-f 0 1 2 3 4` does; they
@@ -43,6 +49,12 @@ pub struct Args {
     /// Keep only the largest connected component of each class.
     #[arg(long)]
     pub largest_component: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputType {
+    Nifti,
+    DicomSeg,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -88,6 +100,10 @@ pub fn run(a: Args) -> Result<ExitCode> {
         Some(CheckpointArg::Best) => Checkpoint::Best,
         Some(CheckpointArg::Latest) => Checkpoint::Latest,
     };
+    if a.output_type == OutputType::DicomSeg && a.output_format.is_some() {
+        bail!("--output-format chooses the image format of --output-type nifti; a DICOM-SEG is written as <case>.dcm");
+    }
+    let format = a.output_format.unwrap_or(OutputFormat::NiiGz);
     let models = resolve_models(&a.model, which)?;
     let predictor = Predictor::load_ensemble(&models)?;
     if models.len() > 1 {
@@ -150,10 +166,15 @@ pub fn run(a: Args) -> Result<ExitCode> {
             },
         );
         let written = result.map_err(anyhow::Error::from).and_then(|p| {
-            let out = a
-                .output
-                .join(format!("{id}.{}", a.output_format.extension()));
-            repux_volume::write_labels(&out, &p.geometry, &p.labels, p.classes as u32 - 1)?;
+            match a.output_type {
+                OutputType::Nifti => {
+                    let out = a.output.join(format!("{id}.{}", format.extension()));
+                    repux_volume::write_labels(&out, &p.geometry, &p.labels, p.classes as u32 - 1)?;
+                }
+                OutputType::DicomSeg => {
+                    write_dicom_seg(&a.output.join(format!("{id}.dcm")), files, &p, &predictor)?
+                }
+            }
             if let Some(wr) = writer.take() {
                 wr.finish()?;
             }
@@ -178,4 +199,49 @@ pub fn run(a: Args) -> Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes a prediction of a DICOM series as a SEG that references it; segments are named by the
+/// plans' labels (background aside).
+fn write_dicom_seg(
+    out: &Path,
+    files: &[PathBuf],
+    p: &repux_infer::Prediction,
+    predictor: &Predictor,
+) -> Result<()> {
+    use repux_volume::dicom::seg::{write_seg, Algorithm, Segment};
+    let source_dir = match files {
+        [one] if one.is_dir() => one,
+        _ => bail!(
+            "--output-type dicom-seg needs a DICOM series as input: a SEG references its source images ({} is not a series folder)",
+            files.first().map_or_else(String::new, |f| f.display().to_string())
+        ),
+    };
+    let source = repux_volume::dicom::source_series(source_dir, None)?;
+    if source.geometry.shape != p.geometry.shape {
+        bail!(
+            "the prediction's grid {:?} is not the series' {:?}",
+            p.geometry.shape,
+            source.geometry.shape
+        );
+    }
+    let names: std::collections::BTreeMap<u32, &str> = predictor
+        .plans
+        .labels
+        .iter()
+        .map(|(name, &v)| (v, name.as_str()))
+        .collect();
+    let segments: Vec<Segment> = (1..p.classes as u16)
+        .map(|c| {
+            let fallback = format!("label {c}");
+            Segment::named(c, names.get(&u32::from(c)).copied().unwrap_or(&fallback))
+        })
+        .collect();
+    let labels: Vec<u16> = p.labels.iter().map(|&v| v as u16).collect();
+    let algo = Algorithm {
+        name: "repux".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+    };
+    write_seg(out, &source, &labels, &segments, &algo)?;
+    Ok(())
 }

@@ -682,6 +682,89 @@ fn predict_writes_native_grids_and_survives_a_broken_file() {
         assert_eq!(pred.geometry.shape, src.geometry.shape, "{s}");
         assert!(pred.geometry.max_affine_diff(&src.geometry) < 1e-4, "{s}");
     }
+    // DICOM-SEG out: the same labels as the NIfTI, read back onto the source series.
+    let seg_out = d.path().join("seg_out");
+    let seg_args = |extra: &[&str]| {
+        let mut v = vec![
+            "predict",
+            "-i",
+            dcm.to_str().unwrap(),
+            "-o",
+            seg_out.to_str().unwrap(),
+            "-m",
+            model.to_str().unwrap(),
+            "--tta",
+            "none",
+            "--output-type",
+            "dicom-seg",
+        ];
+        v.extend_from_slice(extra);
+        repux(&v)
+    };
+    let o = seg_args(&["--output-format", "mha"]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("--output-format"),
+        "{}",
+        stderr(&o)
+    );
+    let o = seg_args(&[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let plans_json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&plans).unwrap()).unwrap();
+    for s in ["explicit_le", "rle"] {
+        let src = repux_volume::dicom::source_series(&dcm.join(s), None).unwrap();
+        let back =
+            repux_volume::dicom::seg::read_seg(&seg_out.join(format!("{s}.dcm")), &src).unwrap();
+        let nifti = repux_volume::read_volume(&dcm_out.join(format!("{s}.nii.gz"))).unwrap();
+        let want: Vec<u16> = nifti.data.iter().map(|&v| v as u16).collect();
+        assert_eq!(back.labels, want, "{s}: the SEG holds the NIfTI's labels");
+        for (name, v) in plans_json["labels"].as_object().unwrap() {
+            let v = v.as_u64().unwrap() as u16;
+            if v > 0 {
+                assert_eq!(
+                    back.segments[&v], *name,
+                    "{s}: segment {v} named by the plans"
+                );
+            }
+        }
+        if let Ok(dir) = std::env::var("REPUX_SEG_CHECK_DIR") {
+            // Kept for tools/check_dicom_seg.py (highdicom reads it; .ci/run runs it).
+            let keep = Path::new(&dir).join(format!("cli_{s}"));
+            std::fs::create_dir_all(&keep).unwrap();
+            std::fs::copy(seg_out.join(format!("{s}.dcm")), keep.join("seg.dcm")).unwrap();
+            let segments: serde_json::Map<String, serde_json::Value> = back
+                .segments
+                .iter()
+                .map(|(k, v)| (k.to_string(), serde_json::json!(v)))
+                .collect();
+            let expected = serde_json::json!({
+                "source": fixtures.join(s),
+                "shape": src.geometry.shape,
+                "labels": want,
+                "segments": segments,
+            });
+            std::fs::write(keep.join("expected.json"), expected.to_string()).unwrap();
+        }
+    }
+    // A NIfTI input cannot become a SEG: the case fails with the reason, the others go on.
+    let o = repux(&[
+        "predict",
+        "-i",
+        input.join("phantom_000_0000.nii.gz").to_str().unwrap(),
+        "-o",
+        d.path().join("seg_bad").to_str().unwrap(),
+        "-m",
+        model.to_str().unwrap(),
+        "--tta",
+        "none",
+        "--output-type",
+        "dicom-seg",
+    ]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("needs a DICOM series"),
+        "{}",
+        stderr(&o)
+    );
     let o = repux(&["info", dcm.to_str().unwrap(), "--json"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();

@@ -1,8 +1,10 @@
-//! DICOM series against dcm2niix: pydicom-written CT series in four transfer syntaxes
-//! (`tools/dicom_fixtures.py`) read with the geometry and values dcm2niix gives, and the
-//! series-level errors a scanner export produces.
+//! DICOM series against dcm2niix: pydicom-written CT series in six transfer syntaxes and an
+//! enhanced multi-frame CT (`tools/dicom_fixtures.py`) read with the geometry and values dcm2niix
+//! gives; the series-level errors a scanner export produces; DICOM-SEG written and read back, and
+//! a SEG written by highdicom read onto its source.
 
-use repux_volume::dicom::{list_series, read_series};
+use repux_volume::dicom::seg::{read_seg, write_seg, Algorithm, Segment};
+use repux_volume::dicom::{list_series, read_series, source_series};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
@@ -34,9 +36,22 @@ fn series_match_dcm2niix_in_geometry_and_values() {
         let dir = fixtures().join(name);
         let l = repux_volume::read(&dir).unwrap_or_else(|err| panic!("{name}: {err}"));
         let g = &l.volume.geometry;
-        assert_eq!(g.shape, [8, 6, 5], "{name}: columns × rows × slices");
         let ea: Vec<Vec<f64>> = serde_json::from_value(e["affine"].clone()).unwrap();
         let theirs: Vec<Vec<Vec<f64>>> = serde_json::from_value(e["data"].clone()).unwrap();
+        let mut theirs_shape = [theirs.len(), theirs[0].len(), theirs[0][0].len()];
+        theirs_shape.sort();
+        let mut ours_shape = g.shape;
+        ours_shape.sort();
+        assert_eq!(
+            ours_shape, theirs_shape,
+            "{name}: the same voxel count per axis"
+        );
+        let per_frame: Option<(_, Vec<Vec<Vec<f64>>>)> = e.get("frames").map(|f| {
+            (
+                source_series(&dir, None).unwrap(),
+                serde_json::from_value(f.clone()).unwrap(),
+            )
+        });
         let m = [0, 1, 2].map(|r| [ea[r][0], ea[r][1], ea[r][2]]);
         let inv = inverse3(m);
         let [d, h, w] = g.shape;
@@ -71,14 +86,173 @@ fn series_match_dcm2niix_in_geometry_and_values() {
                         "{name}: voxel ({i}, {j}, {k}) is {miss} mm off dcm2niix's grid"
                     );
                     let ours = l.volume.data[(i * h + j) * w + k] as f64;
-                    let v = theirs[near[0]][near[1]][near[2]];
+                    let v = match &per_frame {
+                        // Column i, row j of the frame at k (see the fixture script on why).
+                        Some((src, frames)) => {
+                            let f = src.frames[k].frame_number.unwrap() - 1;
+                            frames[f][j][i]
+                        }
+                        None => theirs[near[0]][near[1]][near[2]],
+                    };
                     assert_eq!(ours, v, "{name}: value at ({i}, {j}, {k})");
                     checked += 1;
                 }
             }
         }
-        assert_eq!(checked, 240);
+        assert_eq!(checked, d * h * w);
     }
+    let names: Vec<&String> = expected.as_object().unwrap().keys().collect();
+    assert_eq!(names.len(), 7, "{names:?}");
+}
+
+#[test]
+fn enhanced_multi_frame_frames_come_in_spatial_order() {
+    let src = source_series(&fixtures().join("enhanced"), None).unwrap();
+    assert_eq!(src.frames.len(), 5);
+    // Stored as frames 2, 0, 4, 1, 3 in space: read back in space order with their numbers.
+    let numbers: Vec<Option<usize>> = src.frames.iter().map(|f| f.frame_number).collect();
+    assert_eq!(numbers, [2, 4, 1, 5, 3].map(Some));
+}
+
+#[test]
+fn jpeg_ls_is_a_clear_error_naming_the_file_and_syntax() {
+    let dir = fixtures().join("../dicom_errors/jpeg_ls");
+    let e = repux_volume::read(&dir).unwrap_err().to_string();
+    assert!(
+        e.contains(".dcm") && e.contains("JPEG-LS") && e.contains("cannot decode"),
+        "{e}"
+    );
+}
+
+/// Labels in repux's layout (column-major x, then row y, then slice k) from random numbers.
+fn random_labels(n: usize, classes: u16, seed: u64) -> Vec<u16> {
+    let mut s = seed;
+    (0..n)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 33) % classes as u64) as u16
+        })
+        .collect()
+}
+
+fn algo() -> Algorithm {
+    Algorithm {
+        name: "repux-test".into(),
+        version: "0".into(),
+    }
+}
+
+#[test]
+fn dicom_seg_round_trips_on_single_and_multi_frame_sources() {
+    let d = tempfile::tempdir().unwrap();
+    for name in ["explicit_le", "enhanced", "jpeg2000"] {
+        let src = source_series(&fixtures().join(name), None).unwrap();
+        let [x, y, z] = src.geometry.shape;
+        let mut labels = random_labels(x * y * z, 4, 11);
+        // Label 3 is never predicted: its segment is described but has no frames. Slice 1 is empty.
+        labels.iter_mut().for_each(|v| *v %= 3);
+        for i in 0..x {
+            for j in 0..y {
+                labels[(i * y + j) * z + 1] = 0;
+            }
+        }
+        let segments = vec![
+            Segment::named(1, "liver"),
+            Segment::named(2, "kidney_right"),
+            Segment::named(3, "pancreas tumour"),
+        ];
+        let out = d.path().join(format!("{name}.dcm"));
+        write_seg(&out, &src, &labels, &segments, &algo()).unwrap();
+        let back = read_seg(&out, &src).unwrap();
+        assert_eq!(
+            back.labels, labels,
+            "{name}: the same label map on the source grid"
+        );
+        assert_eq!(back.segments.len(), 3);
+        assert_eq!(back.segments[&2], "kidney_right");
+        if let Ok(dir) = std::env::var("REPUX_SEG_CHECK_DIR") {
+            // Kept for tools/check_dicom_seg.py (highdicom reads it; .ci/run runs it).
+            let keep = Path::new(&dir).join(name);
+            std::fs::create_dir_all(&keep).unwrap();
+            std::fs::copy(&out, keep.join("seg.dcm")).unwrap();
+            let expected = serde_json::json!({
+                "source": fixtures().join(name),
+                "shape": [x, y, z],
+                "labels": labels,
+                "segments": {"1": "liver", "2": "kidney_right", "3": "pancreas tumour"},
+            });
+            std::fs::write(keep.join("expected.json"), expected.to_string()).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_seg_written_by_highdicom_reads_onto_its_source() {
+    let fx = fixtures().join("..");
+    let e: Value =
+        serde_json::from_str(&std::fs::read_to_string(fx.join("seg_highdicom.json")).unwrap())
+            .unwrap();
+    let src = source_series(&fx.join(e["series"].as_str().unwrap()), None).unwrap();
+    let theirs: Vec<Vec<Vec<u16>>> = serde_json::from_value(e["labels"].clone()).unwrap();
+    let back = read_seg(&fx.join("seg_highdicom.dcm"), &src).unwrap();
+    let [x, y, z] = src.geometry.shape;
+    for (k, slice) in theirs.iter().enumerate() {
+        for (j, row) in slice.iter().enumerate() {
+            for (i, &v) in row.iter().enumerate() {
+                assert_eq!(
+                    back.labels[(i * y + j) * z + k],
+                    v,
+                    "at column {i}, row {j}, slice {k}"
+                );
+            }
+        }
+    }
+    assert_eq!(back.segments[&1], "liver");
+    assert_eq!(back.segments[&2], "right kidney");
+    assert_eq!(back.labels.len(), x * y * z);
+}
+
+#[test]
+fn dicom_seg_refuses_what_it_cannot_describe() {
+    let d = tempfile::tempdir().unwrap();
+    let src = source_series(&fixtures().join("explicit_le"), None).unwrap();
+    let [x, y, z] = src.geometry.shape;
+    let labels = random_labels(x * y * z, 3, 5);
+    let out = d.path().join("x.dcm");
+    let e = write_seg(&out, &src, &labels, &[Segment::named(1, "liver")], &algo())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("label 2 has no segment"), "{e}");
+    let e = write_seg(
+        &out,
+        &src,
+        &labels[1..],
+        &[Segment::named(1, "liver")],
+        &algo(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("labels for the source series"), "{e}");
+    assert!(!out.exists(), "nothing half-written");
+    // A SEG over another series' grid.
+    let other = source_series(&fixtures().join("jpeg2000"), None).unwrap();
+    write_seg(
+        &out,
+        &src,
+        &labels,
+        &[Segment::named(1, "a"), Segment::named(2, "b")],
+        &algo(),
+    )
+    .unwrap();
+    let e = read_seg(&out, &other).unwrap_err().to_string();
+    assert!(e.contains("pixel frames, but the source series has"), "{e}");
+    // Not a SEG at all.
+    let e = read_seg(&fixtures().join("explicit_le/IM0000.dcm"), &src)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not a DICOM Segmentation"), "{e}");
 }
 
 fn copy_series(from: &Path, to: &Path) {
