@@ -4,7 +4,7 @@
 //! external test sets, scoring the FLARE model with the label mapping) — after checking that
 //! DIR reads in the layout the dataset ships in.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use repux_volume::Dataset;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -64,7 +64,7 @@ fn recipe(n: Name) -> Recipe {
         Name::TciaPancreas => Recipe {
             key: "tcia-pancreas",
             title: "TCIA Pancreas-CT — external test of the FLARE model",
-            layout: "NIfTI images/ + labels/ converted from the DICOM series (see below)",
+            layout: "DICOM series in PANCREAS_NNNN/<study>/<series>/ + labelNNNN.nii.gz, as NBIA and the TCIA label release ship them (anywhere up to three folders down)",
             spacing: [1.0, 1.0, 1.2],
             labels: &[("pancreas", 1)],
             flare_test: Some(("4=1", "1=1")),
@@ -72,8 +72,6 @@ fn recipe(n: Name) -> Recipe {
         },
     }
 }
-
-const DICOM_NOTE: &str = "TCIA Pancreas-CT ships its images as DICOM series; repux reads a series (`repux info`, `repux predict -i`) but does not yet read a dataset whose images are DICOM series. Convert each series to NIfTI first (e.g. `dcm2niix -z y -f PANCREAS_%4s -o images/ SERIES_DIR`), put the label NIfTIs (the TCIA release ships them as NIfTI) in labels/ with the same case names, then use this recipe on that folder.";
 
 pub fn run(a: Args) -> Result<ExitCode> {
     let r = recipe(a.name);
@@ -83,34 +81,21 @@ pub fn run(a: Args) -> Result<ExitCode> {
         .unwrap_or_else(|| PathBuf::from(format!("recipe-{}", r.key)));
     println!("{}", r.title);
     println!("expected layout: {}", r.layout);
-    let dicom = matches!(a.name, Name::TciaPancreas) && has_dicom(&a.data);
-    if matches!(a.name, Name::TciaPancreas) {
-        println!("\nnote: {DICOM_NOTE}\n");
-    }
-    let ds = if dicom {
-        None
-    } else {
-        let ds = Dataset::open(&a.data).with_context(|| {
-            format!(
-                "reading {} as the {} dataset (expected: {})",
-                a.data.display(),
-                r.key,
-                r.layout
-            )
-        })?;
-        println!(
-            "read {}: {:?} layout, {} training cases, {} test cases",
+    let ds = Dataset::open(&a.data).with_context(|| {
+        format!(
+            "reading {} as the {} dataset (expected: {})",
             a.data.display(),
-            ds.layout,
-            ds.training.len(),
-            ds.test.len()
-        );
-        Some(ds)
-    };
-    if dicom {
-        bail!("{}: holds DICOM files — {DICOM_NOTE}", a.data.display());
-    }
-    let ds = ds.expect("read above");
+            r.key,
+            r.layout
+        )
+    })?;
+    println!(
+        "read {}: {:?} layout, {} training cases, {} test cases",
+        a.data.display(),
+        ds.layout,
+        ds.training.len(),
+        ds.test.len()
+    );
     std::fs::create_dir_all(&out).map_err(|e| repux_volume::Error::io(&out, e))?;
     write_files(&r, &ds, &a.data, &out)?;
     println!(
@@ -133,15 +118,25 @@ fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
 
-/// `ln -sf` lines putting a case's first image and its label under nnU-Net names.
+/// `ln -sf` lines putting a case's first image and its label under nnU-Net names; a DICOM
+/// series folder is linked as `<case>/`, which `predict -i` reads as the case of that name.
 fn link_case(c: &mut String, t: &repux_volume::Case, inputs: &str, references: &str) {
-    let e = repux_volume::dataset::ending_of(&t.images[0]);
-    let _ = writeln!(
-        c,
-        "ln -sf {} \"{inputs}/{}_0000{e}\"",
-        sh_quote(&abs(&t.images[0])),
-        t.id
-    );
+    if t.images[0].is_dir() {
+        let _ = writeln!(
+            c,
+            "ln -sfn {} \"{inputs}/{}\"",
+            sh_quote(&abs(&t.images[0])),
+            t.id
+        );
+    } else {
+        let e = repux_volume::dataset::ending_of(&t.images[0]);
+        let _ = writeln!(
+            c,
+            "ln -sf {} \"{inputs}/{}_0000{e}\"",
+            sh_quote(&abs(&t.images[0])),
+            t.id
+        );
+    }
     if let Some(l) = &t.label {
         let _ = writeln!(
             c,
@@ -151,29 +146,6 @@ fn link_case(c: &mut String, t: &repux_volume::Case, inputs: &str, references: &
             repux_volume::dataset::ending_of(l)
         );
     }
-}
-
-fn has_dicom(dir: &Path) -> bool {
-    let mut stack = vec![dir.to_path_buf()];
-    let mut seen = 0;
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            let p = e.path();
-            seen += 1;
-            if seen > 10_000 {
-                return false;
-            }
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x.eq_ignore_ascii_case("dcm")) {
-                return true;
-            }
-        }
-    }
-    false
 }
 
 fn write_files(r: &Recipe, ds: &Dataset, data: &Path, out: &Path) -> Result<()> {

@@ -158,27 +158,14 @@ pub fn evaluate_case(
     if !remap.reference.is_empty() {
         r.data = apply(&remap.reference, &r.data);
     }
-    if p.geometry.shape != r.geometry.shape {
-        return Err(Error::invalid(
+    // A reference stored in another axis order over the same voxels is reoriented onto the
+    // prediction's grid (a DICOM series' labels as NIfTI, for one).
+    let r = r.onto_grid(&p.geometry, GEOMETRY_TOLERANCE).map_err(|e| {
+        Error::invalid(
             pred,
-            format!(
-                "shape {:?} does not match the reference {} ({:?})",
-                p.geometry.shape,
-                reference.display(),
-                r.geometry.shape
-            ),
-        ));
-    }
-    let d = p.geometry.max_affine_diff(&r.geometry);
-    if d > GEOMETRY_TOLERANCE {
-        return Err(Error::invalid(
-            pred,
-            format!(
-                "affine differs from the reference {} by up to {d:.3e} mm",
-                reference.display()
-            ),
-        ));
-    }
+            format!("does not match the reference {}: {e}", reference.display()),
+        )
+    })?;
     let n = r.geometry.voxels();
     let (pv, rv) = (&p.data[..n], &r.data[..n]);
     let metrics = labels

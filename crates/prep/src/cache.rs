@@ -59,19 +59,47 @@ pub fn case_key(plans: &Plans, case: &Case) -> String {
             .as_bytes(),
     );
     for p in case.images.iter().chain(case.label.iter()) {
-        fnv(&mut h, p.to_string_lossy().as_bytes());
-        if let Ok(m) = std::fs::metadata(p) {
-            fnv(&mut h, &m.len().to_le_bytes());
-            if let Ok(t) = m.modified().map(|t| {
-                t.duration_since(std::time::UNIX_EPOCH)
-                    .unwrap_or_default()
-                    .as_nanos()
-            }) {
-                fnv(&mut h, &t.to_le_bytes());
+        // A DICOM series is a folder: every file under it counts.
+        let mut files = vec![p.clone()];
+        if p.is_dir() {
+            files = files_under(p);
+        }
+        for p in &files {
+            fnv(&mut h, p.to_string_lossy().as_bytes());
+            if let Ok(m) = std::fs::metadata(p) {
+                fnv(&mut h, &m.len().to_le_bytes());
+                if let Ok(t) = m.modified().map(|t| {
+                    t.duration_since(std::time::UNIX_EPOCH)
+                        .unwrap_or_default()
+                        .as_nanos()
+                }) {
+                    fnv(&mut h, &t.to_le_bytes());
+                }
             }
         }
     }
     format!("{h:016x}")
+}
+
+/// Files under `dir`, recursively, sorted.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
 }
 
 fn paths(dir: &Path, id: &str) -> (PathBuf, PathBuf, PathBuf) {

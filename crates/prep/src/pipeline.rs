@@ -232,20 +232,16 @@ pub fn preprocess(
     if bad > 0 {
         return Err(PrepError::NonFinite(bad as u64));
     }
-    if let Some(l) = labels {
-        if l.geometry.shape != image.geometry.shape {
-            return Err(PrepError::LabelMismatch(format!(
-                "label shape {:?}, image shape {:?}",
-                l.geometry.shape, image.geometry.shape
-            )));
-        }
-        let d = l.geometry.max_affine_diff(&image.geometry);
-        if d > repux_volume::dataset::GEOMETRY_TOLERANCE {
-            return Err(PrepError::LabelMismatch(format!(
-                "affines differ by up to {d:.3e} mm"
-            )));
-        }
-    }
+    // A label stored in another axis order over the same voxels is reoriented onto the image.
+    let labels: Option<Volume> = match labels {
+        Some(l) => Some(
+            l.clone()
+                .onto_grid(&image.geometry, repux_volume::dataset::GEOMETRY_TOLERANCE)
+                .map_err(|e| PrepError::LabelMismatch(format!("label: {e}")))?,
+        ),
+        None => None,
+    };
+    let labels = labels.as_ref();
     let (ras, ro) = image.reorient("RAS").map_err(PrepError::Config)?;
     let ras_labels = labels.map(|l| ro.apply_data(&l.data[..l.geometry.voxels()]));
     let n = ras.geometry.voxels();

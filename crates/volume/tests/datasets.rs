@@ -338,3 +338,70 @@ fn synth_dataset_passes_its_own_check() {
         assert_eq!(c.label_values, vec![0, 1, 2, 3, 4]);
     }
 }
+
+/// TCIA Pancreas-CT as NBIA ships it (`tools/tcia_fixture.py`): DICOM series in patient folders,
+/// label NIfTIs written by dcm2niix in its own axis order, read onto the series' grid.
+#[test]
+fn tcia_pancreas_dicom_series_with_nifti_labels() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tcia");
+    let ds = Dataset::open(&root).unwrap();
+    assert_eq!(ds.layout, Layout::TciaPancreas);
+    let ids: Vec<&str> = ds.training.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(ids, ["PANCREAS_0001", "PANCREAS_0002"]);
+    assert_eq!(ds.test.len(), 1, "PANCREAS_0003 has no label");
+    assert!(
+        ds.training[0].images[0].is_dir(),
+        "the image is the patient folder"
+    );
+    let r = check(&ds);
+    assert!(r.ok(), "{r:#?}");
+    // The label, reoriented onto the series, covers the bright blob the phantom drew.
+    for c in &ds.training {
+        let img = repux_volume::read_volume(&c.images[0]).unwrap();
+        let lab = repux_volume::read_volume(c.label.as_ref().unwrap()).unwrap();
+        assert_ne!(
+            lab.geometry.orientation(),
+            img.geometry.orientation(),
+            "the fixture's label is stored in another axis order"
+        );
+        let lab = lab
+            .onto_grid(&img.geometry, repux_volume::dataset::GEOMETRY_TOLERANCE)
+            .unwrap();
+        let agree = img
+            .data
+            .iter()
+            .zip(&lab.data)
+            .filter(|(&v, &l)| (v > 75.0) == (l == 1.0))
+            .count();
+        let n = img.data.len();
+        assert!(agree as f64 > 0.99 * n as f64, "{}: {agree} of {n}", c.id);
+        assert!(lab.data.iter().filter(|&&l| l == 1.0).count() > 50);
+    }
+    // A label shifted by a voxel is not the series' grid: the check says so.
+    let d = tempfile::tempdir().unwrap();
+    let copy = d.path().join("tcia");
+    copy_dir(&root, &copy);
+    let l = copy.join("TCIA_pancreas_labels-02-05-2017/label0001.nii.gz");
+    let mut v = repux_volume::read_volume(&l).unwrap();
+    v.geometry.affine[2][3] += 2.5;
+    write_nifti(&l, &v.geometry, 1, &v.data, DataType::U8).unwrap();
+    let r = check(&Dataset::open(&copy).unwrap());
+    let all = format!("{r:#?}");
+    assert!(
+        all.contains("label0001.nii.gz: affine differs") && all.contains("no reordering"),
+        "{all}"
+    );
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let p = e.unwrap().path();
+        let t = to.join(p.file_name().unwrap());
+        if p.is_dir() {
+            copy_dir(&p, &t);
+        } else {
+            std::fs::copy(&p, &t).unwrap();
+        }
+    }
+}

@@ -68,9 +68,9 @@ fn check_case(ds: &Dataset, case: &Case, declared: &BTreeSet<u32>) -> CaseCheck 
         1
     };
     for img in &case.images {
-        if !img.is_file() {
+        if !img.exists() {
             out.problems
-                .push(format!("{}: image file is missing", img.display()));
+                .push(format!("{}: image is missing", img.display()));
             continue;
         }
         let loaded = match crate::read(img) {
@@ -121,7 +121,19 @@ fn check_case(ds: &Dataset, case: &Case, declared: &BTreeSet<u32>) -> CaseCheck 
                         l.volume.channels
                     ));
                 }
-                compare_grid(&mut grid, &l.volume.geometry, lp, &mut out.problems);
+                // A label over the image's voxels in another axis order is read onto it.
+                match &grid {
+                    Some((g, gp)) => {
+                        if let Err(e) = l.volume.clone().onto_grid(g, GEOMETRY_TOLERANCE) {
+                            out.problems.push(format!(
+                                "{}: {e} (the grid of {})",
+                                lp.display(),
+                                gp.display()
+                            ));
+                        }
+                    }
+                    None => compare_grid(&mut grid, &l.volume.geometry, lp, &mut out.problems),
+                }
                 let mut seen = BTreeSet::new();
                 let mut bad = None;
                 for &v in &l.volume.data {

@@ -14,9 +14,11 @@
 //!   in the folder or under `data/`; a case folder without a segmentation is a test case.
 //! - LiTS: `volume-N.nii` + `segmentation-N.nii`, in the folder or its subfolders (the
 //!   challenge ships `Training Batch 1/` and `Training Batch 2/`); case id `liver_N`.
+//! - TCIA Pancreas-CT: DICOM series in `PANCREAS_NNNN/<study>/<series>/` + `labelNNNN.nii.gz`,
+//!   as NBIA downloads them; the image of a case is its patient folder.
 //!
-//! One layout per file (`nnunet`, `msd`, `paired`, `kits`, `lits`); `check` is the integrity
-//! check.
+//! One layout per file (`nnunet`, `msd`, `paired`, `kits`, `lits`, `tcia`); `check` is the
+//! integrity check.
 
 mod check;
 mod kits;
@@ -24,6 +26,7 @@ mod lits;
 mod msd;
 mod nnunet;
 mod paired;
+mod tcia;
 
 pub use check::{check, CaseCheck, CheckReport, GEOMETRY_TOLERANCE};
 
@@ -42,9 +45,11 @@ pub enum Layout {
     Paired,
     Kits,
     Lits,
+    TciaPancreas,
 }
 
-/// One case: its image channel files (in channel order) and its label file.
+/// One case: its image channel files (in channel order; a DICOM series is its folder) and its
+/// label file.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Case {
     pub id: String,
@@ -146,8 +151,10 @@ impl Dataset {
             ds
         } else if let Some(ds) = lits::open(dir)? {
             ds
+        } else if let Some(ds) = tcia::open(dir)? {
+            ds
         } else {
-            return Err(Error::invalid(dir, "not a dataset: no dataset.json, no images/ + labels/ (or imagesTr/ + labelsTr/) folders, no KiTS case_*/imaging.nii.gz folders, no LiTS volume-N files"));
+            return Err(Error::invalid(dir, "not a dataset: no dataset.json, no images/ + labels/ (or imagesTr/ + labelsTr/) folders, no KiTS case_*/imaging.nii.gz folders, no LiTS volume-N files, no TCIA PANCREAS_NNNN folders"));
         };
         if ds.training.is_empty() {
             return Err(Error::invalid(
