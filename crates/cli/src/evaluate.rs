@@ -39,7 +39,8 @@ pub struct Args {
     #[arg(long)]
     pub qc: bool,
     /// Images under the QC sheet's slices, matched by case id (`<case>_0000.nii.gz` or
-    /// `<case>.nii.gz`, as in imagesTs/) [default: label maps on dark gray].
+    /// `<case>.nii.gz`, as in imagesTs/, or a DICOM series folder `<case>/`) [default: label maps
+    /// on dark gray].
     #[arg(long, requires = "qc")]
     pub images: Option<PathBuf>,
     /// Rewrite reference label values first, e.g. `1=1,2=1,3=1` (KiTS kidney, tumour, cyst → kidney).
@@ -114,7 +115,7 @@ fn draw_qc(
     names: &BTreeMap<u32, String>,
     out: &Path,
 ) -> Result<()> {
-    let image_of: BTreeMap<String, std::path::PathBuf> = match images {
+    let mut image_of: BTreeMap<String, std::path::PathBuf> = match images {
         Some(dir) => image_files(dir)?
             .into_iter()
             .map(|(id, p)| {
@@ -126,6 +127,17 @@ fn draw_qc(
             .collect(),
         None => BTreeMap::new(),
     };
+    // DICOM series folders named by case (as `predict -i` reads them).
+    if let Some(dir) = images {
+        let rd = std::fs::read_dir(dir).map_err(|e| repux_volume::Error::io(dir, e))?;
+        for e in rd.flatten() {
+            let p = e.path();
+            let name = e.file_name().to_string_lossy().to_string();
+            if p.is_dir() && !name.starts_with('.') {
+                image_of.entry(name).or_insert(p);
+            }
+        }
+    }
     let mut tiles = Vec::with_capacity(results.len());
     for r in results {
         let dice: Vec<f64> = r
@@ -140,7 +152,21 @@ fn draw_qc(
             dice.iter().sum::<f64>() / dice.len() as f64
         };
         let pred = repux_volume::read_volume(&r.prediction_file)?;
-        let reference = repux_volume::read_volume(&r.reference_file)?;
+        // The reference (and image) as the metrics saw them: on the prediction's grid.
+        let onto = |v: repux_volume::Volume, p: &Path| {
+            v.onto_grid(&pred.geometry, repux_volume::dataset::GEOMETRY_TOLERANCE)
+                .map_err(|e| {
+                    anyhow!(
+                        "{}: not on the grid of {}: {e}",
+                        p.display(),
+                        r.prediction_file.display()
+                    )
+                })
+        };
+        let reference = onto(
+            repux_volume::read_volume(&r.reference_file)?,
+            &r.reference_file,
+        )?;
         let image = match (images, image_of.get(&r.case)) {
             (Some(dir), None) => {
                 return Err(anyhow!(
@@ -151,7 +177,7 @@ fn draw_qc(
                 r.case
             ))
             }
-            (_, Some(p)) => Some(repux_volume::read_volume(p)?),
+            (_, Some(p)) => Some(onto(repux_volume::read_volume(p)?, p)?),
             (None, None) => None,
         };
         let tile = QcCase::render(

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Image file.
+    /// Image file, or a folder holding one DICOM series.
     pub image: PathBuf,
     /// Label map on the image's grid (optional).
     pub label: Option<PathBuf>,
@@ -23,11 +23,21 @@ pub struct Args {
 
 pub fn run(a: Args) -> Result<ExitCode> {
     let image = repux_volume::read_volume(&a.image)?;
-    let label = a
-        .label
-        .as_deref()
-        .map(repux_volume::read_volume)
-        .transpose()?;
+    // The label must cover the image's voxels; one stored in another axis order is reoriented.
+    let label = match a.label.as_deref() {
+        Some(p) => Some(
+            repux_volume::read_volume(p)?
+                .onto_grid(&image.geometry, repux_volume::dataset::GEOMETRY_TOLERANCE)
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "{}: not on the grid of {}: {e}",
+                        p.display(),
+                        a.image.display()
+                    )
+                })?,
+        ),
+        None => None,
+    };
     let names = match &a.labels {
         Some(p) => repux_eval::evaluate::label_names_from_json(p)?,
         None => BTreeMap::new(),

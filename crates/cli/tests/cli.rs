@@ -1296,6 +1296,55 @@ fn tcia_pancreas_recipe_runs_on_dicom_series() {
     let series = repux_volume::read_volume(&tcia.join("Pancreas-CT/PANCREAS_0001")).unwrap();
     let pred = repux_volume::read_volume(&out.join("predictions/PANCREAS_0001.nii.gz")).unwrap();
     assert!(pred.geometry.max_affine_diff(&series.geometry) < 1e-4);
+    // The QC sheet over the series the recipe linked (folders named by case).
+    let qc = d.path().join("qc");
+    let o = repux(&[
+        "evaluate",
+        "--pred",
+        out.join("predictions").to_str().unwrap(),
+        "--ref",
+        out.join("references").to_str().unwrap(),
+        "--pred-map",
+        "4=1",
+        "--ref-map",
+        "1=1",
+        "--qc",
+        "--images",
+        out.join("inputs").to_str().unwrap(),
+        "-o",
+        qc.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(qc.join("qc.png").is_file());
+    // overlay takes the series folder and its label in dcm2niix's axis order; a label on
+    // another grid is refused with both names.
+    let label = tcia.join("TCIA_pancreas_labels-02-05-2017/label0001.nii.gz");
+    let series_dir = tcia.join("Pancreas-CT/PANCREAS_0001");
+    let png = d.path().join("ov.png");
+    let o = repux(&[
+        "overlay",
+        "--out",
+        png.to_str().unwrap(),
+        series_dir.to_str().unwrap(),
+        label.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(png.is_file());
+    let other = ph.join("labelsTr/phantom_000.nii.gz");
+    let o = repux(&[
+        "overlay",
+        "--out",
+        png.to_str().unwrap(),
+        series_dir.to_str().unwrap(),
+        other.to_str().unwrap(),
+    ]);
+    assert!(
+        !o.status.success()
+            && stderr(&o).contains("phantom_000.nii.gz: not on the grid of")
+            && stderr(&o).contains("PANCREAS_0001"),
+        "{}",
+        stderr(&o)
+    );
     // Training on the DICOM dataset itself (two steps).
     let o = repux(&[
         "train",
