@@ -3,6 +3,7 @@
 //! (`config`), and weights in the authors' PyTorch key names (`weights`). All convolutions go
 //! through `ops`, the extension point for the fast CPU kernels.
 
+pub mod collective;
 pub mod config;
 pub mod layers;
 pub mod net;

@@ -71,6 +71,39 @@ pub trait ConvBackend: burn::backend::Backend {
     fn instance_norm_act(x: FloatTensor<Self>, eps: f64, slope: f64) -> FloatTensor<Self>;
     /// `LeakyReLU(a + b, slope)`; the backward keeps only the output.
     fn add_leaky_relu(a: FloatTensor<Self>, b: FloatTensor<Self>, slope: f64) -> FloatTensor<Self>;
+    /// Element-wise sum over the ranks of the installed [`crate::collective`] group (identity
+    /// without one); its backward sums the gradient over ranks the same way.
+    fn all_reduce_sum(x: FloatTensor<Self>) -> FloatTensor<Self>;
+}
+
+/// Sums `x` over the installed group's ranks (a copy of `x` without a group).
+fn flex_all_reduce(x: &FloatTensor<Flex>) -> FloatTensor<Flex> {
+    let mut v = flex_slice(x).into_owned();
+    if let Some(g) = crate::collective::group() {
+        g.all_reduce_sum(&mut v);
+    }
+    flex_tensor(v, x.shape())
+}
+
+/// The all-reduce's backward: the gradient summed over ranks.
+#[derive(Debug)]
+struct AllReduceBackward;
+
+impl Backward<Flex, 1> for AllReduceBackward {
+    type State = ();
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 1>,
+        grads: &mut Gradients,
+        _checkpointer: &mut Checkpointer,
+    ) {
+        let [node_x] = ops.parents;
+        let dy = grads.consume::<Flex>(&ops.node);
+        if let Some(node) = node_x {
+            grads.register::<Flex>(node.id, flex_all_reduce(&dy));
+        }
+    }
 }
 
 fn dw_options(weight_dims: &[usize]) -> ConvOptions<3> {
@@ -292,6 +325,9 @@ impl ConvBackend for Flex {
             norm::add_act(&flex_slice(&a), &flex_slice(&b), slope as f32),
             shape,
         )
+    }
+    fn all_reduce_sum(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        flex_all_reduce(&x)
     }
 }
 
@@ -620,6 +656,18 @@ impl<C: CheckpointStrategy> ConvBackend for Autodiff<Flex, C> {
             OpsKind::UnTracked(prep) => prep.finish(y),
         }
     }
+    fn all_reduce_sum(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        let y = flex_all_reduce(x.primitive());
+        AllReduceBackward
+            .prepare::<C>([x.node()])
+            .compute_bound()
+            .stateless(y)
+    }
+}
+
+/// Sum over the installed group's ranks, differentiable (see [`ConvBackend::all_reduce_sum`]).
+pub fn all_reduce_sum<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    Tensor::from_dispatch(<Dispatch as ConvBackend>::all_reduce_sum(x.into_dispatch()))
 }
 
 /// Depthwise conv, stride 1, 'same' zero padding (K odd).

@@ -1,7 +1,10 @@
 //! A background pool of sampling threads that keeps the trainer fed with augmented batches.
 //!
 //! Determinism: batch `t` is made from an rng seeded by `(seed, t)` only, so the stream of
-//! batches is the same for any number of workers. Worker `w` makes batches `t ≡ w (mod W)` and
+//! batches is the same for any number of workers. The volumes of step `t` come from that rng;
+//! crop `j` of volume `v` from its own rng seeded by `(seed, t, v, j)`, so a data-parallel rank
+//! makes just its share of the global batch ([`Shard`]) and `W` ranks × `k` crops see exactly
+//! the crops one process with `W·k` crops per volume sees. Worker `w` makes batches `t ≡ w (mod W)` and
 //! sends them through its own bounded channel; the consumer reads the channels round-robin, so
 //! batches arrive in order and at most `W × (prefetch + 1)` are in memory.
 
@@ -25,6 +28,30 @@ pub struct LoaderConfig {
     pub seed: u64,
     pub workers: usize,
     pub prefetch: usize,
+    /// This process's share of each step's crops (data-parallel training).
+    pub shard: Shard,
+}
+
+/// Rank `rank` of `world` takes crops `rank·k .. (rank+1)·k` of each volume, where `k` is
+/// `crops_per_volume` (the per-rank count) and the global step has `world·k` per volume.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shard {
+    pub rank: usize,
+    pub world: usize,
+}
+
+impl Default for Shard {
+    fn default() -> Self {
+        Shard { rank: 0, world: 1 }
+    }
+}
+
+fn mix(a: u64, b: u64) -> u64 {
+    // splitmix64 of a ^ rotated b: distinct streams for distinct (a, b).
+    let mut z = a ^ b.rotate_left(29) ^ 0x9E37_79B9_7F4A_7C15;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 /// One training step's data: B × C × P images and B × P labels.
@@ -59,11 +86,15 @@ pub fn make_batch(cases: &[CachedCase], cfg: &LoaderConfig, t: u64) -> Batch {
         labels: Vec::new(),
         cases: Vec::new(),
     };
-    for _ in 0..cfg.volumes_per_step {
+    let k = cfg.crops_per_volume;
+    for v in 0..cfg.volumes_per_step {
         let case = &cases[rng.gen_range(0..cases.len())];
-        for _ in 0..cfg.crops_per_volume {
-            let mut patch = sample(case, &cfg.sampler, &mut rng);
-            augment(&mut patch, &cfg.augment, &mut rng);
+        for i in 0..k {
+            let j = cfg.shard.rank * k + i;
+            let mut crop_rng =
+                ChaCha8Rng::seed_from_u64(mix(mix(cfg.seed, t), ((v as u64) << 32) | j as u64));
+            let mut patch = sample(case, &cfg.sampler, &mut crop_rng);
+            augment(&mut patch, &cfg.augment, &mut crop_rng);
             batch.image.extend_from_slice(&patch.image);
             batch.labels.extend_from_slice(&patch.labels);
             batch.cases.push(case.meta.id.clone());

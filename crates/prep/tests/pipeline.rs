@@ -5,7 +5,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use repux_prep::augment::{augment, AugmentConfig};
 use repux_prep::cache::{load_case, preprocess_dataset, CachedCase, CaseMeta, Outcome};
-use repux_prep::loader::{make_batch, Loader, LoaderConfig};
+use repux_prep::loader::{make_batch, Loader, LoaderConfig, Shard};
 use repux_prep::plan::{fingerprint, make_plans};
 use repux_prep::sampler::{sample, PadMode, SamplerConfig};
 use repux_prep::{
@@ -299,6 +299,7 @@ fn augmentation_and_loader_are_seeded() {
         seed: 9,
         workers,
         prefetch: 2,
+        shard: Shard::default(),
     };
     let a: Vec<_> = Loader::spawn(shared.clone(), lc(1), 3).take(5).collect();
     let b: Vec<_> = Loader::spawn(shared.clone(), lc(3), 3).take(5).collect();
@@ -306,4 +307,27 @@ fn augmentation_and_loader_are_seeded() {
     assert_eq!(a[0].iteration, 3);
     assert_eq!(a[0], make_batch(&shared, &lc(1), 3));
     assert_eq!(a[0].image.len(), 2 * 32 * 32 * 32);
+    // Two ranks × 1 crop make exactly the crops of one process × 2 crops, rank r crop r.
+    let n = 32 * 32 * 32;
+    for t in [0, 7] {
+        let whole = make_batch(&shared, &lc(1), t);
+        for rank in 0..2 {
+            let part = make_batch(
+                &shared,
+                &LoaderConfig {
+                    crops_per_volume: 1,
+                    shard: Shard { rank, world: 2 },
+                    ..lc(1)
+                },
+                t,
+            );
+            assert_eq!(
+                part.image,
+                whole.image[rank * n..(rank + 1) * n],
+                "t {t} rank {rank}"
+            );
+            assert_eq!(part.labels, whole.labels[rank * n..(rank + 1) * n]);
+            assert_eq!(part.cases[0], whole.cases[rank]);
+        }
+    }
 }

@@ -112,10 +112,10 @@ impl RepUxBlock {
             Some(self.dwconv.bias.val()),
         );
         if let Some(n) = &self.norm {
-            y = n.forward(y);
+            y = crate::collective::batch_norm(n, y);
         }
         for br in &self.sr {
-            y = y + br.norm.forward(br.dwconv.forward(x.clone()));
+            y = y + crate::collective::batch_norm(&br.norm, br.dwconv.forward(x.clone()));
         }
         gelu(y)
     }

@@ -203,6 +203,7 @@ pub fn train(
         seed: cfg.seed,
         workers: cfg.workers,
         prefetch: 2,
+        shard: repux_prep::loader::Shard::default(),
     };
     let mut loader = Loader::spawn(Arc::new(train_cases), loader_cfg, state.iteration as u64);
     let classes = model.out_channels;
