@@ -134,6 +134,51 @@ fn report_ignored_by_resume(a: &Args) {
 }
 
 pub fn run(a: Args) -> Result<ExitCode> {
+    // Under an MPI launcher: join the process group (the `mpi` build), or refuse to train N
+    // independent copies.
+    #[cfg(feature = "mpi")]
+    let group = if repux_train::mpi::launched() {
+        let timeout = std::env::var("REPUX_MPI_TIMEOUT")
+            .ok()
+            .map(|v| {
+                v.parse::<u64>()
+                    .map_err(|_| anyhow!("REPUX_MPI_TIMEOUT={v:?}: expected seconds"))
+            })
+            .transpose()?
+            .unwrap_or(600);
+        let g = std::sync::Arc::new(
+            repux_train::mpi::MpiGroup::init(std::time::Duration::from_secs(timeout))
+                .map_err(|e| anyhow!(e))?,
+        );
+        repux_nn::collective::install(Some(g.clone()));
+        Some(g)
+    } else {
+        None
+    };
+    #[cfg(not(feature = "mpi"))]
+    if ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK"]
+        .iter()
+        .any(|v| std::env::var(v).is_ok_and(|n| n.parse::<usize>().is_ok_and(|n| n > 1)))
+    {
+        bail!("started by an MPI launcher with several ranks, but this repux was built without the `mpi` feature: build it with `cargo build --release --features mpi`");
+    }
+    #[cfg(feature = "mpi")]
+    let lead = group.as_ref().is_none_or(|g| {
+        use repux_nn::collective::Collective;
+        g.rank() == 0
+    });
+    #[cfg(not(feature = "mpi"))]
+    let lead = true;
+    let r = run_inner(a, lead);
+    #[cfg(feature = "mpi")]
+    {
+        repux_nn::collective::install(None);
+        drop(group);
+    }
+    r
+}
+
+fn run_inner(a: Args, lead: bool) -> Result<ExitCode> {
     let ds = Dataset::open(&a.dataset)?;
     let plans = Plans::load(&a.plans).context("reading the plans")?;
     let file = match &a.config {
@@ -272,7 +317,12 @@ pub fn run(a: Args) -> Result<ExitCode> {
         new_head: a.new_head,
         stop: Some(&STOP),
     };
-    let bar = ProgressBar::new(cfg.iterations as u64);
+    // Rank 0 alone reports progress.
+    let bar = if lead {
+        ProgressBar::new(cfg.iterations as u64)
+    } else {
+        ProgressBar::hidden()
+    };
     bar.set_style(ProgressStyle::with_template(
         "train {bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}, {per_sec}] {msg}",
     )?);
@@ -325,6 +375,12 @@ pub fn run(a: Args) -> Result<ExitCode> {
         },
     )?;
     bar.finish_and_clear();
+    if !lead {
+        return Ok(match outcome.ending {
+            Ending::Stopped => ExitCode::from(130),
+            _ => ExitCode::SUCCESS,
+        });
+    }
     let best = outcome
         .best_val_dice
         .map(|d| format!(", best validation mean Dice {d:.4}"))

@@ -19,6 +19,8 @@ pub trait Collective: Send + Sync {
     fn size(&self) -> usize;
     /// Element-wise sum over ranks, in place.
     fn all_reduce_sum(&self, values: &mut [f32]);
+    /// The same in f64 (counts that f32 would round).
+    fn all_reduce_sum_f64(&self, values: &mut [f64]);
     /// Rank 0's values to every rank, in place.
     fn broadcast(&self, values: &mut [f32]);
 }

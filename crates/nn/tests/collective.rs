@@ -43,6 +43,11 @@ impl Collective for Threads {
             *x = all[0][i] + all[1][i];
         }
     }
+    fn all_reduce_sum_f64(&self, v: &mut [f64]) {
+        let mut f: Vec<f32> = v.iter().map(|&x| x as f32).collect();
+        self.all_reduce_sum(&mut f);
+        v.iter_mut().zip(f).for_each(|(a, b)| *a = b as f64);
+    }
     fn broadcast(&self, v: &mut [f32]) {
         let all = self.exchange(v);
         v.copy_from_slice(&all[0]);

@@ -1,7 +1,10 @@
 //! repux-train: the paper's loss (`loss`), PyTorch's AdamW with named state (`optim`), the
-//! iteration-based trainer with exact resume (`trainer`); its curves are drawn by repux-plot.
+//! iteration-based trainer with exact resume (`trainer`), data-parallel over MPI with the `mpi`
+//! feature (`mpi`); its curves are drawn by repux-plot.
 
 pub mod loss;
+#[cfg(feature = "mpi")]
+pub mod mpi;
 pub mod optim;
 pub mod trainer;
 

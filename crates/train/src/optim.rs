@@ -10,6 +10,7 @@
 use burn::module::Param;
 use burn::optim::GradientsParams;
 use burn::tensor::{Tensor, TensorData};
+use repux_nn::collective::Collective;
 use repux_nn::weights::Visitor;
 use repux_nn::{Net, StateDict, WeightError, Weights};
 use std::collections::BTreeMap;
@@ -43,16 +44,53 @@ impl AdamW {
     /// One step over every parameter of `net` that has a gradient in `grads`. A moment whose
     /// size differs from its parameter's (a checkpoint of another network) is an error, never a
     /// silent reset.
-    pub fn step(
+    pub fn step(&mut self, net: &mut Net, grads: GradientsParams, lr: f64) -> Result<(), String> {
+        self.step_synced(net, grads, lr, None)
+    }
+
+    /// [`AdamW::step`] with the gradients first averaged over the ranks of `group`: flattened
+    /// in the network's parameter order into one buffer and all-reduced in buckets of
+    /// [`BUCKET`] values (a few calls per step, not one per tensor).
+    pub fn step_synced(
         &mut self,
         net: &mut Net,
         mut grads: GradientsParams,
         lr: f64,
+        group: Option<&dyn Collective>,
     ) -> Result<(), String> {
+        let reduced = match group.filter(|g| g.size() > 1) {
+            Some(g) => {
+                let mut c = CollectGrads {
+                    grads: &mut grads,
+                    out: Vec::new(),
+                    error: None,
+                };
+                net.visit("", &mut c);
+                if let Some(e) = c.error {
+                    return Err(e);
+                }
+                let mut flat: Vec<f32> =
+                    c.out.iter().flat_map(|(_, g)| g.iter().copied()).collect();
+                for bucket in flat.chunks_mut(BUCKET) {
+                    g.all_reduce_sum(bucket);
+                }
+                let scale = 1.0 / g.size() as f32;
+                let mut at = 0;
+                let mut map = BTreeMap::new();
+                for (key, g) in c.out {
+                    let n = g.len();
+                    map.insert(key, flat[at..at + n].iter().map(|v| v * scale).collect());
+                    at += n;
+                }
+                Some(map)
+            }
+            None => None,
+        };
         self.step += 1;
         let mut v = StepVisitor {
             opt: self,
             grads: &mut grads,
+            reduced,
             lr: lr as f32,
             error: None,
         };
@@ -150,9 +188,70 @@ impl AdamW {
     }
 }
 
+/// Values per all-reduce call when gradients are averaged (16 MiB of f32).
+pub const BUCKET: usize = 1 << 22;
+
+/// Every parameter's gradient as values, in the network's order, keyed by name.
+struct CollectGrads<'a> {
+    grads: &'a mut GradientsParams,
+    out: Vec<(String, Vec<f32>)>,
+    error: Option<String>,
+}
+
+impl Visitor for CollectGrads<'_> {
+    fn param<const D: usize>(&mut self, key: &str, p: &mut Param<Tensor<D>>) {
+        if let Some(g) = self.grads.remove::<D>(p.id) {
+            match repux_nn::values(g, &format!("gradient of {key}")) {
+                Ok(v) => self.out.push((key.to_string(), v)),
+                Err(e) => self.error = Some(e.to_string()),
+            }
+        }
+    }
+    fn running(&mut self, _key: &str, _r: &mut burn::module::RunningState<Tensor<1>>) {}
+}
+
+/// Rank 0's parameters and running statistics on every rank of `group`.
+pub fn broadcast_weights(net: &mut Net, group: &dyn Collective) -> Result<(), String> {
+    struct Bcast<'a> {
+        group: &'a dyn Collective,
+        error: Option<String>,
+    }
+    impl Visitor for Bcast<'_> {
+        fn param<const D: usize>(&mut self, key: &str, p: &mut Param<Tensor<D>>) {
+            let value = p.val();
+            let (dims, device) = (value.dims(), value.device());
+            match repux_nn::values(value, key) {
+                Ok(mut v) => {
+                    self.group.broadcast(&mut v);
+                    let t =
+                        Tensor::<D>::from_data(TensorData::new(v, dims), &device).require_grad();
+                    *p = Param::initialized(p.id, t);
+                }
+                Err(e) => self.error = Some(e.to_string()),
+            }
+        }
+        fn running(&mut self, key: &str, r: &mut burn::module::RunningState<Tensor<1>>) {
+            let value = r.value();
+            let (dims, device) = (value.dims(), value.device());
+            match repux_nn::values(value, key) {
+                Ok(mut v) => {
+                    self.group.broadcast(&mut v);
+                    r.update(Tensor::<1>::from_data(TensorData::new(v, dims), &device));
+                }
+                Err(e) => self.error = Some(e.to_string()),
+            }
+        }
+    }
+    let mut b = Bcast { group, error: None };
+    net.visit("", &mut b);
+    b.error.map_or(Ok(()), Err)
+}
+
 struct StepVisitor<'a> {
     opt: &'a mut AdamW,
     grads: &'a mut GradientsParams,
+    /// Averaged gradients by name (data-parallel), used instead of `grads`.
+    reduced: Option<BTreeMap<String, Vec<f32>>>,
     lr: f32,
     /// The first failure; later parameters are left untouched.
     error: Option<String>,
@@ -163,13 +262,19 @@ impl Visitor for StepVisitor<'_> {
         if self.error.is_some() {
             return;
         }
-        let Some(g) = self.grads.remove::<D>(p.id) else {
-            return;
+        let g = match self.reduced.as_mut() {
+            Some(map) => match map.remove(key) {
+                Some(g) => Ok(g),
+                None => return,
+            },
+            None => match self.grads.remove::<D>(p.id) {
+                Some(g) => repux_nn::values(g, &format!("gradient of {key}")),
+                None => return,
+            },
         };
         let value = p.val();
         let (dims, device) = (value.dims(), value.device());
-        let read = repux_nn::values(value, key)
-            .and_then(|w| Ok((w, repux_nn::values(g, &format!("gradient of {key}"))?)));
+        let read = repux_nn::values(value, key).and_then(|w| Ok((w, g?)));
         let (mut w, g) = match read {
             Ok(v) => v,
             Err(e) => {
@@ -233,6 +338,7 @@ mod tests {
             let mut vis = StepVisitor {
                 opt: &mut o,
                 grads: &mut grads,
+                reduced: None,
                 lr,
                 error: None,
             };

@@ -17,6 +17,8 @@ pub struct LogLine {
     pub val_dice: Option<Vec<f64>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub val_mean_dice: Option<f64>,
+    /// Processes training together (data-parallel ranks).
+    pub world_size: usize,
     /// The run's planned length (not logged: a resumed or extended run knows it only here).
     #[serde(skip)]
     pub planned: usize,

@@ -31,7 +31,7 @@ mod validation;
 pub use checkpoint::eval_copy;
 pub use config::{RunOptions, Schedule, TrainConfig};
 pub use log::LogLine;
-pub use validation::{splits, validate, Fold};
+pub use validation::{dice_of_sums, splits, validate, validate_sums, Fold};
 
 use self::log::read_log;
 use crate::loss::{dice_ce, one_hot};
@@ -109,6 +109,11 @@ pub fn train(
     }
     std::fs::create_dir_all(out).map_err(|e| repux_volume::Error::io(out, e))?;
     let device = cpu().autodiff();
+    // Data-parallel: the process group installed by the launcher (MPI), else one process.
+    // Rank 0 alone writes files; every rank reads the same checkpoint on resume.
+    let group = repux_nn::collective::group();
+    let (rank, world) = group.as_ref().map_or((0, 1), |g| (g.rank(), g.size()));
+    let lead = rank == 0;
     let (mut net, mut opt, mut state, mut cfg) = if opts.resume || opts.extend > 0 {
         let (net, opt, state, mut saved) = load_checkpoint(out, "checkpoint_latest")?;
         opt.check(&net).map_err(|e| {
@@ -138,6 +143,9 @@ pub fn train(
             cfg.clone(),
         )
     };
+    if let Some(g) = &group {
+        crate::optim::broadcast_weights(&mut net, g.as_ref()).map_err(TrainError::Config)?;
+    }
     cfg.val_interval = cfg.val_interval.max(1);
     let mut plans = plans.clone();
     if let Some(p) = cfg.patch_size {
@@ -181,8 +189,10 @@ pub fn train(
         }
     }
     // The folder alone says what was trained: the model config and the plans beside the log.
-    repux_volume::fs::write_json(&out.join("config.json"), &model)?;
-    plans.save(&out.join("plans.json"))?;
+    if lead {
+        repux_volume::fs::write_json(&out.join("config.json"), &model)?;
+        plans.save(&out.join("plans.json"))?;
+    }
     let augment = AugmentConfig::preset(&cfg.augment).ok_or_else(|| {
         TrainError::Config(format!(
             "unknown augmentation preset {:?} (paper, nnunet, none)",
@@ -203,7 +213,7 @@ pub fn train(
         seed: cfg.seed,
         workers: cfg.workers,
         prefetch: 2,
-        shard: repux_prep::loader::Shard::default(),
+        shard: repux_prep::loader::Shard { rank, world },
     };
     let mut loader = Loader::spawn(Arc::new(train_cases), loader_cfg, state.iteration as u64);
     let classes = model.out_channels;
@@ -232,11 +242,24 @@ pub fn train(
     if !text.is_empty() {
         text.push('\n');
     }
-    repux_volume::fs::write_bytes_atomic(&log_path, text.as_bytes())?;
-    let mut log = std::fs::OpenOptions::new()
-        .append(true)
-        .open(&log_path)
-        .map_err(|e| repux_volume::Error::io(&log_path, e))?;
+    let mut log = if lead {
+        repux_volume::fs::write_bytes_atomic(&log_path, text.as_bytes())?;
+        Some(
+            std::fs::OpenOptions::new()
+                .append(true)
+                .open(&log_path)
+                .map_err(|e| repux_volume::Error::io(&log_path, e))?,
+        )
+    } else {
+        None
+    };
+    // Validation cases are split across ranks; their Dice counts are summed.
+    let my_val: Vec<&repux_prep::cache::CachedCase> = val_cases
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % world == rank)
+        .map(|(_, c)| c)
+        .collect();
     let start = Instant::now();
     let base_seconds = state.seconds;
     let stop_file = out.join("STOP");
@@ -265,7 +288,7 @@ pub fn train(
                 .and_then(|v| v.first().copied())
                 .unwrap_or(f32::NAN) as f64
         };
-        let (lv, dv, cv) = (scalar(&loss), scalar(&dice), scalar(&ce));
+        let (mut lv, mut dv, mut cv) = (scalar(&loss), scalar(&dice), scalar(&ce));
         if !lv.is_finite() {
             return Err(TrainError::Config(format!(
                 "loss became {lv} at iteration {it}; the last good state is in {}",
@@ -274,7 +297,13 @@ pub fn train(
         }
         let lr = cfg.lr_at(it);
         let grads = GradientsParams::from_grads(loss.backward(), &net);
-        opt.step(&mut net, grads, lr)
+        if let Some(g) = &group {
+            // The global batch's loss: the mean of the ranks' (each a mean over its crops).
+            let mut l = [lv, dv, cv];
+            g.all_reduce_sum_f64(&mut l);
+            [lv, dv, cv] = l.map(|v| v / world as f64);
+        }
+        opt.step_synced(&mut net, grads, lr, group.as_deref())
             .map_err(|e| TrainError::Config(format!("iteration {it}: {e}")))?;
         state.iteration = it;
         state.seconds = base_seconds + start.elapsed().as_secs_f64();
@@ -288,12 +317,19 @@ pub fn train(
             val_dice: None,
             val_mean_dice: None,
             planned: cfg.iterations,
+            world_size: world,
         };
         curves.losses.push((it, lv));
         let mut early = false;
         if it % cfg.val_interval == 0 || it == cfg.iterations {
             if !val_cases.is_empty() {
-                let d = validate(&eval_copy(&net)?, val_cases, plans.patch_size)?;
+                let (mut inter, mut sums) =
+                    validate_sums(&eval_copy(&net)?, my_val.iter().copied(), plans.patch_size)?;
+                if let Some(g) = &group {
+                    g.all_reduce_sum_f64(&mut inter);
+                    g.all_reduce_sum_f64(&mut sums);
+                }
+                let d = dice_of_sums(&inter, &sums);
                 let finite: Vec<f64> = d.iter().cloned().filter(|v| v.is_finite()).collect();
                 let mean = finite.iter().sum::<f64>() / finite.len().max(1) as f64;
                 curves.validations.push((it, d.clone()));
@@ -303,7 +339,9 @@ pub fn train(
                     state.best_val_dice = Some(mean);
                     state.best_iteration = it;
                     state.validations_since_best = 0;
-                    save_checkpoint(&net, plans, &opt, &state, &cfg, out, "checkpoint_best")?;
+                    if lead {
+                        save_checkpoint(&net, plans, &opt, &state, &cfg, out, "checkpoint_best")?;
+                    }
                 } else {
                     state.validations_since_best += 1;
                     early = cfg
@@ -311,23 +349,37 @@ pub fn train(
                         .is_some_and(|p| state.validations_since_best >= p);
                 }
             }
-            save_checkpoint(&net, plans, &opt, &state, &cfg, out, "checkpoint_latest")?;
-            draw_curves(&curves, &out.join("progress.png"))?;
+            if lead {
+                save_checkpoint(&net, plans, &opt, &state, &cfg, out, "checkpoint_latest")?;
+                draw_curves(&curves, &out.join("progress.png"))?;
+            }
         }
-        let mut s = serde_json::to_string(&line).map_err(|e| TrainError::Config(e.to_string()))?;
-        s.push('\n');
-        log.write_all(s.as_bytes())
-            .map_err(|e| repux_volume::Error::io(&log_path, e))?;
-        on_log(&line);
+        if let Some(log) = log.as_mut() {
+            let mut s =
+                serde_json::to_string(&line).map_err(|e| TrainError::Config(e.to_string()))?;
+            s.push('\n');
+            log.write_all(s.as_bytes())
+                .map_err(|e| repux_volume::Error::io(&log_path, e))?;
+            on_log(&line);
+        }
         if early {
             ending = Ending::EarlyStopped;
             break;
         }
-        let stop_now = opts.stop.is_some_and(|f| f.load(Ordering::SeqCst)) || stop_file.exists();
+        let mut stop_now =
+            opts.stop.is_some_and(|f| f.load(Ordering::SeqCst)) || stop_file.exists();
+        if let Some(g) = &group {
+            // Rank 0's decision, so that every rank leaves the loop at the same step.
+            let mut flag = [f32::from(u8::from(stop_now))];
+            g.broadcast(&mut flag);
+            stop_now = flag[0] > 0.5;
+        }
         if stop_now && state.iteration < cfg.iterations {
-            save_checkpoint(&net, plans, &opt, &state, &cfg, out, "checkpoint_latest")?;
-            let _ = std::fs::remove_file(&stop_file);
-            draw_curves(&curves, &out.join("progress.png"))?;
+            if lead {
+                save_checkpoint(&net, plans, &opt, &state, &cfg, out, "checkpoint_latest")?;
+                let _ = std::fs::remove_file(&stop_file);
+                draw_curves(&curves, &out.join("progress.png"))?;
+            }
             return Ok(Outcome {
                 net,
                 iteration: state.iteration,
@@ -336,12 +388,14 @@ pub fn train(
             });
         }
     }
-    log.flush()
-        .map_err(|e| repux_volume::Error::io(&log_path, e))?;
-    save_checkpoint(&net, plans, &opt, &state, &cfg, out, "checkpoint_latest")?;
-    save_checkpoint(&net, plans, &opt, &state, &cfg, out, "checkpoint_final")?;
-    repux_volume::fs::write_json(&out.join("train_config.json"), &cfg)?;
-    draw_curves(&curves, &out.join("progress.png"))?;
+    if let Some(log) = log.as_mut() {
+        log.flush()
+            .map_err(|e| repux_volume::Error::io(&log_path, e))?;
+        save_checkpoint(&net, plans, &opt, &state, &cfg, out, "checkpoint_latest")?;
+        save_checkpoint(&net, plans, &opt, &state, &cfg, out, "checkpoint_final")?;
+        repux_volume::fs::write_json(&out.join("train_config.json"), &cfg)?;
+        draw_curves(&curves, &out.join("progress.png"))?;
+    }
     Ok(Outcome {
         net,
         iteration: state.iteration,

@@ -53,6 +53,30 @@ pub fn validate(
     cases: &[CachedCase],
     patch: [usize; 3],
 ) -> Result<Vec<f64>, TrainError> {
+    let (inter, sums) = validate_sums(net, cases, patch)?;
+    Ok(dice_of_sums(&inter, &sums))
+}
+
+/// Dice per class 1.. from pooled counts (NaN where a class is absent from both).
+pub fn dice_of_sums(inter: &[f64], sums: &[f64]) -> Vec<f64> {
+    (1..inter.len())
+        .map(|k| {
+            if sums[k] > 0.0 {
+                2.0 * inter[k] / sums[k]
+            } else {
+                f64::NAN
+            }
+        })
+        .collect()
+}
+
+/// Pooled counts per class over `cases`: agreeing voxels and predicted + true voxels — what
+/// ranks sum when validation is split across them.
+pub fn validate_sums<'a>(
+    net: &Net,
+    cases: impl IntoIterator<Item = &'a CachedCase>,
+    patch: [usize; 3],
+) -> Result<(Vec<f64>, Vec<f64>), TrainError> {
     let classes = net.config().out_channels;
     let cin = net.config().in_channels;
     let cfg = WindowConfig {
@@ -99,13 +123,5 @@ pub fn validate(
             sums[truth] += 1.0;
         }
     }
-    Ok((1..classes)
-        .map(|k| {
-            if sums[k] > 0.0 {
-                2.0 * inter[k] / sums[k]
-            } else {
-                f64::NAN
-            }
-        })
-        .collect())
+    Ok((inter, sums))
 }

@@ -1,0 +1,270 @@
+//! Data-parallel training over MPI (built with `--features mpi`; `.ci/run` installs Open MPI):
+//! 2 ranks × 1 crop per step train the same network as 1 process × 2 crops, and a rank that
+//! dies ends the run with an error instead of a hang.
+#![cfg(feature = "mpi")]
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn repux(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_repux"))
+        .args(args)
+        .env("RAYON_NUM_THREADS", "1")
+        .output()
+        .expect("run repux")
+}
+
+/// `mpirun -np 2` as any user (CI runs as root) on however few cores there are.
+fn mpirun(args: &[&str]) -> Command {
+    let mut c = Command::new("mpirun");
+    c.args([
+        "-np",
+        "2",
+        "--oversubscribe",
+        "--allow-run-as-root",
+        "-x",
+        "RAYON_NUM_THREADS=1",
+    ])
+    .arg(env!("CARGO_BIN_EXE_repux"))
+    .args(args)
+    .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+    .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1");
+    c
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+/// A synthetic dataset, its plans and its preprocessed cache.
+fn dataset(d: &Path) -> (String, String, String) {
+    let ds = d.join("ds");
+    let o = repux(&[
+        "synth",
+        "--out",
+        ds.to_str().unwrap(),
+        "--cases",
+        "3",
+        "--seed",
+        "2",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let plans = d.join("plans.json");
+    let o = repux(&[
+        "plan",
+        ds.to_str().unwrap(),
+        "-o",
+        plans.to_str().unwrap(),
+        "--target-spacing",
+        "4,4,4",
+        "--patch-size",
+        "32,32,32",
+        "--ct-window=-125,275",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let cache = d.join("cache");
+    let o = repux(&[
+        "preprocess",
+        ds.to_str().unwrap(),
+        "--plans",
+        plans.to_str().unwrap(),
+        "--cache",
+        cache.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    (
+        ds.display().to_string(),
+        plans.display().to_string(),
+        cache.display().to_string(),
+    )
+}
+
+fn train_args<'a>(
+    (ds, plans, cache): &'a (String, String, String),
+    out: &'a str,
+    crops: &'a str,
+    iterations: &'a str,
+) -> Vec<&'a str> {
+    vec![
+        "train",
+        ds,
+        "--plans",
+        plans,
+        "--cache",
+        cache,
+        "--fold",
+        "all",
+        "--out",
+        out,
+        "--model-preset",
+        "micro",
+        "--iterations",
+        iterations,
+        "--val-interval",
+        "3",
+        "--crops-per-volume",
+        crops,
+        "--augment",
+        "paper",
+        "--seed",
+        "5",
+    ]
+}
+
+fn log(run: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(run.join("log.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn two_ranks_with_one_crop_train_as_one_process_with_two() {
+    let d = tempfile::tempdir().unwrap();
+    let data = dataset(d.path());
+    let one = d.path().join("one");
+    let o = repux(&train_args(&data, one.to_str().unwrap(), "2", "3"));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let two = d.path().join("two");
+    let o = mpirun(&train_args(&data, two.to_str().unwrap(), "1", "3"))
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        stderr(&o)
+    );
+    let (a, b) = (log(&one), log(&two));
+    assert_eq!(a.len(), 3);
+    assert_eq!(b.len(), 3, "rank 0 alone writes the log");
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(x["world_size"], 1);
+        assert_eq!(y["world_size"], 2);
+        for k in ["loss", "dice_loss", "ce"] {
+            let (p, q) = (x[k].as_f64().unwrap(), y[k].as_f64().unwrap());
+            // Tolerance: f32 sums in another order through three AdamW steps, 1e-4 relative.
+            assert!(
+                (p - q).abs() <= 1e-4 * p.abs().max(1e-3),
+                "iteration {}: {k} {p} vs {q}",
+                x["iteration"]
+            );
+        }
+    }
+    let (p, q) = (
+        a[2]["val_mean_dice"].as_f64().unwrap(),
+        b[2]["val_mean_dice"].as_f64().unwrap(),
+    );
+    assert!(
+        (p - q).abs() < 1e-3,
+        "validation split across ranks: {p} vs {q}"
+    );
+    let wa = repux_nn::read_state_dict(&one.join("checkpoint_final/model.safetensors")).unwrap();
+    let wb = repux_nn::read_state_dict(&two.join("checkpoint_final/model.safetensors")).unwrap();
+    assert_eq!(wa.0.len(), wb.0.len());
+    let (mut num, mut den, mut max) = (0f64, 0f64, 0f32);
+    for (k, (_, va)) in &wa.0 {
+        let vb = &wb.0[k].1;
+        for (x, y) in va.iter().zip(vb) {
+            num += ((x - y) as f64).powi(2);
+            den += (*x as f64).powi(2);
+            max = max.max((x - y).abs());
+        }
+    }
+    // Weights. AdamW's first steps move a weight by about ±lr whatever its gradient's size, so
+    // where the gradient is rounding noise (a conv bias before BatchNorm, whose whole-batch
+    // gradient is 0) the two runs can step opposite ways: no weight may differ by more than 3
+    // steps of lr 1e-4 can move it (4e-4), and all together by at most 1e-3 relative L2. (With
+    // the gradient all-reduce removed, the losses above already part at iteration 2: tried.)
+    assert!(
+        (num / den).sqrt() < 1e-3,
+        "weights differ: rel L2 {}",
+        (num / den).sqrt()
+    );
+    assert!(max <= 4e-4, "weights differ by up to {max}");
+    // Either run continues with the other world size (the loader position is global).
+    let o = repux(&[
+        "train",
+        &data.0,
+        "--plans",
+        &data.1,
+        "--out",
+        two.to_str().unwrap(),
+        "--extend",
+        "1",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = mpirun(&[
+        "train",
+        &data.0,
+        "--plans",
+        &data.1,
+        "--out",
+        one.to_str().unwrap(),
+        "--extend",
+        "1",
+    ])
+    .output()
+    .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (a, b) = (log(&one), log(&two));
+    assert_eq!((a.len(), b.len()), (4, 4));
+    assert_eq!(
+        (a[3]["world_size"].as_u64(), b[3]["world_size"].as_u64()),
+        (Some(2), Some(1))
+    );
+}
+
+#[test]
+fn a_dead_rank_ends_the_run_with_an_error() {
+    let d = tempfile::tempdir().unwrap();
+    let data = dataset(d.path());
+    let run = d.path().join("run");
+    let mut child = mpirun(&train_args(&data, run.to_str().unwrap(), "1", "100000"))
+        .env("REPUX_MPI_TIMEOUT", "20")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for training to run (rank 0 has logged a step), then kill rank 1.
+    let t0 = Instant::now();
+    while !run.join("log.jsonl").is_file()
+        || std::fs::read_to_string(run.join("log.jsonl"))
+            .unwrap()
+            .is_empty()
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "training never started"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let ranks = Command::new("pgrep")
+        .args(["-P", &child.id().to_string()])
+        .output()
+        .unwrap();
+    let pids: Vec<String> = String::from_utf8_lossy(&ranks.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(pids.len(), 2, "two ranks under mpirun: {pids:?}");
+    assert!(Command::new("kill")
+        .args(["-9", &pids[1]])
+        .status()
+        .unwrap()
+        .success());
+    let t1 = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            t1.elapsed() < Duration::from_secs(60),
+            "the run hangs after a rank died"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(!status.success(), "a dead rank must fail the run");
+}
