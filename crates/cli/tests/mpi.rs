@@ -241,14 +241,24 @@ fn a_dead_rank_ends_the_run_with_an_error() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    let ranks = Command::new("pgrep")
-        .args(["-P", &child.id().to_string()])
-        .output()
-        .unwrap();
-    let pids: Vec<String> = String::from_utf8_lossy(&ranks.stdout)
-        .lines()
-        .map(str::to_string)
+    // The ranks are mpirun's children (read from /proc: no procps needed).
+    let parent = child.id().to_string();
+    let mut pids: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| {
+            let pid = e.ok()?.file_name().to_string_lossy().to_string();
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // pid (comm) state ppid …; comm may hold spaces, so read after the last ')'.
+            let ppid = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .nth(1)?
+                .to_string();
+            (ppid == parent).then_some(pid)
+        })
         .collect();
+    pids.sort();
     assert_eq!(pids.len(), 2, "two ranks under mpirun: {pids:?}");
     assert!(Command::new("kill")
         .args(["-9", &pids[1]])
