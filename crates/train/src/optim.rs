@@ -357,6 +357,7 @@ mod tests {
         let mut vis = StepVisitor {
             opt: &mut o,
             grads: &mut grads,
+            reduced: None,
             lr,
             error: None,
         };
