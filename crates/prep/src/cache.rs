@@ -59,10 +59,13 @@ pub fn case_key(plans: &Plans, case: &Case) -> String {
             .as_bytes(),
     );
     for p in case.images.iter().chain(case.label.iter()) {
-        // A DICOM series is a folder: every file under it counts.
+        // A DICOM series is a folder: every file the reader would read counts. An unreadable
+        // folder is keyed by its own path; reading the case then reports the error.
         let mut files = vec![p.clone()];
         if p.is_dir() {
-            files = files_under(p);
+            if let Ok(f) = repux_volume::dicom::files_under(p) {
+                files = f;
+            }
         }
         for p in &files {
             fnv(&mut h, p.to_string_lossy().as_bytes());
@@ -79,27 +82,6 @@ pub fn case_key(plans: &Plans, case: &Case) -> String {
         }
     }
     format!("{h:016x}")
-}
-
-/// Files under `dir`, recursively, sorted.
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 fn paths(dir: &Path, id: &str) -> (PathBuf, PathBuf, PathBuf) {

@@ -129,7 +129,16 @@ pub(crate) fn item(obj: &InMemDicomObject, tag: Tag) -> Option<&InMemDicomObject
         .and_then(|items| items.first())
 }
 
-fn files_under(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+/// The files a series folder holds: every regular file under `dir`, recursively, in path
+/// order, leaving out hidden ones (`.DS_Store`, editors' swap files). The DICOM reader reads
+/// these, and the preprocessing cache keys a series folder on them.
+pub fn files_under(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    collect_files(dir, &mut out)?;
+    Ok(out)
+}
+
+fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| Error::io(dir, e))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -141,7 +150,7 @@ fn files_under(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     entries.sort();
     for p in entries {
         if p.is_dir() {
-            files_under(&p, out)?;
+            collect_files(&p, out)?;
         } else if p.is_file() {
             out.push(p);
         }
@@ -151,8 +160,7 @@ fn files_under(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
 
 /// Series under `dir` with each file's parsed header (pixel data not read), sorted by UID.
 fn scan(dir: &Path) -> Result<Vec<(SeriesInfo, Vec<DefaultDicomObject>)>> {
-    let mut files = Vec::new();
-    files_under(dir, &mut files)?;
+    let files = files_under(dir)?;
     let mut series: BTreeMap<String, (SeriesInfo, Vec<DefaultDicomObject>)> = BTreeMap::new();
     for f in files {
         let Some(obj) = header(&f) else { continue };
@@ -334,13 +342,15 @@ fn choose(
     mut all: Vec<(SeriesInfo, Vec<DefaultDicomObject>)>,
     uid: Option<&str>,
 ) -> Result<(SeriesInfo, Vec<DefaultDicomObject>)> {
-    let infos: Vec<SeriesInfo> = all.iter().map(|(i, _)| i.clone()).collect();
     match uid {
         Some(u) => match all.iter().position(|(s, _)| s.uid == u) {
             Some(i) => Ok(all.swap_remove(i)),
             None => Err(Error::invalid(
                 dir,
-                format!("no series {u}; the folder holds {}", uids(&infos)),
+                format!(
+                    "no series {u}; the folder holds {}",
+                    uids(all.iter().map(|(i, _)| i))
+                ),
             )),
         },
         None if all.len() == 1 => Ok(all.swap_remove(0)),
@@ -349,7 +359,7 @@ fn choose(
             format!(
                 "holds {} series; choose one with --series: {}",
                 all.len(),
-                uids(&infos)
+                uids(all.iter().map(|(i, _)| i))
             ),
         )),
     }
@@ -575,20 +585,19 @@ pub fn read_series(dir: &Path, uid: Option<&str>) -> Result<Loaded> {
     })
 }
 
-fn uids(all: &[SeriesInfo]) -> String {
-    all.iter()
-        .map(|s| {
-            format!(
-                "{} ({} files{})",
-                s.uid,
-                s.files.len(),
-                if s.description.is_empty() {
-                    String::new()
-                } else {
-                    format!(", {}", s.description)
-                }
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("; ")
+fn uids<'a>(all: impl Iterator<Item = &'a SeriesInfo>) -> String {
+    all.map(|s| {
+        format!(
+            "{} ({} files{})",
+            s.uid,
+            s.files.len(),
+            if s.description.is_empty() {
+                String::new()
+            } else {
+                format!(", {}", s.description)
+            }
+        )
+    })
+    .collect::<Vec<_>>()
+    .join("; ")
 }
