@@ -233,15 +233,15 @@ pub fn preprocess(
         return Err(PrepError::NonFinite(bad as u64));
     }
     // A label stored in another axis order over the same voxels is reoriented onto the image.
-    let labels: Option<Volume> = match labels {
-        Some(l) => Some(
-            l.clone()
-                .onto_grid(&image.geometry, repux_volume::dataset::GEOMETRY_TOLERANCE)
-                .map_err(|e| PrepError::LabelMismatch(format!("label: {e}")))?,
-        ),
+    let reoriented: Option<Volume> = match labels {
+        Some(l) => l
+            .geometry
+            .reorientation_onto(&image.geometry, repux_volume::dataset::GEOMETRY_TOLERANCE)
+            .map_err(|e| PrepError::LabelMismatch(format!("label: {e}")))?
+            .map(|ro| l.apply(&ro)),
         None => None,
     };
-    let labels = labels.as_ref();
+    let labels = reoriented.as_ref().or(labels);
     let (ras, ro) = image.reorient("RAS").map_err(PrepError::Config)?;
     let ras_labels = labels.map(|l| ro.apply_data(&l.data[..l.geometry.voxels()]));
     let n = ras.geometry.voxels();

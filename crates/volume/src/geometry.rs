@@ -69,6 +69,40 @@ impl Geometry {
         m
     }
 
+    /// How data on this grid lands on grid `g`: `None` when the grids agree (shape equal,
+    /// affines within `tol` mm), else the exact reorientation (axis permutation and flips) that
+    /// puts the same voxel centres in `g`'s axis order — as a label NIfTI made by one tool holds
+    /// for a DICOM series read by another. Otherwise a description of the mismatch.
+    pub fn reorientation_onto(
+        &self,
+        g: &Geometry,
+        tol: f64,
+    ) -> Result<Option<Reorientation>, String> {
+        if self.shape == g.shape && self.max_affine_diff(g) <= tol {
+            return Ok(None);
+        }
+        if let Ok(ro) = self.reorientation_to(&g.orientation()) {
+            if ro.to_shape() == g.shape && ro.apply_geometry(self).max_affine_diff(g) <= tol {
+                return Ok(Some(ro));
+            }
+        }
+        let (mut a, mut b) = (self.shape, g.shape);
+        a.sort();
+        b.sort();
+        if a != b {
+            return Err(format!(
+                "shape {:?} does not match {:?}",
+                self.shape, g.shape
+            ));
+        }
+        Err(format!(
+            "affine differs by up to {:.3e} mm (tolerance {tol:e}), and no reordering of its axes puts its voxels on the {:?} {} grid",
+            self.max_affine_diff(g),
+            g.shape,
+            g.orientation()
+        ))
+    }
+
     /// The permutation/flip that takes this grid to orientation `target` (e.g. `"RAS"`).
     pub fn reorientation_to(&self, target: &str) -> Result<Reorientation, String> {
         let target = parse_codes(target)?;

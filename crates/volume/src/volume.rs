@@ -147,36 +147,13 @@ impl Volume {
         Ok((self.apply(&ro), ro))
     }
 
-    /// This volume on grid `g`: itself when the grids agree (shape equal, affines within `tol`
-    /// mm), else its exact reorientation (axis permutation and flips) when that lands on `g` —
-    /// the same voxel centres stored in another axis order, as a label NIfTI made by one tool
-    /// holds for a DICOM series read by another. Otherwise a description of the mismatch.
+    /// This volume on grid `g`: itself when the grids agree, else reoriented onto it; see
+    /// [`Geometry::reorientation_onto`], which checks a grid without the data.
     pub fn onto_grid(self, g: &Geometry, tol: f64) -> Result<Volume, String> {
-        if self.geometry.shape == g.shape && self.geometry.max_affine_diff(g) <= tol {
-            return Ok(self);
-        }
-        if let Ok(ro) = self.geometry.reorientation_to(&g.orientation()) {
-            if ro.to_shape() == g.shape
-                && ro.apply_geometry(&self.geometry).max_affine_diff(g) <= tol
-            {
-                return Ok(self.apply(&ro));
-            }
-        }
-        let (mut a, mut b) = (self.geometry.shape, g.shape);
-        a.sort();
-        b.sort();
-        if a != b {
-            return Err(format!(
-                "shape {:?} does not match {:?}",
-                self.geometry.shape, g.shape
-            ));
-        }
-        Err(format!(
-            "affine differs by up to {:.3e} mm (tolerance {tol:e}), and no reordering of its axes puts its voxels on the {:?} {} grid",
-            self.geometry.max_affine_diff(g),
-            g.shape,
-            g.orientation()
-        ))
+        Ok(match self.geometry.reorientation_onto(g, tol)? {
+            None => self,
+            Some(ro) => self.apply(&ro),
+        })
     }
 
     /// Applies a reorientation whose `from_shape` is this volume's shape.

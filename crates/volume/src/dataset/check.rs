@@ -124,7 +124,8 @@ fn check_case(ds: &Dataset, case: &Case, declared: &BTreeSet<u32>) -> CaseCheck 
                 // A label over the image's voxels in another axis order is read onto it.
                 match &grid {
                     Some((g, gp)) => {
-                        if let Err(e) = l.volume.clone().onto_grid(g, GEOMETRY_TOLERANCE) {
+                        if let Err(e) = l.volume.geometry.reorientation_onto(g, GEOMETRY_TOLERANCE)
+                        {
                             out.problems.push(format!(
                                 "{}: {e} (the grid of {})",
                                 lp.display(),
