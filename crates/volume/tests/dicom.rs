@@ -255,6 +255,36 @@ fn dicom_seg_refuses_what_it_cannot_describe() {
     assert!(e.contains("not a DICOM Segmentation"), "{e}");
 }
 
+#[test]
+fn a_seg_whose_segment_has_no_label_is_refused() {
+    use dicom_core::{DataElement, VR};
+    use dicom_dictionary_std::tags;
+    use dicom_object::InMemDicomObject;
+    let d = tempfile::tempdir().unwrap();
+    let src = source_series(&fixtures().join("explicit_le"), None).unwrap();
+    let [x, y, z] = src.geometry.shape;
+    let labels = random_labels(x * y * z, 3, 9);
+    let out = d.path().join("x.dcm");
+    let segs = [Segment::named(1, "liver"), Segment::named(2, "spleen")];
+    write_seg(&out, &src, &labels, &segs, &algo()).unwrap();
+    assert_eq!(read_seg(&out, &src).unwrap().segments[&2], "spleen");
+    // Segment 2 loses its SegmentLabel (Type 1), as a hand-edited or broken writer's SEG might.
+    let mut obj = dicom_object::open_file(&out).unwrap();
+    let seq = obj.take_element(tags::SEGMENT_SEQUENCE).unwrap();
+    let mut items: Vec<InMemDicomObject> = seq.items().unwrap().to_vec();
+    assert!(items[1].remove_element(tags::SEGMENT_LABEL));
+    obj.put(DataElement::new(
+        tags::SEGMENT_SEQUENCE,
+        VR::SQ,
+        dicom_core::value::DataSetSequence::from(items),
+    ));
+    let bad = d.path().join("no_label.dcm");
+    obj.write_to_file(&bad).unwrap();
+    let e = read_seg(&bad, &src).unwrap_err().to_string();
+    assert!(e.contains("segment 2 has no SegmentLabel"), "{e}");
+    assert!(e.contains("no_label.dcm"), "the error names the file: {e}");
+}
+
 fn copy_series(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap() {

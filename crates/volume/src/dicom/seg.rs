@@ -537,17 +537,24 @@ pub fn read_seg(path: &Path, source: &SourceSeries) -> Result<SegLabels> {
     } else {
         1.0
     };
-    let mut segments = BTreeMap::new();
-    if let Some(items) = obj
+    // SegmentSequence and each segment's SegmentLabel are Type 1 (PS3.3 C.8.20.2): a SEG
+    // without them names nothing, so it is refused rather than read with empty names.
+    let items = obj
         .element_opt(tags::SEGMENT_SEQUENCE)
         .ok()
         .flatten()
         .and_then(|e| e.items())
-    {
-        for it in items {
-            let num = floats(it, tags::SEGMENT_NUMBER, 1, path, "SegmentNumber")?[0] as u16;
-            segments.insert(num, text(it, tags::SEGMENT_LABEL).unwrap_or_default());
-        }
+        .filter(|items| !items.is_empty())
+        .ok_or_else(|| Error::invalid(path, "SEG without a SegmentSequence (Type 1)"))?;
+    let mut segments = BTreeMap::new();
+    for it in items {
+        let num = floats(it, tags::SEGMENT_NUMBER, 1, path, "SegmentNumber")?[0] as u16;
+        let label = text(it, tags::SEGMENT_LABEL)
+            .filter(|l| !l.is_empty())
+            .ok_or_else(|| {
+                Error::invalid(path, format!("segment {num} has no SegmentLabel (Type 1)"))
+            })?;
+        segments.insert(num, label);
     }
     let per_frame = obj
         .element_opt(tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE)
