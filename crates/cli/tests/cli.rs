@@ -1,21 +1,13 @@
 //! End-to-end: the real `repux` binary on real files.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn repux(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_repux"))
-        .args(args)
-        .output()
-        .expect("run repux")
-}
+use common::{repux, stderr};
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../volume/tests/fixtures")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).to_string()
 }
 
 #[test]
@@ -76,16 +68,7 @@ fn info_text_output() {
 fn synth_then_check_passes_and_a_broken_case_fails_with_a_named_file() {
     let d = tempfile::tempdir().unwrap();
     let ds = d.path().join("ds");
-    let o = repux(&[
-        "synth",
-        "--out",
-        ds.to_str().unwrap(),
-        "--cases",
-        "3",
-        "--seed",
-        "9",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    common::synth(&ds, 3, 9);
     for f in [
         "dataset.json",
         "imagesTr/phantom_000_0000.nii.gz",
@@ -103,17 +86,7 @@ fn synth_then_check_passes_and_a_broken_case_fails_with_a_named_file() {
     assert!(String::from_utf8_lossy(&o.stdout).contains("3 cases checked, 0 problem(s)"));
     // Same seed, same bytes.
     let ds2 = d.path().join("ds2");
-    assert!(repux(&[
-        "synth",
-        "--out",
-        ds2.to_str().unwrap(),
-        "--cases",
-        "1",
-        "--seed",
-        "9"
-    ])
-    .status
-    .success());
+    common::synth(&ds2, 1, 9);
     assert_eq!(
         std::fs::read(ds.join("labelsTr/phantom_000.nii.gz")).unwrap(),
         std::fs::read(ds2.join("labelsTr/phantom_000.nii.gz")).unwrap()
@@ -165,17 +138,7 @@ fn bad_inputs_give_clear_errors_not_panics() {
 fn plan_then_preprocess_then_rerun_skips() {
     let d = tempfile::tempdir().unwrap();
     let ds = d.path().join("ds");
-    assert!(repux(&[
-        "synth",
-        "--out",
-        ds.to_str().unwrap(),
-        "--cases",
-        "2",
-        "--seed",
-        "4"
-    ])
-    .status
-    .success());
+    common::synth(&ds, 2, 4);
     let plans = d.path().join("plans.json");
     let o = repux(&[
         "plan",
@@ -397,17 +360,7 @@ fn forward_reproduces_the_pytorch_fixtures() {
 fn evaluate_writes_nnunet_summary() {
     let d = tempfile::tempdir().unwrap();
     let ds = d.path().join("ds");
-    assert!(repux(&[
-        "synth",
-        "--out",
-        ds.to_str().unwrap(),
-        "--cases",
-        "2",
-        "--seed",
-        "6"
-    ])
-    .status
-    .success());
+    common::synth(&ds, 2, 6);
     let pred = d.path().join("pred");
     std::fs::create_dir_all(&pred).unwrap();
     // Case 0 predicted perfectly; case 1 with the pancreas removed.
@@ -507,42 +460,11 @@ fn evaluate_writes_nnunet_summary() {
 fn predict_writes_native_grids_and_survives_a_broken_file() {
     let d = tempfile::tempdir().unwrap();
     let ds = d.path().join("ds");
-    assert!(repux(&[
-        "synth",
-        "--out",
-        ds.to_str().unwrap(),
-        "--cases",
-        "4",
-        "--seed",
-        "5"
-    ])
-    .status
-    .success());
+    common::synth(&ds, 4, 5);
     let plans = d.path().join("plans.json");
-    let o = repux(&[
-        "plan",
-        ds.to_str().unwrap(),
-        "-o",
-        plans.to_str().unwrap(),
-        "--target-spacing",
-        "3,3,4",
-        "--patch-size",
-        "32,32,32",
-        "--ct-window=-125,275",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    common::plan(&ds, &plans, "3,3,4", "32,32,32", &[]);
     let model = d.path().join("model");
-    let o = repux(&[
-        "model",
-        "import",
-        "--model-config",
-        "micro",
-        "--plans",
-        plans.to_str().unwrap(),
-        "--out",
-        model.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    common::import_model("micro", &plans, &model);
     // Inputs: the four phantom images plus one truncated file.
     let input = d.path().join("in");
     std::fs::create_dir_all(&input).unwrap();
@@ -786,17 +708,7 @@ fn predict_writes_native_grids_and_survives_a_broken_file() {
 fn overlay_writes_a_png() {
     let d = tempfile::tempdir().unwrap();
     let ds = d.path().join("ds");
-    assert!(repux(&[
-        "synth",
-        "--out",
-        ds.to_str().unwrap(),
-        "--cases",
-        "2",
-        "--seed",
-        "8"
-    ])
-    .status
-    .success());
+    common::synth(&ds, 2, 8);
     let out = d.path().join("ov.png");
     let img = ds.join("imagesTr/phantom_000_0000.nii.gz");
     let o = repux(&[
@@ -831,30 +743,9 @@ fn overlay_writes_a_png() {
 fn train_with_a_config_file_stops_on_a_stop_file_and_resumes() {
     let d = tempfile::tempdir().unwrap();
     let ds = d.path().join("ds");
-    assert!(repux(&[
-        "synth",
-        "--out",
-        ds.to_str().unwrap(),
-        "--cases",
-        "3",
-        "--seed",
-        "2"
-    ])
-    .status
-    .success());
+    common::synth(&ds, 3, 2);
     let plans = d.path().join("plans.json");
-    let o = repux(&[
-        "plan",
-        ds.to_str().unwrap(),
-        "-o",
-        plans.to_str().unwrap(),
-        "--target-spacing",
-        "4,4,4",
-        "--patch-size",
-        "32,32,16",
-        "--ct-window=-125,275",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    common::plan(&ds, &plans, "4,4,4", "32,32,16", &[]);
     let cfg = d.path().join("train.toml");
     std::fs::write(&cfg, "model = \"micro\"\niterations = 6\nval_interval = 3\nlr = 0.003\nschedule = \"poly\"\naugment = \"none\"\n").unwrap();
     let out = d.path().join("model");
@@ -949,30 +840,9 @@ fn train_with_a_config_file_stops_on_a_stop_file_and_resumes() {
 fn swinunetr_trains_and_predicts_through_the_cli() {
     let d = tempfile::tempdir().unwrap();
     let ds = d.path().join("ds");
-    assert!(repux(&[
-        "synth",
-        "--out",
-        ds.to_str().unwrap(),
-        "--cases",
-        "3",
-        "--seed",
-        "4"
-    ])
-    .status
-    .success());
+    common::synth(&ds, 3, 4);
     let plans16 = d.path().join("plans16.json");
-    let o = repux(&[
-        "plan",
-        ds.to_str().unwrap(),
-        "-o",
-        plans16.to_str().unwrap(),
-        "--target-spacing",
-        "4,4,4",
-        "--patch-size",
-        "32,32,16",
-        "--ct-window=-125,275",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    common::plan(&ds, &plans16, "4,4,4", "32,32,16", &[]);
     let out = d.path().join("model");
     let train = |plans: &Path| {
         repux(&[
@@ -1003,20 +873,7 @@ fn swinunetr_trains_and_predicts_through_the_cli() {
         stderr(&o)
     );
     let plans = d.path().join("plans.json");
-    let o = repux(&[
-        "plan",
-        ds.to_str().unwrap(),
-        "-o",
-        plans.to_str().unwrap(),
-        "--target-spacing",
-        "4,4,4",
-        "--patch-size",
-        "32,32,32",
-        "--size-multiple",
-        "32",
-        "--ct-window=-125,275",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    common::plan(&ds, &plans, "4,4,4", "32,32,32", &["--size-multiple", "32"]);
     let o = train(&plans);
     assert!(o.status.success(), "{}", stderr(&o));
     let cfg: serde_json::Value = serde_json::from_str(
@@ -1095,17 +952,7 @@ fn recipes_read_the_shipped_layouts_and_score_a_flare_model_with_the_mapping() {
     let d = tempfile::tempdir().unwrap();
     // A KiTS-layout folder made from two phantom cases (liver = 1 … as "kidney + masses").
     let ph = d.path().join("ph");
-    assert!(repux(&[
-        "synth",
-        "--out",
-        ph.to_str().unwrap(),
-        "--cases",
-        "2",
-        "--seed",
-        "3"
-    ])
-    .status
-    .success());
+    common::synth(&ph, 2, 3);
     let kits = d.path().join("kits");
     for i in 0..2 {
         let case = kits.join(format!("data/case_{i:05}"));
@@ -1226,42 +1073,11 @@ fn tcia_pancreas_recipe_runs_on_dicom_series() {
     );
     // A FLARE-class model (liver 1, kidney 2, spleen 3, pancreas 4) on the recipe's plans.
     let ph = d.path().join("ph");
-    assert!(repux(&[
-        "synth",
-        "--out",
-        ph.to_str().unwrap(),
-        "--cases",
-        "2",
-        "--seed",
-        "4"
-    ])
-    .status
-    .success());
+    common::synth(&ph, 2, 4);
     let flare_plans = d.path().join("flare_plans.json");
-    let o = repux(&[
-        "plan",
-        ph.to_str().unwrap(),
-        "-o",
-        flare_plans.to_str().unwrap(),
-        "--target-spacing",
-        "4,4,4",
-        "--patch-size",
-        "32,32,16",
-        "--ct-window=-125,275",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    common::plan(&ph, &flare_plans, "4,4,4", "32,32,16", &[]);
     let model = d.path().join("flare_model");
-    let o = repux(&[
-        "model",
-        "import",
-        "--model-config",
-        "micro",
-        "--plans",
-        flare_plans.to_str().unwrap(),
-        "--out",
-        model.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    common::import_model("micro", &flare_plans, &model);
     let o = Command::new("sh")
         .arg(out.join("commands.sh"))
         .current_dir(d.path())
