@@ -61,6 +61,21 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Time the gradient all-reduce of one training step (the network's parameters as f32, in
+    /// the trainer's buckets) over the ranks of an MPI launch: `mpirun -np N repux bench
+    /// all-reduce` (the `mpi` build). Prints the median time and the ring all-reduce's bus
+    /// bandwidth, 2(N−1)/N × bytes / time.
+    AllReduce {
+        /// Model preset or config JSON whose parameter count is reduced (5 classes, 1 channel).
+        #[arg(long, alias = "preset", default_value = "paper")]
+        model_config: String,
+        /// Timed all-reduces (median), after one warm-up.
+        #[arg(long, default_value_t = 5)]
+        repeats: usize,
+        /// One JSON record instead of a line.
+        #[arg(long)]
+        json: bool,
+    },
     /// Time resampling a CT-sized volume to a target spacing (cubic and linear), median of runs.
     Resample {
         /// Input shape.
@@ -104,6 +119,11 @@ pub fn run(c: Command) -> Result<ExitCode> {
             repeats,
             json,
         } => bench_resample(shape, spacing, target, repeats, json),
+        Command::AllReduce {
+            model_config,
+            repeats,
+            json,
+        } => all_reduce(&model_config, repeats, json),
         Command::Model {
             model_config,
             size,
@@ -255,6 +275,59 @@ fn model(
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The trainer's gradient all-reduce on the MPI group this process was launched into.
+#[cfg(feature = "mpi")]
+fn all_reduce(preset: &str, repeats: usize, json: bool) -> Result<ExitCode> {
+    use repux_nn::collective::Collective;
+    let cfg = repux_nn::ModelConfig::load(preset).map_err(|e| anyhow::anyhow!(e))?;
+    let cfg = repux_nn::ModelConfig {
+        in_channels: 1,
+        out_channels: 5,
+        ..cfg
+    };
+    let values =
+        repux_nn::summary::summary(&repux_nn::Net::new(&cfg, &repux_nn::cpu()))?.parameters;
+    let group = repux_train::mpi::MpiGroup::init(std::time::Duration::from_secs(600))
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let mut flat: Vec<f32> = (0..values).map(|i| (i % 1000) as f32 * 1e-3).collect();
+    let mut run = || {
+        // Start together, so that a rank's time is the all-reduce's and not its wait for a
+        // late starter.
+        let mut sync = [0.0f32];
+        group.all_reduce_sum(&mut sync);
+        let t = Instant::now();
+        repux_train::optim::all_reduce_buckets(&group, &mut flat);
+        t.elapsed().as_secs_f64()
+    };
+    run();
+    let seconds = median((0..repeats.max(1)).map(|_| run()).collect());
+    let n = group.size();
+    let bytes = values as f64 * 4.0;
+    let bus = 2.0 * (n as f64 - 1.0) / n as f64 * bytes / seconds;
+    if group.rank() == 0 {
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({"preset": preset, "values": values, "bytes": bytes, "ranks": n,
+                    "bucket": repux_train::optim::BUCKET, "seconds": seconds, "bus_gb_s": bus * 1e-9})
+            );
+        } else {
+            println!(
+                "all-reduce of {values} f32 ({:.1} MB, {preset}) over {n} ranks in buckets of {}: {seconds:.4} s (median of {repeats}), bus bandwidth {:.2} GB/s",
+                bytes * 1e-6,
+                repux_train::optim::BUCKET,
+                bus * 1e-9
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(not(feature = "mpi"))]
+fn all_reduce(_: &str, _: usize, _: bool) -> Result<ExitCode> {
+    anyhow::bail!("`repux bench all-reduce` needs the MPI build: cargo build --release --features mpi, then mpirun -np N target/release/repux bench all-reduce")
 }
 
 /// Above this, a warm-up run is itself the measurement (the same rule in tools/torch_bench.py).

@@ -173,6 +173,11 @@ pub fn run(a: Args) -> Result<ExitCode> {
     #[cfg(feature = "mpi")]
     {
         repux_nn::collective::install(None);
+        if let (Err(e), Some(g)) = (&r, &group) {
+            // The other ranks are inside a collective, waiting for this one: end the whole
+            // job now with this rank's error rather than leave them to the watchdog.
+            g.abort(&format!("{e:#}"));
+        }
         drop(group);
     }
     r

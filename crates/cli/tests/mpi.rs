@@ -1,7 +1,9 @@
 //! Data-parallel training over MPI (built with `--features mpi`; `.ci/run` installs Open MPI):
 //! 2 ranks × 1 crop per step train the same network as 1 process × 2 crops, and a rank that
-//! dies ends the run with an error instead of a hang.
+//! dies or fails alone ends the run with an error instead of a hang.
 #![cfg(feature = "mpi")]
+
+mod common;
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -40,29 +42,9 @@ fn stderr(o: &Output) -> String {
 /// A synthetic dataset, its plans and its preprocessed cache.
 fn dataset(d: &Path) -> (String, String, String) {
     let ds = d.join("ds");
-    let o = repux(&[
-        "synth",
-        "--out",
-        ds.to_str().unwrap(),
-        "--cases",
-        "3",
-        "--seed",
-        "2",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    common::synth(&ds, 3, 2);
     let plans = d.join("plans.json");
-    let o = repux(&[
-        "plan",
-        ds.to_str().unwrap(),
-        "-o",
-        plans.to_str().unwrap(),
-        "--target-spacing",
-        "4,4,4",
-        "--patch-size",
-        "32,32,32",
-        "--ct-window=-125,275",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    common::plan(&ds, &plans, "4,4,4", "32,32,32", &[]);
     let cache = d.join("cache");
     let o = repux(&[
         "preprocess",
@@ -277,4 +259,31 @@ fn a_dead_rank_ends_the_run_with_an_error() {
         std::thread::sleep(Duration::from_millis(200));
     };
     assert!(!status.success(), "a dead rank must fail the run");
+}
+
+#[test]
+fn a_rank_that_fails_alone_ends_the_run_at_once() {
+    let d = tempfile::tempdir().unwrap();
+    let data = dataset(d.path());
+    let run = d.path().join("run");
+    // Only rank 0 draws the progress plot; a folder in its place makes rank 0 fail at the
+    // first validation while rank 1 goes on into the next step's collectives.
+    std::fs::create_dir_all(run.join("progress.png")).unwrap();
+    let t0 = Instant::now();
+    let o = mpirun(&train_args(&data, run.to_str().unwrap(), "1", "100000"))
+        .env("REPUX_MPI_TIMEOUT", "600")
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "rank 0's error must fail the run");
+    let e = stderr(&o);
+    assert!(
+        e.contains("rank 0 of 2") && e.contains("progress.png"),
+        "{e}"
+    );
+    assert!(
+        t0.elapsed() < Duration::from_secs(120),
+        "the run waited for the watchdog instead of ending with rank 0's error"
+    );
+    // The checkpoint written before the plot is complete.
+    assert!(run.join("checkpoint_latest").is_dir());
 }

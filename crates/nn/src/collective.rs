@@ -13,7 +13,8 @@ use burn::tensor::Tensor;
 use std::sync::{Arc, RwLock};
 
 /// A group of processes that sum buffers together. Calls are collective: every rank makes the
-/// same calls in the same order.
+/// same calls in the same order. In training, every rank runs a batch of the same shape
+/// (SyncBatchNorm relies on it for the global count).
 pub trait Collective: Send + Sync {
     fn rank(&self) -> usize;
     fn size(&self) -> usize;
@@ -23,6 +24,11 @@ pub trait Collective: Send + Sync {
     fn all_reduce_sum_f64(&self, values: &mut [f64]);
     /// Rank 0's values to every rank, in place.
     fn broadcast(&self, values: &mut [f32]);
+    /// Seconds this rank has spent inside collective calls so far, waiting for the other ranks
+    /// included (0 where a group does not keep count).
+    fn busy_seconds(&self) -> f64 {
+        0.0
+    }
 }
 
 static CURRENT: RwLock<Option<Arc<dyn Collective>>> = RwLock::new(None);
@@ -66,9 +72,9 @@ pub fn batch_norm<const D: usize>(n: &BatchNorm, x: Tensor<D>) -> Tensor<D> {
     let dims = x.dims();
     let c = dims[1];
     let per_rank = x.shape().num_elements() / c;
-    let mut count = [per_rank as f32];
-    g.all_reduce_sum(&mut count);
-    let count = count[0] as f64;
+    // Data-parallel ranks run equal batches of equal shape (the trainer's contract), so the
+    // global count needs no collective of its own.
+    let count = (per_rank * g.size()) as f64;
     let mut bshape = [1usize; D];
     bshape[1] = c;
     let rows = |t: Tensor<D>| {

@@ -36,6 +36,8 @@ pub struct MpiGroup {
     deadline: Arc<AtomicU64>,
     start: Instant,
     timeout: Duration,
+    /// Nanoseconds spent inside collectives.
+    busy: AtomicU64,
     // Dropped last: finalises MPI.
     _universe: Universe,
 }
@@ -74,14 +76,28 @@ impl MpiGroup {
             deadline,
             start,
             timeout,
+            busy: AtomicU64::new(0),
             _universe: universe,
         })
+    }
+
+    /// Ends every rank of the job (MPI_Abort) after printing `error` as this rank's: what a
+    /// rank does when it fails alone (say, rank 0 cannot write a checkpoint) while the others
+    /// wait for it in a collective. A single-rank run just returns.
+    pub fn abort(&self, error: &str) {
+        if self.size > 1 {
+            eprintln!("error: rank {} of {}: {error}", self.rank, self.size);
+            self.world.abort(1)
+        }
     }
 
     fn guarded<T>(&self, f: impl FnOnce() -> T) -> T {
         let due = (self.start.elapsed() + self.timeout).as_millis() as u64;
         self.deadline.store(due.max(1), Ordering::SeqCst);
+        let t = Instant::now();
         let r = f();
+        self.busy
+            .fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
         self.deadline.store(0, Ordering::SeqCst);
         r
     }
@@ -110,5 +126,8 @@ impl Collective for MpiGroup {
     }
     fn broadcast(&self, values: &mut [f32]) {
         self.guarded(|| self.world.process_at_rank(0).broadcast_into(values));
+    }
+    fn busy_seconds(&self) -> f64 {
+        self.busy.load(Ordering::Relaxed) as f64 * 1e-9
     }
 }

@@ -71,9 +71,7 @@ impl AdamW {
                 }
                 let mut flat: Vec<f32> =
                     c.out.iter().flat_map(|(_, g)| g.iter().copied()).collect();
-                for bucket in flat.chunks_mut(BUCKET) {
-                    g.all_reduce_sum(bucket);
-                }
+                all_reduce_buckets(g, &mut flat);
                 let scale = 1.0 / g.size() as f32;
                 let mut at = 0;
                 let mut map = BTreeMap::new();
@@ -190,6 +188,14 @@ impl AdamW {
 
 /// Values per all-reduce call when gradients are averaged (16 MiB of f32).
 pub const BUCKET: usize = 1 << 22;
+
+/// Sums `flat` over the ranks of `g` in buckets of [`BUCKET`] values: the gradient all-reduce
+/// of one step (also what `repux bench all-reduce` times).
+pub fn all_reduce_buckets(g: &dyn Collective, flat: &mut [f32]) {
+    for bucket in flat.chunks_mut(BUCKET) {
+        g.all_reduce_sum(bucket);
+    }
+}
 
 /// Every parameter's gradient as values, in the network's order, keyed by name.
 struct CollectGrads<'a> {

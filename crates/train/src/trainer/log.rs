@@ -19,6 +19,11 @@ pub struct LogLine {
     pub val_mean_dice: Option<f64>,
     /// Processes training together (data-parallel ranks).
     pub world_size: usize,
+    /// Seconds rank 0 has spent in collectives (gradient all-reduce, SyncBatchNorm, loss
+    /// averaging) since it started, waiting for the other ranks included; only when several
+    /// ranks train.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub comm_seconds: Option<f64>,
     /// The run's planned length (not logged: a resumed or extended run knows it only here).
     #[serde(skip)]
     pub planned: usize,

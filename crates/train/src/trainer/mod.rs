@@ -318,6 +318,7 @@ pub fn train(
             val_mean_dice: None,
             planned: cfg.iterations,
             world_size: world,
+            comm_seconds: group.as_ref().map(|g| g.busy_seconds()),
         };
         curves.losses.push((it, lv));
         let mut early = false;
