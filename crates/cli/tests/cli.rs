@@ -171,15 +171,7 @@ fn plan_then_preprocess_then_rerun_skips() {
         .iter()
         .all(|p| p.as_u64().unwrap() % 16 == 0));
     let out = d.path().join("cache");
-    let o = repux(&[
-        "preprocess",
-        ds.to_str().unwrap(),
-        "--plans",
-        plans.to_str().unwrap(),
-        "--cache",
-        out.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    let o = common::preprocess(&ds, &plans, &out);
     assert!(String::from_utf8_lossy(&o.stdout).contains("2 written"));
     for f in [
         "phantom_000_image.npy",
@@ -189,14 +181,7 @@ fn plan_then_preprocess_then_rerun_skips() {
     ] {
         assert!(out.join(f).is_file(), "{f}");
     }
-    let o = repux(&[
-        "preprocess",
-        ds.to_str().unwrap(),
-        "--plans",
-        plans.to_str().unwrap(),
-        "--cache",
-        out.to_str().unwrap(),
-    ]);
+    let o = common::preprocess(&ds, &plans, &out);
     assert!(String::from_utf8_lossy(&o.stdout).contains("2 already up to date"));
     // A broken case fails alone: the exit code says so, the other case stays cached.
     let img = ds.join("imagesTr/phantom_001_0000.nii.gz");

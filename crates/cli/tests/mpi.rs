@@ -46,15 +46,7 @@ fn dataset(d: &Path) -> (String, String, String) {
     let plans = d.join("plans.json");
     common::plan(&ds, &plans, "4,4,4", "32,32,32", &[]);
     let cache = d.join("cache");
-    let o = repux(&[
-        "preprocess",
-        ds.to_str().unwrap(),
-        "--plans",
-        plans.to_str().unwrap(),
-        "--cache",
-        cache.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    common::preprocess(&ds, &plans, &cache);
     (
         ds.display().to_string(),
         plans.display().to_string(),

@@ -72,3 +72,15 @@ pub fn import_model(preset: &str, plans: &Path, out: &Path) {
         s(out),
     ]);
 }
+
+/// `repux preprocess` of `ds` with `plans` into the cache folder `cache`; its output.
+pub fn preprocess(ds: &Path, plans: &Path, cache: &Path) -> Output {
+    repux_ok(&[
+        "preprocess",
+        s(ds),
+        "--plans",
+        s(plans),
+        "--cache",
+        s(cache),
+    ])
+}
