@@ -240,7 +240,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         .into_iter()
         .next()
         .map(|(id, _)| id)
-        .unwrap_or_default();
+        .with_context(|| format!("{}: no test case to draw", data.join("imagesTs").display()))?;
     let overlay = out.join("overlay.png");
     let img = repux_volume::read_volume(
         &data

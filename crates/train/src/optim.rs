@@ -147,7 +147,11 @@ impl AdamW {
         let bytes = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
         let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
             .map_err(|e| bad(format!("not a valid safetensors file (truncated?): {e}")))?;
-        let meta = header.metadata().clone().unwrap_or_default();
+        let Some(meta) = header.metadata().clone() else {
+            return Err(bad(
+                "no metadata (beta1, beta2, eps, weight_decay, step): not an optimizer state written by repux".into(),
+            ));
+        };
         let num = |k: &str| {
             meta.get(k)
                 .and_then(|v| v.parse::<f64>().ok())
@@ -394,5 +398,21 @@ mod tests {
         o.state
             .insert("no.such.param".into(), (vec![0.0], vec![0.0]));
         assert!(o.check(&net).unwrap_err().contains("no.such.param"));
+    }
+
+    /// A safetensors file without the optimizer's metadata (a weights file passed by mistake)
+    /// is refused by name, not read with made-up hyper-parameters.
+    #[test]
+    fn load_refuses_a_file_without_optimizer_metadata() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("weights.safetensors");
+        let mut sd = repux_nn::weights::StateDict(BTreeMap::new());
+        sd.0.insert("exp_avg.w".into(), (vec![2], vec![0.0, 1.0]));
+        repux_nn::weights::write_safetensors(&path, &sd, None).unwrap();
+        let e = AdamW::load(&path).unwrap_err().to_string();
+        assert!(
+            e.contains("weights.safetensors") && e.contains("no metadata"),
+            "{e}"
+        );
     }
 }

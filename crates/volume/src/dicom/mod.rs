@@ -208,6 +208,8 @@ fn parse_text<T: std::str::FromStr>(obj: &InMemDicomObject, tag: Tag) -> Option<
 
 /// The frames of one file: itself, or each frame of a multi-frame object.
 fn frames_of(obj: &DefaultDicomObject, file: &Path) -> Result<Vec<SourceFrame>> {
+    // Reading a volume does not need the UIDs (anonymisers sometimes strip them); empty means
+    // absent, and `seg::write_seg` refuses such a source by file, since a SEG must reference it.
     let sop_class_uid = text(obj, tags::SOP_CLASS_UID).unwrap_or_default();
     let sop_instance_uid = text(obj, tags::SOP_INSTANCE_UID).unwrap_or_default();
     let rows = floats(obj, tags::ROWS, 1, file, "Rows")?[0] as usize;

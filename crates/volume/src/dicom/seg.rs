@@ -242,6 +242,8 @@ pub fn write_seg(
     let now = now_dicom();
     let mut ds_ = InMemDicomObject::new_empty();
     for &(tag, vr) in COPIED {
+        // Type 2 in the SEG IOD: present, empty when the source lacks it. The two Type 1 UIDs
+        // among them were checked above.
         let v = text(header, tag).unwrap_or_default();
         ds_.put(s(tag, vr, &v));
     }
