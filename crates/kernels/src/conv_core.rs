@@ -89,6 +89,41 @@ pub(crate) fn matmul_with(
     assert!((m - 1) * dst_rs + n <= dst.len());
     assert!((m - 1) * lhs_strides.0 + (k - 1) * lhs_strides.1 < lhs.len());
     assert!((k - 1) * rhs_strides.0 + (n - 1) * rhs_strides.1 < rhs.len());
+    if crate::bf16::precision() == crate::bf16::Precision::Bf16 {
+        // bf16 operands (see `bf16`): rounded copies, reused per thread, taken out of their
+        // cell so that a GEMM nested in this one on the same rayon thread finds its own.
+        let mut a = ROUNDED_LHS.take();
+        let mut b = ROUNDED_RHS.take();
+        crate::bf16::round_operand(lhs, lhs_strides, m, k, &mut a);
+        crate::bf16::round_operand(rhs, rhs_strides, k, n, &mut b);
+        // SAFETY: as below; the rounded copies are dense m×k and k×n row-major matrices.
+        unsafe {
+            gemm(
+                m,
+                n,
+                k,
+                dst.as_mut_ptr(),
+                1,
+                dst_rs as isize,
+                accumulate,
+                a.as_ptr(),
+                1,
+                k as isize,
+                b.as_ptr(),
+                1,
+                n as isize,
+                1.0,
+                1.0,
+                false,
+                false,
+                false,
+                parallelism,
+            )
+        }
+        ROUNDED_LHS.set(a);
+        ROUNDED_RHS.set(b);
+        return;
+    }
     // SAFETY: the asserts above keep every access in bounds; the slices do not alias (dst is
     // the only &mut).
     unsafe {
@@ -114,6 +149,11 @@ pub(crate) fn matmul_with(
             parallelism,
         )
     }
+}
+
+thread_local! {
+    static ROUNDED_LHS: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
+    static ROUNDED_RHS: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
 /// An output buffer that parallel tasks writing disjoint ranges share (tiles of a conv).

@@ -230,9 +230,14 @@ pub fn use_winograd(on: bool) {
     WINOGRAD.store(on, std::sync::atomic::Ordering::Relaxed);
 }
 
-/// Whether this conv's forward and dx run Winograd: the shape suits it and it is switched on.
+/// Whether this conv's forward and dx run Winograd: the shape suits it, it is switched on, and
+/// the GEMMs are fp32: bf16 operands on Winograd's transformed values give a relative error of
+/// 3e-1 where the direct GEMMs give 1.8e-3 (`cargo test --release -p repux-kernels --test
+/// bf16_props bf16_routes -- --nocapture` prints both).
 fn takes_winograd(s: &ConvShape) -> bool {
-    crate::winograd::preferred(s) && WINOGRAD.load(std::sync::atomic::Ordering::Relaxed)
+    crate::winograd::preferred(s)
+        && WINOGRAD.load(std::sync::atomic::Ordering::Relaxed)
+        && crate::bf16::precision() == crate::bf16::Precision::Fp32
 }
 
 /// `y = conv3d(x, w) + b`, PyTorch's semantics (cross-correlation, zero padding).

@@ -4,6 +4,7 @@
 //!
 //! Layout: N × C × D × H × W, C order (last axis fastest), as everywhere in repux.
 
+pub mod bf16;
 mod conv_core;
 pub mod dense;
 pub mod depthwise;
@@ -13,6 +14,7 @@ pub mod shifted;
 mod simd;
 pub mod winograd;
 
+pub use bf16::{set_precision, Precision};
 pub use conv_core::ConvShape;
 pub use depthwise::{DwAlgo, DwShape};
 pub use simd::limit_isa;

@@ -1,0 +1,176 @@
+//! bf16 GEMM operands with fp32 accumulation, as PyTorch's CPU autocast runs its convs and
+//! matmuls: the process-wide precision that every dense-conv GEMM ([`crate::conv_core`]'s
+//! `matmul_with`: im2col, shifted views, Winograd's batched GEMMs, transposed convs) reads, and
+//! the levels a bf16 GEMM can run at on this CPU.
+//!
+//! Levels, fastest first: AMX tiles (`tdpbf16ps`), AVX512-BF16 (`vdpbf16ps`), and `fp32`: the
+//! operands rounded to bf16 (round to nearest even) and multiplied by the fp32 FMA GEMM. A
+//! product of two bf16 values has at most 16 significant bits, so it is exact in fp32 and the
+//! `fp32` level computes what the matrix units compute up to the order of the fp32 sums: it is
+//! the reference the faster levels are tested against, and what `--precision bf16` runs on a
+//! CPU without bf16 units. This build has the `fp32` level only; [`cpu_bf16_units`] reports
+//! the units a CPU has, so that the tools can say what went unused.
+//!
+//! The depthwise kernels (FFT and direct), the norms, softmax and the loss stay fp32 whatever
+//! the precision.
+
+use std::sync::atomic::{AtomicU8, Ordering};
+
+/// What the dense-conv GEMMs multiply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Precision {
+    /// fp32 operands (the default).
+    Fp32,
+    /// Operands rounded to bf16, products accumulated in fp32.
+    Bf16,
+}
+
+impl Precision {
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::Fp32 => "fp32",
+            Precision::Bf16 => "bf16",
+        }
+    }
+}
+
+static PRECISION: AtomicU8 = AtomicU8::new(0);
+
+/// Sets the precision of every dense-conv GEMM in this process from now on (like the thread
+/// count: one setting per run, chosen by `--precision`).
+pub fn set_precision(p: Precision) {
+    PRECISION.store(p as u8, Ordering::Relaxed);
+}
+
+/// The precision the dense-conv GEMMs run at.
+pub fn precision() -> Precision {
+    if PRECISION.load(Ordering::Relaxed) == Precision::Bf16 as u8 {
+        Precision::Bf16
+    } else {
+        Precision::Fp32
+    }
+}
+
+/// How a bf16 GEMM runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bf16Level {
+    /// bf16-rounded operands through the fp32 FMA GEMM.
+    Fp32,
+}
+
+impl Bf16Level {
+    /// The name `repux bench … --json` records as `"isa"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Bf16Level::Fp32 => "fp32",
+        }
+    }
+    /// Whether this level is faster than fp32 (a matrix unit), which is what `--precision
+    /// auto` asks before it picks bf16.
+    pub fn accelerated(self) -> bool {
+        match self {
+            Bf16Level::Fp32 => false,
+        }
+    }
+}
+
+/// The level a bf16 GEMM runs at here: the fastest one this build has and this CPU allows.
+pub fn bf16_level() -> Bf16Level {
+    Bf16Level::Fp32
+}
+
+/// The bf16 matrix units this CPU reports (CPUID), whether or not this build uses them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Bf16Units {
+    /// AMX-TILE and AMX-BF16.
+    pub amx: bool,
+    /// AVX512-BF16.
+    pub avx512_bf16: bool,
+}
+
+pub fn cpu_bf16_units() -> Bf16Units {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // AMX-BF16 is CPUID.(EAX=7,ECX=0):EDX[22], AMX-TILE EDX[24] (Intel SDM vol. 2A); std's
+        // detection of them is not stable yet.
+        // Leaf 7 is read only where the maximum leaf (leaf 0's EAX) reaches it.
+        let amx = std::arch::x86_64::__cpuid(0).eax >= 7 && {
+            let edx = std::arch::x86_64::__cpuid_count(7, 0).edx;
+            edx & (1 << 22) != 0 && edx & (1 << 24) != 0
+        };
+        Bf16Units {
+            amx,
+            avx512_bf16: std::is_x86_feature_detected!("avx512bf16"),
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    Bf16Units::default()
+}
+
+/// One line for the tools: the precision, how its GEMMs run, and the CPU's units left unused.
+pub fn describe(p: Precision) -> String {
+    match p {
+        Precision::Fp32 => "fp32".into(),
+        Precision::Bf16 => {
+            let units = cpu_bf16_units();
+            let mut have = Vec::new();
+            if units.amx {
+                have.push("AMX-BF16");
+            }
+            if units.avx512_bf16 {
+                have.push("AVX512-BF16");
+            }
+            let level = bf16_level();
+            if level.accelerated() {
+                format!("bf16 ({})", level.name())
+            } else if have.is_empty() {
+                "bf16 operands on the fp32 GEMM (this CPU has no AMX-BF16 or AVX512-BF16: \
+                 bf16 numerics, no speed-up)"
+                    .into()
+            } else {
+                format!(
+                    "bf16 operands on the fp32 GEMM (this CPU has {}, which this build does not \
+                     use yet: bf16 numerics, no speed-up)",
+                    have.join(" and ")
+                )
+            }
+        }
+    }
+}
+
+/// `x` rounded to the nearest bf16 (ties to even), as an f32; NaN stays NaN (quietened),
+/// values beyond bf16's largest finite round to ±∞, as `half::bf16::from_f32` and the
+/// hardware's `vcvtneps2bf16` do.
+#[inline]
+pub fn round_to_bf16(x: f32) -> f32 {
+    let b = x.to_bits();
+    if b & 0x7fff_ffff > 0x7f80_0000 {
+        return f32::from_bits((b | 0x0040_0000) & 0xffff_0000);
+    }
+    let rounded = b.wrapping_add(0x7fff + ((b >> 16) & 1));
+    f32::from_bits(rounded & 0xffff_0000)
+}
+
+/// Rows × cols of a strided operand (element (r, c) at `data[r·rs + c·cs]`), rounded to bf16,
+/// into `out` as a dense row-major matrix.
+pub(crate) fn round_operand(
+    data: &[f32],
+    (rs, cs): (usize, usize),
+    rows: usize,
+    cols: usize,
+    out: &mut Vec<f32>,
+) {
+    out.clear();
+    out.reserve(rows * cols);
+    for r in 0..rows {
+        if cs == 1 {
+            out.extend(
+                data[r * rs..r * rs + cols]
+                    .iter()
+                    .map(|&v| round_to_bf16(v)),
+            );
+        } else {
+            out.extend((0..cols).map(|c| round_to_bf16(data[r * rs + c * cs])));
+        }
+    }
+}
