@@ -68,7 +68,7 @@ fn par() -> Parallelism {
 }
 
 /// [`matmul_with`] on all rayon threads.
-fn matmul(dims: [usize; 3], dst: Dst, lhs: Operand, rhs: Operand) {
+pub(crate) fn matmul(dims: [usize; 3], dst: Dst, lhs: Operand, rhs: Operand) {
     matmul_with(par(), dims, dst, lhs, rhs)
 }
 

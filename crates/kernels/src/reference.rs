@@ -283,3 +283,51 @@ pub fn instance_norm_act_backward(
     }
     dx
 }
+
+/// `y = x · Wᵀ + b` (`x` rows × cin, `w` cout × cin), f64 sums.
+pub fn linear_forward(
+    rows: usize,
+    cin: usize,
+    cout: usize,
+    x: &[f32],
+    w: &[f32],
+    b: Option<&[f32]>,
+) -> Vec<f32> {
+    let mut y = vec![0f32; rows * cout];
+    for r in 0..rows {
+        for o in 0..cout {
+            let mut acc = b.map_or(0.0, |b| b[o] as f64);
+            for i in 0..cin {
+                acc += x[r * cin + i] as f64 * w[o * cin + i] as f64;
+            }
+            y[r * cout + o] = acc as f32;
+        }
+    }
+    y
+}
+
+/// `(dx, dw, db)` of [`linear_forward`] for upstream `dy`, f64 sums.
+pub fn linear_backward(
+    rows: usize,
+    cin: usize,
+    cout: usize,
+    x: &[f32],
+    w: &[f32],
+    dy: &[f32],
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let mut dx = vec![0f64; rows * cin];
+    let mut dw = vec![0f64; cout * cin];
+    let mut db = vec![0f64; cout];
+    for r in 0..rows {
+        for o in 0..cout {
+            let g = dy[r * cout + o] as f64;
+            db[o] += g;
+            for i in 0..cin {
+                dx[r * cin + i] += g * w[o * cin + i] as f64;
+                dw[o * cin + i] += g * x[r * cin + i] as f64;
+            }
+        }
+    }
+    let f = |v: Vec<f64>| v.into_iter().map(|a| a as f32).collect();
+    (f(dx), f(dw), f(db))
+}

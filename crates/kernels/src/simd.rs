@@ -44,6 +44,18 @@ pub(crate) fn isa() -> Isa {
     Isa::Base
 }
 
+/// The vector ISA of the fp32 element-wise loops (and of the `gemm` crate's fp32 kernels, which
+/// dispatch the same way): `avx512`, `avx2` or `base`.
+pub fn fp32_isa_name() -> &'static str {
+    match isa() {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => "avx512",
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => "avx2",
+        Isa::Base => "base",
+    }
+}
+
 /// Defines `$name` calling `$imp` compiled for the ISA picked at run time (the body is inlined
 /// into a `#[target_feature]` copy per ISA, so the compiler vectorises it for that width).
 macro_rules! isa_dispatch_ {

@@ -185,6 +185,26 @@ proptest! {
     }
 
     #[test]
+    fn linear_matches_bf16_reference(rows in 1usize..70, cin in 1usize..20, cout in 1usize..20, seed in 0u64..1000) {
+        use repux_kernels::linear;
+        let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let x = data(rows * cin, seed);
+        let wt = data(cout * cin, seed + 1);
+        let b = data(cout, seed + 2);
+        let dy = data(rows * cout, seed + 3);
+        bf16::set_precision(Precision::Bf16);
+        let y = linear::linear_forward(rows, cin, cout, &x, &wt, Some(&b));
+        let (dx, dw, _) = linear::linear_backward(rows, cin, cout, &x, &wt, &dy, true);
+        bf16::set_precision(Precision::Fp32);
+        let (rx, rw, rdy) = (rounded(&x), rounded(&wt), rounded(&dy));
+        let want = reference::linear_forward(rows, cin, cout, &rx, &rw, Some(&b));
+        let (rdx, rdw, _) = reference::linear_backward(rows, cin, cout, &rx, &rw, &rdy);
+        prop_assert!(err(&y, &want) < TOL, "forward: {}", err(&y, &want));
+        prop_assert!(err(&dx, &rdx) < TOL, "dx: {}", err(&dx, &rdx));
+        prop_assert!(err(&dw, &rdw) < TOL, "dw: {}", err(&dw, &rdw));
+    }
+
+    #[test]
     fn transposed_convs_match_bf16_reference(n in 1usize..3, cin in 1usize..6, cout in 1usize..6, d in 1usize..6, h in 1usize..6, w in 1usize..6, seed in 0u64..1000) {
         let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
         let s = UpShape { n, cin, cout, d, h, w };

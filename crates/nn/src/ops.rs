@@ -66,6 +66,12 @@ pub trait ConvBackend: burn::backend::Backend {
     ) -> FloatTensor<Self>;
     /// Transposed conv, kernel 2, stride 2, no bias.
     fn conv_transpose3d_k2s2(x: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// `nn.Linear`: x `[rows, in]`, weight `[out, in]`, bias `[out]` (zeros for none).
+    fn linear(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
     /// InstanceNorm (no affine, instance statistics) then LeakyReLU(`slope`) on `[N, C, …]`;
     /// slope 1 is plain InstanceNorm. One fused pass; the backward keeps only the output.
     fn instance_norm_act(x: FloatTensor<Self>, eps: f64, slope: f64) -> FloatTensor<Self>;
@@ -268,6 +274,30 @@ fn flex_depthwise(
     (flex_tensor(y, [s.n, s.c, s.d, s.h, s.w]), saved)
 }
 
+/// `[rows, in]` and `[out, in]` of a linear layer's input and weight.
+fn linear_dims(x: &FloatTensor<Flex>, weight: &FloatTensor<Flex>) -> (usize, usize, usize) {
+    let [rows, cin] = x.shape().dims::<2>();
+    let [cout, _] = weight.shape().dims::<2>();
+    (rows, cin, cout)
+}
+
+fn flex_linear(
+    x: FloatTensor<Flex>,
+    weight: FloatTensor<Flex>,
+    bias: FloatTensor<Flex>,
+) -> FloatTensor<Flex> {
+    let (rows, cin, cout) = linear_dims(&x, &weight);
+    let y = repux_kernels::linear::linear_forward(
+        rows,
+        cin,
+        cout,
+        &flex_slice(&x),
+        &flex_slice(&weight),
+        Some(&flex_slice(&bias)),
+    );
+    flex_tensor(y, [rows, cout])
+}
+
 fn flex_up(x: FloatTensor<Flex>, weight: FloatTensor<Flex>) -> FloatTensor<Flex> {
     let s = up_shape(&x, &weight);
     let y = dense::conv_transpose_k2s2_forward(&s, &flex_slice(&x), &flex_slice(&weight));
@@ -314,6 +344,13 @@ impl ConvBackend for Flex {
             return burn_conv_transpose3d_k2s2::<Self>(x, weight);
         }
         flex_up(x, weight)
+    }
+    fn linear(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        flex_linear(x, weight, bias)
     }
     fn instance_norm_act(x: FloatTensor<Self>, eps: f64, slope: f64) -> FloatTensor<Self> {
         flex_instance_norm_act(&x, eps, slope).0
@@ -536,6 +573,47 @@ impl Backward<Flex, 2> for UpBackward {
     }
 }
 
+/// The linear layer's backward: dx (when the input needs it), dw and db together.
+#[derive(Debug)]
+struct LinearBackward;
+
+impl Backward<Flex, 3> for LinearBackward {
+    /// Checkpointed input and weight.
+    type State = (NodeId, NodeId);
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 3>,
+        grads: &mut Gradients,
+        checkpointer: &mut Checkpointer,
+    ) {
+        let [node_x, node_w, node_b] = ops.parents;
+        let dy = grads.consume::<Flex>(&ops.node);
+        let (xs, ws) = ops.state;
+        let x: FloatTensor<Flex> = checkpointer.retrieve_node_output(xs);
+        let w: FloatTensor<Flex> = checkpointer.retrieve_node_output(ws);
+        let (rows, cin, cout) = linear_dims(&x, &w);
+        let (dx, dw, db) = repux_kernels::linear::linear_backward(
+            rows,
+            cin,
+            cout,
+            &flex_slice(&x),
+            &flex_slice(&w),
+            &flex_slice(&dy),
+            node_x.is_some(),
+        );
+        if let Some(node) = node_x {
+            grads.register::<Flex>(node.id, flex_tensor(dx, [rows, cin]));
+        }
+        if let Some(node) = node_w {
+            grads.register::<Flex>(node.id, flex_tensor(dw, [cout, cin]));
+        }
+        if let Some(node) = node_b {
+            grads.register::<Flex>(node.id, flex_tensor(db, [cout]));
+        }
+    }
+}
+
 impl<C: CheckpointStrategy> ConvBackend for Autodiff<Flex, C> {
     fn depthwise_conv3d(
         x: FloatTensor<Self>,
@@ -628,6 +706,32 @@ impl<C: CheckpointStrategy> ConvBackend for Autodiff<Flex, C> {
                 prep.finish((xs, ws), y)
             }
             OpsKind::UnTracked(prep) => prep.finish(out(&x, &weight)),
+        }
+    }
+    fn linear(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let out = |x: &FloatTensor<Self>, w: &FloatTensor<Self>, b: &FloatTensor<Self>| {
+            flex_linear(
+                x.primitive().clone(),
+                w.primitive().clone(),
+                b.primitive().clone(),
+            )
+        };
+        match LinearBackward
+            .prepare::<C>([x.node(), weight.node(), bias.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(mut prep) => {
+                let xs = prep.checkpoint(&x);
+                let ws = prep.checkpoint(&weight);
+                let y = out(&x, &weight, &bias);
+                prep.finish((xs, ws), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(out(&x, &weight, &bias)),
         }
     }
     fn instance_norm_act(x: FloatTensor<Self>, eps: f64, slope: f64) -> FloatTensor<Self> {
@@ -726,5 +830,24 @@ pub fn conv_transpose3d_k2s2(x: Tensor<5>, weight: Tensor<5>) -> Tensor<5> {
     Tensor::from_dispatch(<Dispatch as ConvBackend>::conv_transpose3d_k2s2(
         x.into_dispatch(),
         weight.into_dispatch(),
+    ))
+}
+
+/// `nn.Linear` on `[rows, in]` with weight `[out, in]` (repux's kernels; burn's matmul when
+/// [`use_burn_ops`] is on).
+pub fn linear(x: Tensor<2>, weight: Tensor<2>, bias: Option<Tensor<1>>) -> Tensor<2> {
+    if burn_ops() {
+        let y = x.matmul(weight.transpose());
+        return match bias {
+            Some(b) => y + b.unsqueeze::<2>(),
+            None => y,
+        };
+    }
+    let c = weight.dims()[0];
+    let bias = bias.unwrap_or_else(|| Tensor::zeros([c], &weight.device()));
+    Tensor::from_dispatch(<Dispatch as ConvBackend>::linear(
+        x.into_dispatch(),
+        weight.into_dispatch(),
+        bias.into_dispatch(),
     ))
 }

@@ -594,6 +594,51 @@ fn dense_and_transposed_extensions_match_burn_generic_ops_and_their_gradients() 
     );
 }
 
+/// The linear extension (SwinUNETR's projections and MLPs) against burn's matmul + bias and its
+/// autodiff gradients, with and without bias.
+#[test]
+fn linear_extension_matches_burn_matmul_and_its_gradients() {
+    for (i, bias) in [(0u64, true), (1, false)] {
+        let device = cpu().autodiff();
+        device.seed(i);
+        let x =
+            Tensor::<2>::random([37, 12], Distribution::Normal(0.0, 1.0), &device).require_grad();
+        let w =
+            Tensor::<2>::random([9, 12], Distribution::Normal(0.0, 0.3), &device).require_grad();
+        let b = Tensor::<1>::random([9], Distribution::Normal(0.0, 1.0), &device).require_grad();
+        let ours = repux_nn::ops::linear(x.clone(), w.clone(), bias.then(|| b.clone()));
+        let mut theirs = x.clone().matmul(w.clone().transpose());
+        if bias {
+            theirs = theirs + b.clone().unsqueeze::<2>();
+        }
+        // Tolerance: f32 sums of 12 terms in another order.
+        assert!(
+            rel_l2(&values(ours.clone()), &values(theirs.clone())) < 1e-6,
+            "forward"
+        );
+        let t = Tensor::<2>::random([37, 9], Distribution::Normal(0.0, 1.0), &device);
+        let g1 = (ours * t.clone()).sum().backward();
+        let g2 = (theirs * t).sum().backward();
+        for (name, a, c) in [
+            (
+                "dx",
+                values(x.grad(&g1).unwrap()),
+                values(x.grad(&g2).unwrap()),
+            ),
+            (
+                "dw",
+                values(w.grad(&g1).unwrap()),
+                values(w.grad(&g2).unwrap()),
+            ),
+        ] {
+            assert!(rel_l2(&a, &c) < 1e-6, "{name} (bias {bias})");
+        }
+        if bias {
+            assert!(rel_l2(&values(b.grad(&g1).unwrap()), &values(b.grad(&g2).unwrap())) < 1e-6);
+        }
+    }
+}
+
 /// The fused InstanceNorm + LeakyReLU and add + LeakyReLU passes (forward on Flex, backward
 /// from the output on Autodiff<Flex>) against the composite of burn ops they replace.
 #[test]

@@ -1,5 +1,6 @@
 //! `nn.Linear` with PyTorch's layout and initialisation: weight `[out, in]`, bias `[out]`, both
-//! U(±1/√in). Applies to the last axis of a tensor of any rank.
+//! U(±1/√in). Applies to the last axis of a tensor of any rank, through [`crate::ops::linear`]
+//! (repux's GEMM, so `--precision bf16` reaches it).
 
 use burn::module::{Module, Param};
 use burn::tensor::{Device, Distribution, Tensor};
@@ -31,11 +32,11 @@ impl Linear {
         let mut dims = x.dims();
         let [cout, cin] = self.weight.dims();
         let rows = dims[..D - 1].iter().product::<usize>();
-        let y = x.reshape([rows, cin]).matmul(self.weight.val().transpose());
-        let y = match &self.bias {
-            Some(b) => y + b.val().unsqueeze::<2>(),
-            None => y,
-        };
+        let y = crate::ops::linear(
+            x.reshape([rows, cin]),
+            self.weight.val(),
+            self.bias.as_ref().map(|b| b.val()),
+        );
         dims[D - 1] = cout;
         y.reshape(dims)
     }
