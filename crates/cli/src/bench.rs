@@ -1,4 +1,4 @@
-use crate::args::triple;
+use crate::args::{triple, PrecisionArg};
 use anyhow::Result;
 use repux_prep::resample::{resample, shape_for_spacing, Interp};
 use std::process::ExitCode;
@@ -57,7 +57,38 @@ pub enum Command {
         /// Floats of one Winograd block's transformed input (tuning; default 2097152).
         #[arg(long)]
         winograd_block: Option<usize>,
+        /// GEMM precision of repux's kernels: auto, fp32 or bf16 (burn's ops stay fp32).
+        #[arg(long, value_enum, default_value = "auto")]
+        precision: PrecisionArg,
         /// One JSON array of records instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Time a whole-volume prediction as `repux predict` runs it after preprocessing: Gaussian
+    /// sliding window (no mirroring), softmax and arg-max over a synthetic volume already at the
+    /// plans' spacing, through a freshly initialised deploy-form network. Reports seconds, the
+    /// process's peak RSS and the windows run; tools/monai_predict_bench.py times MONAI's
+    /// `sliding_window_inference` on the same volume, network and settings.
+    Predict {
+        /// Model preset or config JSON (1 channel, --classes classes).
+        #[arg(long, alias = "preset", default_value = "paper")]
+        model_config: String,
+        /// Volume shape (the synthetic image tools/monai_predict_bench.py builds too).
+        #[arg(long, value_parser = triple::<usize>, default_value = "192,192,128")]
+        shape: [usize; 3],
+        /// Sliding-window patch.
+        #[arg(long, value_parser = triple::<usize>, default_value = "96,96,96")]
+        patch: [usize; 3],
+        /// Tile overlap.
+        #[arg(long, default_value_t = 0.5)]
+        overlap: f64,
+        /// Output classes (BTCV/AMOS-style abdominal labels: 14 with background).
+        #[arg(long, default_value_t = 14)]
+        classes: usize,
+        /// GEMM precision: auto, fp32 or bf16.
+        #[arg(long, value_enum, default_value = "auto")]
+        precision: PrecisionArg,
+        /// One JSON record: {"seconds", "peak_rss_bytes", "precision", "isa", "windows", …}.
         #[arg(long)]
         json: bool,
     },
@@ -95,6 +126,15 @@ pub enum Command {
     },
 }
 
+/// How this process's dense-conv GEMMs run: the bf16 level under bf16, else the fp32 GEMM's
+/// vector ISA.
+fn gemm_isa() -> &'static str {
+    match repux_kernels::bf16::precision() {
+        repux_kernels::Precision::Bf16 => repux_kernels::bf16::bf16_level().name(),
+        repux_kernels::Precision::Fp32 => repux_kernels::fp32_isa_name(),
+    }
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
@@ -119,6 +159,23 @@ pub fn run(c: Command) -> Result<ExitCode> {
             repeats,
             json,
         } => bench_resample(shape, spacing, target, repeats, json),
+        Command::Predict {
+            model_config,
+            shape,
+            patch,
+            overlap,
+            classes,
+            precision,
+            json,
+        } => bench_predict(
+            &model_config,
+            shape,
+            patch,
+            overlap,
+            classes,
+            precision,
+            json,
+        ),
         Command::AllReduce {
             model_config,
             repeats,
@@ -133,11 +190,13 @@ pub fn run(c: Command) -> Result<ExitCode> {
             no_burn,
             forward_only,
             winograd_block,
+            precision,
             json,
         } => {
             if let Some(b) = winograd_block {
                 repux_kernels::winograd::set_block_budget(b);
             }
+            precision.apply();
             model(
                 &model_config,
                 size.map(|n| [n; 3]).unwrap_or(patch),
@@ -246,7 +305,7 @@ fn model(
     };
     let threads = rayon::current_num_threads();
     if json {
-        let rec = |pass: &str, ours: f64, burn: f64, rss: f64| serde_json::json!({"preset": preset, "patch": patch, "batch": batch, "pass": pass, "ours_s": ours, "burn_s": if burn.is_finite() { serde_json::json!(burn) } else { serde_json::Value::Null }, "peak_rss_mib": rss, "threads": threads});
+        let rec = |pass: &str, ours: f64, burn: f64, rss: f64| serde_json::json!({"preset": preset, "patch": patch, "batch": batch, "pass": pass, "ours_s": ours, "burn_s": if burn.is_finite() { serde_json::json!(burn) } else { serde_json::Value::Null }, "peak_rss_mib": rss, "threads": threads, "precision": repux_kernels::bf16::precision().name(), "isa": gemm_isa()});
         let mut recs = vec![rec("forward", f_ours, f_burn, rss_f)];
         if train {
             recs.push(rec("train_step", t_ours, t_burn, rss_t));
@@ -254,7 +313,9 @@ fn model(
         println!("{}", serde_json::Value::Array(recs));
     } else {
         println!(
-            "model {preset}, batch {batch} × {patch:?}, {threads} threads, median of {repeats}"
+            "model {preset}, batch {batch} × {patch:?}, {threads} threads, median of {repeats}, {} GEMMs ({})",
+            repux_kernels::bf16::precision().name(),
+            gemm_isa()
         );
         println!(
             "{:<12} {:>12} {:>12} {:>8} {:>16}",
@@ -273,6 +334,107 @@ fn model(
                 rss
             );
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The synthetic volume of `bench predict` (and tools/monai_predict_bench.py, which must build
+/// the same): smooth structure in roughly the [-1.5, 1.5] range of a normalised CT, C order.
+fn synthetic_volume([d, h, w]: [usize; 3]) -> Vec<f32> {
+    let mut v = Vec::with_capacity(d * h * w);
+    for i in 0..d {
+        for j in 0..h {
+            for k in 0..w {
+                let (i, j, k) = (i as f64, j as f64, k as f64);
+                v.push(((0.05 * i).sin() * (0.07 * j).cos() + 0.5 * (0.11 * k).sin()) as f32);
+            }
+        }
+    }
+    v
+}
+
+fn bench_predict(
+    preset: &str,
+    shape: [usize; 3],
+    patch: [usize; 3],
+    overlap: f64,
+    classes: usize,
+    precision: PrecisionArg,
+    json: bool,
+) -> Result<ExitCode> {
+    use burn::tensor::{Tensor, TensorData};
+    use repux_infer::window::{sliding_window, softmax, tile_starts, WindowConfig};
+    if !(0.0..1.0).contains(&overlap) {
+        anyhow::bail!("--overlap {overlap} must be in [0, 1)");
+    }
+    if classes < 2 {
+        anyhow::bail!("--classes {classes}: a segmentation needs at least 2");
+    }
+    let cfg = repux_nn::ModelConfig::load(preset).map_err(|e| anyhow::anyhow!(e))?;
+    let cfg = repux_nn::ModelConfig {
+        in_channels: 1,
+        out_channels: classes,
+        ..cfg
+    };
+    let precision = precision.apply();
+    let net = repux_nn::Net::seeded(&cfg, &repux_nn::cpu(), 0).merge();
+    net.check_input([1, 1, patch[0], patch[1], patch[2]])
+        .map_err(|e| anyhow::anyhow!("--patch {patch:?}: {e}"))?;
+    let image = synthetic_volume(shape);
+    let windows: usize = (0..3)
+        .map(|a| tile_starts(shape[a], patch[a], overlap).len())
+        .product();
+    let window = WindowConfig {
+        patch,
+        overlap,
+        mirror: false,
+        tile_batch: 1,
+    };
+    let t = std::time::Instant::now();
+    let mut probs = sliding_window(
+        &image,
+        1,
+        shape,
+        classes,
+        &window,
+        |batch: &[f32], n: usize| -> Result<Vec<f32>> {
+            let x = Tensor::<5>::from_data(
+                TensorData::new(batch.to_vec(), [n, 1, patch[0], patch[1], patch[2]]),
+                &repux_nn::cpu(),
+            );
+            repux_nn::values(net.forward(x), "network output").map_err(|e| anyhow::anyhow!(e))
+        },
+        |_, _| {},
+    )?;
+    softmax(&mut probs, classes);
+    let voxels: usize = shape.iter().product();
+    let labels: Vec<u8> = (0..voxels)
+        .map(|v| {
+            (0..classes)
+                .max_by(|&a, &b| probs[a * voxels + v].total_cmp(&probs[b * voxels + v]))
+                .unwrap_or(0) as u8
+        })
+        .collect();
+    let seconds = t.elapsed().as_secs_f64();
+    let peak_rss_bytes = (peak_rss_mib() * 1024.0 * 1024.0) as u64;
+    // Keep the result alive until timed (and say something about it).
+    let foreground = labels.iter().filter(|&&l| l > 0).count();
+    let threads = rayon::current_num_threads();
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"seconds": seconds, "peak_rss_bytes": peak_rss_bytes, "precision": precision.name(), "isa": gemm_isa(), "windows": windows, "preset": preset, "shape": shape, "patch": patch, "overlap": overlap, "classes": classes, "threads": threads, "foreground_voxels": foreground})
+        );
+    } else {
+        println!(
+            "predict {preset}, {shape:?} in {windows} windows of {patch:?} (overlap {overlap}), {classes} classes, {threads} threads, {} GEMMs ({})",
+            precision.name(),
+            gemm_isa()
+        );
+        println!(
+            "{seconds:.1} s, peak RSS {:.2} GiB",
+            peak_rss_bytes as f64 / (1u64 << 30) as f64
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

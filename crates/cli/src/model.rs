@@ -113,6 +113,10 @@ pub struct ForwardArgs {
     /// Where to write the float32 logits `.npy` (N×classes×D×H×W).
     #[arg(long)]
     pub output: PathBuf,
+    /// GEMM precision: auto (bf16 where this build has a bf16 GEMM faster than fp32 on this
+    /// CPU, else fp32), fp32, or bf16 (bf16 operands, fp32 sums, as PyTorch's CPU autocast).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub precision: crate::args::PrecisionArg,
 }
 
 /// Loads a network from a model directory or from a config + weights file.
@@ -134,6 +138,7 @@ pub fn load_net(weights: &Path, model_config: Option<&str>) -> Result<Net> {
 }
 
 pub fn forward(a: ForwardArgs) -> Result<ExitCode> {
+    a.precision.apply();
     let net = load_net(&a.weights, a.model_config.as_deref())?;
     let x = repux_volume::npy::read(&a.input)?;
     let dims: [usize; 5] = x.shape.clone().try_into().map_err(|_| {

@@ -49,6 +49,10 @@ pub struct Args {
     /// Keep only the largest connected component of each class.
     #[arg(long)]
     pub largest_component: bool,
+    /// GEMM precision: auto (bf16 where this build has a bf16 GEMM faster than fp32 on this
+    /// CPU, else fp32), fp32, or bf16 (bf16 operands, fp32 sums, as PyTorch's CPU autocast).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub precision: crate::args::PrecisionArg,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -104,6 +108,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         bail!("--output-format chooses the image format of --output-type nifti; a DICOM-SEG is written as <case>.dcm");
     }
     let format = a.output_format.unwrap_or(OutputFormat::NiiGz);
+    a.precision.apply();
     let models = resolve_models(&a.model, which)?;
     let predictor = Predictor::load_ensemble(&models)?;
     if models.len() > 1 {

@@ -79,6 +79,12 @@ pub struct Args {
     /// Preprocessed cache [default: DATASET/preprocessed]; cases not up to date are preprocessed first.
     #[arg(long)]
     pub cache: Option<PathBuf>,
+    /// GEMM precision: fp32, bf16 (mixed precision as PyTorch's autocast: bf16 GEMM operands,
+    /// fp32 sums, master weights, optimizer state, norms and loss), or auto (bf16 where this
+    /// build has a bf16 GEMM faster than fp32 on this CPU) [default: fp32, or the config's
+    /// `precision`].
+    #[arg(long, value_enum)]
+    pub precision: Option<crate::args::PrecisionArg>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -125,6 +131,7 @@ fn report_ignored_by_resume(a: &Args) {
         ("--crops-per-volume", a.crops_per_volume.is_some()),
         ("--augment", a.augment.is_some()),
         ("--early-stopping", a.early_stopping.is_some()),
+        ("--precision", a.precision.is_some()),
         ("--init-from", a.init_from.is_some()),
     ];
     let ignored: Vec<&str> = given.iter().filter(|g| g.1).map(|g| g.0).collect();
@@ -224,6 +231,18 @@ fn run_inner(a: Args, lead: bool) -> Result<ExitCode> {
     }
     if a.early_stopping.is_some() {
         cfg.early_stopping = a.early_stopping;
+    }
+    if let Some(p) = a.precision {
+        cfg.precision = match p.resolve() {
+            repux_kernels::Precision::Fp32 => repux_train::Precision::Fp32,
+            repux_kernels::Precision::Bf16 => repux_train::Precision::Bf16,
+        };
+    }
+    if cfg.precision == repux_train::Precision::Bf16 && !(a.resume || a.extend.is_some()) && lead {
+        eprintln!(
+            "precision: {}",
+            repux_kernels::bf16::describe(repux_kernels::Precision::Bf16)
+        );
     }
     if a.resume || a.extend.is_some() {
         report_ignored_by_resume(&a);

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{repux, stderr};
+use common::{repux, repux_ok, stderr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -1380,4 +1380,86 @@ fn png_size(path: &Path) -> (u32, u32) {
     let mut buf = vec![0; r.output_buffer_size()];
     let info = r.next_frame(&mut buf).unwrap();
     (info.width, info.height)
+}
+
+/// `--precision bf16` is announced, reaches the network's GEMMs (the logits move) and keeps the
+/// accuracy contract: no further from PyTorch's float64 logits than PyTorch's own bf16 autocast
+/// (crates/nn/tests/fixtures/bf16_autocast.json).
+#[test]
+fn forward_in_bf16_is_announced_and_keeps_the_contract() {
+    let d = tempfile::tempdir().unwrap();
+    let anchor: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(nn_fixture("bf16_autocast.json")).unwrap())
+            .unwrap();
+    let out = d.path().join("y.npy");
+    let o = repux_ok(&[
+        "forward",
+        "--model-config",
+        nn_fixture("repux_k21.json").to_str().unwrap(),
+        "--weights",
+        nn_fixture("repux_k21.pth").to_str().unwrap(),
+        "--input",
+        nn_fixture("repux_k21_input.npy").to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+        "--precision",
+        "bf16",
+    ]);
+    assert!(stderr(&o).contains("precision: bf16"), "{}", stderr(&o));
+    let got = repux_volume::npy::read(&out).unwrap();
+    let want = repux_volume::npy::read(&nn_fixture("repux_k21_logits.npy")).unwrap();
+    let num: f64 = got
+        .data
+        .iter()
+        .zip(&want.data)
+        .map(|(a, b)| (*a as f64 - *b as f64).powi(2))
+        .sum();
+    let den: f64 = want.data.iter().map(|b| (*b as f64).powi(2)).sum();
+    let e = (num / den).sqrt();
+    let torch = anchor["repux_k21"]["rel_l2"].as_f64().unwrap();
+    assert!(
+        e > 1e-3 && e <= torch,
+        "relative L2 {e}, PyTorch autocast {torch}"
+    );
+}
+
+/// `bench predict --json` gives the record the issue fixed: seconds, peak RSS, precision, the
+/// GEMM level and the windows (nnU-Net's placement: 3 × 3 × 2 at 64×64×48 with 32³ and 0.5).
+#[test]
+fn bench_predict_reports_its_record() {
+    for precision in ["fp32", "bf16"] {
+        let o = repux_ok(&[
+            "bench",
+            "predict",
+            "--model-config",
+            "micro",
+            "--shape",
+            "64,64,48",
+            "--patch",
+            "32,32,32",
+            "--classes",
+            "3",
+            "--precision",
+            precision,
+            "--json",
+        ]);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert!(v["seconds"].as_f64().unwrap() > 0.0);
+        assert!(v["peak_rss_bytes"].as_u64().unwrap() > 1 << 20);
+        assert_eq!(v["precision"], precision);
+        assert_eq!(v["windows"], 18);
+        assert!(v["isa"].is_string());
+    }
+    let o = repux(&[
+        "bench",
+        "predict",
+        "--model-config",
+        "micro",
+        "--shape",
+        "64,64,48",
+        "--patch",
+        "30,32,32",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("multiple of 16"), "{}", stderr(&o));
 }

@@ -9,5 +9,5 @@ pub mod optim;
 pub mod trainer;
 
 pub use trainer::{
-    splits, train, Cases, Ending, Outcome, RunOptions, Schedule, TrainConfig, TrainError,
+    splits, train, Cases, Ending, Outcome, Precision, RunOptions, Schedule, TrainConfig, TrainError,
 };

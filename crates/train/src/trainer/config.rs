@@ -17,6 +17,27 @@ pub enum Schedule {
     Cosine,
 }
 
+/// What the dense-conv GEMMs multiply during training (forward, backward and validation).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// fp32 throughout.
+    #[default]
+    Fp32,
+    /// Mixed precision as PyTorch's autocast: bf16 GEMM operands, fp32 sums; fp32 master
+    /// weights, optimizer state, norms, depthwise convs and loss.
+    Bf16,
+}
+
+impl Precision {
+    pub fn kernels(self) -> repux_kernels::Precision {
+        match self {
+            Precision::Fp32 => repux_kernels::Precision::Fp32,
+            Precision::Bf16 => repux_kernels::Precision::Bf16,
+        }
+    }
+}
+
 /// Everything about a training run that is not the data or the model; also the `train.toml`
 /// file (every field optional, defaults below).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -55,6 +76,8 @@ pub struct TrainConfig {
     pub early_stopping: Option<usize>,
     /// Per-class cross-entropy weights (background first).
     pub class_weights: Option<Vec<f32>>,
+    /// GEMM precision. Default `fp32` (checkpoints written before this field trained in fp32).
+    pub precision: Precision,
 }
 
 impl Default for TrainConfig {
@@ -76,6 +99,7 @@ impl Default for TrainConfig {
             class_uniform: false,
             early_stopping: None,
             class_weights: None,
+            precision: Precision::Fp32,
         }
     }
 }

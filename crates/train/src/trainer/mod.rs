@@ -29,7 +29,7 @@ mod log;
 mod validation;
 
 pub use checkpoint::eval_copy;
-pub use config::{RunOptions, Schedule, TrainConfig};
+pub use config::{Precision, RunOptions, Schedule, TrainConfig};
 pub use log::LogLine;
 pub use validation::{dice_of_sums, splits, validate, validate_sums, Fold};
 
@@ -147,6 +147,8 @@ pub fn train(
         crate::optim::broadcast_weights(&mut net, g.as_ref()).map_err(TrainError::Config)?;
     }
     cfg.val_interval = cfg.val_interval.max(1);
+    // A resumed run keeps the precision it was started with (the saved configuration's).
+    repux_kernels::set_precision(cfg.precision.kernels());
     let mut plans = plans.clone();
     if let Some(p) = cfg.patch_size {
         if p.contains(&0) {
