@@ -1,5 +1,5 @@
 //! Mixed-precision training (`precision = "bf16"`): a tiny run's loss curve tracks the fp32
-//! run's from the same seed, and the choice is saved with the run. Its own test binary: the
+//! run's from the same seed, and the choice is saved with the run and kept when it is extended. Its own test binary: the
 //! GEMM precision is process-wide.
 
 use repux_nn::ModelConfig;
@@ -67,6 +67,29 @@ fn bf16_training_tracks_fp32() {
     };
     let (fp32, saved32) = run(Precision::Fp32);
     let (bf16, saved16) = run(Precision::Bf16);
+    // Extending the bf16 run continues in bf16 whatever the caller's configuration says: the
+    // saved one is used.
+    repux_kernels::set_precision(repux_kernels::Precision::Fp32);
+    train(
+        &model,
+        &plans,
+        Cases {
+            train: cases.clone(),
+            val: &cases,
+        },
+        &TrainConfig::default(),
+        &d.path().join("Bf16"),
+        &RunOptions {
+            extend: 2,
+            ..RunOptions::default()
+        },
+        |_| {},
+    )
+    .unwrap();
+    assert_eq!(
+        repux_kernels::bf16::precision(),
+        repux_kernels::Precision::Bf16
+    );
     repux_kernels::set_precision(repux_kernels::Precision::Fp32);
     assert!(saved32.contains("\"precision\": \"fp32\""), "{saved32}");
     assert!(saved16.contains("\"precision\": \"bf16\""), "{saved16}");
