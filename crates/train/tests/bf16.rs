@@ -1,9 +1,10 @@
-//! Mixed-precision training (`precision = "bf16"`): a tiny run's loss curve tracks the fp32
-//! run's from the same seed, and the choice is saved with the run and kept when it is extended. Its own test binary: the
-//! GEMM precision is process-wide.
+//! bf16 in training and validation: a tiny mixed-precision run's loss curve tracks the fp32
+//! run's from the same seed, the choice is saved with the run and kept when it is extended, and
+//! bf16 inference keeps a trained network's Dice. Its own test binary: the GEMM precision is
+//! process-wide.
 
 use repux_nn::ModelConfig;
-use repux_prep::cache::{load_case, preprocess_dataset};
+use repux_prep::cache::{load_case, preprocess_dataset, CachedCase};
 use repux_prep::plan::{fingerprint, make_plans};
 use repux_prep::PlanOptions;
 use repux_train::{train, Cases, Precision, RunOptions, TrainConfig};
@@ -13,8 +14,13 @@ use repux_train::{train, Cases, Precision, RunOptions, TrainConfig};
 /// most over these 30 steps.
 const LOSS_TOL: f64 = 0.05;
 
-#[test]
-fn bf16_training_tracks_fp32() {
+/// One preprocessed phantom case at 4 mm with a 32³ patch, and the tiny preset for it.
+fn setup() -> (
+    tempfile::TempDir,
+    repux_prep::Plans,
+    Vec<CachedCase>,
+    ModelConfig,
+) {
     let d = tempfile::tempdir().unwrap();
     let ds_dir = d.path().join("ds");
     repux_volume::synth::write_dataset(&ds_dir, 1, 0, |_| {}).unwrap();
@@ -38,6 +44,16 @@ fn bf16_training_tracks_fp32() {
         out_channels: plans.num_classes(),
         ..ModelConfig::preset("tiny").unwrap()
     };
+    (d, plans, cases, model)
+}
+
+/// The precision is process-wide: the tests here take turns.
+static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+#[test]
+fn bf16_training_tracks_fp32() {
+    let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let (d, plans, cases, model) = setup();
     let run = |precision: Precision| {
         let cfg = TrainConfig {
             iterations: 30,
@@ -105,4 +121,46 @@ fn bf16_training_tracks_fp32() {
     assert!(worst <= LOSS_TOL, "largest relative loss gap {worst}");
     // Both learn: the last losses are below the first.
     assert!(bf16[29] < bf16[0] && fp32[29] < fp32[0]);
+}
+
+/// bf16 inference of a network trained in fp32 keeps its Dice: the tiny network trained to
+/// overfit one case (as `tiny_network_overfits_and_checkpoints_predict`) validates within 0.002
+/// mean Dice of its fp32 validation when its GEMMs take bf16 operands.
+#[test]
+fn bf16_inference_keeps_the_dice_of_an_fp32_network() {
+    let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let (d, plans, cases, model) = setup();
+    let cfg = TrainConfig {
+        iterations: 300,
+        val_interval: 300,
+        lr: 1e-2,
+        schedule: repux_train::Schedule::Cosine,
+        warmup: 10,
+        augment: "none".into(),
+        class_uniform: true,
+        ..TrainConfig::default()
+    };
+    let res = train(
+        &model,
+        &plans,
+        Cases {
+            train: cases.clone(),
+            val: &cases,
+        },
+        &cfg,
+        &d.path().join("model"),
+        &RunOptions::default(),
+        |_| {},
+    )
+    .unwrap();
+    let net = repux_train::trainer::eval_copy(&res.net).unwrap();
+    let mean = |dice: Vec<f64>| dice.iter().sum::<f64>() / dice.len() as f64;
+    let fp32 = mean(repux_train::trainer::validate(&net, &cases, plans.patch_size).unwrap());
+    repux_kernels::set_precision(repux_kernels::Precision::Bf16);
+    let bf16 = repux_train::trainer::validate(&net, &cases, plans.patch_size);
+    repux_kernels::set_precision(repux_kernels::Precision::Fp32);
+    let bf16 = mean(bf16.unwrap());
+    eprintln!("mean Dice: fp32 {fp32:.4}, bf16 inference {bf16:.4}");
+    assert!(fp32 >= 0.9, "the fp32 network did not learn: {fp32}");
+    assert!((fp32 - bf16).abs() <= 0.002, "fp32 {fp32}, bf16 {bf16}");
 }
