@@ -6,6 +6,7 @@ with the same thread count, next to the repux commands.
     python3 tools/torch_bench.py --threads 2                 # kernels + tiny model at 48x48x32
     python3 tools/torch_bench.py --threads 2 --model paper --size 96   # the paper network, 2 x 96^3
     python3 tools/torch_bench.py --threads 2 --model swinunetr --size 96 --no-kernels  # MONAI
+    python3 tools/torch_bench.py --threads 2 --model paper --size 96 --no-kernels --precision bf16  # autocast
 
 Prints one JSON array: kernel records with repux's keys (op, channels, size, kernel, pass,
 torch_s) and model records (model, patch, batch, pass, torch_s, peak_rss_mib). The network is
@@ -92,7 +93,7 @@ def dice_ce(logits, target):
     return (1 - dice).mean() + F.cross_entropy(logits, target)
 
 
-def model_records(name, patch, batch, repeats, train=True):
+def model_records(name, patch, batch, repeats, train=True, bf16=False):
     if name in SWIN:
         from monai.networks.nets import SwinUNETR  # needs monai (and einops)
 
@@ -103,9 +104,13 @@ def model_records(name, patch, batch, repeats, train=True):
     x = torch.randn(batch, 1, *patch)
     y = torch.randint(0, 5, (batch, *patch))
     recs = []
+    precision = "bf16" if bf16 else "fp32"
+    # bf16: torch.autocast on the CPU (bf16 conv/matmul operands, fp32 master weights), the
+    # anchor of `repux bench model --precision bf16`.
+    autocast = lambda: torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)  # noqa: E731
     net.eval()
-    with torch.no_grad():
-        recs.append(dict(model=name, patch=list(patch), batch=batch, **{"pass": "forward"}, torch_s=timed(lambda: net(x), repeats), peak_rss_mib=peak_rss_mib()))
+    with torch.no_grad(), autocast():
+        recs.append(dict(model=name, patch=list(patch), batch=batch, precision=precision, **{"pass": "forward"}, torch_s=timed(lambda: net(x), repeats), peak_rss_mib=peak_rss_mib()))
     if not train:
         return recs
     net.train()
@@ -113,10 +118,12 @@ def model_records(name, patch, batch, repeats, train=True):
 
     def step():
         opt.zero_grad(set_to_none=True)
-        dice_ce(net(x), y).backward()
+        with autocast():
+            logits = net(x)
+        dice_ce(logits.float(), y).backward()
         opt.step()
 
-    recs.append(dict(model=name, patch=list(patch), batch=batch, **{"pass": "train_step"}, torch_s=timed(step, repeats), peak_rss_mib=peak_rss_mib()))
+    recs.append(dict(model=name, patch=list(patch), batch=batch, precision=precision, **{"pass": "train_step"}, torch_s=timed(step, repeats), peak_rss_mib=peak_rss_mib()))
     return recs
 
 
@@ -135,13 +142,14 @@ def main():
     ap.add_argument("--no-kernels", action="store_true")
     ap.add_argument("--no-model", action="store_true")
     ap.add_argument("--forward-only", action="store_true", help="model: only the eval forward (no training step)")
+    ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="model: bf16 runs under torch.autocast('cpu', bfloat16)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     patch = (a.size,) * 3 if a.size else (48, 48, 32)
     recs = [] if a.no_kernels else kernel_records(a.repeats)
     if not a.no_model:
-        recs += model_records(a.model, patch, a.batch, a.repeats, train=not a.forward_only)
+        recs += model_records(a.model, patch, a.batch, a.repeats, train=not a.forward_only, bf16=a.precision == "bf16")
     print(json.dumps(recs, indent=1))
 
 
