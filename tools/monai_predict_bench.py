@@ -27,15 +27,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from torch_bench import PRESETS  # noqa: E402  (repux's RepUX-Net presets)
 from torch_reference import Net  # noqa: E402
-
-# repux's RepUX-Net presets: feature sizes and hidden size (kernel 21, depths 2,2,2,2).
-PRESETS = {
-    "paper": ((48, 96, 192, 384), 768),
-    "small": ((16, 32, 64, 128), 256),
-    "tiny": ((8, 16, 32, 64), 128),
-    "micro": ((4, 8, 16, 32), 64),
-}
 
 
 def synthetic_volume(shape):

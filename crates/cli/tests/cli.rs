@@ -243,6 +243,17 @@ fn model_summary_paper_counts() {
     assert!(stderr(&o).contains("not a preset"));
 }
 
+/// ‖a − b‖₂ / ‖b‖₂
+fn rel_l2(a: &[f32], b: &[f32]) -> f64 {
+    let num: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (*x as f64 - *y as f64).powi(2))
+        .sum();
+    let den: f64 = b.iter().map(|y| (*y as f64).powi(2)).sum();
+    (num / den).sqrt()
+}
+
 #[test]
 fn forward_reproduces_the_pytorch_fixtures() {
     let d = tempfile::tempdir().unwrap();
@@ -297,19 +308,8 @@ fn forward_reproduces_the_pytorch_fixtures() {
         let got = repux_volume::npy::read(&out).unwrap();
         let want = repux_volume::npy::read(&nn_fixture(&format!("{name}_logits.npy"))).unwrap();
         assert_eq!(got.shape, want.shape);
-        let num: f64 = got
-            .data
-            .iter()
-            .zip(&want.data)
-            .map(|(a, b)| (*a as f64 - *b as f64).powi(2))
-            .sum();
-        let den: f64 = want.data.iter().map(|b| (*b as f64).powi(2)).sum();
-        assert!(
-            (num / den).sqrt() <= 1e-4,
-            "{name} ({}): relative L2 {}",
-            config.display(),
-            (num / den).sqrt()
-        );
+        let e = rel_l2(&got.data, &want.data);
+        assert!(e <= 1e-4, "{name} ({}): relative L2 {e}", config.display());
     }
     // A side not divisible by 16 is a clear error, and nothing is written.
     let x = d.path().join("odd.npy");
@@ -1408,14 +1408,7 @@ fn forward_in_bf16_is_announced_and_keeps_the_contract() {
     assert!(stderr(&o).contains("precision: bf16"), "{}", stderr(&o));
     let got = repux_volume::npy::read(&out).unwrap();
     let want = repux_volume::npy::read(&nn_fixture("repux_k21_logits.npy")).unwrap();
-    let num: f64 = got
-        .data
-        .iter()
-        .zip(&want.data)
-        .map(|(a, b)| (*a as f64 - *b as f64).powi(2))
-        .sum();
-    let den: f64 = want.data.iter().map(|b| (*b as f64).powi(2)).sum();
-    let e = (num / den).sqrt();
+    let e = rel_l2(&got.data, &want.data);
     let torch = anchor["repux_k21"]["rel_l2"].as_f64().unwrap();
     assert!(
         e > 1e-3 && e <= torch,

@@ -89,43 +89,21 @@ pub(crate) fn matmul_with(
     assert!((m - 1) * dst_rs + n <= dst.len());
     assert!((m - 1) * lhs_strides.0 + (k - 1) * lhs_strides.1 < lhs.len());
     assert!((k - 1) * rhs_strides.0 + (n - 1) * rhs_strides.1 < rhs.len());
-    if crate::bf16::precision() == crate::bf16::Precision::Bf16 {
-        // bf16 operands (see `bf16`): rounded copies, reused per thread, taken out of their
-        // cell so that a GEMM nested in this one on the same rayon thread finds its own.
-        let mut a = ROUNDED_LHS.take();
-        let mut b = ROUNDED_RHS.take();
+    let bf16 = crate::bf16::precision() == crate::bf16::Precision::Bf16;
+    // bf16 operands (see `bf16`): rounded dense copies, reused per thread, taken out of their
+    // cell so that a GEMM nested in this one on the same rayon thread finds its own.
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    let (lhs, lhs_strides, rhs, rhs_strides) = if bf16 {
+        a = ROUNDED_LHS.take();
+        b = ROUNDED_RHS.take();
         crate::bf16::round_operand(lhs, lhs_strides, m, k, &mut a);
         crate::bf16::round_operand(rhs, rhs_strides, k, n, &mut b);
-        // SAFETY: as below; the rounded copies are dense m×k and k×n row-major matrices.
-        unsafe {
-            gemm(
-                m,
-                n,
-                k,
-                dst.as_mut_ptr(),
-                1,
-                dst_rs as isize,
-                accumulate,
-                a.as_ptr(),
-                1,
-                k as isize,
-                b.as_ptr(),
-                1,
-                n as isize,
-                1.0,
-                1.0,
-                false,
-                false,
-                false,
-                parallelism,
-            )
-        }
-        ROUNDED_LHS.set(a);
-        ROUNDED_RHS.set(b);
-        return;
-    }
-    // SAFETY: the asserts above keep every access in bounds; the slices do not alias (dst is
-    // the only &mut).
+        (&a[..], (k, 1), &b[..], (n, 1))
+    } else {
+        (lhs, lhs_strides, rhs, rhs_strides)
+    };
+    // SAFETY: the asserts above keep every access in bounds (the rounded copies are dense m×k
+    // and k×n matrices); the slices do not alias (dst is the only &mut).
     unsafe {
         gemm(
             m,
@@ -148,6 +126,10 @@ pub(crate) fn matmul_with(
             false,
             parallelism,
         )
+    }
+    if bf16 {
+        ROUNDED_LHS.set(a);
+        ROUNDED_RHS.set(b);
     }
 }
 

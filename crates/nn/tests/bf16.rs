@@ -11,29 +11,9 @@
 use burn::tensor::{Tensor, TensorData};
 use repux_kernels::bf16::{set_precision, Precision};
 use repux_nn::{cpu, load_into, ModelConfig, Net};
-use std::path::{Path, PathBuf};
+mod common;
 
-fn fx(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
-
-fn npy(name: &str) -> (Vec<usize>, Vec<f32>) {
-    let a = repux_volume::npy::read(&fx(name)).unwrap();
-    (a.shape, a.data)
-}
-
-/// ‖a − b‖₂ / ‖b‖₂
-fn rel_l2(a: &[f32], b: &[f32]) -> f64 {
-    let num: f64 = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| (*x as f64 - *y as f64).powi(2))
-        .sum();
-    let den: f64 = b.iter().map(|y| (*y as f64).powi(2)).sum();
-    (num / den).sqrt()
-}
+use common::{fx, npy, rel_l2};
 
 /// The share of voxels whose arg-max over classes (axis 1 of N × C × P) agrees.
 fn argmax_agreement(a: &[f32], b: &[f32], n: usize, classes: usize) -> f64 {

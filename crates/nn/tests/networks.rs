@@ -7,32 +7,12 @@ use burn::tensor::{Distribution, Tensor, TensorData};
 use repux_nn::layers::reparam::bfr_delta;
 use repux_nn::layers::repux_block::RepUxBlock;
 use repux_nn::{cpu, load_into, ModelConfig, Net, Reparam};
-use std::path::{Path, PathBuf};
+mod common;
 
-fn fx(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
-
-fn npy(name: &str) -> (Vec<usize>, Vec<f32>) {
-    let a = repux_volume::npy::read(&fx(name)).unwrap();
-    (a.shape, a.data)
-}
+use common::{fx, npy, rel_l2};
 
 fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     t.into_data().try_to_vec::<f32>().unwrap()
-}
-
-/// ‖a − b‖₂ / ‖b‖₂
-fn rel_l2(a: &[f32], b: &[f32]) -> f64 {
-    let num: f64 = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| (*x as f64 - *y as f64).powi(2))
-        .sum();
-    let den: f64 = b.iter().map(|y| (*y as f64).powi(2)).sum();
-    (num / den).sqrt()
 }
 
 /// Back-propagates `Σ ours·t` and `Σ theirs·t` and compares the gradients of the named 5-D and

@@ -3,10 +3,11 @@
 //! bf16 inference keeps a trained network's Dice. Its own test binary: the GEMM precision is
 //! process-wide.
 
+mod common;
+
+use common::{setup, tiny};
 use repux_nn::ModelConfig;
-use repux_prep::cache::{load_case, preprocess_dataset, CachedCase};
-use repux_prep::plan::{fingerprint, make_plans};
-use repux_prep::PlanOptions;
+use repux_prep::cache::CachedCase;
 use repux_train::{train, Cases, Precision, RunOptions, TrainConfig};
 
 /// Largest relative gap between the two loss curves allowed: bf16 operands perturb every
@@ -15,35 +16,15 @@ use repux_train::{train, Cases, Precision, RunOptions, TrainConfig};
 const LOSS_TOL: f64 = 0.05;
 
 /// One preprocessed phantom case at 4 mm with a 32³ patch, and the tiny preset for it.
-fn setup() -> (
+fn one_case() -> (
     tempfile::TempDir,
     repux_prep::Plans,
     Vec<CachedCase>,
     ModelConfig,
 ) {
     let d = tempfile::tempdir().unwrap();
-    let ds_dir = d.path().join("ds");
-    repux_volume::synth::write_dataset(&ds_dir, 1, 0, |_| {}).unwrap();
-    let ds = repux_volume::Dataset::open(&ds_dir).unwrap();
-    let opt = PlanOptions {
-        target_spacing: Some([4.0; 3]),
-        patch_size: [32, 32, 32],
-        ct_window: Some((-125.0, 275.0)),
-        ..PlanOptions::default()
-    };
-    let plans = make_plans(&ds, fingerprint(&ds, 0).unwrap(), &opt).unwrap();
-    let cache = d.path().join("cache");
-    preprocess_dataset(&ds, &plans, &cache, false, |_, _| {}).unwrap();
-    let cases: Vec<_> = ds
-        .training
-        .iter()
-        .map(|c| load_case(&cache, &c.id).unwrap())
-        .collect();
-    let model = ModelConfig {
-        in_channels: 1,
-        out_channels: plans.num_classes(),
-        ..ModelConfig::preset("tiny").unwrap()
-    };
+    let (_, plans, cases) = setup(d.path(), 1, [4.0; 3], [32; 3]);
+    let model = tiny(&plans);
     (d, plans, cases, model)
 }
 
@@ -53,7 +34,7 @@ static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 #[test]
 fn bf16_training_tracks_fp32() {
     let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let (d, plans, cases, model) = setup();
+    let (d, plans, cases, model) = one_case();
     let run = |precision: Precision| {
         let cfg = TrainConfig {
             iterations: 30,
@@ -129,7 +110,7 @@ fn bf16_training_tracks_fp32() {
 #[test]
 fn bf16_inference_keeps_the_dice_of_an_fp32_network() {
     let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let (d, plans, cases, model) = setup();
+    let (d, plans, cases, model) = one_case();
     let cfg = TrainConfig {
         iterations: 300,
         val_interval: 300,

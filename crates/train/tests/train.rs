@@ -3,49 +3,15 @@
 //! and resumed run reproduces the uninterrupted one exactly; a truncated checkpoint is refused
 //! by name; fine-tuning with a new head; the 5-fold splits are deterministic and reused.
 
+mod common;
+
+use common::{setup, tiny};
 use repux_nn::ModelConfig;
-use repux_prep::cache::{load_case, preprocess_dataset, CachedCase};
-use repux_prep::plan::{fingerprint, make_plans};
-use repux_prep::{PlanOptions, Plans};
+use repux_prep::cache::CachedCase;
+use repux_prep::Plans;
 use repux_train::trainer::validate;
 use repux_train::{splits, train, Cases, Ending, RunOptions, TrainConfig};
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-
-/// `cases` phantom cases preprocessed at `spacing` with `patch`.
-fn setup(
-    dir: &Path,
-    cases: usize,
-    spacing: [f64; 3],
-    patch: [usize; 3],
-) -> (repux_volume::Dataset, Plans, Vec<CachedCase>) {
-    let ds_dir = dir.join("ds");
-    repux_volume::synth::write_dataset(&ds_dir, cases, 2, |_| {}).unwrap();
-    let ds = repux_volume::Dataset::open(&ds_dir).unwrap();
-    let opt = PlanOptions {
-        target_spacing: Some(spacing),
-        patch_size: patch,
-        ct_window: Some((-125.0, 275.0)),
-        ..PlanOptions::default()
-    };
-    let plans = make_plans(&ds, fingerprint(&ds, 0).unwrap(), &opt).unwrap();
-    let cache = dir.join("cache");
-    preprocess_dataset(&ds, &plans, &cache, false, |_, _| {}).unwrap();
-    let cases = ds
-        .training
-        .iter()
-        .map(|c| load_case(&cache, &c.id).unwrap())
-        .collect();
-    (ds, plans, cases)
-}
-
-fn tiny(plans: &Plans) -> ModelConfig {
-    ModelConfig {
-        in_channels: 1,
-        out_channels: plans.num_classes(),
-        ..ModelConfig::preset("tiny").unwrap()
-    }
-}
 
 #[test]
 fn tiny_network_overfits_and_checkpoints_predict() {
