@@ -90,6 +90,11 @@ fn main() -> ExitCode {
     }
     keep_freed_memory();
     let cli = Cli::parse();
+    // The bf16 level cap is read once here, so that a misspelt value fails before any work.
+    if let Err(e) = repux_kernels::bf16::cap_level_from_env() {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
     let result = match cli.command {
         Command::Demo(a) => demo::run(a),
         Command::Info(a) => info::run(a),

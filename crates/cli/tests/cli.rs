@@ -1456,3 +1456,43 @@ fn bench_predict_reports_its_record() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("multiple of 16"), "{}", stderr(&o));
 }
+
+/// `REPUX_BF16_LEVEL` caps the bf16 level the record names; a value it does not know stops the
+/// run before any work, naming the variable.
+#[test]
+fn bf16_level_cap_comes_from_the_environment() {
+    let args = [
+        "bench",
+        "predict",
+        "--model-config",
+        "micro",
+        "--shape",
+        "32,32,32",
+        "--patch",
+        "32,32,32",
+        "--classes",
+        "2",
+        "--precision",
+        "bf16",
+        "--json",
+    ];
+    let run = |level: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_repux"))
+            .args(args)
+            .env("REPUX_BF16_LEVEL", level)
+            .output()
+            .unwrap()
+    };
+    let o = run("fp32");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["isa"], "fp32");
+    let o = run("avx2");
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("REPUX_BF16_LEVEL") && stderr(&o).contains("\"avx2\""),
+        "{}",
+        stderr(&o)
+    );
+    assert!(o.stdout.is_empty());
+}

@@ -8,8 +8,8 @@
 //! product of two bf16 values has at most 16 significant bits, so it is exact in fp32 and the
 //! `fp32` level computes what the matrix units compute up to the order of the fp32 sums: it is
 //! the reference the faster levels are tested against, and what `--precision bf16` runs on a
-//! CPU without bf16 units. This build has the `fp32` level only; [`cpu_bf16_units`] reports
-//! the units a CPU has, so that the tools can say what went unused.
+//! CPU without bf16 units. [`bf16_level`] picks the fastest level the CPU has (AMX also needs
+//! the kernel's permission), capped by [`limit_bf16_level`] or `REPUX_BF16_LEVEL`.
 //!
 //! The depthwise kernels (FFT and direct), the norms, softmax and the loss stay fp32 whatever
 //! the precision.
@@ -51,32 +51,128 @@ pub fn precision() -> Precision {
     }
 }
 
-/// How a bf16 GEMM runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// How a bf16 GEMM runs, slowest first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Bf16Level {
     /// bf16-rounded operands through the fp32 FMA GEMM.
     Fp32,
+    /// `vdpbf16ps` on zmm registers ([`crate::bf16_gemm`]).
+    Avx512Bf16,
+    /// AMX tiles, `tdpbf16ps` ([`crate::bf16_gemm`]).
+    Amx,
 }
 
 impl Bf16Level {
-    /// The name `repux bench … --json` records as `"isa"`.
+    pub const ALL: [Bf16Level; 3] = [Bf16Level::Fp32, Bf16Level::Avx512Bf16, Bf16Level::Amx];
+
+    /// The name `repux bench … --json` records as `"isa"`, and `REPUX_BF16_LEVEL` takes.
     pub fn name(self) -> &'static str {
         match self {
             Bf16Level::Fp32 => "fp32",
+            Bf16Level::Avx512Bf16 => "avx512bf16",
+            Bf16Level::Amx => "amx",
         }
     }
     /// Whether this level is faster than fp32 (a matrix unit), which is what `--precision
     /// auto` asks before it picks bf16.
     pub fn accelerated(self) -> bool {
-        match self {
-            Bf16Level::Fp32 => false,
+        self != Bf16Level::Fp32
+    }
+}
+
+impl std::str::FromStr for Bf16Level {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Bf16Level::ALL
+            .into_iter()
+            .find(|l| l.name() == s)
+            .ok_or_else(|| format!("unknown bf16 level {s:?} (expected fp32, avx512bf16 or amx)"))
+    }
+}
+
+/// The highest level [`bf16_level`] may pick (the default: the fastest there is).
+static LEVEL_CAP: AtomicU8 = AtomicU8::new(Bf16Level::Amx as u8);
+
+/// Caps the bf16 level from now on (tests run every level this CPU has; `REPUX_BF16_LEVEL`
+/// reaches it through [`cap_level_from_env`]).
+pub fn limit_bf16_level(cap: Bf16Level) {
+    LEVEL_CAP.store(cap as u8, Ordering::Relaxed);
+}
+
+/// The environment variable that caps the bf16 level (`fp32`, `avx512bf16` or `amx`).
+pub const LEVEL_ENV: &str = "REPUX_BF16_LEVEL";
+
+/// Applies `REPUX_BF16_LEVEL` when it is set; an unknown value is an error naming it.
+pub fn cap_level_from_env() -> Result<(), String> {
+    match std::env::var(LEVEL_ENV) {
+        Ok(v) => {
+            let level = v.trim().parse().map_err(|e| format!("{LEVEL_ENV}: {e}"))?;
+            limit_bf16_level(level);
+            Ok(())
+        }
+        Err(std::env::VarError::NotPresent) => Ok(()),
+        Err(e) => Err(format!("{LEVEL_ENV}: {e}")),
+    }
+}
+
+/// Whether this CPU (and OS) can run `level`. AMX also needs the kernel's permission for the
+/// tile data, asked once per process.
+pub fn level_available(level: Bf16Level) -> bool {
+    static AMX: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let units = cpu_bf16_units();
+    match level {
+        Bf16Level::Fp32 => true,
+        #[cfg(target_arch = "x86_64")]
+        Bf16Level::Avx512Bf16 => units.avx512_bf16 && std::is_x86_feature_detected!("avx512f"),
+        #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+        Bf16Level::Amx => units.amx && *AMX.get_or_init(request_tile_data),
+        #[allow(unreachable_patterns)]
+        _ => {
+            let _ = (&AMX, units);
+            false
         }
     }
 }
 
-/// The level a bf16 GEMM runs at here: the fastest one this build has and this CPU allows.
+/// Asks Linux for the AMX tile data state (`arch_prctl(ARCH_REQ_XCOMP_PERM,
+/// XFEATURE_XTILEDATA)`, process-wide); without it the first tile instruction faults.
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+fn request_tile_data() -> bool {
+    const SYS_ARCH_PRCTL: isize = 158;
+    const ARCH_REQ_XCOMP_PERM: usize = 0x1023;
+    const XFEATURE_XTILEDATA: usize = 18;
+    let ret: isize;
+    // SAFETY: a plain system call; it reads no memory of ours.
+    unsafe {
+        std::arch::asm!(
+            "syscall",
+            inlateout("rax") SYS_ARCH_PRCTL => ret,
+            in("rdi") ARCH_REQ_XCOMP_PERM,
+            in("rsi") XFEATURE_XTILEDATA,
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack)
+        );
+    }
+    ret == 0
+}
+
+/// Every level this CPU can run, slowest first (`fp32` always).
+pub fn levels_available() -> Vec<Bf16Level> {
+    Bf16Level::ALL
+        .into_iter()
+        .filter(|&l| level_available(l))
+        .collect()
+}
+
+/// The level a bf16 GEMM runs at here: the fastest one this CPU allows, within the cap.
 pub fn bf16_level() -> Bf16Level {
-    Bf16Level::Fp32
+    let cap = LEVEL_CAP.load(Ordering::Relaxed);
+    Bf16Level::ALL
+        .into_iter()
+        .rev()
+        .find(|&l| l as u8 <= cap && level_available(l))
+        .unwrap_or(Bf16Level::Fp32)
 }
 
 /// The bf16 matrix units this CPU reports (CPUID), whether or not this build uses them.
@@ -129,8 +225,8 @@ pub fn describe(p: Precision) -> String {
                     .into()
             } else {
                 format!(
-                    "bf16 operands on the fp32 GEMM (this CPU has {}, which this build does not \
-                     use yet: bf16 numerics, no speed-up)",
+                    "bf16 operands on the fp32 GEMM ({} capped or refused here: bf16 \
+                     numerics, no speed-up)",
                     have.join(" and ")
                 )
             }

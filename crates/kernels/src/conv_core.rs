@@ -90,6 +90,19 @@ pub(crate) fn matmul_with(
     assert!((m - 1) * lhs_strides.0 + (k - 1) * lhs_strides.1 < lhs.len());
     assert!((k - 1) * rhs_strides.0 + (n - 1) * rhs_strides.1 < rhs.len());
     let bf16 = crate::bf16::precision() == crate::bf16::Precision::Bf16;
+    if bf16 {
+        let level = crate::bf16::bf16_level();
+        if level.accelerated() {
+            let parallel = matches!(parallelism, Parallelism::Rayon(_));
+            let dst = Dst {
+                data: dst,
+                row_stride: dst_rs,
+                accumulate,
+            };
+            let (lhs, rhs) = (operand(lhs, lhs_strides), operand(rhs, rhs_strides));
+            return crate::bf16_gemm::gemm(level, parallel, [m, n, k], dst, lhs, rhs);
+        }
+    }
     // bf16 operands (see `bf16`): rounded dense copies, reused per thread, taken out of their
     // cell so that a GEMM nested in this one on the same rayon thread finds its own.
     let (mut a, mut b) = (Vec::new(), Vec::new());

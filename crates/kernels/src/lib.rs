@@ -5,6 +5,8 @@
 //! Layout: N × C × D × H × W, C order (last axis fastest), as everywhere in repux.
 
 pub mod bf16;
+mod bf16_gemm;
+pub mod bmm;
 mod conv_core;
 pub mod dense;
 pub mod depthwise;

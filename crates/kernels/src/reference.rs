@@ -331,3 +331,44 @@ pub fn linear_backward(
     let f = |v: Vec<f64>| v.into_iter().map(|a| a as f32).collect();
     (f(dx), f(dw), f(db))
 }
+
+/// `c[i] = a[i] · b[i]` over the batch (`batch × m × k` by `batch × k × n`), f64 sums.
+pub fn bmm_forward(s: crate::bmm::BmmShape, a: &[f32], b: &[f32]) -> Vec<f32> {
+    let crate::bmm::BmmShape { batch, m, k, n } = s;
+    let mut c = vec![0f32; batch * m * n];
+    for i in 0..batch {
+        for r in 0..m {
+            for j in 0..n {
+                c[(i * m + r) * n + j] = (0..k)
+                    .map(|kk| a[(i * m + r) * k + kk] as f64 * b[(i * k + kk) * n + j] as f64)
+                    .sum::<f64>() as f32;
+            }
+        }
+    }
+    c
+}
+
+/// `(da, db)` of [`bmm_forward`] for upstream `dc`, f64 sums.
+pub fn bmm_backward(
+    s: crate::bmm::BmmShape,
+    a: &[f32],
+    b: &[f32],
+    dc: &[f32],
+) -> (Vec<f32>, Vec<f32>) {
+    let crate::bmm::BmmShape { batch, m, k, n } = s;
+    let mut da = vec![0f64; batch * m * k];
+    let mut db = vec![0f64; batch * k * n];
+    for i in 0..batch {
+        for r in 0..m {
+            for j in 0..n {
+                let g = dc[(i * m + r) * n + j] as f64;
+                for kk in 0..k {
+                    da[(i * m + r) * k + kk] += g * b[(i * k + kk) * n + j] as f64;
+                    db[(i * k + kk) * n + j] += g * a[(i * m + r) * k + kk] as f64;
+                }
+            }
+        }
+    }
+    let f = |v: Vec<f64>| v.into_iter().map(|x| x as f32).collect();
+    (f(da), f(db))
+}

@@ -7,7 +7,7 @@
 
 use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
-use repux_kernels::bf16::{self, round_to_bf16, Precision};
+use repux_kernels::bf16::{self, round_to_bf16, Bf16Level, Precision};
 use repux_kernels::dense::{self, ConvShape, UpShape};
 use repux_kernels::reference;
 use std::sync::Mutex;
@@ -33,26 +33,50 @@ fn err(a: &[f32], b: &[f32]) -> f32 {
 /// fp32 sums of exact bf16 products against f64 sums of the same products (as `dense_props`).
 const TOL: f32 = 1e-4;
 
-/// Says which levels of the bf16 GEMM this run did not exercise, and why.
+/// Says which levels of the bf16 GEMM this run exercised and which it could not, and why.
 fn levels_not_run() {
     let units = bf16::cpu_bf16_units();
+    let run: Vec<_> = bf16::levels_available().iter().map(|l| l.name()).collect();
+    let why = |level: Bf16Level| match level {
+        Bf16Level::Amx if units.amx => "the CPU has AMX-BF16; the OS refused the tile data",
+        Bf16Level::Amx => "this CPU has no AMX-BF16",
+        _ => "this CPU has no AVX512-BF16",
+    };
+    let not_run: Vec<_> = Bf16Level::ALL
+        .into_iter()
+        .filter(|&l| !bf16::level_available(l))
+        .map(|l| format!("{} ({})", l.name(), why(l)))
+        .collect();
     eprintln!(
-        "bf16 GEMM levels run: {}; not run: amx ({}), avx512bf16 ({})",
-        bf16::bf16_level().name(),
-        if units.amx {
-            "the CPU has it; this build has no AMX kernel"
+        "bf16 GEMM levels run: {}; not run: {}",
+        run.join(", "),
+        if not_run.is_empty() {
+            "none".into()
         } else {
-            "this CPU has no AMX-BF16"
-        },
-        if units.avx512_bf16 {
-            "the CPU has it; this build has no AVX512-BF16 kernel"
-        } else {
-            "this CPU has no AVX512-BF16"
-        },
+            not_run.join(", ")
+        }
     );
 }
 
+/// Runs `f` once at every bf16 level this CPU has (the cap lifted again afterwards).
+fn at_each_level(
+    mut f: impl FnMut(Bf16Level) -> Result<(), TestCaseError>,
+) -> Result<(), TestCaseError> {
+    for level in bf16::levels_available() {
+        bf16::limit_bf16_level(level);
+        assert_eq!(bf16::bf16_level(), level);
+        let r = f(level);
+        bf16::limit_bf16_level(Bf16Level::Amx);
+        r?;
+    }
+    Ok(())
+}
+
 fn check_conv(s: ConvShape, seed: u64) -> Result<(), TestCaseError> {
+    at_each_level(|level| check_conv_at(s, seed, level))
+}
+
+fn check_conv_at(s: ConvShape, seed: u64, level: Bf16Level) -> Result<(), TestCaseError> {
     let x = data(s.input_len(), seed);
     let w = data(s.weight_len(), seed + 1);
     let b = data(s.cout, seed + 2);
@@ -65,9 +89,21 @@ fn check_conv(s: ConvShape, seed: u64) -> Result<(), TestCaseError> {
     let want = reference::conv3d_forward(&s, &rx, &rw, Some(&b));
     let (rdx, rdw, _) = reference::conv3d_backward(&s, &rx, &rw, &rdy);
     let (_, _, rdb) = reference::conv3d_backward(&s, &x, &w, &dy);
-    prop_assert!(err(&y, &want) < TOL, "forward {s:?}: {}", err(&y, &want));
-    prop_assert!(err(&dx, &rdx) < TOL, "dx {s:?}: {}", err(&dx, &rdx));
-    prop_assert!(err(&dw, &rdw) < TOL, "dw {s:?}: {}", err(&dw, &rdw));
+    prop_assert!(
+        err(&y, &want) < TOL,
+        "{level:?} forward {s:?}: {}",
+        err(&y, &want)
+    );
+    prop_assert!(
+        err(&dx, &rdx) < TOL,
+        "{level:?} dx {s:?}: {}",
+        err(&dx, &rdx)
+    );
+    prop_assert!(
+        err(&dw, &rdw) < TOL,
+        "{level:?} dw {s:?}: {}",
+        err(&dw, &rdw)
+    );
     // The bias gradient is a plain fp32 sum, not a GEMM.
     prop_assert!(err(&db, &rdb) < 1e-5, "db {s:?}");
     Ok(())
@@ -170,18 +206,22 @@ proptest! {
         let x = data(s.input_len(), seed);
         let wt = data(s.weight_len(), seed + 1);
         let dy = data(s.output_len(), seed + 3);
-        bf16::set_precision(Precision::Bf16);
-        let y = shifted::forward(&s, &x, &wt, None);
-        let dx = shifted::backward_dx(&s, &wt, &dy);
-        let dw = shifted::backward_dw(&s, &x, &dy);
-        bf16::set_precision(Precision::Fp32);
-        shifted::set_budgets(16 << 20, 1 << 18);
         let (rx, rw, rdy) = (rounded(&x), rounded(&wt), rounded(&dy));
         let want = reference::conv3d_forward(&s, &rx, &rw, None);
         let (rdx, rdw, _) = reference::conv3d_backward(&s, &rx, &rw, &rdy);
-        prop_assert!(err(&y, &want) < TOL, "forward {s:?}: {}", err(&y, &want));
-        prop_assert!(err(&dx, &rdx) < TOL, "dx {s:?}: {}", err(&dx, &rdx));
-        prop_assert!(err(&dw, &rdw) < TOL, "dw {s:?}: {}", err(&dw, &rdw));
+        let r = at_each_level(|level| {
+            bf16::set_precision(Precision::Bf16);
+            let y = shifted::forward(&s, &x, &wt, None);
+            let dx = shifted::backward_dx(&s, &wt, &dy);
+            let dw = shifted::backward_dw(&s, &x, &dy);
+            bf16::set_precision(Precision::Fp32);
+            prop_assert!(err(&y, &want) < TOL, "{level:?} forward {s:?}: {}", err(&y, &want));
+            prop_assert!(err(&dx, &rdx) < TOL, "{level:?} dx {s:?}: {}", err(&dx, &rdx));
+            prop_assert!(err(&dw, &rdw) < TOL, "{level:?} dw {s:?}: {}", err(&dw, &rdw));
+            Ok(())
+        });
+        shifted::set_budgets(16 << 20, 1 << 18);
+        r?;
     }
 
     #[test]
@@ -192,16 +232,42 @@ proptest! {
         let wt = data(cout * cin, seed + 1);
         let b = data(cout, seed + 2);
         let dy = data(rows * cout, seed + 3);
-        bf16::set_precision(Precision::Bf16);
-        let y = linear::linear_forward(rows, cin, cout, &x, &wt, Some(&b));
-        let (dx, dw, _) = linear::linear_backward(rows, cin, cout, &x, &wt, &dy, true);
-        bf16::set_precision(Precision::Fp32);
         let (rx, rw, rdy) = (rounded(&x), rounded(&wt), rounded(&dy));
         let want = reference::linear_forward(rows, cin, cout, &rx, &rw, Some(&b));
         let (rdx, rdw, _) = reference::linear_backward(rows, cin, cout, &rx, &rw, &rdy);
-        prop_assert!(err(&y, &want) < TOL, "forward: {}", err(&y, &want));
-        prop_assert!(err(&dx, &rdx) < TOL, "dx: {}", err(&dx, &rdx));
-        prop_assert!(err(&dw, &rdw) < TOL, "dw: {}", err(&dw, &rdw));
+        at_each_level(|level| {
+            bf16::set_precision(Precision::Bf16);
+            let y = linear::linear_forward(rows, cin, cout, &x, &wt, Some(&b));
+            let (dx, dw, _) = linear::linear_backward(rows, cin, cout, &x, &wt, &dy, true);
+            bf16::set_precision(Precision::Fp32);
+            prop_assert!(err(&y, &want) < TOL, "{level:?} forward: {}", err(&y, &want));
+            prop_assert!(err(&dx, &rdx) < TOL, "{level:?} dx: {}", err(&dx, &rdx));
+            prop_assert!(err(&dw, &rdw) < TOL, "{level:?} dw: {}", err(&dw, &rdw));
+            Ok(())
+        })?;
+    }
+
+    #[test]
+    fn bmm_matches_bf16_reference(batch in 1usize..5, m in 1usize..40, k in 1usize..40, n in 1usize..40, seed in 0u64..1000) {
+        use repux_kernels::bmm::{self, BmmShape};
+        let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let s = BmmShape { batch, m, k, n };
+        let a = data(batch * m * k, seed);
+        let b = data(batch * k * n, seed + 1);
+        let dc = data(batch * m * n, seed + 2);
+        let (ra, rb, rdc) = (rounded(&a), rounded(&b), rounded(&dc));
+        let want = reference::bmm_forward(s, &ra, &rb);
+        let (rda, rdb) = reference::bmm_backward(s, &ra, &rb, &rdc);
+        at_each_level(|level| {
+            bf16::set_precision(Precision::Bf16);
+            let c = bmm::bmm_forward(s, &a, &b);
+            let (da, db) = bmm::bmm_backward(s, &a, &b, &dc, true);
+            bf16::set_precision(Precision::Fp32);
+            prop_assert!(err(&c, &want) < TOL, "{level:?} forward {s:?}: {}", err(&c, &want));
+            prop_assert!(err(&da, &rda) < TOL, "{level:?} da {s:?}: {}", err(&da, &rda));
+            prop_assert!(err(&db, &rdb) < TOL, "{level:?} db {s:?}: {}", err(&db, &rdb));
+            Ok(())
+        })?;
     }
 
     #[test]
@@ -211,16 +277,19 @@ proptest! {
         let x = data(s.input_len(), seed);
         let wt = data(s.weight_len(), seed + 1);
         let dy = data(s.output_len(), seed + 2);
-        bf16::set_precision(Precision::Bf16);
-        let y = dense::conv_transpose_k2s2_forward(&s, &x, &wt);
-        let (dx, dw) = dense::conv_transpose_k2s2_backward(&s, &x, &wt, &dy);
-        bf16::set_precision(Precision::Fp32);
         let (rx, rw, rdy) = (rounded(&x), rounded(&wt), rounded(&dy));
         let want = reference::conv_transpose_k2s2_forward(&s, &rx, &rw);
         let (rdx, rdw) = reference::conv_transpose_k2s2_backward(&s, &rx, &rw, &rdy);
-        prop_assert!(err(&y, &want) < TOL, "forward {s:?}: {}", err(&y, &want));
-        prop_assert!(err(&dx, &rdx) < TOL, "dx {s:?}: {}", err(&dx, &rdx));
-        prop_assert!(err(&dw, &rdw) < TOL, "dw {s:?}: {}", err(&dw, &rdw));
+        at_each_level(|level| {
+            bf16::set_precision(Precision::Bf16);
+            let y = dense::conv_transpose_k2s2_forward(&s, &x, &wt);
+            let (dx, dw) = dense::conv_transpose_k2s2_backward(&s, &x, &wt, &dy);
+            bf16::set_precision(Precision::Fp32);
+            prop_assert!(err(&y, &want) < TOL, "{level:?} forward {s:?}: {}", err(&y, &want));
+            prop_assert!(err(&dx, &rdx) < TOL, "{level:?} dx {s:?}: {}", err(&dx, &rdx));
+            prop_assert!(err(&dw, &rdw) < TOL, "{level:?} dw {s:?}: {}", err(&dw, &rdw));
+            Ok(())
+        })?;
     }
 }
 

@@ -140,6 +140,25 @@ proptest! {
         prop_assert!(no_dx.is_empty() && dw2 == dw);
     }
 
+    /// Batched products (SwinUNETR's attention): any batch, odd sizes, both gradients.
+    #[test]
+    fn bmm_matches_reference(batch in 1usize..6, m in 1usize..40, k in 1usize..20, n in 1usize..40, seed in 0u64..1000) {
+        use repux_kernels::bmm::{self, BmmShape};
+        let s = BmmShape { batch, m, k, n };
+        let a = data(batch * m * k, seed);
+        let b = data(batch * k * n, seed + 1);
+        let dc = data(batch * m * n, seed + 2);
+        let c = bmm::bmm_forward(s, &a, &b);
+        let want = reference::bmm_forward(s, &a, &b);
+        prop_assert!(err(&c, &want) < TOL, "forward {s:?}: {}", err(&c, &want));
+        let (da, db) = bmm::bmm_backward(s, &a, &b, &dc, true);
+        let (rda, rdb) = reference::bmm_backward(s, &a, &b, &dc);
+        prop_assert!(err(&da, &rda) < TOL, "da {s:?}: {}", err(&da, &rda));
+        prop_assert!(err(&db, &rdb) < TOL, "db {s:?}: {}", err(&db, &rdb));
+        let (no_da, db2) = bmm::bmm_backward(s, &a, &b, &dc, false);
+        prop_assert!(no_da.is_empty() && db2 == db);
+    }
+
     #[test]
     fn conv_transpose_matches_reference(n in 1usize..3, cin in 1usize..6, cout in 1usize..6, d in 1usize..6, h in 1usize..6, w in 1usize..6, seed in 0u64..1000) {
         let s = UpShape { n, cin, cout, d, h, w };

@@ -72,6 +72,8 @@ pub trait ConvBackend: burn::backend::Backend {
         weight: FloatTensor<Self>,
         bias: FloatTensor<Self>,
     ) -> FloatTensor<Self>;
+    /// Batched product: a `[batch, m, k]` · b `[batch, k, n]` → `[batch, m, n]` (attention).
+    fn bmm(a: FloatTensor<Self>, b: FloatTensor<Self>) -> FloatTensor<Self>;
     /// InstanceNorm (no affine, instance statistics) then LeakyReLU(`slope`) on `[N, C, …]`;
     /// slope 1 is plain InstanceNorm. One fused pass; the backward keeps only the output.
     fn instance_norm_act(x: FloatTensor<Self>, eps: f64, slope: f64) -> FloatTensor<Self>;
@@ -274,6 +276,23 @@ fn flex_depthwise(
     (flex_tensor(y, [s.n, s.c, s.d, s.h, s.w]), saved)
 }
 
+/// The product sizes of a batched matmul's operands (`[batch, m, k]`, `[batch, k, n]`).
+fn bmm_shape(a: &FloatTensor<Flex>, b: &FloatTensor<Flex>) -> repux_kernels::bmm::BmmShape {
+    let [batch, m, k] = a.shape().dims::<3>();
+    let [bb, kb, n] = b.shape().dims::<3>();
+    assert!(
+        bb == batch && kb == k,
+        "bmm: [{batch}, {m}, {k}] · [{bb}, {kb}, {n}] do not chain"
+    );
+    repux_kernels::bmm::BmmShape { batch, m, k, n }
+}
+
+fn flex_bmm(a: &FloatTensor<Flex>, b: &FloatTensor<Flex>) -> FloatTensor<Flex> {
+    let s = bmm_shape(a, b);
+    let c = repux_kernels::bmm::bmm_forward(s, &flex_slice(a), &flex_slice(b));
+    flex_tensor(c, [s.batch, s.m, s.n])
+}
+
 /// `[rows, in]` and `[out, in]` of a linear layer's input and weight.
 fn linear_dims(x: &FloatTensor<Flex>, weight: &FloatTensor<Flex>) -> (usize, usize, usize) {
     let [rows, cin] = x.shape().dims::<2>();
@@ -351,6 +370,9 @@ impl ConvBackend for Flex {
         bias: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
         flex_linear(x, weight, bias)
+    }
+    fn bmm(a: FloatTensor<Self>, b: FloatTensor<Self>) -> FloatTensor<Self> {
+        flex_bmm(&a, &b)
     }
     fn instance_norm_act(x: FloatTensor<Self>, eps: f64, slope: f64) -> FloatTensor<Self> {
         flex_instance_norm_act(&x, eps, slope).0
@@ -614,6 +636,42 @@ impl Backward<Flex, 3> for LinearBackward {
     }
 }
 
+/// The batched product's backward: da (when `a` needs it) and db together.
+#[derive(Debug)]
+struct BmmBackward;
+
+impl Backward<Flex, 2> for BmmBackward {
+    /// Checkpointed operands.
+    type State = (NodeId, NodeId);
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 2>,
+        grads: &mut Gradients,
+        checkpointer: &mut Checkpointer,
+    ) {
+        let [node_a, node_b] = ops.parents;
+        let dc = grads.consume::<Flex>(&ops.node);
+        let (a_id, b_id) = ops.state;
+        let a: FloatTensor<Flex> = checkpointer.retrieve_node_output(a_id);
+        let b: FloatTensor<Flex> = checkpointer.retrieve_node_output(b_id);
+        let s = bmm_shape(&a, &b);
+        let (da, db) = repux_kernels::bmm::bmm_backward(
+            s,
+            &flex_slice(&a),
+            &flex_slice(&b),
+            &flex_slice(&dc),
+            node_a.is_some(),
+        );
+        if let Some(node) = node_a {
+            grads.register::<Flex>(node.id, flex_tensor(da, [s.batch, s.m, s.k]));
+        }
+        if let Some(node) = node_b {
+            grads.register::<Flex>(node.id, flex_tensor(db, [s.batch, s.k, s.n]));
+        }
+    }
+}
+
 impl<C: CheckpointStrategy> ConvBackend for Autodiff<Flex, C> {
     fn depthwise_conv3d(
         x: FloatTensor<Self>,
@@ -734,6 +792,21 @@ impl<C: CheckpointStrategy> ConvBackend for Autodiff<Flex, C> {
             OpsKind::UnTracked(prep) => prep.finish(out(&x, &weight, &bias)),
         }
     }
+    fn bmm(a: FloatTensor<Self>, b: FloatTensor<Self>) -> FloatTensor<Self> {
+        match BmmBackward
+            .prepare::<C>([a.node(), b.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(mut prep) => {
+                let a_id = prep.checkpoint(&a);
+                let b_id = prep.checkpoint(&b);
+                let c = flex_bmm(a.primitive(), b.primitive());
+                prep.finish((a_id, b_id), c)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(flex_bmm(a.primitive(), b.primitive())),
+        }
+    }
     fn instance_norm_act(x: FloatTensor<Self>, eps: f64, slope: f64) -> FloatTensor<Self> {
         let (y, rstd) = flex_instance_norm_act(x.primitive(), eps, slope);
         match NormActBackward
@@ -830,6 +903,18 @@ pub fn conv_transpose3d_k2s2(x: Tensor<5>, weight: Tensor<5>) -> Tensor<5> {
     Tensor::from_dispatch(<Dispatch as ConvBackend>::conv_transpose3d_k2s2(
         x.into_dispatch(),
         weight.into_dispatch(),
+    ))
+}
+
+/// `a [batch, m, k] · b [batch, k, n]` (repux's GEMM, so bf16 reaches it; burn's matmul when
+/// [`use_burn_ops`] is on).
+pub fn bmm(a: Tensor<3>, b: Tensor<3>) -> Tensor<3> {
+    if burn_ops() {
+        return a.matmul(b);
+    }
+    Tensor::from_dispatch(<Dispatch as ConvBackend>::bmm(
+        a.into_dispatch(),
+        b.into_dispatch(),
     ))
 }
 

@@ -619,6 +619,31 @@ fn linear_extension_matches_burn_matmul_and_its_gradients() {
     }
 }
 
+/// The batched product (SwinUNETR's attention) against burn's matmul and its autodiff
+/// gradients, on an operand that is a transposed view (as `kᵀ` is).
+#[test]
+fn bmm_extension_matches_burn_matmul_and_its_gradients() {
+    let device = cpu().autodiff();
+    device.seed(5);
+    let a = Tensor::<3>::random([6, 27, 8], Distribution::Normal(0.0, 1.0), &device).require_grad();
+    let b = Tensor::<3>::random([6, 27, 8], Distribution::Normal(0.0, 1.0), &device).require_grad();
+    // Each side its own transposed view: burn's tape is consumed by one backward.
+    let ours = repux_nn::ops::bmm(a.clone(), b.clone().swap_dims(1, 2));
+    let theirs = a.clone().matmul(b.clone().swap_dims(1, 2));
+    // Tolerance: f32 sums of 8 terms in another order.
+    assert!(
+        rel_l2(&values(ours.clone()), &values(theirs.clone())) < 1e-6,
+        "forward"
+    );
+    let t = Tensor::<3>::random([6, 27, 27], Distribution::Normal(0.0, 1.0), &device);
+    let g1 = (ours * t.clone()).sum().backward();
+    let g2 = (theirs * t).sum().backward();
+    for (name, x) in [("da", &a), ("db", &b)] {
+        let (p, q) = (values(x.grad(&g1).unwrap()), values(x.grad(&g2).unwrap()));
+        assert!(rel_l2(&p, &q) < 1e-6, "{name}: {}", rel_l2(&p, &q));
+    }
+}
+
 /// The fused InstanceNorm + LeakyReLU and add + LeakyReLU passes (forward on Flex, backward
 /// from the output on Autodiff<Flex>) against the composite of burn ops they replace.
 #[test]

@@ -51,9 +51,14 @@ impl WindowAttention {
         let part = |i: usize| qkv.clone().narrow(0, i, 1).reshape([b, h, n, hd]);
         let (q, k, v) = (part(0), part(1), part(2));
         let q = q * (hd as f64).powf(-0.5);
-        let mut attn = q.matmul(k.swap_dims(2, 3)); // [B_, heads, N, N]
-                                                    // MONAI takes the top-left n×n block of the full window's index, also where the window
-                                                    // was clipped to a smaller feature map.
+        // [B_·heads, N, N], through repux's GEMM (bf16 under `--precision bf16`).
+        let mut attn = crate::ops::bmm(
+            q.reshape([b * h, n, hd]),
+            k.swap_dims(2, 3).reshape([b * h, hd, n]),
+        )
+        .reshape([b, h, n, n]);
+        // MONAI takes the top-left n×n block of the full window's index, also where the window
+        // was clipped to a smaller feature map.
         let device = attn.device();
         let sub = Tensor::<1, Int>::from_data(
             TensorData::new(position_index(self.window, n), [n * n]),
@@ -72,7 +77,10 @@ impl WindowAttention {
                 .reshape([b, h, n, n]);
         }
         let attn = softmax(attn, 3);
-        let y = attn.matmul(v).swap_dims(1, 2).reshape([b, n, c]);
+        let y = crate::ops::bmm(attn.reshape([b * h, n, n]), v.reshape([b * h, n, hd]))
+            .reshape([b, h, n, hd])
+            .swap_dims(1, 2)
+            .reshape([b, n, c]);
         self.proj.forward(y)
     }
 }
