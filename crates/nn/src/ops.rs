@@ -561,6 +561,34 @@ impl Backward<Flex, 3> for DenseBackward {
     }
 }
 
+/// The body of a backward whose two inputs were checkpointed: retrieves them, computes both
+/// gradients at once with `grads_of(first, second, dy, first_needs_grad)` (the first one's
+/// gradient may be left out when it is not needed) and registers those their nodes want.
+fn two_input_backward(
+    ops: Ops<(NodeId, NodeId), 2>,
+    grads: &mut Gradients,
+    checkpointer: &mut Checkpointer,
+    grads_of: impl FnOnce(
+        &FloatTensor<Flex>,
+        &FloatTensor<Flex>,
+        &FloatTensor<Flex>,
+        bool,
+    ) -> (Option<FloatTensor<Flex>>, FloatTensor<Flex>),
+) {
+    let [node_a, node_b] = ops.parents;
+    let dy = grads.consume::<Flex>(&ops.node);
+    let (a_id, b_id) = ops.state;
+    let a: FloatTensor<Flex> = checkpointer.retrieve_node_output(a_id);
+    let b: FloatTensor<Flex> = checkpointer.retrieve_node_output(b_id);
+    let (da, db) = grads_of(&a, &b, &dy, node_a.is_some());
+    if let (Some(node), Some(da)) = (node_a, da) {
+        grads.register::<Flex>(node.id, da);
+    }
+    if let Some(node) = node_b {
+        grads.register::<Flex>(node.id, db);
+    }
+}
+
 /// The k2 s2 transposed conv's backward: dx and dw from one pass.
 #[derive(Debug)]
 struct UpBackward;
@@ -574,24 +602,19 @@ impl Backward<Flex, 2> for UpBackward {
         grads: &mut Gradients,
         checkpointer: &mut Checkpointer,
     ) {
-        let [node_x, node_w] = ops.parents;
-        let dy = grads.consume::<Flex>(&ops.node);
-        let (xs, ws) = ops.state;
-        let x: FloatTensor<Flex> = checkpointer.retrieve_node_output(xs);
-        let w: FloatTensor<Flex> = checkpointer.retrieve_node_output(ws);
-        let s = up_shape(&x, &w);
-        let (dx, dw) = dense::conv_transpose_k2s2_backward(
-            &s,
-            &flex_slice(&x),
-            &flex_slice(&w),
-            &flex_slice(&dy),
-        );
-        if let Some(node) = node_x {
-            grads.register::<Flex>(node.id, flex_tensor(dx, [s.n, s.cin, s.d, s.h, s.w]));
-        }
-        if let Some(node) = node_w {
-            grads.register::<Flex>(node.id, flex_tensor(dw, [s.cin, s.cout, 2, 2, 2]));
-        }
+        two_input_backward(ops, grads, checkpointer, |x, w, dy, _| {
+            let s = up_shape(x, w);
+            let (dx, dw) = dense::conv_transpose_k2s2_backward(
+                &s,
+                &flex_slice(x),
+                &flex_slice(w),
+                &flex_slice(dy),
+            );
+            (
+                Some(flex_tensor(dx, [s.n, s.cin, s.d, s.h, s.w])),
+                flex_tensor(dw, [s.cin, s.cout, 2, 2, 2]),
+            )
+        });
     }
 }
 
@@ -650,25 +673,20 @@ impl Backward<Flex, 2> for BmmBackward {
         grads: &mut Gradients,
         checkpointer: &mut Checkpointer,
     ) {
-        let [node_a, node_b] = ops.parents;
-        let dc = grads.consume::<Flex>(&ops.node);
-        let (a_id, b_id) = ops.state;
-        let a: FloatTensor<Flex> = checkpointer.retrieve_node_output(a_id);
-        let b: FloatTensor<Flex> = checkpointer.retrieve_node_output(b_id);
-        let s = bmm_shape(&a, &b);
-        let (da, db) = repux_kernels::bmm::bmm_backward(
-            s,
-            &flex_slice(&a),
-            &flex_slice(&b),
-            &flex_slice(&dc),
-            node_a.is_some(),
-        );
-        if let Some(node) = node_a {
-            grads.register::<Flex>(node.id, flex_tensor(da, [s.batch, s.m, s.k]));
-        }
-        if let Some(node) = node_b {
-            grads.register::<Flex>(node.id, flex_tensor(db, [s.batch, s.k, s.n]));
-        }
+        two_input_backward(ops, grads, checkpointer, |a, b, dc, need_da| {
+            let s = bmm_shape(a, b);
+            let (da, db) = repux_kernels::bmm::bmm_backward(
+                s,
+                &flex_slice(a),
+                &flex_slice(b),
+                &flex_slice(dc),
+                need_da,
+            );
+            (
+                need_da.then(|| flex_tensor(da, [s.batch, s.m, s.k])),
+                flex_tensor(db, [s.batch, s.k, s.n]),
+            )
+        });
     }
 }
 
