@@ -184,7 +184,14 @@ pub struct Bf16Units {
     pub avx512_bf16: bool,
 }
 
+/// This CPU's bf16 units, read once per process: the bf16 GEMM asks on every call, and in a
+/// virtual machine each CPUID exits to the hypervisor.
 pub fn cpu_bf16_units() -> Bf16Units {
+    static UNITS: std::sync::OnceLock<Bf16Units> = std::sync::OnceLock::new();
+    *UNITS.get_or_init(read_cpu_bf16_units)
+}
+
+fn read_cpu_bf16_units() -> Bf16Units {
     #[cfg(target_arch = "x86_64")]
     {
         // AMX-BF16 is CPUID.(EAX=7,ECX=0):EDX[22], AMX-TILE EDX[24] (Intel SDM vol. 2A); std's
