@@ -7,6 +7,7 @@ with the same thread count, next to the repux commands.
     python3 tools/torch_bench.py --threads 2 --model paper --size 96   # the paper network, 2 x 96^3
     python3 tools/torch_bench.py --threads 2 --model swinunetr --size 96 --no-kernels  # MONAI
     python3 tools/torch_bench.py --threads 2 --model paper --size 96 --no-kernels --precision bf16  # autocast
+    python3 tools/torch_bench.py --device cuda --model paper --size 96   # PyTorch + cuDNN (tools/gpu_bench.sh)
 
 Prints one JSON array: kernel records with repux's keys (op, channels, size, kernel, pass,
 torch_s) and model records (model, patch, batch, pass, torch_s, peak_rss_mib). The network is
@@ -14,6 +15,9 @@ tools/torch_reference.py's independent PyTorch RepUX-Net (BFR forward), or MONAI
 for the swinunetr presets, trained with torch.optim.AdamW and MONAI's Dice + CE written out.
 Each time: one warm-up run, then the median of --repeats runs; the warm-up alone where it took
 > 30 s (kernels: > 5 s), the rule `repux bench model` uses.
+With --device cuda everything runs on the GPU with cuDNN's autotuner on
+(torch.backends.cudnn.benchmark), each time ends with torch.cuda.synchronize(), and model
+records add peak_device_mib (torch.cuda.max_memory_allocated).
 Needs torch (and numpy; monai + einops for SwinUNETR).
 """
 import argparse
@@ -41,13 +45,21 @@ SWIN = {"swinunetr": 48, "swinunetr-small": 24, "swinunetr-tiny": 12}
 
 
 WARM_ONLY_S = 30.0  # the same rule as `repux bench model`
+DEV = torch.device("cpu")  # --device
+
+
+def sync():
+    if DEV.type == "cuda":
+        torch.cuda.synchronize()
 
 
 def timed(fn, repeats, once_above=WARM_ONLY_S):
     """One warm-up run, then the median of `repeats` runs; the warm-up alone where it took
     longer than `once_above` seconds."""
+    sync()
     t = time.perf_counter()
     fn()
+    sync()
     warm = time.perf_counter() - t
     if warm > once_above:
         return warm
@@ -55,6 +67,7 @@ def timed(fn, repeats, once_above=WARM_ONLY_S):
     for _ in range(repeats):
         t = time.perf_counter()
         fn()
+        sync()
         ts.append(time.perf_counter() - t)
     return statistics.median(ts)
 
@@ -64,8 +77,8 @@ def kernel_records(repeats):
 
     def run(op, x_shape, w_shape, conv, **meta):
         for pass_, back in (("forward", False), ("forward_backward", True)):
-            x = torch.randn(*x_shape, requires_grad=back)
-            w = (0.1 * torch.randn(*w_shape)).requires_grad_(back)
+            x = torch.randn(*x_shape, device=DEV, requires_grad=back)
+            w = (0.1 * torch.randn(*w_shape, device=DEV)).requires_grad_(back)
 
             def f():
                 y = conv(x, w)
@@ -101,16 +114,24 @@ def model_records(name, patch, batch, repeats, train=True, bf16=False):
     else:
         fs, hidden = PRESETS[name]
         net = Net("repuxnet", 1, 5, fs, hidden, 21)
-    x = torch.randn(batch, 1, *patch)
-    y = torch.randint(0, 5, (batch, *patch))
+    net = net.to(DEV)
+    x = torch.randn(batch, 1, *patch, device=DEV)
+    y = torch.randint(0, 5, (batch, *patch), device=DEV)
     recs = []
     precision = "bf16" if bf16 else "fp32"
     # bf16: torch.autocast on the CPU (bf16 conv/matmul operands, fp32 master weights), the
     # anchor of `repux bench model --precision bf16`.
-    autocast = lambda: torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16)  # noqa: E731
+    autocast = lambda: torch.autocast(DEV.type, dtype=torch.bfloat16, enabled=bf16)  # noqa: E731
+
+    def memory(rec):
+        if DEV.type == "cuda":
+            rec["peak_device_mib"] = torch.cuda.max_memory_allocated() / 2**20
+            torch.cuda.reset_peak_memory_stats()
+        return rec
+
     net.eval()
     with torch.no_grad(), autocast():
-        recs.append(dict(model=name, patch=list(patch), batch=batch, precision=precision, **{"pass": "forward"}, torch_s=timed(lambda: net(x), repeats), peak_rss_mib=peak_rss_mib()))
+        recs.append(memory(dict(model=name, patch=list(patch), batch=batch, precision=precision, device=str(DEV), **{"pass": "forward"}, torch_s=timed(lambda: net(x), repeats), peak_rss_mib=peak_rss_mib())))
     if not train:
         return recs
     net.train()
@@ -123,7 +144,7 @@ def model_records(name, patch, batch, repeats, train=True, bf16=False):
         dice_ce(logits.float(), y).backward()
         opt.step()
 
-    recs.append(dict(model=name, patch=list(patch), batch=batch, precision=precision, **{"pass": "train_step"}, torch_s=timed(step, repeats), peak_rss_mib=peak_rss_mib()))
+    recs.append(memory(dict(model=name, patch=list(patch), batch=batch, precision=precision, device=str(DEV), **{"pass": "train_step"}, torch_s=timed(step, repeats), peak_rss_mib=peak_rss_mib())))
     return recs
 
 
@@ -142,8 +163,14 @@ def main():
     ap.add_argument("--no-kernels", action="store_true")
     ap.add_argument("--no-model", action="store_true")
     ap.add_argument("--forward-only", action="store_true", help="model: only the eval forward (no training step)")
-    ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="model: bf16 runs under torch.autocast('cpu', bfloat16)")
+    ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="model: bf16 runs under torch.autocast(device, bfloat16)")
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="cuda: PyTorch + cuDNN on the GPU")
     a = ap.parse_args()
+    global DEV
+    DEV = torch.device(a.device)
+    if DEV.type == "cuda":
+        # cuDNN's autotuner on; TF32 as PyTorch ships it (on for cuDNN convs): the peer users run.
+        torch.backends.cudnn.benchmark = True
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     patch = (a.size,) * 3 if a.size else (48, 48, 32)

@@ -70,3 +70,44 @@ impl PrecisionArg {
         p
     }
 }
+
+/// `--device`: auto, cpu, gpu, gpu:N or gpu:software.
+pub fn device(s: &str) -> Result<repux_nn::DeviceRequest, String> {
+    s.parse()
+        .map_err(|e: repux_nn::device::DeviceError| e.to_string())
+}
+
+/// The device flag every computing command shares.
+#[derive(clap::Args, Clone, Debug)]
+pub struct DeviceArg {
+    /// Where the network computes: auto (the first hardware GPU in a `--features gpu` build,
+    /// else the CPU), cpu, gpu, gpu:N (the Nth hardware GPU) or gpu:software (a software Vulkan
+    /// driver such as Mesa's lavapipe: for tests, never chosen otherwise).
+    #[arg(long, value_parser = device, default_value = "auto")]
+    pub device: repux_nn::DeviceRequest,
+}
+
+/// Resolves `--device` and `--precision` together, installs both for this process and says
+/// once which device it is. bf16 GEMMs are the CPU path's: on a GPU `auto` means fp32 and an
+/// explicit bf16 is refused rather than silently left out.
+pub fn apply_device(
+    request: &repux_nn::DeviceRequest,
+    precision: PrecisionArg,
+) -> anyhow::Result<(repux_nn::ComputeDevice, repux_kernels::Precision)> {
+    let d = repux_nn::device::resolve(request)?;
+    let p = if d.gpu {
+        if precision == PrecisionArg::Bf16 {
+            anyhow::bail!(
+                "--precision bf16 runs on the CPU's GEMMs; the GPU path computes in fp32 \
+                 (use --precision fp32, or --device cpu)"
+            );
+        }
+        repux_kernels::set_precision(repux_kernels::Precision::Fp32);
+        repux_kernels::Precision::Fp32
+    } else {
+        precision.apply()
+    };
+    repux_nn::device::set_compute_device(&d);
+    eprintln!("device: {}", d.description);
+    Ok((d, p))
+}

@@ -27,6 +27,8 @@ pub enum Command {
         /// Skip burn's op where a probe estimates it above this many seconds.
         #[arg(long, default_value_t = 60.0)]
         burn_limit_s: f64,
+        #[command(flatten)]
+        device: crate::args::DeviceArg,
     },
     /// Time a whole network — an eval forward and a training step (forward, DiceCE, backward,
     /// AdamW) — with repux's kernels and with burn's generic conv ops, in the same run.
@@ -63,6 +65,8 @@ pub enum Command {
         /// One JSON array of records instead of a table.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        device: crate::args::DeviceArg,
     },
     /// Time a whole-volume prediction as `repux predict` runs it after preprocessing: Gaussian
     /// sliding window (no mirroring), softmax and arg-max over a synthetic volume already at the
@@ -91,6 +95,8 @@ pub enum Command {
         /// One JSON record: {"seconds", "peak_rss_bytes", "precision", "isa", "windows", …}.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        device: crate::args::DeviceArg,
     },
     /// Time the gradient all-reduce of one training step (the network's parameters as f32, in
     /// the trainer's buckets) over the ranks of an MPI launch: `mpirun -np N repux bench
@@ -146,7 +152,15 @@ pub fn run(c: Command) -> Result<ExitCode> {
             json,
             repeats,
             burn_limit_s,
-        } => kernels(json, repeats, burn_limit_s),
+            device,
+        } => {
+            let (d, _) = crate::args::apply_device(&device.device, PrecisionArg::Fp32)?;
+            if d.gpu {
+                gpu_kernels(&d, json, repeats, burn_limit_s)
+            } else {
+                kernels(json, repeats, burn_limit_s)
+            }
+        }
         Command::Surface {
             shape,
             spacing,
@@ -167,15 +181,19 @@ pub fn run(c: Command) -> Result<ExitCode> {
             classes,
             precision,
             json,
-        } => bench_predict(
-            &model_config,
-            shape,
-            patch,
-            overlap,
-            classes,
-            precision,
-            json,
-        ),
+            device,
+        } => {
+            let (_, precision) = crate::args::apply_device(&device.device, precision)?;
+            bench_predict(
+                &model_config,
+                shape,
+                patch,
+                overlap,
+                classes,
+                precision,
+                json,
+            )
+        }
         Command::AllReduce {
             model_config,
             repeats,
@@ -192,11 +210,12 @@ pub fn run(c: Command) -> Result<ExitCode> {
             winograd_block,
             precision,
             json,
+            device,
         } => {
             if let Some(b) = winograd_block {
                 repux_kernels::winograd::set_block_budget(b);
             }
-            precision.apply();
+            crate::args::apply_device(&device.device, precision)?;
             model(
                 &model_config,
                 size.map(|n| [n; 3]).unwrap_or(patch),
@@ -221,19 +240,23 @@ fn peak_rss_mib() -> f64 {
     u.ru_maxrss as f64 / 1024.0
 }
 
-/// Seconds of (eval forward, training step) for one network with the current conv ops, and the
-/// process's peak RSS (MiB) after each.
+/// Seconds of (eval forward, training step) for one network with the current conv ops on the
+/// installed device, the process's peak RSS (MiB) after each, and on a GPU the device memory its
+/// allocator reserved after each (MiB; the pool keeps what it reserved, so this is the pass's peak
+/// reservation).
 fn model_times(
     cfg: &repux_nn::ModelConfig,
     patch: [usize; 3],
     batch: usize,
     repeats: usize,
     train: bool,
-) -> ([f64; 2], [f64; 2]) {
+) -> ([f64; 2], [f64; 2], [Option<f64>; 2]) {
     use burn::optim::GradientsParams;
     use burn::tensor::{Distribution, Tensor};
     let [d, h, w] = patch;
-    let plain = repux_nn::cpu();
+    let plain = repux_nn::compute_device();
+    let reserved =
+        || repux_nn::device::memory_usage(&plain).map(|(_, r)| r as f64 / (1024.0 * 1024.0));
     let net = repux_nn::Net::seeded(cfg, &plain, 0);
     let x = Tensor::<5>::random(
         [batch, cfg.in_channels, d, h, w],
@@ -245,11 +268,16 @@ fn model_times(
     };
     let forward = time_warm(repeats, fwd);
     let rss_forward = peak_rss_mib();
+    let dev_forward = reserved();
     drop(net);
     if !train {
-        return ([forward, f64::NAN], [rss_forward, f64::NAN]);
+        return (
+            [forward, f64::NAN],
+            [rss_forward, f64::NAN],
+            [dev_forward, None],
+        );
     }
-    let dev = plain.autodiff();
+    let dev = plain.clone().autodiff();
     let mut tnet = repux_nn::Net::seeded(cfg, &dev, 0);
     let mut opt = repux_train::optim::AdamW::new(0.01);
     let xa = Tensor::<5>::random(
@@ -275,7 +303,11 @@ fn model_times(
         }
     };
     let train = time_warm(repeats, &mut step);
-    ([forward, train], [rss_forward, peak_rss_mib()])
+    (
+        [forward, train],
+        [rss_forward, peak_rss_mib()],
+        [dev_forward, reserved()],
+    )
 }
 
 fn model(
@@ -294,26 +326,29 @@ fn model(
         ..cfg
     };
     repux_nn::ops::use_burn_ops(false);
-    let ([f_ours, t_ours], [rss_f, rss_t]) = model_times(&cfg, patch, batch, repeats, train);
+    let ([f_ours, t_ours], [rss_f, rss_t], [dev_f, dev_t]) =
+        model_times(&cfg, patch, batch, repeats, train);
     let [f_burn, t_burn] = if no_burn {
         [f64::NAN, f64::NAN]
     } else {
         repux_nn::ops::use_burn_ops(true);
-        let (r, _) = model_times(&cfg, patch, batch, repeats, train);
+        let (r, _, _) = model_times(&cfg, patch, batch, repeats, train);
         repux_nn::ops::use_burn_ops(false);
         r
     };
     let threads = rayon::current_num_threads();
     if json {
-        let rec = |pass: &str, ours: f64, burn: f64, rss: f64| serde_json::json!({"preset": preset, "patch": patch, "batch": batch, "pass": pass, "ours_s": ours, "burn_s": if burn.is_finite() { serde_json::json!(burn) } else { serde_json::Value::Null }, "peak_rss_mib": rss, "threads": threads, "precision": repux_kernels::bf16::precision().name(), "isa": gemm_isa()});
-        let mut recs = vec![rec("forward", f_ours, f_burn, rss_f)];
+        let device = repux_nn::device::installed().description;
+        let rec = |pass: &str, ours: f64, burn: f64, rss: f64, dev: Option<f64>| serde_json::json!({"preset": preset, "patch": patch, "batch": batch, "pass": pass, "ours_s": ours, "burn_s": if burn.is_finite() { serde_json::json!(burn) } else { serde_json::Value::Null }, "peak_rss_mib": rss, "device_reserved_mib": dev, "device": device, "threads": threads, "precision": repux_kernels::bf16::precision().name(), "isa": gemm_isa()});
+        let mut recs = vec![rec("forward", f_ours, f_burn, rss_f, dev_f)];
         if train {
-            recs.push(rec("train_step", t_ours, t_burn, rss_t));
+            recs.push(rec("train_step", t_ours, t_burn, rss_t, dev_t));
         }
         println!("{}", serde_json::Value::Array(recs));
     } else {
         println!(
-            "model {preset}, batch {batch} × {patch:?}, {threads} threads, median of {repeats}, {} GEMMs ({})",
+            "model {preset}, batch {batch} × {patch:?}, {}, {threads} threads, median of {repeats}, {} GEMMs ({})",
+            repux_nn::device::installed().description,
             repux_kernels::bf16::precision().name(),
             gemm_isa()
         );
@@ -333,6 +368,11 @@ fn model(
                 b / o,
                 rss
             );
+        }
+        for (name, dev) in [("forward", dev_f), ("train step", dev_t)] {
+            if let Some(mib) = dev {
+                println!("{name}: device memory reserved {mib:.0} MiB");
+            }
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -359,7 +399,7 @@ fn bench_predict(
     patch: [usize; 3],
     overlap: f64,
     classes: usize,
-    precision: PrecisionArg,
+    precision: repux_kernels::Precision,
     json: bool,
 ) -> Result<ExitCode> {
     use burn::tensor::{Tensor, TensorData};
@@ -376,8 +416,7 @@ fn bench_predict(
         out_channels: classes,
         ..cfg
     };
-    let precision = precision.apply();
-    let net = repux_nn::Net::seeded(&cfg, &repux_nn::cpu(), 0).merge();
+    let net = repux_nn::Net::seeded(&cfg, &repux_nn::compute_device(), 0).merge();
     net.check_input([1, 1, patch[0], patch[1], patch[2]])
         .map_err(|e| anyhow::anyhow!("--patch {patch:?}: {e}"))?;
     let image = synthetic_volume(shape);
@@ -400,7 +439,7 @@ fn bench_predict(
         |batch: &[f32], n: usize| -> Result<Vec<f32>> {
             let x = Tensor::<5>::from_data(
                 TensorData::new(batch.to_vec(), [n, 1, patch[0], patch[1], patch[2]]),
-                &repux_nn::cpu(),
+                &repux_nn::compute_device(),
             );
             repux_nn::values(net.forward(x), "network output").map_err(|e| anyhow::anyhow!(e))
         },
@@ -668,6 +707,145 @@ fn kernels(json: bool, repeats: usize, burn_limit_s: f64) -> Result<ExitCode> {
     println!(
         "note: fp32 GEMM peak through the same GEMM path (1536³, median of 3): {peak:.1} GFLOP/s"
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One depthwise conv on the installed device through `repux_nn::ops` (repux's kernels, or
+/// burn's generic conv3d with `use_burn_ops`), forward or forward + backward, in seconds with
+/// the device drained before the clock stops.
+fn device_depthwise(s: &repux_kernels::DwShape, backward: bool) -> Result<f64> {
+    use burn::tensor::{Distribution, Tensor};
+    let plain = repux_nn::compute_device();
+    let device = if backward {
+        plain.clone().autodiff()
+    } else {
+        plain.clone()
+    };
+    let x = Tensor::<5>::random(
+        [s.n, s.c, s.d, s.h, s.w],
+        Distribution::Normal(0.0, 1.0),
+        &device,
+    );
+    let w = Tensor::<5>::random(
+        [s.c, 1, s.k, s.k, s.k],
+        Distribution::Normal(0.0, 0.1),
+        &device,
+    );
+    let b = Tensor::<1>::zeros([s.c], &device);
+    let (x, w, b) = if backward {
+        (x.require_grad(), w.require_grad(), b.require_grad())
+    } else {
+        (x, w, b)
+    };
+    let sync = || {
+        plain
+            .sync()
+            .map_err(|e| anyhow::anyhow!("waiting for the device: {e:?}"))
+    };
+    sync()?;
+    let t = Instant::now();
+    let y = repux_nn::ops::depthwise_conv3d(x, w, Some(b));
+    if backward {
+        std::hint::black_box(y.sum().backward());
+    } else {
+        std::hint::black_box(&y);
+    }
+    sync()?;
+    Ok(t.elapsed().as_secs_f64())
+}
+
+/// `bench kernels` on a GPU: repux's CubeCL depthwise kernels against burn's generic conv3d
+/// (groups = C) on the same device, the same shapes and record keys as on the CPU, plus
+/// `"device"`.
+fn gpu_kernels(
+    device: &repux_nn::ComputeDevice,
+    json: bool,
+    repeats: usize,
+    burn_limit_s: f64,
+) -> Result<ExitCode> {
+    use repux_kernels::DwShape;
+    let time = |s: &DwShape, fb: bool, burn: bool, runs: usize| -> Result<f64> {
+        repux_nn::ops::use_burn_ops(burn);
+        // One warm-up compiles the kernels for this shape.
+        let r = device_depthwise(s, fb).and_then(|_| {
+            let runs: Result<Vec<f64>> =
+                (0..runs.max(1)).map(|_| device_depthwise(s, fb)).collect();
+            Ok(median(runs?))
+        });
+        repux_nn::ops::use_burn_ops(false);
+        r
+    };
+    let mut records = Vec::new();
+    let mut notes = Vec::new();
+    for k in [21usize, 7] {
+        let probe = DwShape {
+            n: 1,
+            c: 2,
+            d: 12,
+            h: 12,
+            w: 12,
+            k,
+        };
+        let macs = |s: &DwShape| (s.n * s.c * s.spatial() * s.k.pow(3)) as f64;
+        let rate = [
+            macs(&probe) / time(&probe, false, true, 1)?,
+            macs(&probe) / time(&probe, true, true, 1)?,
+        ];
+        for (c, size) in [(48usize, 48usize), (96, 24), (192, 12), (384, 6)] {
+            let s = DwShape {
+                n: 1,
+                c,
+                d: size,
+                h: size,
+                w: size,
+                k,
+            };
+            for (pass, fb) in [("forward", false), ("forward_backward", true)] {
+                let ours = time(&s, fb, false, repeats)?;
+                let est = macs(&s) / rate[fb as usize];
+                let burn_s = if est > burn_limit_s {
+                    notes.push(format!("depthwise k{k} {c} ch·{size}³ {pass}: burn skipped (estimated {est:.0} s from a probe)"));
+                    None
+                } else {
+                    Some(time(&s, fb, true, if est > 5.0 { 1 } else { repeats })?)
+                };
+                let flops = 2.0 * macs(&s) * if fb { 3.0 } else { 1.0 };
+                records.push(serde_json::json!({"op": "depthwise", "channels": c, "size": [size, size, size], "kernel": k, "pass": pass, "ours_s": ours, "burn_s": burn_s, "gflops": flops / ours / 1e9, "device": device.description}));
+            }
+        }
+    }
+    if json {
+        println!("{}", serde_json::to_string(&records)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "repux CubeCL depthwise kernels vs burn 0.22.1 generic conv3d (groups = C) on {}, median of {repeats}",
+        device.description
+    );
+    println!(
+        "{:<6} {:>8} {:>6} {:<17} {:>10} {:>10} {:>9} {:>9}",
+        "kernel", "channels", "size", "pass", "ours (s)", "burn (s)", "ratio", "GFLOP/s"
+    );
+    for r in &records {
+        let ours = r["ours_s"].as_f64().unwrap_or(f64::NAN);
+        let burn = r["burn_s"].as_f64();
+        println!(
+            "{:<6} {:>8} {:>5}³ {:<17} {:>10.4} {:>10} {:>9} {:>9.1}",
+            r["kernel"].as_u64().unwrap_or(0),
+            r["channels"].as_u64().unwrap_or(0),
+            r["size"][0].as_u64().unwrap_or(0),
+            r["pass"].as_str().unwrap_or(""),
+            ours,
+            burn.map(|b| format!("{b:.4}"))
+                .unwrap_or_else(|| "skipped".into()),
+            burn.map(|b| format!("{:.1}×", b / ours))
+                .unwrap_or_else(|| "-".into()),
+            r["gflops"].as_f64().unwrap_or(f64::NAN)
+        );
+    }
+    for n in &notes {
+        println!("note: {n}");
+    }
     Ok(ExitCode::SUCCESS)
 }
 

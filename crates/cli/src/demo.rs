@@ -61,6 +61,8 @@ pub struct Args {
     /// numbers were measured with), bf16 (mixed precision) or auto.
     #[arg(long, value_enum, default_value = "fp32")]
     pub precision: crate::args::PrecisionArg,
+    #[command(flatten)]
+    pub device: crate::args::DeviceArg,
 }
 
 /// One trained and evaluated model.
@@ -78,7 +80,7 @@ fn stage(name: &str, t: Instant) {
 
 pub fn run(a: Args) -> Result<ExitCode> {
     let total = Instant::now();
-    let precision = match a.precision.apply() {
+    let precision = match crate::args::apply_device(&a.device.device, a.precision)?.1 {
         repux_kernels::Precision::Fp32 => repux_train::Precision::Fp32,
         repux_kernels::Precision::Bf16 => repux_train::Precision::Bf16,
     };

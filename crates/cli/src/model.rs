@@ -117,13 +117,18 @@ pub struct ForwardArgs {
     /// CPU, else fp32), fp32, or bf16 (bf16 operands, fp32 sums, as PyTorch's CPU autocast).
     #[arg(long, value_enum, default_value = "auto")]
     pub precision: crate::args::PrecisionArg,
+    #[command(flatten)]
+    pub device: crate::args::DeviceArg,
 }
 
 /// Loads a network from a model directory or from a config + weights file.
-pub fn load_net(weights: &Path, model_config: Option<&str>) -> Result<Net> {
-    let device = cpu();
+pub fn load_net(
+    weights: &Path,
+    model_config: Option<&str>,
+    device: &burn::tensor::Device,
+) -> Result<Net> {
     if weights.is_dir() {
-        return Ok(load_model_dir(weights, &device)?);
+        return Ok(load_model_dir(weights, device)?);
     }
     let spec = model_config.ok_or_else(|| {
         anyhow!(
@@ -132,14 +137,14 @@ pub fn load_net(weights: &Path, model_config: Option<&str>) -> Result<Net> {
         )
     })?;
     let cfg = ModelConfig::load(spec).map_err(|e| anyhow!(e))?;
-    let mut net = Net::new(&cfg, &device);
-    load_into(&mut net, weights, &device)?;
+    let mut net = Net::new(&cfg, device);
+    load_into(&mut net, weights, device)?;
     Ok(net)
 }
 
 pub fn forward(a: ForwardArgs) -> Result<ExitCode> {
-    a.precision.apply();
-    let net = load_net(&a.weights, a.model_config.as_deref())?;
+    let (device, _) = crate::args::apply_device(&a.device.device, a.precision)?;
+    let net = load_net(&a.weights, a.model_config.as_deref(), &device.device)?;
     let x = repux_volume::npy::read(&a.input)?;
     let dims: [usize; 5] = x.shape.clone().try_into().map_err(|_| {
         anyhow!(
@@ -162,7 +167,10 @@ pub fn forward(a: ForwardArgs) -> Result<ExitCode> {
         .map_err(|e| anyhow!("{}: {e}", a.input.display()))?;
     // Deploy mode: δ and BatchNorm folded; a non-autodiff device runs BatchNorm on running stats.
     let deployed = net.merge();
-    let y = deployed.forward(Tensor::from_data(TensorData::new(x.data, dims), &cpu()));
+    let y = deployed.forward(Tensor::from_data(
+        TensorData::new(x.data, dims),
+        &device.device,
+    ));
     let shape = y.dims().to_vec();
     let values = y
         .into_data()

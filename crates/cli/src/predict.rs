@@ -53,6 +53,8 @@ pub struct Args {
     /// CPU, else fp32), fp32, or bf16 (bf16 operands, fp32 sums, as PyTorch's CPU autocast).
     #[arg(long, value_enum, default_value = "auto")]
     pub precision: crate::args::PrecisionArg,
+    #[command(flatten)]
+    pub device: crate::args::DeviceArg,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -108,7 +110,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         bail!("--output-format chooses the image format of --output-type nifti; a DICOM-SEG is written as <case>.dcm");
     }
     let format = a.output_format.unwrap_or(OutputFormat::NiiGz);
-    a.precision.apply();
+    crate::args::apply_device(&a.device.device, a.precision)?;
     let models = resolve_models(&a.model, which)?;
     let predictor = Predictor::load_ensemble(&models)?;
     if models.len() > 1 {

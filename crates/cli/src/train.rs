@@ -85,6 +85,8 @@ pub struct Args {
     /// `precision`].
     #[arg(long, value_enum)]
     pub precision: Option<crate::args::PrecisionArg>,
+    #[command(flatten)]
+    pub device: crate::args::DeviceArg,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -232,11 +234,24 @@ fn run_inner(a: Args, lead: bool) -> Result<ExitCode> {
     if a.early_stopping.is_some() {
         cfg.early_stopping = a.early_stopping;
     }
+    let device = repux_nn::device::resolve(&a.device.device)?;
     if let Some(p) = a.precision {
         cfg.precision = match p.resolve() {
+            // On a GPU, auto means fp32: bf16 GEMMs are the CPU path's.
+            _ if device.gpu && p == crate::args::PrecisionArg::Auto => repux_train::Precision::Fp32,
             repux_kernels::Precision::Fp32 => repux_train::Precision::Fp32,
             repux_kernels::Precision::Bf16 => repux_train::Precision::Bf16,
         };
+    }
+    if device.gpu && cfg.precision == repux_train::Precision::Bf16 {
+        bail!(
+            "bf16 (from --precision or the config) runs on the CPU's GEMMs; the GPU path \
+             computes in fp32 (use --precision fp32, or --device cpu)"
+        );
+    }
+    repux_nn::device::set_compute_device(&device);
+    if lead {
+        eprintln!("device: {}", device.description);
     }
     if cfg.precision == repux_train::Precision::Bf16 && !(a.resume || a.extend.is_some()) && lead {
         eprintln!(

@@ -1496,3 +1496,25 @@ fn bf16_level_cap_comes_from_the_environment() {
     );
     assert!(o.stdout.is_empty());
 }
+
+/// `--device gpu` in a build without the `gpu` feature fails before any work and says how to
+/// build the GPU path; a malformed device is refused by the parser.
+#[cfg(not(feature = "gpu"))]
+#[test]
+fn device_gpu_in_a_cpu_build_says_how_to_build_it() {
+    let o = repux(&["bench", "model", "--device", "gpu", "--forward-only"]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("--features gpu"),
+        "{}",
+        stderr(&o)
+    );
+    let o = repux(&[
+        "predict", "-i", ".", "-o", ".", "-m", ".", "--device", "cuda",
+    ]);
+    assert!(
+        !o.status.success()
+            && stderr(&o).contains("expected auto, cpu, gpu, gpu:N or gpu:software"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -12,7 +12,7 @@
 use crate::postprocess::largest_component_per_class;
 use crate::window::{sliding_window, softmax, WindowConfig, WindowError};
 use burn::tensor::{Tensor, TensorData};
-use repux_nn::{cpu, Net};
+use repux_nn::Net;
 use repux_prep::{invert_channel, preprocess, Plans};
 use repux_volume::Geometry;
 use std::path::{Path, PathBuf};
@@ -192,7 +192,7 @@ impl Predictor {
         let mut nets = Vec::new();
         let mut plans: Option<Plans> = None;
         for dir in dirs {
-            let net = repux_nn::load_model_dir(dir, &cpu())?.merge();
+            let net = repux_nn::load_model_dir(dir, &repux_nn::compute_device())?.merge();
             let plans_path = dir.join("plans.json");
             let p = Plans::load(&plans_path)?;
             let cfg = net.config();
@@ -265,7 +265,7 @@ impl Predictor {
         let c = net.config().in_channels;
         let x = Tensor::<5>::from_data(
             TensorData::new(batch.to_vec(), [n, c, p[0], p[1], p[2]]),
-            &cpu(),
+            &repux_nn::compute_device(),
         );
         Ok(repux_nn::values(net.forward(x), "network output")?)
     }

@@ -5,6 +5,9 @@
 
 pub mod collective;
 pub mod config;
+pub mod device;
+#[cfg(feature = "gpu")]
+pub mod gpu;
 pub mod layers;
 pub mod net;
 pub mod ops;
@@ -14,6 +17,7 @@ pub mod swin_unetr;
 pub mod weights;
 
 pub use config::{Arch, ModelConfig, Reparam};
+pub use device::{compute_device, ComputeDevice, DeviceRequest};
 pub use net::{Net, UxNet};
 pub use swin_unetr::SwinUnetr;
 pub use weights::{

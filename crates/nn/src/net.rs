@@ -162,11 +162,25 @@ static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 impl Net {
     /// A freshly initialised network whose weights depend only on `seed` (and the config), even
-    /// when other threads draw random tensors on the same device through this function.
+    /// when other threads draw random tensors on the same device through this function. The
+    /// draws are the CPU's on every device — a GPU's generator draws other numbers from the same
+    /// seed — so one seed is one network wherever it trains.
     pub fn seeded(cfg: &ModelConfig, device: &Device, seed: u64) -> Self {
+        use burn::module::Module;
         let _guard = INIT.lock().unwrap_or_else(|e| e.into_inner());
-        device.seed(seed);
-        Net::new(cfg, device)
+        let on_cpu = if device.is_autodiff() {
+            crate::cpu().autodiff()
+        } else {
+            crate::cpu()
+        };
+        on_cpu.seed(seed);
+        let net = Net::new(cfg, &on_cpu);
+        if *device == on_cpu {
+            net
+        } else {
+            // `fork` keeps which parameters require gradients.
+            net.fork(device)
+        }
     }
 
     pub fn new(cfg: &ModelConfig, device: &Device) -> Self {

@@ -42,12 +42,12 @@ pub fn use_burn_ops(on: bool) {
     BURN_OPS.store(on, Ordering::SeqCst);
 }
 
-fn burn_ops() -> bool {
+pub(crate) fn burn_ops() -> bool {
     BURN_OPS.load(Ordering::Relaxed)
 }
 
 /// The extension point for repux's convolutions.
-#[backend_extension(Autodiff, Flex)]
+#[backend_extension(Autodiff, Flex, Cube: cfg(feature = "gpu"))]
 pub trait ConvBackend: burn::backend::Backend {
     /// Depthwise conv, stride 1, 'same' zero padding (K odd), with bias.
     fn depthwise_conv3d(
@@ -93,11 +93,11 @@ fn flex_all_reduce(x: &FloatTensor<Flex>) -> FloatTensor<Flex> {
     flex_tensor(v, x.shape())
 }
 
-/// The all-reduce's backward: the gradient summed over ranks.
+/// The all-reduce's backward: the gradient summed over ranks (on any backend with the extension).
 #[derive(Debug)]
-struct AllReduceBackward;
+pub(crate) struct AllReduceBackward;
 
-impl Backward<Flex, 1> for AllReduceBackward {
+impl<B: ConvBackend> Backward<B, 1> for AllReduceBackward {
     type State = ();
 
     fn backward(
@@ -107,9 +107,9 @@ impl Backward<Flex, 1> for AllReduceBackward {
         _checkpointer: &mut Checkpointer,
     ) {
         let [node_x] = ops.parents;
-        let dy = grads.consume::<Flex>(&ops.node);
+        let dy = grads.consume::<B>(&ops.node);
         if let Some(node) = node_x {
-            grads.register::<Flex>(node.id, flex_all_reduce(&dy));
+            grads.register::<B>(node.id, B::all_reduce_sum(dy));
         }
     }
 }

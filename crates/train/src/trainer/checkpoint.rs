@@ -5,7 +5,7 @@
 use super::config::TrainConfig;
 use super::TrainError;
 use crate::optim::AdamW;
-use repux_nn::{cpu, Net, Weights};
+use repux_nn::{Net, Weights};
 use repux_prep::Plans;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -20,11 +20,12 @@ pub(super) struct TrainerState {
     pub seconds: f64,
 }
 
-/// A copy of the (autodiff-device) network on the plain CPU device: BatchNorm then uses its
+/// A copy of the (autodiff-device) network on the plain compute device: BatchNorm then uses its
 /// running statistics.
 pub fn eval_copy(net: &Net) -> Result<Net, TrainError> {
-    let mut plain = Net::new(net.config(), &cpu());
-    let mut im = repux_nn::weights::Importer::new(repux_nn::state_dict(net)?, &cpu());
+    let device = repux_nn::compute_device();
+    let mut plain = Net::new(net.config(), &device);
+    let mut im = repux_nn::weights::Importer::new(repux_nn::state_dict(net)?, &device);
     plain.visit("", &mut im);
     im.finish()?;
     Ok(plain)
@@ -97,7 +98,7 @@ pub(super) fn load_checkpoint(
     let cfg: TrainConfig = serde_json::from_value(read_json("train_config.json")?)
         .map_err(|e| parse("train_config.json", e.to_string().into()))?;
     let opt = AdamW::load(&dir.join("optimizer.safetensors"))?;
-    let net = repux_nn::load_model_dir(&dir, &cpu().autodiff())?;
+    let net = repux_nn::load_model_dir(&dir, &repux_nn::compute_device().autodiff())?;
     Ok((net, opt, state, cfg))
 }
 
@@ -126,7 +127,7 @@ pub(super) fn init_weights(net: &mut Net, from: &Path, new_head: bool) -> Result
             sd.0.insert(k, v);
         }
     }
-    let device = cpu().autodiff();
+    let device = repux_nn::compute_device().autodiff();
     repux_nn::import_state_dict(net, sd, form, &device).map_err(|e| {
         TrainError::Config(format!(
             "{}: {e}{}",

@@ -39,7 +39,7 @@ use crate::optim::AdamW;
 use burn::optim::GradientsParams;
 use burn::tensor::{Tensor, TensorData};
 use checkpoint::{init_weights, load_checkpoint, save_checkpoint, TrainerState};
-use repux_nn::{cpu, ModelConfig, Net};
+use repux_nn::{ModelConfig, Net};
 use repux_plot::{draw_curves, Curves};
 use repux_prep::augment::AugmentConfig;
 use repux_prep::cache::CachedCase;
@@ -108,7 +108,7 @@ pub fn train(
         return Err(TrainError::Config("no training cases".into()));
     }
     std::fs::create_dir_all(out).map_err(|e| repux_volume::Error::io(out, e))?;
-    let device = cpu().autodiff();
+    let device = repux_nn::compute_device().autodiff();
     // Data-parallel: the process group installed by the launcher (MPI), else one process.
     // Rank 0 alone writes files; every rank reads the same checkpoint on resume.
     let group = repux_nn::collective::group();

@@ -5,7 +5,7 @@ use burn::tensor::{Tensor, TensorData};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use repux_infer::window::{sliding_window, WindowConfig};
-use repux_nn::{cpu, Net};
+use repux_nn::Net;
 use repux_prep::cache::CachedCase;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -97,7 +97,7 @@ pub fn validate_sums<'a>(
             |b, n| {
                 let x = Tensor::<5>::from_data(
                     TensorData::new(b.to_vec(), [n, cin, patch[0], patch[1], patch[2]]),
-                    &cpu(),
+                    &repux_nn::compute_device(),
                 );
                 repux_nn::values(net.forward(x), "network output")
                     .map_err(|e| TrainError::Config(e.to_string()))

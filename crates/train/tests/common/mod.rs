@@ -1,4 +1,5 @@
 //! Set-up the training test binaries share: preprocessed phantom cases and the tiny preset.
+#![allow(dead_code)] // each test binary uses its own part
 
 use repux_nn::ModelConfig;
 use repux_prep::cache::{load_case, preprocess_dataset, CachedCase};

@@ -1,0 +1,273 @@
+//! The GPU path (`gpu` feature): [`ConvBackend`](crate::ops::ConvBackend) on burn's CubeCL
+//! backend (wgpu: Vulkan, Metal, DX12 — shaders go WGSL → naga → the API's own form), and the
+//! adapters `--device` chooses from.
+//!
+//! What runs where on the GPU:
+//! - the depthwise large-kernel conv: repux's own CubeCL kernels ([`depthwise`]), forward and a
+//!   custom backward (dx, dw, db) like the CPU extension's;
+//! - dense, grouped and transposed convs: burn's CubeCL convs (implicit GEMM on the matmul
+//!   units where the device has them); their backward is burn's autodiff;
+//! - linear layers, attention products, the fused InstanceNorm + LeakyReLU and add + LeakyReLU
+//!   passes: compositions of burn's tensor ops ([`composite`]), differentiated by burn.
+
+pub(crate) mod composite;
+pub mod depthwise;
+
+use crate::ops::{burn_conv3d, burn_conv_transpose3d_k2s2, burn_depthwise, ConvBackend};
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::NodeId;
+use burn::backend::ops::FloatTensorOps;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::TensorMetadata;
+use burn::backend::{Autodiff, Cube};
+use burn::tensor::TensorData;
+use cubecl::wgpu::wgpu;
+
+impl ConvBackend for Cube {
+    fn depthwise_conv3d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        if crate::ops::burn_ops() {
+            return burn_depthwise::<Self>(x, weight, bias);
+        }
+        depthwise::forward(x, weight, bias)
+    }
+    fn conv3d_bias(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        stride: usize,
+        padding: usize,
+        groups: usize,
+    ) -> FloatTensor<Self> {
+        burn_conv3d::<Self>(x, weight, bias, stride, padding, groups)
+    }
+    fn conv_transpose3d_k2s2(x: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self> {
+        burn_conv_transpose3d_k2s2::<Self>(x, weight)
+    }
+    fn linear(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        composite::linear::<Self>(x, weight, bias)
+    }
+    fn bmm(a: FloatTensor<Self>, b: FloatTensor<Self>) -> FloatTensor<Self> {
+        Self::float_matmul(a, b)
+    }
+    fn instance_norm_act(x: FloatTensor<Self>, eps: f64, slope: f64) -> FloatTensor<Self> {
+        composite::instance_norm_act::<Self>(x, eps, slope)
+    }
+    fn add_leaky_relu(a: FloatTensor<Self>, b: FloatTensor<Self>, slope: f64) -> FloatTensor<Self> {
+        composite::add_leaky_relu::<Self>(a, b, slope)
+    }
+    fn all_reduce_sum(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        cube_all_reduce(x)
+    }
+}
+
+/// Sums `x` over the installed group's ranks through host memory (`x` itself without a group).
+fn cube_all_reduce(x: FloatTensor<Cube>) -> FloatTensor<Cube> {
+    let Some(group) = crate::collective::group() else {
+        return x;
+    };
+    let device = x.device.clone();
+    let shape = x.shape();
+    let data = cubecl::future::block_on(Cube::float_into_data(x))
+        .unwrap_or_else(|e| panic!("all-reduce: reading a GPU tensor back failed: {e:?}"));
+    let mut values = data
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .unwrap_or_else(|e| panic!("all-reduce: a GPU tensor is not f32: {e:?}"));
+    group.all_reduce_sum(&mut values);
+    Cube::float_from_data(TensorData::new(values, shape), &device)
+}
+
+/// The depthwise conv's backward on the GPU: dx, dw and db from the checkpointed input and
+/// weight, each only when its node wants it.
+#[derive(Debug)]
+struct DepthwiseBackward;
+
+impl Backward<Cube, 3> for DepthwiseBackward {
+    type State = (NodeId, NodeId);
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 3>,
+        grads: &mut Gradients,
+        checkpointer: &mut Checkpointer,
+    ) {
+        let [node_x, node_w, node_b] = ops.parents;
+        let dy = grads.consume::<Cube>(&ops.node);
+        let (xs, ws) = ops.state;
+        let x: FloatTensor<Cube> = checkpointer.retrieve_node_output(xs);
+        let w: FloatTensor<Cube> = checkpointer.retrieve_node_output(ws);
+        let k = w.shape().dims::<5>()[2];
+        if let Some(node) = node_b {
+            grads.register::<Cube>(node.id, depthwise::backward_bias(dy.clone()));
+        }
+        if let Some(node) = node_w {
+            grads.register::<Cube>(node.id, depthwise::backward_weight(x, dy.clone(), k));
+        }
+        if let Some(node) = node_x {
+            grads.register::<Cube>(node.id, depthwise::backward_input(dy, w));
+        }
+    }
+}
+
+impl<C: CheckpointStrategy> ConvBackend for Autodiff<Cube, C> {
+    fn depthwise_conv3d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        if crate::ops::burn_ops() {
+            return burn_depthwise::<Self>(x, weight, bias);
+        }
+        let out = |x: &FloatTensor<Self>, w: &FloatTensor<Self>, b: &FloatTensor<Self>| {
+            depthwise::forward(
+                x.primitive().clone(),
+                w.primitive().clone(),
+                b.primitive().clone(),
+            )
+        };
+        match DepthwiseBackward
+            .prepare::<C>([x.node(), weight.node(), bias.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(mut prep) => {
+                let xs = prep.checkpoint(&x);
+                let ws = prep.checkpoint(&weight);
+                let y = out(&x, &weight, &bias);
+                prep.finish((xs, ws), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(out(&x, &weight, &bias)),
+        }
+    }
+    fn conv3d_bias(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        stride: usize,
+        padding: usize,
+        groups: usize,
+    ) -> FloatTensor<Self> {
+        burn_conv3d::<Self>(x, weight, bias, stride, padding, groups)
+    }
+    fn conv_transpose3d_k2s2(x: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self> {
+        burn_conv_transpose3d_k2s2::<Self>(x, weight)
+    }
+    fn linear(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        composite::linear::<Self>(x, weight, bias)
+    }
+    fn bmm(a: FloatTensor<Self>, b: FloatTensor<Self>) -> FloatTensor<Self> {
+        Self::float_matmul(a, b)
+    }
+    fn instance_norm_act(x: FloatTensor<Self>, eps: f64, slope: f64) -> FloatTensor<Self> {
+        composite::instance_norm_act::<Self>(x, eps, slope)
+    }
+    fn add_leaky_relu(a: FloatTensor<Self>, b: FloatTensor<Self>, slope: f64) -> FloatTensor<Self> {
+        composite::add_leaky_relu::<Self>(a, b, slope)
+    }
+    fn all_reduce_sum(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        let y = cube_all_reduce(x.primitive().clone());
+        crate::ops::AllReduceBackward
+            .prepare::<C>([x.node()])
+            .compute_bound()
+            .stateless(y)
+    }
+}
+
+/// One graphics adapter wgpu reports.
+#[derive(Clone, Debug)]
+pub struct Adapter {
+    /// What the device calls itself.
+    pub name: String,
+    /// The graphics API it was found on (the one the compute device runs on).
+    pub api: String,
+    /// Driver name and version, as the driver reports them.
+    pub driver: String,
+    /// A software rasterizer on the CPU (Mesa's lavapipe/llvmpipe, SwiftShader, WARP).
+    pub software: bool,
+    /// The device cubecl opens for this adapter.
+    pub(crate) kind: burn::backend::WgpuDeviceKind,
+}
+
+/// The adapters of the graphics API the GPU path runs on — the first API in wgpu's order
+/// (Vulkan, then Metal, DX12, OpenGL) with a hardware adapter, else the first with any — as
+/// cubecl settles it for an unpinned device, in enumeration order.
+///
+/// Enumerated once per process: the Vulkan loader does not survive instances created on several
+/// threads at once.
+pub fn adapters() -> Vec<Adapter> {
+    static ADAPTERS: std::sync::OnceLock<Vec<Adapter>> = std::sync::OnceLock::new();
+    ADAPTERS.get_or_init(enumerate_adapters).clone()
+}
+
+fn enumerate_adapters() -> Vec<Adapter> {
+    use burn::backend::WgpuDeviceKind;
+    let mut software_only = None;
+    for api in cubecl::wgpu::AutoGraphicsApi::chain() {
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
+            backends: api.into(),
+            ..wgpu::InstanceDescriptor::new_without_display_handle()
+        });
+        let infos: Vec<wgpu::AdapterInfo> =
+            cubecl::future::block_on(instance.enumerate_adapters(api.into()))
+                .iter()
+                .map(wgpu::Adapter::get_info)
+                .collect();
+        // cubecl counts each device type from zero on its own.
+        let mut next = [0usize; 4];
+        let list: Vec<Adapter> = infos
+            .into_iter()
+            .map(|info| {
+                let mut take = |slot: usize| {
+                    let i = next[slot];
+                    next[slot] += 1;
+                    i
+                };
+                let kind = match info.device_type {
+                    wgpu::DeviceType::DiscreteGpu => WgpuDeviceKind::DiscreteGpu(take(0)),
+                    wgpu::DeviceType::IntegratedGpu => WgpuDeviceKind::IntegratedGpu(take(1)),
+                    wgpu::DeviceType::VirtualGpu => WgpuDeviceKind::VirtualGpu(take(2)),
+                    wgpu::DeviceType::Other => WgpuDeviceKind::Other(take(3)),
+                    wgpu::DeviceType::Cpu => WgpuDeviceKind::Cpu,
+                };
+                Adapter {
+                    name: info.name,
+                    api: format!("{:?}", info.backend),
+                    driver: format!("{} {}", info.driver, info.driver_info)
+                        .trim()
+                        .to_string(),
+                    software: info.device_type == wgpu::DeviceType::Cpu,
+                    kind,
+                }
+            })
+            .collect();
+        if list.iter().any(|a| !a.software) {
+            return list;
+        }
+        if software_only.is_none() && !list.is_empty() {
+            software_only = Some(list);
+        }
+    }
+    software_only.unwrap_or_default()
+}
+
+impl Adapter {
+    /// The burn device on this adapter.
+    pub fn device(&self) -> burn::tensor::Device {
+        burn::tensor::Device::new(burn::backend::WgpuDevice::new(self.kind.clone()))
+    }
+}
