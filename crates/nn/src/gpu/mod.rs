@@ -26,6 +26,49 @@ use burn::backend::{Autodiff, Cube};
 use burn::tensor::TensorData;
 use cubecl::wgpu::wgpu;
 
+/// The methods the GPU path leaves to burn (its CubeCL convs and matmul, and compositions of its
+/// tensor ops): the same bodies on `Cube` and on `Autodiff<Cube>`, where burn differentiates them.
+macro_rules! burn_composed_methods {
+    () => {
+        fn conv3d_bias(
+            x: FloatTensor<Self>,
+            weight: FloatTensor<Self>,
+            bias: FloatTensor<Self>,
+            stride: usize,
+            padding: usize,
+            groups: usize,
+        ) -> FloatTensor<Self> {
+            burn_conv3d::<Self>(x, weight, bias, stride, padding, groups)
+        }
+        fn conv_transpose3d_k2s2(
+            x: FloatTensor<Self>,
+            weight: FloatTensor<Self>,
+        ) -> FloatTensor<Self> {
+            burn_conv_transpose3d_k2s2::<Self>(x, weight)
+        }
+        fn linear(
+            x: FloatTensor<Self>,
+            weight: FloatTensor<Self>,
+            bias: FloatTensor<Self>,
+        ) -> FloatTensor<Self> {
+            composite::linear::<Self>(x, weight, bias)
+        }
+        fn bmm(a: FloatTensor<Self>, b: FloatTensor<Self>) -> FloatTensor<Self> {
+            Self::float_matmul(a, b)
+        }
+        fn instance_norm_act(x: FloatTensor<Self>, eps: f64, slope: f64) -> FloatTensor<Self> {
+            composite::instance_norm_act::<Self>(x, eps, slope)
+        }
+        fn add_leaky_relu(
+            a: FloatTensor<Self>,
+            b: FloatTensor<Self>,
+            slope: f64,
+        ) -> FloatTensor<Self> {
+            composite::add_leaky_relu::<Self>(a, b, slope)
+        }
+    };
+}
+
 impl ConvBackend for Cube {
     fn depthwise_conv3d(
         x: FloatTensor<Self>,
@@ -37,35 +80,7 @@ impl ConvBackend for Cube {
         }
         depthwise::forward(x, weight, bias)
     }
-    fn conv3d_bias(
-        x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        bias: FloatTensor<Self>,
-        stride: usize,
-        padding: usize,
-        groups: usize,
-    ) -> FloatTensor<Self> {
-        burn_conv3d::<Self>(x, weight, bias, stride, padding, groups)
-    }
-    fn conv_transpose3d_k2s2(x: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self> {
-        burn_conv_transpose3d_k2s2::<Self>(x, weight)
-    }
-    fn linear(
-        x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        bias: FloatTensor<Self>,
-    ) -> FloatTensor<Self> {
-        composite::linear::<Self>(x, weight, bias)
-    }
-    fn bmm(a: FloatTensor<Self>, b: FloatTensor<Self>) -> FloatTensor<Self> {
-        Self::float_matmul(a, b)
-    }
-    fn instance_norm_act(x: FloatTensor<Self>, eps: f64, slope: f64) -> FloatTensor<Self> {
-        composite::instance_norm_act::<Self>(x, eps, slope)
-    }
-    fn add_leaky_relu(a: FloatTensor<Self>, b: FloatTensor<Self>, slope: f64) -> FloatTensor<Self> {
-        composite::add_leaky_relu::<Self>(a, b, slope)
-    }
+    burn_composed_methods!();
     fn all_reduce_sum(x: FloatTensor<Self>) -> FloatTensor<Self> {
         cube_all_reduce(x)
     }
@@ -150,35 +165,7 @@ impl<C: CheckpointStrategy> ConvBackend for Autodiff<Cube, C> {
             OpsKind::UnTracked(prep) => prep.finish(out(&x, &weight, &bias)),
         }
     }
-    fn conv3d_bias(
-        x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        bias: FloatTensor<Self>,
-        stride: usize,
-        padding: usize,
-        groups: usize,
-    ) -> FloatTensor<Self> {
-        burn_conv3d::<Self>(x, weight, bias, stride, padding, groups)
-    }
-    fn conv_transpose3d_k2s2(x: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self> {
-        burn_conv_transpose3d_k2s2::<Self>(x, weight)
-    }
-    fn linear(
-        x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        bias: FloatTensor<Self>,
-    ) -> FloatTensor<Self> {
-        composite::linear::<Self>(x, weight, bias)
-    }
-    fn bmm(a: FloatTensor<Self>, b: FloatTensor<Self>) -> FloatTensor<Self> {
-        Self::float_matmul(a, b)
-    }
-    fn instance_norm_act(x: FloatTensor<Self>, eps: f64, slope: f64) -> FloatTensor<Self> {
-        composite::instance_norm_act::<Self>(x, eps, slope)
-    }
-    fn add_leaky_relu(a: FloatTensor<Self>, b: FloatTensor<Self>, slope: f64) -> FloatTensor<Self> {
-        composite::add_leaky_relu::<Self>(a, b, slope)
-    }
+    burn_composed_methods!();
     fn all_reduce_sum(x: FloatTensor<Self>) -> FloatTensor<Self> {
         let y = cube_all_reduce(x.primitive().clone());
         crate::ops::AllReduceBackward
