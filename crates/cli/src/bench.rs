@@ -558,15 +558,22 @@ fn time_median(repeats: usize, mut f: impl FnMut()) -> f64 {
     )
 }
 
-/// burn's generic depthwise conv3d on Flex: forward, or forward + backward through autodiff.
-fn burn_depthwise(s: &repux_kernels::DwShape, backward: bool) -> f64 {
-    use burn::tensor::module::conv3d;
-    use burn::tensor::ops::ConvOptions;
+/// A depthwise conv's random input and weight and zero bias of shape `s` on `device`, tracked
+/// by autodiff when `backward`.
+fn depthwise_inputs(
+    s: &repux_kernels::DwShape,
+    device: &burn::tensor::Device,
+    backward: bool,
+) -> (
+    burn::tensor::Tensor<5>,
+    burn::tensor::Tensor<5>,
+    burn::tensor::Tensor<1>,
+) {
     use burn::tensor::{Distribution, Tensor};
     let device = if backward {
-        repux_nn::cpu().autodiff()
+        device.clone().autodiff()
     } else {
-        repux_nn::cpu()
+        device.clone()
     };
     let x = Tensor::<5>::random(
         [s.n, s.c, s.d, s.h, s.w],
@@ -584,6 +591,14 @@ fn burn_depthwise(s: &repux_kernels::DwShape, backward: bool) -> f64 {
     } else {
         (x, w, b)
     };
+    (x, w, b)
+}
+
+/// burn's generic depthwise conv3d on Flex: forward, or forward + backward through autodiff.
+fn burn_depthwise(s: &repux_kernels::DwShape, backward: bool) -> f64 {
+    use burn::tensor::module::conv3d;
+    use burn::tensor::ops::ConvOptions;
+    let (x, w, b) = depthwise_inputs(s, &repux_nn::cpu(), backward);
     let t = Instant::now();
     let y = conv3d(
         x,
@@ -714,29 +729,8 @@ fn kernels(json: bool, repeats: usize, burn_limit_s: f64) -> Result<ExitCode> {
 /// burn's generic conv3d with `use_burn_ops`), forward or forward + backward, in seconds with
 /// the device drained before the clock stops.
 fn device_depthwise(s: &repux_kernels::DwShape, backward: bool) -> Result<f64> {
-    use burn::tensor::{Distribution, Tensor};
     let plain = repux_nn::compute_device();
-    let device = if backward {
-        plain.clone().autodiff()
-    } else {
-        plain.clone()
-    };
-    let x = Tensor::<5>::random(
-        [s.n, s.c, s.d, s.h, s.w],
-        Distribution::Normal(0.0, 1.0),
-        &device,
-    );
-    let w = Tensor::<5>::random(
-        [s.c, 1, s.k, s.k, s.k],
-        Distribution::Normal(0.0, 0.1),
-        &device,
-    );
-    let b = Tensor::<1>::zeros([s.c], &device);
-    let (x, w, b) = if backward {
-        (x.require_grad(), w.require_grad(), b.require_grad())
-    } else {
-        (x, w, b)
-    };
+    let (x, w, b) = depthwise_inputs(s, &plain, backward);
     let sync = || {
         plain
             .sync()
