@@ -690,6 +690,35 @@ impl Backward<Flex, 2> for BmmBackward {
     }
 }
 
+/// Records `op` on the autodiff graph for an op whose backward needs only its first two inputs
+/// (the parents' first two): runs `forward` on the inner backend's tensors and, when the graph
+/// tracks the op, checkpoints those two inputs and keeps `state(first, second)` for the
+/// backward step.
+pub(crate) fn record_with_two_checkpoints<B, C, K, const N: usize>(
+    op: K,
+    parents: [&FloatTensor<Autodiff<B, C>>; N],
+    state: impl FnOnce(NodeId, NodeId) -> K::State,
+    forward: impl FnOnce() -> FloatTensor<B>,
+) -> FloatTensor<Autodiff<B, C>>
+where
+    B: burn::backend::Backend,
+    C: CheckpointStrategy,
+    K: Backward<B, N>,
+{
+    match op
+        .prepare::<C>(parents.map(|t| t.node()))
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(mut prep) => {
+            let first = prep.checkpoint(parents[0]);
+            let second = prep.checkpoint(parents[1]);
+            prep.finish(state(first, second), forward())
+        }
+        OpsKind::UnTracked(prep) => prep.finish(forward()),
+    }
+}
+
 impl<C: CheckpointStrategy> ConvBackend for Autodiff<Flex, C> {
     fn depthwise_conv3d(
         x: FloatTensor<Self>,
@@ -741,89 +770,56 @@ impl<C: CheckpointStrategy> ConvBackend for Autodiff<Flex, C> {
             padding,
             groups,
         };
-        let out = |x: &FloatTensor<Self>, w: &FloatTensor<Self>, b: &FloatTensor<Self>| {
-            flex_conv3d(
-                x.primitive().clone(),
-                w.primitive().clone(),
-                b.primitive().clone(),
-                p,
-            )
-        };
-        match DenseBackward
-            .prepare::<C>([x.node(), weight.node(), bias.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(mut prep) => {
-                let xs = prep.checkpoint(&x);
-                let ws = prep.checkpoint(&weight);
-                let y = out(&x, &weight, &bias);
-                prep.finish((xs, ws, p), y)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(out(&x, &weight, &bias)),
-        }
+        record_with_two_checkpoints::<Flex, C, _, _>(
+            DenseBackward,
+            [&x, &weight, &bias],
+            |xs, ws| (xs, ws, p),
+            || {
+                flex_conv3d(
+                    x.primitive().clone(),
+                    weight.primitive().clone(),
+                    bias.primitive().clone(),
+                    p,
+                )
+            },
+        )
     }
     fn conv_transpose3d_k2s2(x: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self> {
         if burn_ops() {
             return burn_conv_transpose3d_k2s2::<Self>(x, weight);
         }
-        let out = |x: &FloatTensor<Self>, w: &FloatTensor<Self>| {
-            flex_up(x.primitive().clone(), w.primitive().clone())
-        };
-        match UpBackward
-            .prepare::<C>([x.node(), weight.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(mut prep) => {
-                let xs = prep.checkpoint(&x);
-                let ws = prep.checkpoint(&weight);
-                let y = out(&x, &weight);
-                prep.finish((xs, ws), y)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(out(&x, &weight)),
-        }
+        record_with_two_checkpoints::<Flex, C, _, _>(
+            UpBackward,
+            [&x, &weight],
+            |xs, ws| (xs, ws),
+            || flex_up(x.primitive().clone(), weight.primitive().clone()),
+        )
     }
     fn linear(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         bias: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
-        let out = |x: &FloatTensor<Self>, w: &FloatTensor<Self>, b: &FloatTensor<Self>| {
-            flex_linear(
-                x.primitive().clone(),
-                w.primitive().clone(),
-                b.primitive().clone(),
-            )
-        };
-        match LinearBackward
-            .prepare::<C>([x.node(), weight.node(), bias.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(mut prep) => {
-                let xs = prep.checkpoint(&x);
-                let ws = prep.checkpoint(&weight);
-                let y = out(&x, &weight, &bias);
-                prep.finish((xs, ws), y)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(out(&x, &weight, &bias)),
-        }
+        record_with_two_checkpoints::<Flex, C, _, _>(
+            LinearBackward,
+            [&x, &weight, &bias],
+            |xs, ws| (xs, ws),
+            || {
+                flex_linear(
+                    x.primitive().clone(),
+                    weight.primitive().clone(),
+                    bias.primitive().clone(),
+                )
+            },
+        )
     }
     fn bmm(a: FloatTensor<Self>, b: FloatTensor<Self>) -> FloatTensor<Self> {
-        match BmmBackward
-            .prepare::<C>([a.node(), b.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(mut prep) => {
-                let a_id = prep.checkpoint(&a);
-                let b_id = prep.checkpoint(&b);
-                let c = flex_bmm(a.primitive(), b.primitive());
-                prep.finish((a_id, b_id), c)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(flex_bmm(a.primitive(), b.primitive())),
-        }
+        record_with_two_checkpoints::<Flex, C, _, _>(
+            BmmBackward,
+            [&a, &b],
+            |a_id, b_id| (a_id, b_id),
+            || flex_bmm(a.primitive(), b.primitive()),
+        )
     }
     fn instance_norm_act(x: FloatTensor<Self>, eps: f64, slope: f64) -> FloatTensor<Self> {
         let (y, rstd) = flex_instance_norm_act(x.primitive(), eps, slope);

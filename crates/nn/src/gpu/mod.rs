@@ -13,11 +13,14 @@
 pub(crate) mod composite;
 pub mod depthwise;
 
-use crate::ops::{burn_conv3d, burn_conv_transpose3d_k2s2, burn_depthwise, ConvBackend};
+use crate::ops::{
+    burn_conv3d, burn_conv_transpose3d_k2s2, burn_depthwise, record_with_two_checkpoints,
+    ConvBackend,
+};
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::ops::{Backward, Ops};
 use burn::backend::autodiff::NodeId;
 use burn::backend::ops::FloatTensorOps;
 use burn::backend::tensor::FloatTensor;
@@ -144,26 +147,18 @@ impl<C: CheckpointStrategy> ConvBackend for Autodiff<Cube, C> {
         if crate::ops::burn_ops() {
             return burn_depthwise::<Self>(x, weight, bias);
         }
-        let out = |x: &FloatTensor<Self>, w: &FloatTensor<Self>, b: &FloatTensor<Self>| {
-            depthwise::forward(
-                x.primitive().clone(),
-                w.primitive().clone(),
-                b.primitive().clone(),
-            )
-        };
-        match DepthwiseBackward
-            .prepare::<C>([x.node(), weight.node(), bias.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(mut prep) => {
-                let xs = prep.checkpoint(&x);
-                let ws = prep.checkpoint(&weight);
-                let y = out(&x, &weight, &bias);
-                prep.finish((xs, ws), y)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(out(&x, &weight, &bias)),
-        }
+        record_with_two_checkpoints::<Cube, C, _, _>(
+            DepthwiseBackward,
+            [&x, &weight, &bias],
+            |xs, ws| (xs, ws),
+            || {
+                depthwise::forward(
+                    x.primitive().clone(),
+                    weight.primitive().clone(),
+                    bias.primitive().clone(),
+                )
+            },
+        )
     }
     burn_composed_methods!();
     fn all_reduce_sum(x: FloatTensor<Self>) -> FloatTensor<Self> {
