@@ -37,8 +37,8 @@ pub fn pair(s: &str) -> Result<(f64, f64), String> {
 /// `--precision`: what the dense-conv GEMMs multiply.
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum PrecisionArg {
-    /// bf16 where this build has a bf16 GEMM faster than fp32 on this CPU (AMX-BF16,
-    /// AVX512-BF16), else fp32.
+    /// bf16 where this build has a bf16 GEMM faster than fp32 on this CPU (AMX-BF16; not
+    /// AVX512-BF16, measured slower than fp32 Winograd), else fp32.
     Auto,
     Fp32,
     /// bf16 operands, fp32 sums (PyTorch's CPU autocast); norms, depthwise convs, softmax and
@@ -51,9 +51,7 @@ impl PrecisionArg {
     pub fn resolve(self) -> repux_kernels::Precision {
         use repux_kernels::Precision;
         match self {
-            PrecisionArg::Auto if repux_kernels::bf16::bf16_level().accelerated() => {
-                Precision::Bf16
-            }
+            PrecisionArg::Auto if repux_kernels::bf16::bf16_level().beats_fp32() => Precision::Bf16,
             PrecisionArg::Auto | PrecisionArg::Fp32 => Precision::Fp32,
             PrecisionArg::Bf16 => Precision::Bf16,
         }

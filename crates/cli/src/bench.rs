@@ -27,6 +27,10 @@ pub enum Command {
         /// Skip burn's op where a probe estimates it above this many seconds.
         #[arg(long, default_value_t = 60.0)]
         burn_limit_s: f64,
+        /// GEMM precision of repux's dense convs: fp32, bf16 or auto (burn's ops and the
+        /// depthwise FFTs stay fp32); the records say which ran ("precision", "isa").
+        #[arg(long, value_enum, default_value = "fp32")]
+        precision: PrecisionArg,
         #[command(flatten)]
         device: crate::args::DeviceArg,
     },
@@ -141,6 +145,15 @@ fn gemm_isa() -> &'static str {
     }
 }
 
+/// Adds `"precision"` and `"isa"` to every kernel record, so that CPU and GPU records keep the
+/// same keys (the GPU ones add `"device"`).
+fn tag_precision(records: &mut [serde_json::Value], precision: &str, isa: &str) {
+    for r in records {
+        r["precision"] = precision.into();
+        r["isa"] = isa.into();
+    }
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
@@ -152,9 +165,10 @@ pub fn run(c: Command) -> Result<ExitCode> {
             json,
             repeats,
             burn_limit_s,
+            precision,
             device,
         } => {
-            let (d, _) = crate::args::apply_device(&device.device, PrecisionArg::Fp32)?;
+            let (d, _) = crate::args::apply_device(&device.device, precision)?;
             if d.gpu {
                 gpu_kernels(&d, json, repeats, burn_limit_s)
             } else {
@@ -678,12 +692,22 @@ fn kernels(json: bool, repeats: usize, burn_limit_s: f64) -> Result<ExitCode> {
         }
     }
     dense_records(repeats, burn_limit_s, &mut records, &mut notes);
+    tag_precision(
+        &mut records,
+        repux_kernels::bf16::precision().name(),
+        gemm_isa(),
+    );
     if json {
         println!("{}", serde_json::to_string(&records)?);
         return Ok(ExitCode::SUCCESS);
     }
     let peak = repux_kernels::dense::gemm_gflops(1536, 3);
-    println!("repux kernels vs burn 0.22.1 generic conv3d / conv_transpose3d (Flex), {} threads, median of {repeats}", rayon_threads());
+    println!(
+        "repux kernels vs burn 0.22.1 generic conv3d / conv_transpose3d (Flex), {} threads, median of {repeats}, {} dense GEMMs ({})",
+        rayon_threads(),
+        repux_kernels::bf16::precision().name(),
+        gemm_isa()
+    );
     println!(
         "{:<15} {:<6} {:>8} {:>6} {:<17} {:>10} {:>10} {:>9} {:>9}",
         "op", "kernel", "channels", "size", "pass", "ours (s)", "burn (s)", "ratio", "GFLOP/s"
@@ -808,6 +832,8 @@ fn gpu_kernels(
             }
         }
     }
+    // The GPU path computes in fp32 on the device's shader cores.
+    tag_precision(&mut records, "fp32", "gpu");
     if json {
         println!("{}", serde_json::to_string(&records)?);
         return Ok(ExitCode::SUCCESS);

@@ -73,10 +73,21 @@ impl Bf16Level {
             Bf16Level::Amx => "amx",
         }
     }
-    /// Whether this level is faster than fp32 (a matrix unit), which is what `--precision
-    /// auto` asks before it picks bf16.
+    /// Whether this level runs on a bf16 unit (the GEMMs then take `bf16_gemm` and the
+    /// shifted convs `bf16_shifted`), rather than bf16-rounded operands on the fp32 GEMM.
     pub fn accelerated(self) -> bool {
         self != Bf16Level::Fp32
+    }
+
+    /// Whether bf16 at this level makes the networks faster than fp32, which is what
+    /// `--precision auto` asks before it picks bf16: AMX's tiles, at 16× fp32's FMA rate on
+    /// paper. AVX512-BF16 is not: on the AMD EPYC where it was measured, `vdpbf16ps` does only
+    /// 1.33× the multiply-adds of fp32 FMA per core (233 against 175 GMAC/s in a register-only
+    /// loop), too little for direct 3³ convs to beat fp32 Winograd's 8× fewer multiplies; the
+    /// paper network's forward at 2 × 96³ took 11.6 s in bf16 against 8.9 s in fp32
+    /// (docs/performance.md).
+    pub fn beats_fp32(self) -> bool {
+        self == Bf16Level::Amx
     }
 }
 

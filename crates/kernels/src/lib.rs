@@ -6,6 +6,7 @@
 
 pub mod bf16;
 mod bf16_gemm;
+mod bf16_shifted;
 pub mod bmm;
 mod conv_core;
 pub mod dense;

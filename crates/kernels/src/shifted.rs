@@ -125,51 +125,29 @@ struct TapWeights<'a, F> {
 }
 
 /// `out (m × D × H × W) [planes z0..] = Σ_t Wt · src_shifted` for one slab, `Wt` the `[m × c]`
-/// block of tap t.
-fn slab_conv<F: Fn(usize) -> usize + Sync>(
-    k: usize,
+/// block of tap t: `tile_of(r0, nr)` computes grid rows `r0 .. r0 + nr` as `(tile, row
+/// stride)`, all m rows; the tiles run in parallel and are cropped into `out`.
+fn slab_conv(
     g: &Grid,
-    src: &[f32],
-    wt: &TapWeights<F>,
+    m: usize,
     z0: usize,
     out: &mut [f32],
+    tile_of: impl Fn(usize, usize) -> (Vec<f32>, usize) + Sync,
 ) {
-    let (m, c) = (wt.rows, wt.cols);
-    let taps = g.taps(k);
     let rows_per_tile = (TILE_BUDGET.load(Ordering::Relaxed) / (m * g.wp)).max(1);
     let tiles: Vec<(usize, usize)> = (0..g.rows)
         .step_by(rows_per_tile)
         .map(|r0| (r0, rows_per_tile.min(g.rows - r0)))
         .collect();
     let sp = g.d * g.h * g.w;
-    let results: Vec<Vec<f32>> = tiles
-        .par_iter()
-        .map(|&(r0, nr)| {
-            let n = nr * g.wp;
-            let mut tile = vec![0f32; m * n];
-            for (t, &off) in taps.iter().enumerate() {
-                matmul_with(
-                    Parallelism::None,
-                    [m, n, c],
-                    Dst {
-                        data: &mut tile,
-                        row_stride: n,
-                        accumulate: t > 0,
-                    },
-                    operand(&wt.data[(wt.offset)(t)..], wt.strides),
-                    operand(&src[r0 * g.wp + off..], (g.chan, 1)),
-                );
-            }
-            tile
-        })
-        .collect();
+    let results: Vec<(Vec<f32>, usize)> =
+        tiles.par_iter().map(|&(r0, nr)| tile_of(r0, nr)).collect();
     // Crop: grid row r = zz·Hp + y holds output row y of plane z0 + zz where y < H.
     let out_ptr = SharedOut::new(out);
     tiles
         .par_iter()
         .zip(results.par_iter())
-        .for_each(|(&(r0, nr), tile)| {
-            let n = nr * g.wp;
+        .for_each(|(&(r0, nr), (tile, n))| {
             for r in r0..r0 + nr {
                 let (zz, y) = (r / g.hp, r % g.hp);
                 if y >= g.h {
@@ -187,7 +165,8 @@ fn slab_conv<F: Fn(usize) -> usize + Sync>(
 }
 
 /// One "same" conv of `x` (`n × c_in × D × H × W`) to `c_out` channels (the tap blocks are
-/// `[c_out × c_in]`).
+/// `[c_out × c_in]`). Under bf16 on AVX512-BF16 the tiles come from `bf16_shifted` (weights
+/// and each slab packed once), otherwise from one GEMM per tap.
 fn conv_same<F: Fn(usize) -> usize + Sync>(
     s: &ConvShape,
     x: &[f32],
@@ -198,20 +177,47 @@ fn conv_same<F: Fn(usize) -> usize + Sync>(
     let mut y = vec![0f32; s.n * c_out * sp];
     let planes = slab_planes(s, c_in);
     let g0 = Grid::new(s, planes);
+    let taps = g0.taps(s.k);
     let mut buf = vec![0f32; c_in * g0.chan];
+    let packed = crate::bf16_shifted::runs_here().then(|| {
+        crate::bf16_shifted::PackedTaps::new(taps.len(), c_out, c_in, |t, r, c| {
+            wt.data[(wt.offset)(t) + r * wt.strides.0 + c * wt.strides.1]
+        })
+    });
+    let mut slab = crate::bf16_shifted::PackedSlab::default();
     for n in 0..s.n {
         for z0 in (0..s.d).step_by(planes) {
             let pl = planes.min(s.d - z0);
             let g = Grid::new(s, pl);
             pad_slab(&x[n * c_in * sp..][..c_in * sp], c_in, &g, z0, pl, &mut buf);
-            slab_conv(
-                s.k,
-                &g,
-                &buf[..c_in * g.chan],
-                wt,
-                z0,
-                &mut y[n * c_out * sp..][..c_out * sp],
-            );
+            let src = &buf[..c_in * g.chan];
+            let out = &mut y[n * c_out * sp..][..c_out * sp];
+            if let Some(packed) = &packed {
+                slab.pack(src, c_in, g.chan);
+                let slab = &slab;
+                slab_conv(&g, c_out, z0, out, |r0, nr| {
+                    crate::bf16_shifted::tile(packed, &taps, slab, r0 * g.wp, nr * g.wp)
+                });
+            } else {
+                slab_conv(&g, c_out, z0, out, |r0, nr| {
+                    let n = nr * g.wp;
+                    let mut tile = vec![0f32; c_out * n];
+                    for (t, &off) in taps.iter().enumerate() {
+                        matmul_with(
+                            Parallelism::None,
+                            [c_out, n, c_in],
+                            Dst {
+                                data: &mut tile,
+                                row_stride: n,
+                                accumulate: t > 0,
+                            },
+                            operand(&wt.data[(wt.offset)(t)..], wt.strides),
+                            operand(&src[r0 * g.wp + off..], (g.chan, 1)),
+                        );
+                    }
+                    (tile, n)
+                });
+            }
         }
     }
     y

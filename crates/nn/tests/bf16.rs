@@ -5,11 +5,11 @@
 //! above PyTorch's (and ≤ 0.1), arg-max agreement at least PyTorch's less 0.1 %. The fixtures have
 //! random weights and many nearly tied logits, so a bare "1e-2 and 99.9 %" is out of reach of
 //! PyTorch itself there (9.2e-2 on repux_k21, 99.45 % on repux_k7_plain); the trained-network
-//! contract is the demo's Dice (crates/cli/tests). Its own test binary: the precision is
-//! process-wide.
+//! contract is the demo's Dice (crates/cli/tests). It runs at every bf16 level this CPU has
+//! (`fp32` always). Its own test binary: the precision is process-wide.
 
 use burn::tensor::{Tensor, TensorData};
-use repux_kernels::bf16::{set_precision, Precision};
+use repux_kernels::bf16::{self as bf16_levels, set_precision, Precision};
 use repux_nn::{cpu, load_into, ModelConfig, Net};
 mod common;
 
@@ -56,31 +56,39 @@ fn bf16_logits_lose_no_more_than_pytorch_autocast() {
             set_precision(Precision::Fp32);
             y
         };
-        let (fp32, bf16) = (run(Precision::Fp32), run(Precision::Bf16));
-        let torch = &anchor[name];
-        let (torch_l2, torch_agree) = (
-            torch["rel_l2"].as_f64().unwrap(),
-            torch["argmax_agreement"].as_f64().unwrap(),
-        );
-        let (e32, e16) = (rel_l2(&fp32, &want), rel_l2(&bf16, &want));
-        let agree = argmax_agreement(&bf16, &want, s[0], cfg.out_channels);
-        eprintln!(
-            "{name}: relative L2 to PyTorch float64: fp32 {e32:.2e}, bf16 {e16:.2e} (PyTorch autocast {torch_l2:.2e}); arg-max agreement {:.4} % (PyTorch {:.4} %)",
-            100.0 * agree,
-            100.0 * torch_agree
-        );
-        // The bf16 run really differs (the switch reached this network's GEMMs) …
-        assert!(e16 > 10.0 * e32, "{name}: bf16 {e16:.2e} vs fp32 {e32:.2e}");
-        // … and stays within the contract. The same products run in bf16 as under autocast
-        // (convs, linear layers, attention's batched products), with fp32 sums in another
-        // order: at most 5 % above autocast's loss (SwinUNETR lands 0.3 % above it).
-        assert!(
-            e16 <= (1.05 * torch_l2).min(0.1),
-            "{name}: bf16 relative L2 {e16}, PyTorch autocast {torch_l2}"
-        );
-        assert!(
-            agree >= torch_agree - 1e-3,
-            "{name}: arg-max agreement {agree}, PyTorch autocast {torch_agree}"
-        );
+        let fp32 = run(Precision::Fp32);
+        for level in bf16_levels::levels_available() {
+            bf16_levels::limit_bf16_level(level);
+            let bf16 = run(Precision::Bf16);
+            bf16_levels::limit_bf16_level(bf16_levels::Bf16Level::Amx);
+            let torch = &anchor[name];
+            let (torch_l2, torch_agree) = (
+                torch["rel_l2"].as_f64().unwrap(),
+                torch["argmax_agreement"].as_f64().unwrap(),
+            );
+            let (e32, e16) = (rel_l2(&fp32, &want), rel_l2(&bf16, &want));
+            let agree = argmax_agreement(&bf16, &want, s[0], cfg.out_channels);
+            eprintln!(
+                "{name} at bf16 level {}: relative L2 to PyTorch float64: fp32 {e32:.2e}, bf16 {e16:.2e} (PyTorch autocast {torch_l2:.2e}); arg-max agreement {:.4} % (PyTorch {:.4} %)",
+                level.name(),
+                100.0 * agree,
+                100.0 * torch_agree
+            );
+            // The bf16 run really differs (the switch reached this network's GEMMs) …
+            assert!(e16 > 10.0 * e32, "{name}: bf16 {e16:.2e} vs fp32 {e32:.2e}");
+            // … and stays within the contract. The same products run in bf16 as under autocast
+            // (convs, linear layers, attention's batched products), with fp32 sums in another
+            // order: at most 5 % above autocast's largest loss over the CPUs it was run on
+            // (bf16_autocast.json's runs: SwinUNETR 8.84e-3 on AVX2, 1.04e-2 on AVX512-BF16,
+            // where repux gives 8.9e-3 to 9.7e-3 depending on the CPU and level).
+            assert!(
+                e16 <= (1.05 * torch_l2).min(0.1),
+                "{name}: bf16 relative L2 {e16}, PyTorch autocast {torch_l2}"
+            );
+            assert!(
+                agree >= torch_agree - 1e-3,
+                "{name}: arg-max agreement {agree}, PyTorch autocast {torch_agree}"
+            );
+        }
     }
 }
