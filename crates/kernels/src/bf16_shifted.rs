@@ -43,8 +43,10 @@ fn pair(lo: f32, hi: f32) -> u32 {
 
 /// A conv's per-tap `[rows × cols]` weight blocks as `[row group][tap][cp][row in group]`
 /// channel pairs, rows padded to a multiple of 8 and an odd channel count padded with a zero
-/// channel.
+/// channel, and the micro-kernel its tiles run: `vdpbf16ps` where the CPU has it, else the
+/// reference twin.
 pub(crate) struct PackedTaps {
+    micro: Micro,
     data: Vec<u32>,
     /// Rows (output channels) as packed, a multiple of 8.
     rows: usize,
@@ -79,7 +81,16 @@ impl PackedTaps {
                     }
                 }
             });
+        #[cfg(target_arch = "x86_64")]
+        let micro: Micro = if crate::bf16::level_available(crate::bf16::Bf16Level::Avx512Bf16) {
+            micro_avx512bf16
+        } else {
+            micro_reference
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let micro: Micro = micro_reference;
         PackedTaps {
+            micro,
             data,
             rows: padded,
             real_rows: rows,
@@ -147,7 +158,6 @@ struct Plan<'a> {
 /// asserts); for [`micro_avx512bf16`], the CPU has AVX512F and AVX512-BF16.
 type Micro = unsafe fn(plan: &Plan, w: *const u32, x: *const u32, c: *mut f32);
 
-#[cfg(any(test, not(target_arch = "x86_64")))]
 #[inline]
 fn half(v: u32, high: bool) -> f32 {
     f32::from_bits(if high { v & 0xffff_0000 } else { v << 16 })
@@ -158,7 +168,6 @@ fn half(v: u32, high: bool) -> f32 {
 ///
 /// # Safety
 /// As [`Micro`], without the unit.
-#[cfg(any(test, not(target_arch = "x86_64")))]
 unsafe fn micro_reference(plan: &Plan, w: *const u32, x: *const u32, c: *mut f32) {
     for r in 0..ROWS {
         for j in 0..COLS {
@@ -215,24 +224,6 @@ pub(crate) fn tile(
     q0: usize,
     n: usize,
 ) -> (Vec<f32>, usize) {
-    #[cfg(target_arch = "x86_64")]
-    let micro: Micro = micro_avx512bf16;
-    #[cfg(not(target_arch = "x86_64"))]
-    let micro: Micro = micro_reference;
-    assert!(crate::bf16::level_available(
-        crate::bf16::Bf16Level::Avx512Bf16
-    ));
-    tile_with(micro, taps, offs, slab, q0, n)
-}
-
-fn tile_with(
-    micro: Micro,
-    taps: &PackedTaps,
-    offs: &[usize],
-    slab: &PackedSlab,
-    q0: usize,
-    n: usize,
-) -> (Vec<f32>, usize) {
     let width = n.next_multiple_of(COLS);
     assert_eq!(
         taps.pairs, slab.pairs,
@@ -255,11 +246,12 @@ fn tile_with(
         for r0 in (0..taps.rows).step_by(ROWS) {
             for jb in (jc..width.min(jc + CHUNK)).step_by(COLS) {
                 // SAFETY: rows r0..r0+8 ≤ taps.rows and columns jb..jb+32 ≤ width lie in `out`;
-                // the row group's weights are the taps·tap_len values from r0·taps·pairs (asserted
-                // length); slab reads reach
-                // at most (pairs − 1)·stride + q0 + max(offs) + width − 1 < pairs·stride (asserted).
+                // the row group's weights are the taps·tap_len values from r0·taps·pairs
+                // (asserted length); slab reads reach at most (pairs − 1)·stride + q0 +
+                // max(offs) + width − 1 < pairs·stride (asserted); `PackedTaps::new` chose the
+                // `vdpbf16ps` micro-kernel only where the CPU has the unit.
                 unsafe {
-                    micro(
+                    (taps.micro)(
                         &plan,
                         taps.data.as_ptr().add(r0 * offs.len() * taps.pairs),
                         slab.data.as_ptr().add(q0 + jb),
@@ -299,7 +291,7 @@ mod tests {
             let chan = q0 + 11 + n;
             let x = data(c * chan, seed);
             let w = data(taps * rows * c, seed + 1);
-            let packed = PackedTaps::new(taps, rows, c, |t, r, ci| w[(t * rows + r) * c + ci]);
+            let mut packed = PackedTaps::new(taps, rows, c, |t, r, ci| w[(t * rows + r) * c + ci]);
             let mut slab = PackedSlab::default();
             slab.pack(&x, c, chan);
             let r = |v: f32| round_to_bf16(v) as f64;
@@ -309,7 +301,8 @@ mod tests {
                 micros.push(("avx512bf16", micro_avx512bf16));
             }
             for (name, micro) in micros {
-                let (out, stride) = tile_with(micro, &packed, &offs, &slab, q0, n);
+                packed.micro = micro;
+                let (out, stride) = tile(&packed, &offs, &slab, q0, n);
                 prop_assert_eq!(out.len(), rows * stride);
                 for row in 0..rows {
                     for j in 0..n {
