@@ -54,8 +54,10 @@ pub fn case_key(plans: &Plans, case: &Case) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     fnv(
         &mut h,
+        // A struct of numbers, strings and enums: serde_json fails only on maps with non-string
+        // keys or a failing custom Serialize, neither of which it has.
         serde_json::to_string(&plans.prep_config())
-            .unwrap_or_default()
+            .expect("the preprocessing config serialises to JSON")
             .as_bytes(),
     );
     for p in case.images.iter().chain(case.label.iter()) {
