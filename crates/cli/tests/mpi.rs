@@ -149,15 +149,17 @@ fn two_ranks_with_one_crop_train_as_one_process_with_two() {
     }
     // Weights. AdamW's first steps move a weight by about ±lr whatever its gradient's size, so
     // where the gradient is rounding noise (a conv bias before BatchNorm, whose whole-batch
-    // gradient is 0) the two runs can step opposite ways: no weight may differ by more than 3
-    // steps of lr 1e-4 can move it (4e-4), and all together by at most 1e-3 relative L2. (With
-    // the gradient all-reduce removed, the losses above already part at iteration 2: tried.)
+    // gradient is 0) the two runs can step opposite ways. Each run moves a weight at most 3
+    // steps of lr 1e-4 × |m̂/√v̂| ≤ 1.004 (Cauchy–Schwarz over the bias-corrected averages of
+    // steps 1–3), so the two differ by at most 2 × 3.01e-4 (6.1e-4; an AVX-512 machine showed
+    // 4.6e-4), and all together by at most 1e-3 relative L2. (With the gradient all-reduce
+    // removed, the losses above already part at iteration 2: tried.)
     assert!(
         (num / den).sqrt() < 1e-3,
         "weights differ: rel L2 {}",
         (num / den).sqrt()
     );
-    assert!(max <= 4e-4, "weights differ by up to {max}");
+    assert!(max <= 6.1e-4, "weights differ by up to {max}");
     // Either run continues with the other world size (the loader position is global).
     let o = repux(&[
         "train",
