@@ -82,8 +82,8 @@ impl Bf16Level {
     /// Whether bf16 at this level makes the networks faster than fp32, which is what
     /// `--precision auto` asks before it picks bf16: AMX's tiles, at 16× fp32's FMA rate on
     /// paper. AVX512-BF16 is not: on the AMD EPYC where it was measured, `vdpbf16ps` does only
-    /// 1.33× the multiply-adds of fp32 FMA per core (233 against 175 GMAC/s in a register-only
-    /// loop), too little for direct 3³ convs to beat fp32 Winograd's 8× fewer multiplies; the
+    /// 1.33× the multiply-adds of fp32 FMA per core (235 against 176 GMAC/s in a register-only
+    /// loop, tools/bf16_rate.c), too little for direct 3³ convs to beat fp32 Winograd's 8× fewer multiplies; the
     /// paper network's forward at 2 × 96³ took 11.6 s in bf16 against 8.9 s in fp32
     /// (docs/performance.md).
     pub fn beats_fp32(self) -> bool {
