@@ -110,6 +110,15 @@ pub fn limit_bf16_level(cap: Bf16Level) {
     LEVEL_CAP.store(cap as u8, Ordering::Relaxed);
 }
 
+/// Runs `f` with the bf16 level capped at `level`, then puts the previous cap back (tests run
+/// each level this CPU has through it).
+pub fn at_level<R>(level: Bf16Level, f: impl FnOnce() -> R) -> R {
+    let previous = LEVEL_CAP.swap(level as u8, Ordering::Relaxed);
+    let r = f();
+    LEVEL_CAP.store(previous, Ordering::Relaxed);
+    r
+}
+
 /// The environment variable that caps the bf16 level (`fp32`, `avx512bf16` or `amx`).
 pub const LEVEL_ENV: &str = "REPUX_BF16_LEVEL";
 

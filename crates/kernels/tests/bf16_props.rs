@@ -63,11 +63,10 @@ fn at_each_level(
     mut f: impl FnMut(Bf16Level) -> Result<(), TestCaseError>,
 ) -> Result<(), TestCaseError> {
     for level in bf16::levels_available() {
-        bf16::limit_bf16_level(level);
-        assert_eq!(bf16::bf16_level(), level);
-        let r = f(level);
-        bf16::limit_bf16_level(Bf16Level::Amx);
-        r?;
+        bf16::at_level(level, || {
+            assert_eq!(bf16::bf16_level(), level);
+            f(level)
+        })?;
     }
     Ok(())
 }

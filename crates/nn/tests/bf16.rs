@@ -57,16 +57,15 @@ fn bf16_logits_lose_no_more_than_pytorch_autocast() {
             y
         };
         let fp32 = run(Precision::Fp32);
+        let e32 = rel_l2(&fp32, &want);
+        let torch = &anchor[name];
+        let (torch_l2, torch_agree) = (
+            torch["rel_l2"].as_f64().unwrap(),
+            torch["argmax_agreement"].as_f64().unwrap(),
+        );
         for level in bf16_levels::levels_available() {
-            bf16_levels::limit_bf16_level(level);
-            let bf16 = run(Precision::Bf16);
-            bf16_levels::limit_bf16_level(bf16_levels::Bf16Level::Amx);
-            let torch = &anchor[name];
-            let (torch_l2, torch_agree) = (
-                torch["rel_l2"].as_f64().unwrap(),
-                torch["argmax_agreement"].as_f64().unwrap(),
-            );
-            let (e32, e16) = (rel_l2(&fp32, &want), rel_l2(&bf16, &want));
+            let bf16 = bf16_levels::at_level(level, || run(Precision::Bf16));
+            let e16 = rel_l2(&bf16, &want);
             let agree = argmax_agreement(&bf16, &want, s[0], cfg.out_channels);
             eprintln!(
                 "{name} at bf16 level {}: relative L2 to PyTorch float64: fp32 {e32:.2e}, bf16 {e16:.2e} (PyTorch autocast {torch_l2:.2e}); arg-max agreement {:.4} % (PyTorch {:.4} %)",
