@@ -94,6 +94,9 @@ def kernel_records(repeats):
     for cin, cout, s, k, st, p in ((1, 48, 96, 3, 1, 1), (48, 48, 96, 3, 1, 1), (96, 48, 96, 3, 1, 1), (1, 48, 96, 7, 2, 3), (48, 96, 48, 2, 2, 0)):
         run("conv", (1, cin, s, s, s), (cout, cin, k, k, k), lambda x, w, st=st, p=p: F.conv3d(x, w, stride=st, padding=p), channels=cin, out_channels=cout, size=[s, s, s], kernel=k, stride=st)
     run("conv_transpose", (1, 96, 48, 48, 48), (96, 48, 2, 2, 2), lambda x, w: F.conv_transpose3d(x, w, stride=2), channels=96, out_channels=48, size=[48, 48, 48], kernel=2, stride=2)
+    # The UNETR blocks' InstanceNorm + LeakyReLU (`repux bench kernels --device gpu`); w unused.
+    for c, s in ((48, 96), (96, 48)):
+        run("instance_norm_act", (1, c, s, s, s), (1,), lambda x, w: F.leaky_relu(F.instance_norm(x, eps=1e-5), 0.01), channels=c, size=[s, s, s])
     for r in recs:
         r["pass"] = r.pop("pass_")
     return recs

@@ -762,19 +762,70 @@ fn device_depthwise(s: &repux_kernels::DwShape, backward: bool) -> Result<f64> {
     };
     sync()?;
     let t = Instant::now();
-    let y = repux_nn::ops::depthwise_conv3d(x, w, Some(b));
-    if backward {
-        std::hint::black_box(y.sum().backward());
+    let y = repux_nn::ops::depthwise_conv3d(x.clone(), w, Some(b));
+    let out = if backward {
+        x.grad(&y.sum().backward())
     } else {
-        std::hint::black_box(&y);
-    }
+        Some(y)
+    };
     sync()?;
-    Ok(t.elapsed().as_secs_f64())
+    let elapsed = t.elapsed().as_secs_f64();
+    check_ran(out, &format!("depthwise k{} {} ch·{}³", s.k, s.c, s.d))?;
+    Ok(elapsed)
+}
+
+/// Reads back the sum of what a timed device run produced, after the clock stopped: a kernel the
+/// device could not run — on lavapipe, a tensor above its 128 MiB buffer binding — is only
+/// reported when a result is read, not by the device's sync, and must fail the benchmark rather
+/// than leave the time of nothing in its table.
+fn check_ran<const D: usize>(out: Option<burn::tensor::Tensor<D>>, what: &str) -> Result<()> {
+    let out = out.ok_or_else(|| anyhow::anyhow!("{what}: the backward gave no input gradient"))?;
+    out.sum()
+        .try_into_data()
+        .map(|_| ())
+        .map_err(|e| anyhow::anyhow!("{what}: the device failed to run it: {e}"))
+}
+
+/// One InstanceNorm + LeakyReLU (slope 0.01) of `[1, c, size³]` on the installed device through
+/// `repux_nn::ops` (repux's fused kernels, or burn's composition with `use_burn_ops`), forward or
+/// forward + backward, in seconds with the device drained before the clock stops.
+fn device_norm(c: usize, size: usize, backward: bool) -> Result<f64> {
+    use burn::tensor::{Distribution, Tensor};
+    let plain = repux_nn::compute_device();
+    let device = if backward {
+        plain.clone().autodiff()
+    } else {
+        plain.clone()
+    };
+    let x = Tensor::<5>::random(
+        [1, c, size, size, size],
+        Distribution::Normal(0.5, 2.0),
+        &device,
+    );
+    let x = if backward { x.require_grad() } else { x };
+    let sync = || {
+        plain
+            .sync()
+            .map_err(|e| anyhow::anyhow!("waiting for the device: {e:?}"))
+    };
+    sync()?;
+    let t = Instant::now();
+    let y = repux_nn::ops::instance_norm_act(x.clone(), 1e-5, 0.01);
+    let out = if backward {
+        x.grad(&y.sum().backward())
+    } else {
+        Some(y)
+    };
+    sync()?;
+    let elapsed = t.elapsed().as_secs_f64();
+    check_ran(out, &format!("instance norm {c} ch·{size}³"))?;
+    Ok(elapsed)
 }
 
 /// `bench kernels` on a GPU: repux's CubeCL depthwise kernels against burn's generic conv3d
 /// (groups = C) on the same device, the same shapes and record keys as on the CPU, plus
-/// `"device"`.
+/// `"device"`; then repux's fused InstanceNorm + LeakyReLU against burn's composition of tensor
+/// ops at the decoder's two finest levels (op `"instance_norm_act"`, no kernel or GFLOP/s).
 fn gpu_kernels(
     device: &repux_nn::ComputeDevice,
     json: bool,
@@ -832,6 +883,24 @@ fn gpu_kernels(
             }
         }
     }
+    let time_norm = |c: usize, size: usize, fb: bool, burn: bool| -> Result<f64> {
+        repux_nn::ops::use_burn_ops(burn);
+        let r = device_norm(c, size, fb).and_then(|_| {
+            let runs: Result<Vec<f64>> = (0..repeats.max(1))
+                .map(|_| device_norm(c, size, fb))
+                .collect();
+            Ok(median(runs?))
+        });
+        repux_nn::ops::use_burn_ops(false);
+        r
+    };
+    for (c, size) in [(48usize, 96usize), (96, 48)] {
+        for (pass, fb) in [("forward", false), ("forward_backward", true)] {
+            let ours = time_norm(c, size, fb, false)?;
+            let burn_s = time_norm(c, size, fb, true)?;
+            records.push(serde_json::json!({"op": "instance_norm_act", "channels": c, "size": [size, size, size], "pass": pass, "ours_s": ours, "burn_s": burn_s, "device": device.description}));
+        }
+    }
     // The GPU path computes in fp32 on the device's shader cores.
     tag_precision(&mut records, "fp32", "gpu");
     if json {
@@ -839,19 +908,23 @@ fn gpu_kernels(
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "repux CubeCL depthwise kernels vs burn 0.22.1 generic conv3d (groups = C) on {}, median of {repeats}",
+        "repux CubeCL kernels vs burn 0.22.1 (depthwise: generic conv3d, groups = C; norm: tensor-op composition) on {}, median of {repeats}",
         device.description
     );
     println!(
-        "{:<6} {:>8} {:>6} {:<17} {:>10} {:>10} {:>9} {:>9}",
-        "kernel", "channels", "size", "pass", "ours (s)", "burn (s)", "ratio", "GFLOP/s"
+        "{:<17} {:>8} {:>6} {:<17} {:>10} {:>10} {:>9} {:>9}",
+        "op", "channels", "size", "pass", "ours (s)", "burn (s)", "ratio", "GFLOP/s"
     );
     for r in &records {
         let ours = r["ours_s"].as_f64().unwrap_or(f64::NAN);
         let burn = r["burn_s"].as_f64();
+        let op = match r["kernel"].as_u64() {
+            Some(k) => format!("depthwise k{k}"),
+            None => r["op"].as_str().unwrap_or("").to_string(),
+        };
         println!(
-            "{:<6} {:>8} {:>5}³ {:<17} {:>10.4} {:>10} {:>9} {:>9.1}",
-            r["kernel"].as_u64().unwrap_or(0),
+            "{:<17} {:>8} {:>5}³ {:<17} {:>10.4} {:>10} {:>9} {:>9}",
+            op,
             r["channels"].as_u64().unwrap_or(0),
             r["size"][0].as_u64().unwrap_or(0),
             r["pass"].as_str().unwrap_or(""),
@@ -860,7 +933,10 @@ fn gpu_kernels(
                 .unwrap_or_else(|| "skipped".into()),
             burn.map(|b| format!("{:.1}×", b / ours))
                 .unwrap_or_else(|| "-".into()),
-            r["gflops"].as_f64().unwrap_or(f64::NAN)
+            r["gflops"]
+                .as_f64()
+                .map(|g| format!("{g:.1}"))
+                .unwrap_or_else(|| "-".into())
         );
     }
     for n in &notes {

@@ -172,10 +172,7 @@ pub fn forward(a: ForwardArgs) -> Result<ExitCode> {
         &device.device,
     ));
     let shape = y.dims().to_vec();
-    let values = y
-        .into_data()
-        .try_to_vec::<f32>()
-        .map_err(|e| anyhow!("reading the logits: {e:?}"))?;
+    let values = repux_nn::values(y, "logits")?;
     repux_volume::npy::write(&a.output, &shape, &values, repux_volume::npy::NpyType::F32)
         .with_context(|| format!("writing {}", a.output.display()))?;
     println!("logits {:?} written to {}", shape, a.output.display());

@@ -78,6 +78,9 @@ pub struct ComputeDevice {
     /// `cpu`, or `gpu N: <name> (<API>, <driver>)`.
     pub description: String,
     pub gpu: bool,
+    /// The largest buffer one tensor may occupy on this device (a GPU adapter's storage buffer
+    /// binding limit, e.g. 128 MiB on lavapipe); `None` on the CPU.
+    pub max_buffer_bytes: Option<u64>,
 }
 
 impl ComputeDevice {
@@ -87,6 +90,7 @@ impl ComputeDevice {
             device: crate::cpu(),
             description: "cpu".to_string(),
             gpu: false,
+            max_buffer_bytes: None,
         }
     }
 }
@@ -114,6 +118,7 @@ fn resolve_gpu(request: &DeviceRequest) -> Result<ComputeDevice, DeviceError> {
         device: a.device(),
         description: format!("gpu {index}: {} ({}, {})", a.name, a.api, a.driver),
         gpu: true,
+        max_buffer_bytes: Some(a.max_buffer_bytes),
     };
     let listed = || {
         if adapters.is_empty() {
@@ -156,6 +161,7 @@ fn resolve_gpu(request: &DeviceRequest) -> Result<ComputeDevice, DeviceError> {
                 device: a.device(),
                 description: format!("gpu (software): {} ({}, {})", a.name, a.api, a.driver),
                 gpu: true,
+                max_buffer_bytes: Some(a.max_buffer_bytes),
             })
             .ok_or_else(|| DeviceError::NotFound {
                 request: request.clone(),

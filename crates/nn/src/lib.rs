@@ -31,9 +31,10 @@ pub fn cpu() -> burn::tensor::Device {
     burn::tensor::Device::flex()
 }
 
-/// A tensor whose values could not be read as f32.
+/// A tensor whose values could not be read: the device failed to compute it, or they are not
+/// readable as f32.
 #[derive(Debug, thiserror::Error)]
-#[error("{what}: cannot read the tensor's values as f32: {msg}")]
+#[error("{what}: {msg}")]
 pub struct ValuesError {
     pub what: String,
     pub msg: String,
@@ -41,14 +42,36 @@ pub struct ValuesError {
 
 /// The values of a tensor in C order as f32 (other float dtypes are converted); `what` names
 /// the tensor in the error.
+///
+/// A GPU reports a kernel it could not run only when a result is read back, so this is also
+/// where a GPU failure becomes an error rather than a panic: its message says what the device
+/// said and, on a GPU, the one limit a network at a larger patch or batch meets first — one
+/// tensor must fit one buffer binding of the adapter.
 pub fn values<const D: usize>(
     t: burn::tensor::Tensor<D>,
     what: &str,
 ) -> Result<Vec<f32>, ValuesError> {
-    t.into_data()
-        .try_into_vec_as::<f32>()
-        .map_err(|e| ValuesError {
-            what: what.to_string(),
-            msg: format!("{e:?}"),
-        })
+    let error = |msg: String| ValuesError {
+        what: what.to_string(),
+        msg,
+    };
+    let data = t.try_into_data().map_err(|e| {
+        let said = e
+            .to_string()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        let hint = match device::installed().max_buffer_bytes {
+            Some(bytes) => format!(
+                "; on the GPU path every tensor must fit one buffer of the adapter, at most \
+                 {} MiB on {}: a smaller patch or batch, or --device cpu, avoids it",
+                bytes >> 20,
+                device::installed().description
+            ),
+            None => String::new(),
+        };
+        error(format!("the device failed to compute it ({said}){hint}"))
+    })?;
+    data.try_into_vec_as::<f32>()
+        .map_err(|e| error(format!("cannot read the tensor's values as f32: {e:?}")))
 }

@@ -37,7 +37,9 @@ use std::sync::Arc;
 /// `repux bench model` times against, in the same process). Off by default.
 static BURN_OPS: AtomicBool = AtomicBool::new(false);
 
-/// Routes all convolutions to burn's generic ops (`true`) or repux's kernels (`false`).
+/// Routes all convolutions, and linear layers and batched products, to burn's generic ops
+/// (`true`) or repux's kernels (`false`); on the GPU also the fused norm passes (on the CPU they
+/// stay repux's: the CPU tables in docs/performance.md were measured that way).
 pub fn use_burn_ops(on: bool) {
     BURN_OPS.store(on, Ordering::SeqCst);
 }

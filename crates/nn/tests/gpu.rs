@@ -1,6 +1,6 @@
 //! The GPU path (`gpu` feature) against the CPU path: every op of the `ConvBackend` extension
-//! on the GPU — repux's CubeCL depthwise kernels, burn's CubeCL convs, the composite linear,
-//! products and norm passes — forward and every gradient, and whole networks on the parity
+//! on the GPU — repux's CubeCL depthwise and norm kernels, burn's CubeCL convs, the linear layer
+//! and products on burn's matmul — forward and every gradient, and whole networks on the parity
 //! fixtures. Runs on Mesa's software Vulkan (lavapipe) where no GPU is present: the device is
 //! `gpu:software` when there is one, else the first hardware GPU.
 #![cfg(feature = "gpu")]
@@ -143,10 +143,10 @@ fn dense_and_transposed_convs_match_the_cpu() {
     );
 }
 
-/// Linear, batched product and the fused norm passes (compositions of burn ops on the GPU)
-/// against repux's CPU kernels, with their gradients.
+/// Linear and the batched product (burn's matmul on the GPU) against repux's CPU kernels, with
+/// their gradients.
 #[test]
-fn linear_products_and_norm_passes_match_the_cpu() {
+fn linear_and_products_match_the_cpu() {
     cpu().seed(5);
     same_on_both(
         "linear",
@@ -164,24 +164,72 @@ fn linear_products_and_norm_passes_match_the_cpu() {
         |t| repux_nn::ops::bmm(t[0].clone(), t[1].clone()),
         1e-5,
     );
-    for slope in [0.01, 1.0] {
+}
+
+/// repux's CubeCL norm passes (InstanceNorm + LeakyReLU, add + LeakyReLU, and their backward
+/// from the output) against the CPU kernels: rows shorter than a cube's 256 units and rows
+/// several times longer, an offset mean, and plain InstanceNorm (slope 1).
+#[test]
+fn norm_kernels_match_the_cpu_kernels() {
+    cpu().seed(6);
+    for shape in [[2usize, 3, 4, 5, 6], [1, 2, 9, 10, 11]] {
+        for slope in [0.01, 1.0] {
+            // Tolerance: f32 statistics summed in another order (the CPU sums in f64): 1e-5.
+            same_on_both(
+                &format!("instance norm {shape:?}, slope {slope}"),
+                &[Tensor::<5>::random(
+                    shape,
+                    Distribution::Normal(0.5, 2.0),
+                    &cpu(),
+                )],
+                |t| repux_nn::ops::instance_norm_act(t[0].clone(), 1e-5, slope),
+                1e-5,
+            );
+        }
+        // Element-wise, the same f32 operations on both: 1e-6.
         same_on_both(
-            &format!("instance norm, slope {slope}"),
-            &[Tensor::<5>::random(
-                [2, 3, 4, 5, 6],
-                Distribution::Normal(0.5, 2.0),
-                &cpu(),
-            )],
-            |t| repux_nn::ops::instance_norm_act(t[0].clone(), 1e-5, slope),
-            1e-5,
+            &format!("add + leaky relu {shape:?}"),
+            &[random(shape, 1.0), random(shape, 1.0)],
+            |t| repux_nn::ops::add_leaky_relu(t[0].clone(), t[1].clone(), 0.01),
+            1e-6,
         );
     }
-    same_on_both(
-        "add + leaky relu",
-        &[random([2, 3, 4, 5, 6], 1.0), random([2, 3, 4, 5, 6], 1.0)],
-        |t| repux_nn::ops::add_leaky_relu(t[0].clone(), t[1].clone(), 0.01),
-        1e-6,
+}
+
+/// A tensor above the adapter's buffer limit (lavapipe's 128 MiB): the device reports the failed
+/// kernel only when a result is read back, and `values` turns that into an error naming the
+/// tensor, not a panic. On a GPU whose limit is above 1 GiB the tensor is not made.
+#[test]
+fn a_tensor_above_the_buffer_limit_reads_back_as_an_error() {
+    let found = [DeviceRequest::GpuSoftware, DeviceRequest::Gpu(0)]
+        .iter()
+        .find_map(|r| resolve(r).ok())
+        .expect("a Vulkan adapter");
+    let limit = found
+        .max_buffer_bytes
+        .expect("a GPU adapter reports its buffer limit");
+    assert!(limit >= 1 << 20, "buffer limit {limit} bytes");
+    if limit > 1 << 30 {
+        eprintln!(
+            "{}: buffer limit {} MiB, not exercised",
+            found.description,
+            limit >> 20
+        );
+        return;
+    }
+    let n = (limit / 4) as usize + 1024;
+    let big = Tensor::<1>::ones([n], &found.device) * 2.0;
+    let err = repux_nn::values(big, "the big tensor")
+        .expect_err("a tensor above the buffer limit read back");
+    let msg = err.to_string();
+    eprintln!("{msg}");
+    assert!(
+        msg.starts_with("the big tensor: the device failed to compute it"),
+        "{msg}"
     );
+    // The device still works for tensors within the limit.
+    let small = Tensor::<1>::ones([1000], &found.device) * 2.0;
+    assert_eq!(repux_nn::values(small, "small").unwrap(), vec![2.0; 1000]);
 }
 
 /// Whole networks on the GPU path: the PyTorch / MONAI parity fixtures give the same logits as

@@ -1,6 +1,7 @@
-//! The GPU path's linear layer and fused norm passes as compositions of burn's tensor ops,
-//! generic over the backend so the same code runs plain (inference) and under autodiff
-//! (training, differentiated by burn). Every broadcast is an explicit `expand`.
+//! The GPU path's linear layer as a composition of burn's tensor ops, and the fused norm passes'
+//! burn compositions — the peer [`crate::ops::use_burn_ops`] runs in place of repux's kernels
+//! ([`super::norm`]). Generic over the backend, so the same code runs plain (inference) and under
+//! autodiff (training, differentiated by burn). Every broadcast is an explicit `expand`.
 
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Scalar, TensorMetadata};

@@ -7,11 +7,16 @@
 //!   custom backward (dx, dw, db) like the CPU extension's;
 //! - dense, grouped and transposed convs: burn's CubeCL convs (implicit GEMM on the matmul
 //!   units where the device has them); their backward is burn's autodiff;
-//! - linear layers, attention products, the fused InstanceNorm + LeakyReLU and add + LeakyReLU
-//!   passes: compositions of burn's tensor ops ([`composite`]), differentiated by burn.
+//! - the fused InstanceNorm + LeakyReLU and add + LeakyReLU passes: repux's own CubeCL kernels
+//!   ([`norm`]) with a backward that reads only the output, like the CPU extension's;
+//! - linear layers and attention products: burn's matmul ([`composite`]), differentiated by burn.
+//!
+//! [`crate::ops::use_burn_ops`] routes the depthwise conv and the norm passes to burn's own ops
+//! (the peer `repux bench` times them against).
 
 pub(crate) mod composite;
 pub mod depthwise;
+pub mod norm;
 
 use crate::ops::{
     burn_conv3d, burn_conv_transpose3d_k2s2, burn_depthwise, record_with_two_checkpoints,
@@ -20,7 +25,7 @@ use crate::ops::{
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops};
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::autodiff::NodeId;
 use burn::backend::ops::FloatTensorOps;
 use burn::backend::tensor::FloatTensor;
@@ -59,16 +64,6 @@ macro_rules! burn_composed_methods {
         fn bmm(a: FloatTensor<Self>, b: FloatTensor<Self>) -> FloatTensor<Self> {
             Self::float_matmul(a, b)
         }
-        fn instance_norm_act(x: FloatTensor<Self>, eps: f64, slope: f64) -> FloatTensor<Self> {
-            composite::instance_norm_act::<Self>(x, eps, slope)
-        }
-        fn add_leaky_relu(
-            a: FloatTensor<Self>,
-            b: FloatTensor<Self>,
-            slope: f64,
-        ) -> FloatTensor<Self> {
-            composite::add_leaky_relu::<Self>(a, b, slope)
-        }
     };
 }
 
@@ -84,6 +79,18 @@ impl ConvBackend for Cube {
         depthwise::forward(x, weight, bias)
     }
     burn_composed_methods!();
+    fn instance_norm_act(x: FloatTensor<Self>, eps: f64, slope: f64) -> FloatTensor<Self> {
+        if crate::ops::burn_ops() {
+            return composite::instance_norm_act::<Self>(x, eps, slope);
+        }
+        norm::instance_norm_act(x, eps, slope).0
+    }
+    fn add_leaky_relu(a: FloatTensor<Self>, b: FloatTensor<Self>, slope: f64) -> FloatTensor<Self> {
+        if crate::ops::burn_ops() {
+            return composite::add_leaky_relu::<Self>(a, b, slope);
+        }
+        norm::add_leaky_relu(a, b, slope)
+    }
     fn all_reduce_sum(x: FloatTensor<Self>) -> FloatTensor<Self> {
         cube_all_reduce(x)
     }
@@ -138,6 +145,61 @@ impl Backward<Cube, 3> for DepthwiseBackward {
     }
 }
 
+/// InstanceNorm + LeakyReLU's backward on the GPU, from the output and the rows' 1/σ.
+#[derive(Debug)]
+struct NormActBackward;
+
+impl Backward<Cube, 1> for NormActBackward {
+    /// The output, each row's 1/σ and the slope.
+    type State = (FloatTensor<Cube>, FloatTensor<Cube>, f64);
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 1>,
+        grads: &mut Gradients,
+        _checkpointer: &mut Checkpointer,
+    ) {
+        let [node_x] = ops.parents;
+        let dy = grads.consume::<Cube>(&ops.node);
+        let (y, rstd, slope) = ops.state;
+        if let Some(node) = node_x {
+            grads.register::<Cube>(
+                node.id,
+                norm::instance_norm_act_backward(y, rstd, dy, slope),
+            );
+        }
+    }
+}
+
+/// `LeakyReLU(a + b)`'s backward on the GPU, from the output: one gradient for both inputs.
+#[derive(Debug)]
+struct AddActBackward;
+
+impl Backward<Cube, 2> for AddActBackward {
+    /// The output and the slope.
+    type State = (FloatTensor<Cube>, f64);
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 2>,
+        grads: &mut Gradients,
+        _checkpointer: &mut Checkpointer,
+    ) {
+        let [node_a, node_b] = ops.parents;
+        let dy = grads.consume::<Cube>(&ops.node);
+        let (y, slope) = ops.state;
+        let g = norm::add_leaky_relu_backward(y, dy, slope);
+        match (node_a, node_b) {
+            (Some(a), Some(b)) => {
+                grads.register::<Cube>(a.id, g.clone());
+                grads.register::<Cube>(b.id, g);
+            }
+            (Some(n), None) | (None, Some(n)) => grads.register::<Cube>(n.id, g),
+            (None, None) => {}
+        }
+    }
+}
+
 impl<C: CheckpointStrategy> ConvBackend for Autodiff<Cube, C> {
     fn depthwise_conv3d(
         x: FloatTensor<Self>,
@@ -161,6 +223,34 @@ impl<C: CheckpointStrategy> ConvBackend for Autodiff<Cube, C> {
         )
     }
     burn_composed_methods!();
+    fn instance_norm_act(x: FloatTensor<Self>, eps: f64, slope: f64) -> FloatTensor<Self> {
+        if crate::ops::burn_ops() {
+            return composite::instance_norm_act::<Self>(x, eps, slope);
+        }
+        let (y, rstd) = norm::instance_norm_act(x.primitive().clone(), eps, slope);
+        match NormActBackward
+            .prepare::<C>([x.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish((y.clone(), rstd, slope), y),
+            OpsKind::UnTracked(prep) => prep.finish(y),
+        }
+    }
+    fn add_leaky_relu(a: FloatTensor<Self>, b: FloatTensor<Self>, slope: f64) -> FloatTensor<Self> {
+        if crate::ops::burn_ops() {
+            return composite::add_leaky_relu::<Self>(a, b, slope);
+        }
+        let y = norm::add_leaky_relu(a.primitive().clone(), b.primitive().clone(), slope);
+        match AddActBackward
+            .prepare::<C>([a.node(), b.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish((y.clone(), slope), y),
+            OpsKind::UnTracked(prep) => prep.finish(y),
+        }
+    }
     fn all_reduce_sum(x: FloatTensor<Self>) -> FloatTensor<Self> {
         let y = cube_all_reduce(x.primitive().clone());
         crate::ops::AllReduceBackward
@@ -181,6 +271,8 @@ pub struct Adapter {
     pub driver: String,
     /// A software rasterizer on the CPU (Mesa's lavapipe/llvmpipe, SwiftShader, WARP).
     pub software: bool,
+    /// The largest buffer a kernel can bind, so the largest tensor (cubecl's page size too).
+    pub max_buffer_bytes: u64,
     /// The device cubecl opens for this adapter.
     pub(crate) kind: burn::backend::WgpuDeviceKind,
 }
@@ -204,16 +296,22 @@ fn enumerate_adapters() -> Vec<Adapter> {
             backends: api.into(),
             ..wgpu::InstanceDescriptor::new_without_display_handle()
         });
-        let infos: Vec<wgpu::AdapterInfo> =
+        let infos: Vec<(wgpu::AdapterInfo, u64)> =
             cubecl::future::block_on(instance.enumerate_adapters(api.into()))
                 .iter()
-                .map(wgpu::Adapter::get_info)
+                .map(|a| {
+                    let limits = a.limits();
+                    let bytes = limits
+                        .max_storage_buffer_binding_size
+                        .min(limits.max_buffer_size);
+                    (a.get_info(), bytes)
+                })
                 .collect();
         // cubecl counts each device type from zero on its own.
         let mut next = [0usize; 4];
         let list: Vec<Adapter> = infos
             .into_iter()
-            .map(|info| {
+            .map(|(info, max_buffer_bytes)| {
                 let mut take = |slot: usize| {
                     let i = next[slot];
                     next[slot] += 1;
@@ -233,6 +331,7 @@ fn enumerate_adapters() -> Vec<Adapter> {
                         .trim()
                         .to_string(),
                     software: info.device_type == wgpu::DeviceType::Cpu,
+                    max_buffer_bytes,
                     kind,
                 }
             })

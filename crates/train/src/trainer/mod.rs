@@ -282,15 +282,21 @@ pub fn train(
             &device,
         );
         let (loss, dice, ce) = dice_ce(net.forward(x), y, weights.as_deref());
-        let scalar = |t: &Tensor<1>| {
-            t.clone()
-                .into_data()
-                .try_to_vec::<f32>()
-                .ok()
-                .and_then(|v| v.first().copied())
-                .unwrap_or(f32::NAN) as f64
+        // Reading the loss is where a device that failed this step's forward says so.
+        let scalar = |t: &Tensor<1>, what: &str| -> Result<f64, TrainError> {
+            let v = repux_nn::values(t.clone(), what).map_err(|e| {
+                TrainError::Config(format!(
+                    "iteration {it}: {e}; the last good state is in {}",
+                    out.join("checkpoint_latest").display()
+                ))
+            })?;
+            Ok(v.first().copied().unwrap_or(f32::NAN) as f64)
         };
-        let (mut lv, mut dv, mut cv) = (scalar(&loss), scalar(&dice), scalar(&ce));
+        let (mut lv, mut dv, mut cv) = (
+            scalar(&loss, "loss")?,
+            scalar(&dice, "Dice loss")?,
+            scalar(&ce, "cross-entropy")?,
+        );
         if !lv.is_finite() {
             return Err(TrainError::Config(format!(
                 "loss became {lv} at iteration {it}; the last good state is in {}",
