@@ -750,59 +750,50 @@ fn kernels(json: bool, repeats: usize, burn_limit_s: f64) -> Result<ExitCode> {
 }
 
 /// One depthwise conv on the installed device through `repux_nn::ops` (repux's kernels, or
-/// burn's generic conv3d with `use_burn_ops`), forward or forward + backward, in seconds with
-/// the device drained before the clock stops.
+/// burn's generic conv3d with `use_burn_ops`), forward or forward + backward, in seconds.
 fn device_depthwise(s: &repux_kernels::DwShape, backward: bool) -> Result<f64> {
-    let plain = repux_nn::compute_device();
-    let (x, w, b) = depthwise_inputs(s, &plain, backward);
-    let sync = || {
-        plain
-            .sync()
-            .map_err(|e| anyhow::anyhow!("waiting for the device: {e:?}"))
-    };
-    sync()?;
-    let t = Instant::now();
-    let y = repux_nn::ops::depthwise_conv3d(x.clone(), w, Some(b));
-    let out = if backward {
-        x.grad(&y.sum().backward())
-    } else {
-        Some(y)
-    };
-    sync()?;
-    let elapsed = t.elapsed().as_secs_f64();
-    check_ran(out, &format!("depthwise k{} {} ch·{}³", s.k, s.c, s.d))?;
-    Ok(elapsed)
-}
-
-/// Reads back the sum of what a timed device run produced, after the clock stopped: a kernel the
-/// device could not run — on lavapipe, a tensor above its 128 MiB buffer binding — is only
-/// reported when a result is read, not by the device's sync, and must fail the benchmark rather
-/// than leave the time of nothing in its table.
-fn check_ran<const D: usize>(out: Option<burn::tensor::Tensor<D>>, what: &str) -> Result<()> {
-    let out = out.ok_or_else(|| anyhow::anyhow!("{what}: the backward gave no input gradient"))?;
-    out.sum()
-        .try_into_data()
-        .map(|_| ())
-        .map_err(|e| anyhow::anyhow!("{what}: the device failed to run it: {e}"))
+    let (x, w, b) = depthwise_inputs(s, &repux_nn::compute_device(), backward);
+    time_on_device(
+        x,
+        backward,
+        |x| repux_nn::ops::depthwise_conv3d(x, w, Some(b)),
+        &format!("depthwise k{} {} ch·{}³", s.k, s.c, s.d),
+    )
 }
 
 /// One InstanceNorm + LeakyReLU (slope 0.01) of `[1, c, size³]` on the installed device through
 /// `repux_nn::ops` (repux's fused kernels, or burn's composition with `use_burn_ops`), forward or
-/// forward + backward, in seconds with the device drained before the clock stops.
+/// forward + backward, in seconds.
 fn device_norm(c: usize, size: usize, backward: bool) -> Result<f64> {
     use burn::tensor::{Distribution, Tensor};
     let plain = repux_nn::compute_device();
-    let device = if backward {
-        plain.clone().autodiff()
-    } else {
-        plain.clone()
-    };
+    let device = if backward { plain.autodiff() } else { plain };
     let x = Tensor::<5>::random(
         [1, c, size, size, size],
         Distribution::Normal(0.5, 2.0),
         &device,
     );
     let x = if backward { x.require_grad() } else { x };
+    time_on_device(
+        x,
+        backward,
+        |x| repux_nn::ops::instance_norm_act(x, 1e-5, 0.01),
+        &format!("instance norm {c} ch·{size}³"),
+    )
+}
+
+/// Seconds of `op(x)` (with `backward`, also the backward of its sum to `x`) on the installed
+/// device, drained before the clock starts and before it stops. Then the result's sum is read
+/// back: a kernel the device could not run — on lavapipe, a tensor above its 128 MiB buffer
+/// binding — is reported only when a result is read, not by the device's sync, and must fail the
+/// benchmark rather than leave the time of nothing in its table.
+fn time_on_device(
+    x: burn::tensor::Tensor<5>,
+    backward: bool,
+    op: impl FnOnce(burn::tensor::Tensor<5>) -> burn::tensor::Tensor<5>,
+    what: &str,
+) -> Result<f64> {
+    let plain = repux_nn::compute_device();
     let sync = || {
         plain
             .sync()
@@ -810,7 +801,7 @@ fn device_norm(c: usize, size: usize, backward: bool) -> Result<f64> {
     };
     sync()?;
     let t = Instant::now();
-    let y = repux_nn::ops::instance_norm_act(x.clone(), 1e-5, 0.01);
+    let y = op(x.clone());
     let out = if backward {
         x.grad(&y.sum().backward())
     } else {
@@ -818,7 +809,10 @@ fn device_norm(c: usize, size: usize, backward: bool) -> Result<f64> {
     };
     sync()?;
     let elapsed = t.elapsed().as_secs_f64();
-    check_ran(out, &format!("instance norm {c} ch·{size}³"))?;
+    let out = out.ok_or_else(|| anyhow::anyhow!("{what}: the backward gave no input gradient"))?;
+    out.sum()
+        .try_into_data()
+        .map_err(|e| anyhow::anyhow!("{what}: the device failed to run it: {e}"))?;
     Ok(elapsed)
 }
 

@@ -446,21 +446,30 @@ impl Backward<Flex, 2> for AddActBackward {
         grads: &mut Gradients,
         _checkpointer: &mut Checkpointer,
     ) {
-        let [node_a, node_b] = ops.parents;
+        let parents = ops.parents.map(|n| n.map(|n| n.id));
         let dy = grads.consume::<Flex>(&ops.node);
         let (y, slope) = ops.state;
         let g = flex_tensor(
             norm::act_backward(&flex_slice(&y), &flex_slice(&dy), slope),
             y.shape(),
         );
-        match (node_a, node_b) {
-            (Some(a), Some(b)) => {
-                grads.register::<Flex>(a.id, g.clone());
-                grads.register::<Flex>(b.id, g);
-            }
-            (Some(n), None) | (None, Some(n)) => grads.register::<Flex>(n.id, g),
-            (None, None) => {}
+        register_to_each::<Flex>(grads, parents, g);
+    }
+}
+
+/// Registers `g` as the gradient of each of the two parents that wants one (a sum's inputs).
+pub(crate) fn register_to_each<B: burn::backend::Backend>(
+    grads: &mut Gradients,
+    parents: [Option<NodeId>; 2],
+    g: FloatTensor<B>,
+) {
+    match parents {
+        [Some(a), Some(b)] => {
+            grads.register::<B>(a, g.clone());
+            grads.register::<B>(b, g);
         }
+        [Some(n), None] | [None, Some(n)] => grads.register::<B>(n, g),
+        [None, None] => {}
     }
 }
 

@@ -16,6 +16,8 @@
 //!
 //! Tensors are contiguous f32: x/dy/y `[N, C, D, H, W]`, weight `[C, 1, K, K, K]`, bias `[C]`.
 
+use super::reduce::{block_sum, REDUCE_UNITS};
+use super::{buffer, empty_like};
 use burn::tensor::Shape;
 use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::tensor::CubeTensor;
@@ -25,12 +27,6 @@ use cubecl::prelude::*;
 const TILE: usize = 16;
 /// Output depths one unit accumulates.
 const DEPTHS: usize = 4;
-/// Units in the reduction cubes.
-const REDUCE_UNITS: usize = 256;
-/// log2(REDUCE_UNITS): the tree reduction's levels. They are unrolled at compile time: a
-/// `while stride > 0 { …; stride /= 2 }` loop compiled to SPIR-V that Vulkan rejects
-/// ("Expected operand type cube.ptr, but found cube.index", cubecl 0.11.3).
-const REDUCE_LEVELS: usize = 8;
 
 /// Forward (`flip = false`, with bias) or dx (`flip = true`, bias ignored) of the depthwise conv.
 /// Cube (x: tile index in H×W, y: depth block, z: sample·C + channel); units 16×16.
@@ -256,34 +252,10 @@ fn db_kernel(dy: &[f32], db: &mut [f32], batch: usize, channels: usize, volume: 
         }
     }
     let mut shared = Shared::<[f32]>::new_slice(REDUCE_UNITS);
-    shared[unit] = sum;
-    sync_cube();
-    #[unroll]
-    for level in 0..REDUCE_LEVELS {
-        let stride = comptime!(REDUCE_UNITS >> (level + 1));
-        if unit < stride {
-            let v = shared[unit] + shared[unit + stride];
-            shared[unit] = v;
-        }
-        sync_cube();
-    }
+    let total = block_sum(&mut shared, sum, unit);
     if unit == 0 {
-        db[channel] = shared[unit];
+        db[channel] = total;
     }
-}
-
-/// A new contiguous f32 tensor of `shape` on `like`'s device.
-fn empty_like(like: &CubeTensor, shape: Shape) -> CubeTensor {
-    burn_cubecl::ops::numeric::empty_device_dtype(
-        like.client.clone(),
-        like.device.clone(),
-        shape,
-        burn::tensor::DType::F32,
-    )
-}
-
-fn buffer(t: &CubeTensor) -> BufferArg {
-    t.clone().into_buffer_arg()
 }
 
 /// `[N, C, D, H, W]` and K of a depthwise conv, checked.

@@ -17,6 +17,7 @@
 pub(crate) mod composite;
 pub mod depthwise;
 pub mod norm;
+mod reduce;
 
 use crate::ops::{
     burn_conv3d, burn_conv_transpose3d_k2s2, burn_depthwise, record_with_two_checkpoints,
@@ -113,6 +114,24 @@ fn cube_all_reduce(x: FloatTensor<Cube>) -> FloatTensor<Cube> {
     Cube::float_from_data(TensorData::new(values, shape), &device)
 }
 
+/// A new contiguous f32 tensor of `shape` on `like`'s device (the kernels' outputs).
+pub(crate) fn empty_like(
+    like: &burn_cubecl::tensor::CubeTensor,
+    shape: burn::tensor::Shape,
+) -> burn_cubecl::tensor::CubeTensor {
+    burn_cubecl::ops::numeric::empty_device_dtype(
+        like.client.clone(),
+        like.device.clone(),
+        shape,
+        burn::tensor::DType::F32,
+    )
+}
+
+/// `t`'s buffer as a kernel argument.
+pub(crate) fn buffer(t: &burn_cubecl::tensor::CubeTensor) -> cubecl::prelude::BufferArg {
+    t.clone().into_buffer_arg()
+}
+
 /// The depthwise conv's backward on the GPU: dx, dw and db from the checkpointed input and
 /// weight, each only when its node wants it.
 #[derive(Debug)]
@@ -185,18 +204,11 @@ impl Backward<Cube, 2> for AddActBackward {
         grads: &mut Gradients,
         _checkpointer: &mut Checkpointer,
     ) {
-        let [node_a, node_b] = ops.parents;
+        let parents = ops.parents.map(|n| n.map(|n| n.id));
         let dy = grads.consume::<Cube>(&ops.node);
         let (y, slope) = ops.state;
         let g = norm::add_leaky_relu_backward(y, dy, slope);
-        match (node_a, node_b) {
-            (Some(a), Some(b)) => {
-                grads.register::<Cube>(a.id, g.clone());
-                grads.register::<Cube>(b.id, g);
-            }
-            (Some(n), None) | (None, Some(n)) => grads.register::<Cube>(n.id, g),
-            (None, None) => {}
-        }
+        crate::ops::register_to_each::<Cube>(grads, parents, g);
     }
 }
 

@@ -16,38 +16,15 @@
 //!
 //! Tensors are contiguous f32 of any rank, `[N, C, …]` for the norm.
 
+use super::reduce::{block_sum, REDUCE_UNITS};
+use super::{buffer, empty_like};
 use burn::tensor::Shape;
 use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::tensor::CubeTensor;
 use cubecl::prelude::*;
 
-/// Units in a row's cube.
-const REDUCE_UNITS: usize = 256;
-/// log2(REDUCE_UNITS), unrolled at compile time (see `depthwise`'s note on Vulkan and loops).
-const REDUCE_LEVELS: usize = 8;
 /// Units per cube of the element-wise kernels.
 const ELEMENT_UNITS: u32 = 256;
-
-/// The sum of every unit's `value` over the cube, returned to every unit. `shared` holds
-/// [`REDUCE_UNITS`] values and may be reused as soon as this returns.
-#[cube]
-fn block_sum(shared: &mut Shared<[f32]>, value: f32, unit: usize) -> f32 {
-    shared[unit] = value;
-    sync_cube();
-    #[unroll]
-    for level in 0..REDUCE_LEVELS {
-        let stride = comptime!(REDUCE_UNITS >> (level + 1));
-        if unit < stride {
-            let v = shared[unit] + shared[unit + stride];
-            shared[unit] = v;
-        }
-        sync_cube();
-    }
-    let total = shared[0];
-    // Every unit has read the total before any unit writes the next sum.
-    sync_cube();
-    total
-}
 
 /// `LeakyReLU(x̂)` for x̂ = (x − μ)·rstd, and each row's rstd. Cube x: the row.
 #[cube(launch)]
@@ -148,30 +125,33 @@ fn norm_act_backward_kernel(
     }
 }
 
-/// `LeakyReLU(a + b)`, one unit per element.
+/// One unit per element: `LeakyReLU(a + b)` (`backward = false`), or the gradient
+/// `b · LeakyReLU'` read from the output `a` (`backward = true`).
 #[cube(launch)]
-fn add_act_kernel(a: &[f32], b: &[f32], output: &mut [f32], len: usize, slope: f32) {
+fn act_kernel(
+    a: &[f32],
+    b: &[f32],
+    output: &mut [f32],
+    len: usize,
+    slope: f32,
+    #[comptime] backward: bool,
+) {
     let i = ABSOLUTE_POS;
     if i < len {
-        let s = a[i] + b[i];
-        let mut y = s;
-        if s <= 0.0f32 {
-            y = s * slope;
+        if backward {
+            let mut g = b[i];
+            if a[i] <= 0.0f32 {
+                g *= slope;
+            }
+            output[i] = g;
+        } else {
+            let s = a[i] + b[i];
+            let mut y = s;
+            if s <= 0.0f32 {
+                y = s * slope;
+            }
+            output[i] = y;
         }
-        output[i] = y;
-    }
-}
-
-/// `dy · LeakyReLU'` read from the output `y`, one unit per element.
-#[cube(launch)]
-fn act_backward_kernel(y: &[f32], dy: &[f32], dx: &mut [f32], len: usize, slope: f32) {
-    let i = ABSOLUTE_POS;
-    if i < len {
-        let mut g = dy[i];
-        if y[i] <= 0.0f32 {
-            g *= slope;
-        }
-        dx[i] = g;
     }
 }
 
@@ -181,20 +161,6 @@ fn check_slope(slope: f64) {
         slope > 0.0 && slope.is_finite(),
         "leaky relu: the slope must be positive (got {slope})"
     );
-}
-
-/// A new contiguous f32 tensor of `shape` on `like`'s device.
-fn empty_like(like: &CubeTensor, shape: Shape) -> CubeTensor {
-    burn_cubecl::ops::numeric::empty_device_dtype(
-        like.client.clone(),
-        like.device.clone(),
-        shape,
-        burn::tensor::DType::F32,
-    )
-}
-
-fn buffer(t: &CubeTensor) -> BufferArg {
-    t.clone().into_buffer_arg()
 }
 
 /// Rows (N·C) and row length of an `[N, C, …]` tensor, checked against the launch limits.
@@ -265,63 +231,40 @@ pub fn instance_norm_act_backward(
     dx
 }
 
-/// The cube count and shape of a one-unit-per-element launch over `len` values.
-fn elementwise(client: &CubeTensor, len: usize) -> (CubeCount, CubeDim) {
-    let dim = CubeDim::new_1d(ELEMENT_UNITS);
-    (
-        cubecl::calculate_cube_count_elemwise(&client.client, len, dim),
-        dim,
-    )
-}
-
-/// `LeakyReLU(a + b, slope)`.
-pub fn add_leaky_relu(a: CubeTensor, b: CubeTensor, slope: f64) -> CubeTensor {
+/// [`act_kernel`] over two equal-shape tensors, one unit per element.
+fn launch_act(a: CubeTensor, b: CubeTensor, slope: f64, backward: bool) -> CubeTensor {
     check_slope(slope);
     let a = into_contiguous(a);
     let b = into_contiguous(b);
     assert_eq!(
         a.meta.shape(),
         b.meta.shape(),
-        "add_leaky_relu: shapes differ"
+        "add_leaky_relu{}: shapes differ",
+        if backward { " backward" } else { "" }
     );
     let len = a.meta.num_elements();
-    let y = empty_like(&a, a.meta.shape().clone());
-    let (count, dim) = elementwise(&a, len);
-    add_act_kernel::launch(
+    let out = empty_like(&a, a.meta.shape().clone());
+    let dim = CubeDim::new_1d(ELEMENT_UNITS);
+    act_kernel::launch(
         &a.client,
-        count,
+        cubecl::calculate_cube_count_elemwise(&a.client, len, dim),
         dim,
         buffer(&a),
         buffer(&b),
-        buffer(&y),
+        buffer(&out),
         len,
         slope as f32,
+        backward,
     );
-    y
+    out
+}
+
+/// `LeakyReLU(a + b, slope)`.
+pub fn add_leaky_relu(a: CubeTensor, b: CubeTensor, slope: f64) -> CubeTensor {
+    launch_act(a, b, slope, false)
 }
 
 /// The gradient of [`add_leaky_relu`] (the same for both inputs) from its output and dy.
 pub fn add_leaky_relu_backward(y: CubeTensor, dy: CubeTensor, slope: f64) -> CubeTensor {
-    check_slope(slope);
-    let y = into_contiguous(y);
-    let dy = into_contiguous(dy);
-    assert_eq!(
-        y.meta.shape(),
-        dy.meta.shape(),
-        "add_leaky_relu backward: output and gradient shapes differ"
-    );
-    let len = y.meta.num_elements();
-    let dx = empty_like(&y, y.meta.shape().clone());
-    let (count, dim) = elementwise(&y, len);
-    act_backward_kernel::launch(
-        &y.client,
-        count,
-        dim,
-        buffer(&y),
-        buffer(&dy),
-        buffer(&dx),
-        len,
-        slope as f32,
-    );
-    dx
+    launch_act(y, dy, slope, true)
 }
