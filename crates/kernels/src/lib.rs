@@ -15,6 +15,7 @@ pub mod linear;
 pub mod norm;
 pub mod reference;
 pub mod shifted;
+mod shifted_dw;
 mod simd;
 pub mod winograd;
 

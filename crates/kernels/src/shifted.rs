@@ -12,7 +12,8 @@
 //!
 //! dx is the same computation on the padded dY with the weight transposed and its taps
 //! reversed; dW sums `dY_grid [Cout × Q] · X_shiftedᵀ [Q × Cin]` per tap, with dY zero on the
-//! thrown-away columns, over Q chunks in parallel.
+//! thrown-away columns, over Q chunks in parallel (in fp32 on AVX-512 by `shifted_dw`'s kernel,
+//! else one GEMM per tap).
 
 use crate::conv_core::{add_bias, matmul_with, operand, ConvShape, Dst, SharedOut};
 use gemm::Parallelism;
@@ -270,6 +271,10 @@ pub fn backward_dw(s: &ConvShape, x: &[f32], dy: &[f32]) -> Vec<f32> {
     let planes = slab_planes(s, ci_n + co_n);
     let g0 = Grid::new(s, planes);
     let mut xbuf = vec![0f32; ci_n * g0.chan];
+    // fp32 on AVX-512: the taps' sums from the slab transposed once (`shifted_dw`), not a GEMM
+    // per tap that packs its shifted view again.
+    let fast = crate::shifted_dw::runs_here();
+    let mut xt = Vec::new();
     let chunks = 2 * rayon::current_num_threads();
     for n in 0..s.n {
         for z0 in (0..s.d).step_by(planes) {
@@ -299,12 +304,31 @@ pub fn backward_dw(s: &ConvShape, x: &[f32], dy: &[f32]) -> Vec<f32> {
             let taps = g.taps(s.k);
             let len = q.div_ceil(chunks);
             let xs = &xbuf[..ci_n * g.chan];
+            if fast {
+                crate::shifted_dw::transpose(xs, ci_n, g.chan, g.chan, &mut xt);
+            }
             let parts: Vec<Vec<f32>> = (0..q)
                 .step_by(len)
                 .collect::<Vec<_>>()
                 .into_par_iter()
                 .map(|q0| {
                     let l = len.min(q - q0);
+                    if fast {
+                        let chunk = crate::shifted_dw::Chunk {
+                            dy: &dyg,
+                            q_stride: q,
+                            c_out: co_n,
+                            xt: &xt,
+                            c_in: ci_n,
+                            taps: &taps,
+                            q0,
+                            len: l,
+                        };
+                        return crate::shifted_dw::chunk_dw(
+                            &chunk,
+                            crate::shifted_dw::Micro::Avx512,
+                        );
+                    }
                     let mut part = vec![0f32; k3 * co_n * ci_n];
                     for (t, &off) in taps.iter().enumerate() {
                         // part_t [Cout × Cin] = dY[:, q0..q0+l] · X_shifted[:, q0..q0+l]ᵀ
