@@ -15,7 +15,7 @@ use repux_train::{train, Cases, RunOptions, TrainConfig};
 /// repux's GPU depthwise kernels against repux's CPU kernels: 1e-7 at the first step), and 20
 /// AdamW steps at lr 1e-2 compound those differences — AdamW divides each gradient by its own
 /// running magnitude, so the smallest gradients' rounding counts as much as the largest's.
-/// Measured: 5.5e-3 at most over these 20 steps.
+/// Measured: 5.8e-3 at most over these 20 steps.
 const LOSS_TOL: f64 = 0.02;
 
 #[test]
