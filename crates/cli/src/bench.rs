@@ -810,9 +810,7 @@ fn time_on_device(
     sync()?;
     let elapsed = t.elapsed().as_secs_f64();
     let out = out.ok_or_else(|| anyhow::anyhow!("{what}: the backward gave no input gradient"))?;
-    out.sum()
-        .try_into_data()
-        .map_err(|e| anyhow::anyhow!("{what}: the device failed to run it: {e}"))?;
+    repux_nn::values(out.sum(), what)?;
     Ok(elapsed)
 }
 

@@ -61,12 +61,13 @@ pub fn values<const D: usize>(
             .split_whitespace()
             .collect::<Vec<_>>()
             .join(" ");
-        let hint = match device::installed().max_buffer_bytes {
+        let installed = device::installed();
+        let hint = match installed.max_buffer_bytes {
             Some(bytes) => format!(
                 "; on the GPU path every tensor must fit one buffer of the adapter, at most \
                  {} MiB on {}: a smaller patch or batch, or --device cpu, avoids it",
                 bytes >> 20,
-                device::installed().description
+                installed.description
             ),
             None => String::new(),
         };
