@@ -17,6 +17,7 @@ pub mod reference;
 pub mod shifted;
 mod shifted_dw;
 mod simd;
+pub mod softmax;
 pub mod winograd;
 
 pub use bf16::{set_precision, Precision};

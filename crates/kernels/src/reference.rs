@@ -372,3 +372,63 @@ pub fn bmm_backward(
     let f = |v: Vec<f64>| v.into_iter().map(|x| x as f32).collect();
     (f(da), f(db))
 }
+
+/// `softmax(S + bias + mask)` over the last axis in f64 (see [`crate::softmax`] for layouts).
+pub fn window_softmax(
+    s: crate::softmax::AttnShape,
+    scores: &[f32],
+    bias: &[f32],
+    mask: Option<&[f32]>,
+) -> Vec<f32> {
+    let n = s.n;
+    let mut out = vec![0f32; scores.len()];
+    for b in 0..s.batch {
+        for h in 0..s.heads {
+            for i in 0..n {
+                let at = ((b * s.heads + h) * n + i) * n;
+                let logit = |j: usize| {
+                    let mut v = scores[at + j] as f64 + bias[(h * n + i) * n + j] as f64;
+                    if let Some(m) = mask {
+                        v += m[((b % s.windows) * n + i) * n + j] as f64;
+                    }
+                    v
+                };
+                let max = (0..n).map(logit).fold(f64::NEG_INFINITY, f64::max);
+                let sum: f64 = (0..n).map(|j| (logit(j) - max).exp()).sum();
+                for j in 0..n {
+                    out[at + j] = ((logit(j) - max).exp() / sum) as f32;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The window softmax's backward by the chain rule from the input, in f64: `(dS, dbias)`.
+pub fn window_softmax_backward(
+    s: crate::softmax::AttnShape,
+    scores: &[f32],
+    bias: &[f32],
+    mask: Option<&[f32]>,
+    dp: &[f32],
+) -> (Vec<f32>, Vec<f32>) {
+    let n = s.n;
+    let p = window_softmax(s, scores, bias, mask);
+    let mut ds = vec![0f32; scores.len()];
+    let mut dbias = vec![0f64; s.heads * n * n];
+    for b in 0..s.batch {
+        for h in 0..s.heads {
+            for i in 0..n {
+                let at = ((b * s.heads + h) * n + i) * n;
+                // dS_j = Σ_k dP_k ∂P_k/∂S_j = P_j (dP_j − Σ_k dP_k P_k)
+                let dot: f64 = (0..n).map(|k| dp[at + k] as f64 * p[at + k] as f64).sum();
+                for j in 0..n {
+                    let g = p[at + j] as f64 * (dp[at + j] as f64 - dot);
+                    ds[at + j] = g as f32;
+                    dbias[(h * n + i) * n + j] += g;
+                }
+            }
+        }
+    }
+    (ds, dbias.into_iter().map(|v| v as f32).collect())
+}

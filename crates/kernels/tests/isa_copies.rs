@@ -1,9 +1,11 @@
 //! The hand-written loops' baseline, AVX2 and AVX-512 copies compute the same values, bit for
-//! bit (docs/architecture.md's invariant): Winograd forward and dx, the fused norm passes.
+//! bit (docs/architecture.md's invariant): Winograd forward and dx, the fused norm passes, the
+//! window softmax.
 //! Its own test binary, so that no other test moves the ISA cap while it runs.
 
 use rand::{Rng, SeedableRng};
 use repux_kernels::dense::ConvShape;
+use repux_kernels::softmax::{self, AttnShape};
 use repux_kernels::{limit_isa, norm, winograd};
 
 fn data(n: usize, seed: u64) -> Vec<f32> {
@@ -33,6 +35,18 @@ fn isa_copies_agree_bit_for_bit() {
     );
     let sp = 1000;
     let (nx, na) = (data(6 * sp, 5), data(6 * sp, 6));
+    let attn = AttnShape {
+        batch: 4,
+        heads: 3,
+        n: 37,
+        windows: 2,
+    };
+    let scores: Vec<f32> = data(4 * 3 * 37 * 37, 7).iter().map(|v| 20.0 * v).collect();
+    let (bias, dp) = (data(3 * 37 * 37, 8), data(scores.len(), 9));
+    let mask: Vec<f32> = data(2 * 37 * 37, 10)
+        .iter()
+        .map(|&v| if v > 0.4 { -100.0 } else { 0.0 })
+        .collect();
     let run = |level: u8| {
         limit_isa(level);
         let y = winograd::forward(&s, &x, &w, Some(&b));
@@ -41,7 +55,11 @@ fn isa_copies_agree_bit_for_bit() {
         let ndx = norm::instance_norm_act_backward(&ny, &na, &rstd, sp, 0.01);
         let ay = norm::add_act(&nx, &na, 0.01);
         let ag = norm::act_backward(&ay, &na, 0.01);
-        [y, dx, ny, rstd, ndx, ay, ag]
+        let mut p = scores.clone();
+        softmax::window_softmax(attn, &mut p, &bias, Some(&mask));
+        let mut ds = dp.clone();
+        let dbias = softmax::window_softmax_backward(attn, &p, &mut ds);
+        [y, dx, ny, rstd, ndx, ay, ag, p, ds, dbias]
     };
     let base = run(0);
     for level in [1, 2] {

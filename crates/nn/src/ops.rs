@@ -8,8 +8,10 @@
 //! s2 transposed conv by GEMM (columns-free or im2col). Each has one custom autodiff step
 //! computing all its gradients together (dx only when the input needs one — the network's input
 //! does not). The UNETR blocks' InstanceNorm + LeakyReLU and add + LeakyReLU go through the same
-//! extension as fused passes whose backward reads only their output. Burn's own module ops stay available as the reference
-//! ([`burn_depthwise`], [`burn_conv3d`]) that tests and `repux bench` compare against.
+//! extension as fused passes whose backward reads only their output, and so does SwinUNETR's
+//! attention softmax (relative position bias + shifted-window mask + softmax). Burn's own ops
+//! stay available as the reference ([`burn_depthwise`], [`burn_conv3d`],
+//! [`burn_window_softmax`]) that tests and `repux bench` compare against.
 //!
 //! Shapes: x [N, C, D, H, W]; depthwise weight [C, 1, K, K, K]; dense weight [O, I/g, k, k, k];
 //! transposed weight [I, O, 2, 2, 2] (PyTorch's layout).
@@ -29,6 +31,7 @@ use burn::tensor::{Shape, Tensor, TensorData};
 use repux_kernels::dense::{self, ConvShape, UpShape};
 use repux_kernels::depthwise::{self, DwAlgo, DwSaved, DwShape};
 use repux_kernels::norm;
+use repux_kernels::softmax::{self, AttnShape};
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -81,6 +84,18 @@ pub trait ConvBackend: burn::backend::Backend {
     fn instance_norm_act(x: FloatTensor<Self>, eps: f64, slope: f64) -> FloatTensor<Self>;
     /// `LeakyReLU(a + b, slope)`; the backward keeps only the output.
     fn add_leaky_relu(a: FloatTensor<Self>, b: FloatTensor<Self>, slope: f64) -> FloatTensor<Self>;
+    /// Window attention's `softmax(scores + bias)` over the last axis: scores
+    /// `[batch, heads, n, n]`, the relative position bias `[heads, n, n]`. One fused pass; the
+    /// backward keeps only the output.
+    fn window_softmax(scores: FloatTensor<Self>, bias: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// [`ConvBackend::window_softmax`] of `scores + bias + mask`, the shifted windows' mask
+    /// `[windows, n, n]` added to batch entry `b` as window `b % windows`. The mask is a
+    /// constant: no gradient reaches it.
+    fn window_softmax_masked(
+        scores: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        mask: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
     /// Element-wise sum over the ranks of the installed [`crate::collective`] group (identity
     /// without one); its backward sums the gradient over ranks the same way.
     fn all_reduce_sum(x: FloatTensor<Self>) -> FloatTensor<Self>;
@@ -325,6 +340,31 @@ fn flex_up(x: FloatTensor<Flex>, weight: FloatTensor<Flex>) -> FloatTensor<Flex>
     flex_tensor(y, [s.n, s.cout, 2 * s.d, 2 * s.h, 2 * s.w])
 }
 
+/// The sizes of a window softmax's operands (`mask`: its `[windows, n, n]` dims, if any).
+fn attn_shape(scores: &FloatTensor<Flex>, mask: Option<&FloatTensor<Flex>>) -> AttnShape {
+    let [batch, heads, n, _] = scores.shape().dims::<4>();
+    AttnShape {
+        batch,
+        heads,
+        n,
+        windows: mask.map_or(1, |m| m.shape().dims::<3>()[0]),
+    }
+}
+
+/// The window softmax on Flex, in the scores' buffer where they own it.
+fn flex_window_softmax(
+    scores: FloatTensor<Flex>,
+    bias: &FloatTensor<Flex>,
+    mask: Option<&FloatTensor<Flex>>,
+) -> (FloatTensor<Flex>, AttnShape) {
+    let s = attn_shape(&scores, mask);
+    let shape = scores.shape();
+    let mut p = flex_vec(scores);
+    let mask = mask.map(flex_slice);
+    softmax::window_softmax(s, &mut p, &flex_slice(bias), mask.as_deref());
+    (flex_tensor(p, shape), s)
+}
+
 impl ConvBackend for Flex {
     fn depthwise_conv3d(
         x: FloatTensor<Self>,
@@ -386,6 +426,16 @@ impl ConvBackend for Flex {
             norm::add_act(&flex_slice(&a), &flex_slice(&b), slope as f32),
             shape,
         )
+    }
+    fn window_softmax(scores: FloatTensor<Self>, bias: FloatTensor<Self>) -> FloatTensor<Self> {
+        flex_window_softmax(scores, &bias, None).0
+    }
+    fn window_softmax_masked(
+        scores: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        mask: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        flex_window_softmax(scores, &bias, Some(&mask)).0
     }
     fn all_reduce_sum(x: FloatTensor<Self>) -> FloatTensor<Self> {
         flex_all_reduce(&x)
@@ -454,6 +504,57 @@ impl Backward<Flex, 2> for AddActBackward {
             y.shape(),
         );
         register_to_each::<Flex>(grads, parents, g);
+    }
+}
+
+/// The window softmax's backward from its output: dS for the scores, Σ_batch dS for the bias.
+#[derive(Debug)]
+struct WindowSoftmaxBackward;
+
+impl Backward<Flex, 2> for WindowSoftmaxBackward {
+    /// The output and its sizes.
+    type State = (FloatTensor<Flex>, AttnShape);
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 2>,
+        grads: &mut Gradients,
+        _checkpointer: &mut Checkpointer,
+    ) {
+        let [node_scores, node_bias] = ops.parents;
+        let dp = grads.consume::<Flex>(&ops.node);
+        let (p, s) = ops.state;
+        let shape = p.shape();
+        let mut ds = flex_vec(dp);
+        let dbias = softmax::window_softmax_backward(s, &flex_slice(&p), &mut ds);
+        if let Some(node) = node_scores {
+            grads.register::<Flex>(node.id, flex_tensor(ds, shape));
+        }
+        if let Some(node) = node_bias {
+            grads.register::<Flex>(node.id, flex_tensor(dbias, [s.heads, s.n, s.n]));
+        }
+    }
+}
+
+/// Records the window softmax on the autodiff graph; the backward keeps only its output.
+fn autodiff_window_softmax<C: CheckpointStrategy>(
+    scores: FloatTensor<Autodiff<Flex, C>>,
+    bias: FloatTensor<Autodiff<Flex, C>>,
+    mask: Option<&FloatTensor<Flex>>,
+) -> FloatTensor<Autodiff<Flex, C>> {
+    let (scores, node) = scores.into_parts();
+    match WindowSoftmaxBackward
+        .prepare::<C>([node, bias.node()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => {
+            let (p, s) = flex_window_softmax(scores, bias.primitive(), mask);
+            prep.finish((p.clone(), s), p)
+        }
+        OpsKind::UnTracked(prep) => {
+            prep.finish(flex_window_softmax(scores, bias.primitive(), mask).0)
+        }
     }
 }
 
@@ -858,6 +959,16 @@ impl<C: CheckpointStrategy> ConvBackend for Autodiff<Flex, C> {
             OpsKind::UnTracked(prep) => prep.finish(y),
         }
     }
+    fn window_softmax(scores: FloatTensor<Self>, bias: FloatTensor<Self>) -> FloatTensor<Self> {
+        autodiff_window_softmax::<C>(scores, bias, None)
+    }
+    fn window_softmax_masked(
+        scores: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        mask: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        autodiff_window_softmax::<C>(scores, bias, Some(mask.primitive()))
+    }
     fn all_reduce_sum(x: FloatTensor<Self>) -> FloatTensor<Self> {
         let y = flex_all_reduce(x.primitive());
         AllReduceBackward
@@ -921,6 +1032,38 @@ pub fn add_leaky_relu<const D: usize>(a: Tensor<D>, b: Tensor<D>, slope: f64) ->
         b.into_dispatch(),
         slope,
     ))
+}
+
+/// Window attention's `softmax(scores + bias (+ mask))` over the last axis, fused: scores
+/// `[batch, heads, n, n]`, bias `[heads, n, n]`, mask `[windows, n, n]` (batch entry `b` is
+/// window `b % windows`; a constant, no gradient). Burn's ops when [`use_burn_ops`] is on.
+pub fn window_softmax(scores: Tensor<4>, bias: Tensor<3>, mask: Option<Tensor<3>>) -> Tensor<4> {
+    if burn_ops() {
+        return burn_window_softmax(scores, bias, mask);
+    }
+    let (scores, bias) = (scores.into_dispatch(), bias.into_dispatch());
+    Tensor::from_dispatch(match mask {
+        Some(m) => {
+            <Dispatch as ConvBackend>::window_softmax_masked(scores, bias, m.into_dispatch())
+        }
+        None => <Dispatch as ConvBackend>::window_softmax(scores, bias),
+    })
+}
+
+/// [`window_softmax`] as burn's tensor ops (the reference, and the peer `repux bench` times).
+pub fn burn_window_softmax(
+    scores: Tensor<4>,
+    bias: Tensor<3>,
+    mask: Option<Tensor<3>>,
+) -> Tensor<4> {
+    let [b, h, n, _] = scores.dims();
+    let mut s = scores + bias.unsqueeze::<4>();
+    if let Some(m) = mask {
+        let nw = m.dims()[0];
+        s = (s.reshape([b / nw, nw, h, n, n]) + m.unsqueeze_dim::<4>(1).unsqueeze::<5>())
+            .reshape([b, h, n, n]);
+    }
+    burn::tensor::activation::softmax(s, 3)
 }
 
 /// Transposed conv, kernel 2, stride 2, no bias (the decoder's upsampling).

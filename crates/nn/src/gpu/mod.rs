@@ -9,7 +9,8 @@
 //!   units where the device has them); their backward is burn's autodiff;
 //! - the fused InstanceNorm + LeakyReLU and add + LeakyReLU passes: repux's own CubeCL kernels
 //!   ([`norm`]) with a backward that reads only the output, like the CPU extension's;
-//! - linear layers and attention products: burn's matmul ([`composite`]), differentiated by burn.
+//! - linear layers, attention products and the window softmax: burn's matmul and softmax
+//!   ([`composite`]), differentiated by burn.
 //!
 //! [`crate::ops::use_burn_ops`] routes the depthwise conv and the norm passes to burn's own ops
 //! (the peer `repux bench` times them against).
@@ -64,6 +65,16 @@ macro_rules! burn_composed_methods {
         }
         fn bmm(a: FloatTensor<Self>, b: FloatTensor<Self>) -> FloatTensor<Self> {
             Self::float_matmul(a, b)
+        }
+        fn window_softmax(scores: FloatTensor<Self>, bias: FloatTensor<Self>) -> FloatTensor<Self> {
+            composite::window_softmax::<Self>(scores, bias, None)
+        }
+        fn window_softmax_masked(
+            scores: FloatTensor<Self>,
+            bias: FloatTensor<Self>,
+            mask: FloatTensor<Self>,
+        ) -> FloatTensor<Self> {
+            composite::window_softmax::<Self>(scores, bias, Some(mask))
         }
     };
 }

@@ -6,7 +6,6 @@
 
 use super::linear::Linear;
 use burn::module::{Module, Param};
-use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
 
 #[derive(Module, Debug)]
@@ -52,7 +51,7 @@ impl WindowAttention {
         let (q, k, v) = (part(0), part(1), part(2));
         let q = q * (hd as f64).powf(-0.5);
         // [B_·heads, N, N], through repux's GEMM (bf16 under `--precision bf16`).
-        let mut attn = crate::ops::bmm(
+        let attn = crate::ops::bmm(
             q.reshape([b * h, n, hd]),
             k.swap_dims(2, 3).reshape([b * h, hd, n]),
         )
@@ -70,13 +69,8 @@ impl WindowAttention {
             .select(0, sub)
             .reshape([n, n, h])
             .permute([2, 0, 1]);
-        attn = attn + bias.unsqueeze::<4>();
-        if let Some(m) = mask {
-            let nw = m.dims()[0];
-            attn = (attn.reshape([b / nw, nw, h, n, n]) + m.unsqueeze_dim::<4>(1).unsqueeze::<5>())
-                .reshape([b, h, n, n]);
-        }
-        let attn = softmax(attn, 3);
+        // bias + mask + softmax as one pass whose backward keeps only the probabilities.
+        let attn = crate::ops::window_softmax(attn, bias, mask);
         let y = crate::ops::bmm(attn.reshape([b * h, n, n]), v.reshape([b * h, n, hd]))
             .reshape([b, h, n, hd])
             .swap_dims(1, 2)
