@@ -97,6 +97,19 @@ def kernel_records(repeats):
     # The UNETR blocks' InstanceNorm + LeakyReLU (`repux bench kernels --device gpu`); w unused.
     for c, s in ((48, 96), (96, 48)):
         run("instance_norm_act", (1, c, s, s, s), (1,), lambda x, w: F.leaky_relu(F.instance_norm(x, eps=1e-5), 0.01), channels=c, size=[s, s, s])
+    # SwinUNETR's attention softmax at its largest (`repux bench kernels`: the first stage of a
+    # 2 x 96^3 step, 2*7^3 windows of 7^3 tokens, 3 heads, the shifted blocks' mask), as MONAI's
+    # WindowAttention computes it; w is the position bias, which wants its gradient.
+    n, nw = 343, 343
+    mask = torch.zeros(nw, n, n, device=DEV)
+    mask[torch.rand(nw, n, n, device=DEV) < 0.3] = -100.0
+
+    def attn_softmax(x, w):
+        a = x + w.unsqueeze(0)
+        a = a.view(-1, nw, 3, n, n) + mask.unsqueeze(1).unsqueeze(0)
+        return torch.softmax(a.view(-1, 3, n, n), dim=-1)
+
+    run("window_softmax", (2 * nw, 3, n, n), (3, n, n), attn_softmax, channels=48, size=[48, 48, 48], heads=3, window=7, batch=2, masked=True)
     for r in recs:
         r["pass"] = r.pop("pass_")
     return recs

@@ -15,10 +15,12 @@ pub enum Command {
         #[arg(long, default_value_t = 3)]
         repeats: usize,
     },
-    /// Time repux's depthwise kernels against burn's generic conv3d (groups = C) on the RepUX-Net
-    /// shapes, forward and forward+backward, in the same run.
+    /// Time repux's kernels against burn's generic ops on the networks' shapes, forward and
+    /// forward+backward, in the same run: the depthwise conv (burn: conv3d, groups = C), the
+    /// dense and transposed convs, and SwinUNETR's attention softmax.
     Kernels {
-        /// One JSON array of records (op, channels, size, kernel, pass, ours_s, burn_s, gflops).
+        /// One JSON array of records (op, channels, size, kernel, pass, ours_s, burn_s, gflops;
+        /// the softmax's also heads, window, batch and masked, without kernel and gflops).
         #[arg(long)]
         json: bool,
         /// Runs per measurement (median).
@@ -692,6 +694,7 @@ fn kernels(json: bool, repeats: usize, burn_limit_s: f64) -> Result<ExitCode> {
         }
     }
     dense_records(repeats, burn_limit_s, &mut records, &mut notes);
+    records.extend(window_softmax_records(repeats)?);
     tag_precision(
         &mut records,
         repux_kernels::bf16::precision().name(),
@@ -726,9 +729,12 @@ fn kernels(json: bool, repeats: usize, burn_limit_s: f64) -> Result<ExitCode> {
             (op, _, _) => op.to_string(),
         };
         println!(
-            "{:<15} {:<6} {:>8} {:>5}³ {:<17} {:>10.4} {:>10} {:>9} {:>9.1}",
+            "{:<15} {:<6} {:>8} {:>5}³ {:<17} {:>10.4} {:>10} {:>9} {:>9}",
             op,
-            r["kernel"].as_u64().unwrap_or(0),
+            r["kernel"]
+                .as_u64()
+                .map(|k| k.to_string())
+                .unwrap_or_else(|| "-".into()),
             r["channels"].as_u64().unwrap_or(0),
             r["size"][0].as_u64().unwrap_or(0),
             r["pass"].as_str().unwrap_or(""),
@@ -737,7 +743,10 @@ fn kernels(json: bool, repeats: usize, burn_limit_s: f64) -> Result<ExitCode> {
                 .unwrap_or_else(|| "skipped".into()),
             burn.map(|b| format!("{:.0}×", b / ours))
                 .unwrap_or_else(|| "-".into()),
-            r["gflops"].as_f64().unwrap_or(f64::NAN)
+            r["gflops"]
+                .as_f64()
+                .map(|g| format!("{g:.1}"))
+                .unwrap_or_else(|| "-".into())
         );
     }
     for n in &notes {
@@ -782,6 +791,73 @@ fn device_norm(c: usize, size: usize, backward: bool) -> Result<f64> {
     )
 }
 
+/// SwinUNETR's attention softmax where it is largest: the first stage of a 2 × 96³ step, 48³
+/// tokens per sample padded to 49³ and cut into 7³ windows (2 · 343 windows of 343 tokens, 3
+/// heads), with the shifted blocks' mask and a position bias that wants its gradient, as in
+/// training. Returns the record's fields and a timer for one pass through `repux_nn::ops`
+/// (repux's fused kernels, or burn's ops with `use_burn_ops`) on the installed device, forward
+/// or forward + backward; the inputs are made once.
+fn window_softmax_case(backward: bool) -> (serde_json::Value, impl FnMut() -> Result<f64>) {
+    use burn::tensor::{Distribution, Tensor};
+    let plain = repux_nn::compute_device();
+    let device = if backward { plain.autodiff() } else { plain };
+    let (side, window, shift, heads, samples) = (49usize, 7usize, 3usize, 3usize, 2usize);
+    let n = window.pow(3);
+    let batch = samples * (side / window).pow(3);
+    let x = Tensor::<5>::random([batch, heads, n, n, 1], Distribution::Default, &device);
+    let bias = Tensor::<3>::random([heads, n, n], Distribution::Normal(0.0, 0.02), &device);
+    let (x, bias) = if backward {
+        (x.require_grad(), bias.require_grad())
+    } else {
+        (x, bias)
+    };
+    let mask = repux_nn::layers::window_attention::compute_mask(
+        [side; 3],
+        [window; 3],
+        [shift; 3],
+        &device,
+    );
+    let fields = serde_json::json!({"op": "window_softmax", "channels": 48, "size": [48, 48, 48], "heads": heads, "window": window, "batch": samples, "masked": true});
+    let time = move || {
+        let (bias, mask) = (bias.clone(), mask.clone());
+        time_on_device(
+            x.clone(),
+            backward,
+            |x| {
+                repux_nn::ops::window_softmax(x.reshape([batch, heads, n, n]), bias, Some(mask))
+                    .reshape([batch, heads, n, n, 1])
+            },
+            &format!("window softmax [{batch}, {heads}, {n}, {n}]"),
+        )
+    };
+    (fields, time)
+}
+
+/// The [`window_softmax_case`] records, forward and forward + backward, repux's kernels against
+/// burn's ops, each after one warm-up run.
+fn window_softmax_records(repeats: usize) -> Result<Vec<serde_json::Value>> {
+    let mut records = Vec::new();
+    for (pass, fb) in [("forward", false), ("forward_backward", true)] {
+        let (mut fields, mut time) = window_softmax_case(fb);
+        let mut median_of = |burn: bool| -> Result<f64> {
+            repux_nn::ops::use_burn_ops(burn);
+            let r = time().and_then(|_| {
+                let runs: Result<Vec<f64>> = (0..repeats.max(1)).map(|_| time()).collect();
+                Ok(median(runs?))
+            });
+            repux_nn::ops::use_burn_ops(false);
+            r
+        };
+        let ours = median_of(false)?;
+        let burn_s = median_of(true)?;
+        fields["pass"] = pass.into();
+        fields["ours_s"] = ours.into();
+        fields["burn_s"] = burn_s.into();
+        records.push(fields);
+    }
+    Ok(records)
+}
+
 /// Seconds of `op(x)` (with `backward`, also the backward of its sum to `x`) on the installed
 /// device, drained before the clock starts and before it stops. Then the result's sum is read
 /// back: a kernel the device could not run — on lavapipe, a tensor above its 128 MiB buffer
@@ -817,7 +893,8 @@ fn time_on_device(
 /// `bench kernels` on a GPU: repux's CubeCL depthwise kernels against burn's generic conv3d
 /// (groups = C) on the same device, the same shapes and record keys as on the CPU, plus
 /// `"device"`; then repux's fused InstanceNorm + LeakyReLU against burn's composition of tensor
-/// ops at the decoder's two finest levels (op `"instance_norm_act"`, no kernel or GFLOP/s).
+/// ops at the decoder's two finest levels (op `"instance_norm_act"`, no kernel or GFLOP/s), and
+/// the attention softmax as on the CPU (op `"window_softmax"`).
 fn gpu_kernels(
     device: &repux_nn::ComputeDevice,
     json: bool,
@@ -892,6 +969,10 @@ fn gpu_kernels(
             let burn_s = time_norm(c, size, fb, true)?;
             records.push(serde_json::json!({"op": "instance_norm_act", "channels": c, "size": [size, size, size], "pass": pass, "ours_s": ours, "burn_s": burn_s, "device": device.description}));
         }
+    }
+    for mut r in window_softmax_records(repeats)? {
+        r["device"] = device.description.clone().into();
+        records.push(r);
     }
     // The GPU path computes in fp32 on the device's shader cores.
     tag_precision(&mut records, "fp32", "gpu");

@@ -1,5 +1,5 @@
 //! The GPU path (`gpu` feature) against the CPU path: every op of the `ConvBackend` extension
-//! on the GPU — repux's CubeCL depthwise and norm kernels, burn's CubeCL convs, the linear layer
+//! on the GPU — repux's CubeCL depthwise, norm and softmax kernels, burn's CubeCL convs, the linear layer
 //! and products on burn's matmul — forward and every gradient, and whole networks on the parity
 //! fixtures. Runs on Mesa's software Vulkan (lavapipe) where no GPU is present: the device is
 //! `gpu:software` when there is one, else the first hardware GPU.
@@ -193,6 +193,57 @@ fn norm_kernels_match_the_cpu_kernels() {
             |t| repux_nn::ops::add_leaky_relu(t[0].clone(), t[1].clone(), 0.01),
             1e-6,
         );
+    }
+}
+
+/// The window-attention softmax kernels (forward, dS and the bias gradient) against the CPU
+/// kernel: with and without the shifted-window mask, rows shorter and longer than one cube, and
+/// more rows than one grid axis holds (65535 cubes), so the kernels' y layers run.
+#[test]
+fn window_softmax_kernels_match_the_cpu_kernel() {
+    cpu().seed(9);
+    for (groups, windows, heads, n) in [
+        (2usize, 3usize, 2usize, 27usize),
+        (1, 2, 1, 100),
+        (16384, 2, 1, 2),
+    ] {
+        let batch = groups * windows;
+        let scores = random([batch, heads, n, n], 3.0);
+        let bias = random([heads, n, n], 0.5);
+        let mask =
+            Tensor::<3>::random([windows, n, n], Distribution::Bernoulli(0.3), &cpu()) * -100.0;
+        for masked in [false, true] {
+            let run = |device: &Device| {
+                let (s, b) = (on(&scores, device), on(&bias, device));
+                let m = masked.then(|| Tensor::<3>::from_data(mask.to_data(), device));
+                let p = repux_nn::ops::window_softmax(s.clone(), b.clone(), m);
+                let count = batch * heads * n * n;
+                let t: Vec<f32> = (0..count)
+                    .map(|i| ((i * 7919) % 113) as f32 / 56.0 - 1.0)
+                    .collect();
+                let t = Tensor::<4>::from_data(TensorData::new(t, p.dims()), device);
+                let out = values(p.clone());
+                let grads = (p * t).sum().backward();
+                (
+                    out,
+                    values(s.grad(&grads).unwrap()),
+                    values(b.grad(&grads).unwrap()),
+                )
+            };
+            let want = run(&cpu().autodiff());
+            let got = run(&gpu().autodiff());
+            let what = format!("window softmax [{batch}, {heads}, {n}, {n}], masked {masked}");
+            // Tolerance: the GPU's exp against the CPU's polynomial (both ≲ 2e-7 relative) and
+            // sums in another order: 1e-5 relative L2.
+            for (name, g, w) in [
+                ("forward", &got.0, &want.0),
+                ("dscores", &got.1, &want.1),
+                ("dbias", &got.2, &want.2),
+            ] {
+                let e = rel_l2(g, w);
+                assert!(e < 1e-5, "{what} {name}: relative L2 {e}");
+            }
+        }
     }
 }
 

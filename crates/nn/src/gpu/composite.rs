@@ -1,5 +1,5 @@
-//! The GPU path's linear layer and window softmax as compositions of burn's tensor ops, and the
-//! fused norm passes' burn compositions — the peer [`crate::ops::use_burn_ops`] runs in place of repux's kernels
+//! The GPU path's linear layer as a composition of burn's tensor ops, and the fused norm passes'
+//! burn compositions — the peer [`crate::ops::use_burn_ops`] runs in place of repux's kernels
 //! ([`super::norm`]). Generic over the backend, so the same code runs plain (inference) and under
 //! autodiff (training, differentiated by burn). Every broadcast is an explicit `expand`.
 
@@ -56,31 +56,4 @@ pub(crate) fn add_leaky_relu<B: Backend>(
     slope: f64,
 ) -> FloatTensor<B> {
     B::leaky_relu(B::float_add(a, b), Scalar::Float(slope))
-}
-
-/// Window attention's `softmax(scores + bias (+ mask))` over the last axis: scores
-/// `[batch, heads, n, n]`, bias `[heads, n, n]`, mask `[windows, n, n]` (batch entry `b` is
-/// window `b % windows`).
-pub(crate) fn window_softmax<B: Backend>(
-    scores: FloatTensor<B>,
-    bias: FloatTensor<B>,
-    mask: Option<FloatTensor<B>>,
-) -> FloatTensor<B> {
-    let shape = scores.shape();
-    let [batch, heads, n, _] = shape.dims::<4>();
-    let bias = B::float_expand(
-        B::float_reshape(bias, Shape::new([1, heads, n, n])),
-        shape.clone(),
-    );
-    let mut s = B::float_add(scores, bias);
-    if let Some(m) = mask {
-        let nw = m.shape().dims::<3>()[0];
-        let grouped = Shape::new([batch / nw, nw, heads, n, n]);
-        let m = B::float_expand(
-            B::float_reshape(m, Shape::new([1, nw, 1, n, n])),
-            grouped.clone(),
-        );
-        s = B::float_reshape(B::float_add(B::float_reshape(s, grouped), m), shape);
-    }
-    B::softmax(s, 3)
 }

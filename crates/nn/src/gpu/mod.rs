@@ -9,16 +9,18 @@
 //!   units where the device has them); their backward is burn's autodiff;
 //! - the fused InstanceNorm + LeakyReLU and add + LeakyReLU passes: repux's own CubeCL kernels
 //!   ([`norm`]) with a backward that reads only the output, like the CPU extension's;
-//! - linear layers, attention products and the window softmax: burn's matmul and softmax
-//!   ([`composite`]), differentiated by burn.
+//! - SwinUNETR's attention softmax (bias + mask + softmax): repux's own CubeCL kernels
+//!   ([`softmax`]) with a backward that reads only the probabilities;
+//! - linear layers and attention products: burn's matmul ([`composite`]), differentiated by burn.
 //!
-//! [`crate::ops::use_burn_ops`] routes the depthwise conv and the norm passes to burn's own ops
-//! (the peer `repux bench` times them against).
+//! [`crate::ops::use_burn_ops`] routes the depthwise conv, the norm passes and the softmax to
+//! burn's own ops (the peer `repux bench` times them against).
 
 pub(crate) mod composite;
 pub mod depthwise;
 pub mod norm;
 mod reduce;
+pub mod softmax;
 
 use crate::ops::{
     burn_conv3d, burn_conv_transpose3d_k2s2, burn_depthwise, record_with_two_checkpoints,
@@ -66,16 +68,6 @@ macro_rules! burn_composed_methods {
         fn bmm(a: FloatTensor<Self>, b: FloatTensor<Self>) -> FloatTensor<Self> {
             Self::float_matmul(a, b)
         }
-        fn window_softmax(scores: FloatTensor<Self>, bias: FloatTensor<Self>) -> FloatTensor<Self> {
-            composite::window_softmax::<Self>(scores, bias, None)
-        }
-        fn window_softmax_masked(
-            scores: FloatTensor<Self>,
-            bias: FloatTensor<Self>,
-            mask: FloatTensor<Self>,
-        ) -> FloatTensor<Self> {
-            composite::window_softmax::<Self>(scores, bias, Some(mask))
-        }
     };
 }
 
@@ -102,6 +94,16 @@ impl ConvBackend for Cube {
             return composite::add_leaky_relu::<Self>(a, b, slope);
         }
         norm::add_leaky_relu(a, b, slope)
+    }
+    fn window_softmax(scores: FloatTensor<Self>, bias: FloatTensor<Self>) -> FloatTensor<Self> {
+        softmax::window_softmax(scores, bias, None)
+    }
+    fn window_softmax_masked(
+        scores: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        mask: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        softmax::window_softmax(scores, bias, Some(mask))
     }
     fn all_reduce_sum(x: FloatTensor<Self>) -> FloatTensor<Self> {
         cube_all_reduce(x)
@@ -223,6 +225,51 @@ impl Backward<Cube, 2> for AddActBackward {
     }
 }
 
+/// The window softmax's backward on the GPU, from its output: dS for the scores, Σ_batch dS for
+/// the bias.
+#[derive(Debug)]
+struct WindowSoftmaxBackward;
+
+impl Backward<Cube, 2> for WindowSoftmaxBackward {
+    /// The output.
+    type State = FloatTensor<Cube>;
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 2>,
+        grads: &mut Gradients,
+        _checkpointer: &mut Checkpointer,
+    ) {
+        let [node_scores, node_bias] = ops.parents;
+        let dp = grads.consume::<Cube>(&ops.node);
+        let (ds, dbias) = softmax::window_softmax_backward(ops.state, dp);
+        if let Some(node) = node_scores {
+            grads.register::<Cube>(node.id, ds);
+        }
+        if let Some(node) = node_bias {
+            grads.register::<Cube>(node.id, dbias);
+        }
+    }
+}
+
+/// Records the window softmax on the autodiff graph; the backward keeps only its output.
+fn autodiff_window_softmax<C: CheckpointStrategy>(
+    scores: FloatTensor<Autodiff<Cube, C>>,
+    bias: FloatTensor<Autodiff<Cube, C>>,
+    mask: Option<FloatTensor<Cube>>,
+) -> FloatTensor<Autodiff<Cube, C>> {
+    let (scores, node) = scores.into_parts();
+    let p = softmax::window_softmax(scores, bias.primitive().clone(), mask);
+    match WindowSoftmaxBackward
+        .prepare::<C>([node, bias.node()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => prep.finish(p.clone(), p),
+        OpsKind::UnTracked(prep) => prep.finish(p),
+    }
+}
+
 impl<C: CheckpointStrategy> ConvBackend for Autodiff<Cube, C> {
     fn depthwise_conv3d(
         x: FloatTensor<Self>,
@@ -273,6 +320,16 @@ impl<C: CheckpointStrategy> ConvBackend for Autodiff<Cube, C> {
             OpsKind::Tracked(prep) => prep.finish((y.clone(), slope), y),
             OpsKind::UnTracked(prep) => prep.finish(y),
         }
+    }
+    fn window_softmax(scores: FloatTensor<Self>, bias: FloatTensor<Self>) -> FloatTensor<Self> {
+        autodiff_window_softmax::<C>(scores, bias, None)
+    }
+    fn window_softmax_masked(
+        scores: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        mask: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        autodiff_window_softmax::<C>(scores, bias, Some(mask.primitive().clone()))
     }
     fn all_reduce_sum(x: FloatTensor<Self>) -> FloatTensor<Self> {
         let y = cube_all_reduce(x.primitive().clone());
