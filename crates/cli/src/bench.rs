@@ -796,7 +796,9 @@ fn device_norm(c: usize, size: usize, backward: bool) -> Result<f64> {
 /// heads), with the shifted blocks' mask and a position bias that wants its gradient, as in
 /// training. Returns the record's fields and a timer for one pass through `repux_nn::ops`
 /// (repux's fused kernels, or burn's ops with `use_burn_ops`) on the installed device, forward
-/// or forward + backward; the inputs are made once.
+/// or forward + backward. The inputs are drawn once; each run gets its own copy of the scores,
+/// made before the clock starts, because in the network they come fresh from the product and
+/// repux's forward overwrites them in place (a shared buffer would be copied first).
 fn window_softmax_case(backward: bool) -> (serde_json::Value, impl FnMut() -> Result<f64>) {
     use burn::tensor::{Distribution, Tensor};
     let plain = repux_nn::compute_device();
@@ -804,13 +806,10 @@ fn window_softmax_case(backward: bool) -> (serde_json::Value, impl FnMut() -> Re
     let (side, window, shift, heads, samples) = (49usize, 7usize, 3usize, 3usize, 2usize);
     let n = window.pow(3);
     let batch = samples * (side / window).pow(3);
-    let x = Tensor::<5>::random([batch, heads, n, n, 1], Distribution::Default, &device);
+    let scores =
+        Tensor::<4>::random([batch, heads, n, n], Distribution::Default, &device).into_data();
     let bias = Tensor::<3>::random([heads, n, n], Distribution::Normal(0.0, 0.02), &device);
-    let (x, bias) = if backward {
-        (x.require_grad(), bias.require_grad())
-    } else {
-        (x, bias)
-    };
+    let bias = if backward { bias.require_grad() } else { bias };
     let mask = repux_nn::layers::window_attention::compute_mask(
         [side; 3],
         [window; 3],
@@ -818,17 +817,28 @@ fn window_softmax_case(backward: bool) -> (serde_json::Value, impl FnMut() -> Re
         &device,
     );
     let fields = serde_json::json!({"op": "window_softmax", "channels": 48, "size": [48, 48, 48], "heads": heads, "window": window, "batch": samples, "masked": true});
-    let time = move || {
-        let (bias, mask) = (bias.clone(), mask.clone());
-        time_on_device(
-            x.clone(),
-            backward,
-            |x| {
-                repux_nn::ops::window_softmax(x.reshape([batch, heads, n, n]), bias, Some(mask))
-                    .reshape([batch, heads, n, n, 1])
-            },
-            &format!("window softmax [{batch}, {heads}, {n}, {n}]"),
-        )
+    let what = format!("window softmax [{batch}, {heads}, {n}, {n}]");
+    let time = move || -> Result<f64> {
+        let sync = || plain_sync(&what);
+        let x = Tensor::<4>::from_data(scores.clone(), &device);
+        // Tracked like the scores of a training step, whose gradient flows on to q and k.
+        let x = if backward { x.require_grad() } else { x };
+        sync()?;
+        let t = Instant::now();
+        // The scores move in: nothing else holds them, as in the network.
+        let p = repux_nn::ops::window_softmax(x, bias.clone(), Some(mask.clone()));
+        let check = if backward {
+            bias.grad(&p.sum().backward())
+                .ok_or_else(|| anyhow::anyhow!("{what}: the backward gave no bias gradient"))?
+                .sum()
+        } else {
+            p.sum()
+        };
+        sync()?;
+        let elapsed = t.elapsed().as_secs_f64();
+        // As in `time_on_device`: a kernel the device could not run shows only on readback.
+        repux_nn::values(check, &what)?;
+        Ok(elapsed)
     };
     (fields, time)
 }
@@ -858,6 +868,13 @@ fn window_softmax_records(repeats: usize) -> Result<Vec<serde_json::Value>> {
     Ok(records)
 }
 
+/// Waits for the installed device to finish its queued work.
+fn plain_sync(what: &str) -> Result<()> {
+    repux_nn::compute_device()
+        .sync()
+        .map_err(|e| anyhow::anyhow!("{what}: waiting for the device: {e:?}"))
+}
+
 /// Seconds of `op(x)` (with `backward`, also the backward of its sum to `x`) on the installed
 /// device, drained before the clock starts and before it stops. Then the result's sum is read
 /// back: a kernel the device could not run — on lavapipe, a tensor above its 128 MiB buffer
@@ -869,12 +886,7 @@ fn time_on_device(
     op: impl FnOnce(burn::tensor::Tensor<5>) -> burn::tensor::Tensor<5>,
     what: &str,
 ) -> Result<f64> {
-    let plain = repux_nn::compute_device();
-    let sync = || {
-        plain
-            .sync()
-            .map_err(|e| anyhow::anyhow!("waiting for the device: {e:?}"))
-    };
+    let sync = || plain_sync(what);
     sync()?;
     let t = Instant::now();
     let y = op(x.clone());

@@ -351,20 +351,6 @@ fn attn_shape(scores: &FloatTensor<Flex>, mask: Option<&FloatTensor<Flex>>) -> A
     }
 }
 
-/// The window softmax on Flex, in the scores' buffer where they own it.
-fn flex_window_softmax(
-    scores: FloatTensor<Flex>,
-    bias: &FloatTensor<Flex>,
-    mask: Option<&FloatTensor<Flex>>,
-) -> (FloatTensor<Flex>, AttnShape) {
-    let s = attn_shape(&scores, mask);
-    let shape = scores.shape();
-    let mut p = flex_vec(scores);
-    let mask = mask.map(flex_slice);
-    softmax::window_softmax(s, &mut p, &flex_slice(bias), mask.as_deref());
-    (flex_tensor(p, shape), s)
-}
-
 impl ConvBackend for Flex {
     fn depthwise_conv3d(
         x: FloatTensor<Self>,
@@ -428,14 +414,14 @@ impl ConvBackend for Flex {
         )
     }
     fn window_softmax(scores: FloatTensor<Self>, bias: FloatTensor<Self>) -> FloatTensor<Self> {
-        flex_window_softmax(scores, &bias, None).0
+        Self::window_softmax_forward(scores, &bias, None)
     }
     fn window_softmax_masked(
         scores: FloatTensor<Self>,
         bias: FloatTensor<Self>,
         mask: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
-        flex_window_softmax(scores, &bias, Some(&mask)).0
+        Self::window_softmax_forward(scores, &bias, Some(&mask))
     }
     fn all_reduce_sum(x: FloatTensor<Self>) -> FloatTensor<Self> {
         flex_all_reduce(&x)
@@ -507,13 +493,59 @@ impl Backward<Flex, 2> for AddActBackward {
     }
 }
 
-/// The window softmax's backward from its output: dS for the scores, Σ_batch dS for the bias.
+/// The window softmax's kernels on an inner backend (`Flex`; `Cube` with the `gpu` feature):
+/// the forward's probabilities, and from them the backward's dS and `Σ_batch dS`. One autodiff
+/// recording ([`autodiff_window_softmax`]) and one backward step serve every backend.
+pub(crate) trait WindowSoftmaxKernels: burn::backend::Backend {
+    /// `softmax(scores + bias (+ mask))` over the last axis.
+    fn window_softmax_forward(
+        scores: FloatTensor<Self>,
+        bias: &FloatTensor<Self>,
+        mask: Option<&FloatTensor<Self>>,
+    ) -> FloatTensor<Self>;
+    /// dS for the scores and `Σ_batch dS` (`[heads, n, n]`) for the bias, from the output `p`.
+    fn window_softmax_backward(
+        p: FloatTensor<Self>,
+        dp: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>);
+}
+
+impl WindowSoftmaxKernels for Flex {
+    fn window_softmax_forward(
+        scores: FloatTensor<Self>,
+        bias: &FloatTensor<Self>,
+        mask: Option<&FloatTensor<Self>>,
+    ) -> FloatTensor<Self> {
+        let s = attn_shape(&scores, mask);
+        let shape = scores.shape();
+        // In the scores' buffer where they own it.
+        let mut p = flex_vec(scores);
+        let mask = mask.map(flex_slice);
+        softmax::window_softmax(s, &mut p, &flex_slice(bias), mask.as_deref());
+        flex_tensor(p, shape)
+    }
+    fn window_softmax_backward(
+        p: FloatTensor<Self>,
+        dp: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        let s = attn_shape(&p, None);
+        let shape = p.shape();
+        let mut ds = flex_vec(dp);
+        let dbias = softmax::window_softmax_backward(s, &flex_slice(&p), &mut ds);
+        (
+            flex_tensor(ds, shape),
+            flex_tensor(dbias, [s.heads, s.n, s.n]),
+        )
+    }
+}
+
+/// The window softmax's backward from its output.
 #[derive(Debug)]
 struct WindowSoftmaxBackward;
 
-impl Backward<Flex, 2> for WindowSoftmaxBackward {
-    /// The output and its sizes.
-    type State = (FloatTensor<Flex>, AttnShape);
+impl<B: WindowSoftmaxKernels> Backward<B, 2> for WindowSoftmaxBackward {
+    /// The output.
+    type State = FloatTensor<B>;
 
     fn backward(
         self,
@@ -522,39 +554,32 @@ impl Backward<Flex, 2> for WindowSoftmaxBackward {
         _checkpointer: &mut Checkpointer,
     ) {
         let [node_scores, node_bias] = ops.parents;
-        let dp = grads.consume::<Flex>(&ops.node);
-        let (p, s) = ops.state;
-        let shape = p.shape();
-        let mut ds = flex_vec(dp);
-        let dbias = softmax::window_softmax_backward(s, &flex_slice(&p), &mut ds);
+        let dp = grads.consume::<B>(&ops.node);
+        let (ds, dbias) = B::window_softmax_backward(ops.state, dp);
         if let Some(node) = node_scores {
-            grads.register::<Flex>(node.id, flex_tensor(ds, shape));
+            grads.register::<B>(node.id, ds);
         }
         if let Some(node) = node_bias {
-            grads.register::<Flex>(node.id, flex_tensor(dbias, [s.heads, s.n, s.n]));
+            grads.register::<B>(node.id, dbias);
         }
     }
 }
 
-/// Records the window softmax on the autodiff graph; the backward keeps only its output.
-fn autodiff_window_softmax<C: CheckpointStrategy>(
-    scores: FloatTensor<Autodiff<Flex, C>>,
-    bias: FloatTensor<Autodiff<Flex, C>>,
-    mask: Option<&FloatTensor<Flex>>,
-) -> FloatTensor<Autodiff<Flex, C>> {
+/// Records the window softmax on the autodiff graph over `B`; the backward keeps only its output.
+pub(crate) fn autodiff_window_softmax<B: WindowSoftmaxKernels, C: CheckpointStrategy>(
+    scores: FloatTensor<Autodiff<B, C>>,
+    bias: FloatTensor<Autodiff<B, C>>,
+    mask: Option<&FloatTensor<B>>,
+) -> FloatTensor<Autodiff<B, C>> {
     let (scores, node) = scores.into_parts();
+    let p = B::window_softmax_forward(scores, bias.primitive(), mask);
     match WindowSoftmaxBackward
         .prepare::<C>([node, bias.node()])
         .compute_bound()
         .stateful()
     {
-        OpsKind::Tracked(prep) => {
-            let (p, s) = flex_window_softmax(scores, bias.primitive(), mask);
-            prep.finish((p.clone(), s), p)
-        }
-        OpsKind::UnTracked(prep) => {
-            prep.finish(flex_window_softmax(scores, bias.primitive(), mask).0)
-        }
+        OpsKind::Tracked(prep) => prep.finish(p.clone(), p),
+        OpsKind::UnTracked(prep) => prep.finish(p),
     }
 }
 
@@ -960,14 +985,14 @@ impl<C: CheckpointStrategy> ConvBackend for Autodiff<Flex, C> {
         }
     }
     fn window_softmax(scores: FloatTensor<Self>, bias: FloatTensor<Self>) -> FloatTensor<Self> {
-        autodiff_window_softmax::<C>(scores, bias, None)
+        autodiff_window_softmax::<Flex, C>(scores, bias, None)
     }
     fn window_softmax_masked(
         scores: FloatTensor<Self>,
         bias: FloatTensor<Self>,
         mask: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
-        autodiff_window_softmax::<C>(scores, bias, Some(mask.primitive()))
+        autodiff_window_softmax::<Flex, C>(scores, bias, Some(mask.primitive()))
     }
     fn all_reduce_sum(x: FloatTensor<Self>) -> FloatTensor<Self> {
         let y = flex_all_reduce(x.primitive());

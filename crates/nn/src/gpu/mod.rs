@@ -225,48 +225,19 @@ impl Backward<Cube, 2> for AddActBackward {
     }
 }
 
-/// The window softmax's backward on the GPU, from its output: dS for the scores, Σ_batch dS for
-/// the bias.
-#[derive(Debug)]
-struct WindowSoftmaxBackward;
-
-impl Backward<Cube, 2> for WindowSoftmaxBackward {
-    /// The output.
-    type State = FloatTensor<Cube>;
-
-    fn backward(
-        self,
-        ops: Ops<Self::State, 2>,
-        grads: &mut Gradients,
-        _checkpointer: &mut Checkpointer,
-    ) {
-        let [node_scores, node_bias] = ops.parents;
-        let dp = grads.consume::<Cube>(&ops.node);
-        let (ds, dbias) = softmax::window_softmax_backward(ops.state, dp);
-        if let Some(node) = node_scores {
-            grads.register::<Cube>(node.id, ds);
-        }
-        if let Some(node) = node_bias {
-            grads.register::<Cube>(node.id, dbias);
-        }
+impl crate::ops::WindowSoftmaxKernels for Cube {
+    fn window_softmax_forward(
+        scores: FloatTensor<Self>,
+        bias: &FloatTensor<Self>,
+        mask: Option<&FloatTensor<Self>>,
+    ) -> FloatTensor<Self> {
+        softmax::window_softmax(scores, bias.clone(), mask.cloned())
     }
-}
-
-/// Records the window softmax on the autodiff graph; the backward keeps only its output.
-fn autodiff_window_softmax<C: CheckpointStrategy>(
-    scores: FloatTensor<Autodiff<Cube, C>>,
-    bias: FloatTensor<Autodiff<Cube, C>>,
-    mask: Option<FloatTensor<Cube>>,
-) -> FloatTensor<Autodiff<Cube, C>> {
-    let (scores, node) = scores.into_parts();
-    let p = softmax::window_softmax(scores, bias.primitive().clone(), mask);
-    match WindowSoftmaxBackward
-        .prepare::<C>([node, bias.node()])
-        .compute_bound()
-        .stateful()
-    {
-        OpsKind::Tracked(prep) => prep.finish(p.clone(), p),
-        OpsKind::UnTracked(prep) => prep.finish(p),
+    fn window_softmax_backward(
+        p: FloatTensor<Self>,
+        dp: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        softmax::window_softmax_backward(p, dp)
     }
 }
 
@@ -322,14 +293,14 @@ impl<C: CheckpointStrategy> ConvBackend for Autodiff<Cube, C> {
         }
     }
     fn window_softmax(scores: FloatTensor<Self>, bias: FloatTensor<Self>) -> FloatTensor<Self> {
-        autodiff_window_softmax::<C>(scores, bias, None)
+        crate::ops::autodiff_window_softmax::<Cube, C>(scores, bias, None)
     }
     fn window_softmax_masked(
         scores: FloatTensor<Self>,
         bias: FloatTensor<Self>,
         mask: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
-        autodiff_window_softmax::<C>(scores, bias, Some(mask.primitive().clone()))
+        crate::ops::autodiff_window_softmax::<Cube, C>(scores, bias, Some(mask.primitive()))
     }
     fn all_reduce_sum(x: FloatTensor<Self>) -> FloatTensor<Self> {
         let y = cube_all_reduce(x.primitive().clone());

@@ -15,6 +15,7 @@
 //! Layouts as on the CPU: S and P `[batch, heads, n, n]`, bias `[heads, n, n]`, mask
 //! `[windows, n, n]` (batch entry `b` is window `b % windows`).
 
+use super::reduce::block_reduce;
 use super::{buffer, empty_like};
 use burn::backend::ops::FloatTensorOps;
 use burn::backend::Cube;
@@ -25,38 +26,9 @@ use cubecl::prelude::*;
 
 /// Units per row's cube: a window row is 343 values (7³ tokens), so 64 units each take a few.
 const ROW_UNITS: usize = 64;
-/// log2(ROW_UNITS): the reduction tree's levels, unrolled (see `super::reduce`).
-const ROW_LEVELS: usize = 6;
 /// Cubes along x at most: 65535 is the smallest x extent Vulkan guarantees; rows beyond it go to
 /// further y layers.
 const MAX_CUBES_X: usize = 65535;
-
-/// The maximum (`max`) or the sum of every unit's `value` over the cube, returned to every unit.
-#[cube]
-fn row_reduce(shared: &mut Shared<[f32]>, value: f32, unit: usize, #[comptime] max: bool) -> f32 {
-    shared[unit] = value;
-    sync_cube();
-    #[unroll]
-    for level in 0..ROW_LEVELS {
-        let stride = comptime!(ROW_UNITS >> (level + 1));
-        if unit < stride {
-            let a = shared[unit];
-            let b = shared[unit + stride];
-            if max {
-                if b > a {
-                    shared[unit] = b;
-                }
-            } else {
-                shared[unit] = a + b;
-            }
-        }
-        sync_cube();
-    }
-    let total = shared[0];
-    // Every unit has read the result before any unit writes the next reduction.
-    sync_cube();
-    total
-}
 
 /// The row this cube computes (cubes laid out x-major over y layers).
 #[cube]
@@ -103,7 +75,7 @@ fn window_softmax_kernel(
             }
             j += ROW_UNITS;
         }
-        let row_max = row_reduce(&mut shared, m, unit, true);
+        let row_max = block_reduce(&mut shared, m, unit, ROW_UNITS, true);
 
         let mut sum = 0.0f32;
         j = unit;
@@ -117,7 +89,7 @@ fn window_softmax_kernel(
             sum += e;
             j += ROW_UNITS;
         }
-        let inverse = 1.0f32 / row_reduce(&mut shared, sum, unit, false);
+        let inverse = 1.0f32 / block_reduce(&mut shared, sum, unit, ROW_UNITS, false);
 
         // Each unit scales the values it wrote.
         j = unit;
@@ -142,7 +114,7 @@ fn window_softmax_backward_kernel(p: &[f32], dp: &[f32], ds: &mut [f32], rows: u
             dot += dp[base + j] * p[base + j];
             j += ROW_UNITS;
         }
-        let total = row_reduce(&mut shared, dot, unit, false);
+        let total = block_reduce(&mut shared, dot, unit, ROW_UNITS, false);
         j = unit;
         while j < n {
             ds[base + j] = p[base + j] * (dp[base + j] - total);
