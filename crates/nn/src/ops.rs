@@ -403,15 +403,10 @@ impl ConvBackend for Flex {
         flex_bmm(&a, &b)
     }
     fn instance_norm_act(x: FloatTensor<Self>, eps: f64, slope: f64) -> FloatTensor<Self> {
-        flex_instance_norm_act(&x, eps, slope).0
+        Self::norm_act_forward(x, eps, slope).0
     }
     fn add_leaky_relu(a: FloatTensor<Self>, b: FloatTensor<Self>, slope: f64) -> FloatTensor<Self> {
-        let shape = a.shape();
-        assert_eq!(shape, b.shape(), "add_leaky_relu: shapes differ");
-        flex_tensor(
-            norm::add_act(&flex_slice(&a), &flex_slice(&b), slope as f32),
-            shape,
-        )
+        Self::add_act_forward(a, b, slope)
     }
     fn window_softmax(scores: FloatTensor<Self>, bias: FloatTensor<Self>) -> FloatTensor<Self> {
         Self::window_softmax_forward(scores, &bias, None)
@@ -428,75 +423,35 @@ impl ConvBackend for Flex {
     }
 }
 
-/// InstanceNorm + LeakyReLU on Flex: the output and each row's 1/σ.
-fn flex_instance_norm_act(
-    x: &FloatTensor<Flex>,
-    eps: f64,
-    slope: f64,
-) -> (FloatTensor<Flex>, Vec<f32>) {
-    let (y, rstd) = norm::instance_norm_act(&flex_slice(x), row_len(x), eps as f32, slope as f32);
-    (flex_tensor(y, x.shape()), rstd)
-}
-
-/// InstanceNorm + LeakyReLU's backward, from the output and the rows' 1/σ.
-#[derive(Debug)]
-struct NormActBackward;
-
-impl Backward<Flex, 1> for NormActBackward {
-    /// The output, each row's 1/σ and the slope.
-    type State = (FloatTensor<Flex>, Vec<f32>, f32);
-
-    fn backward(
-        self,
-        ops: Ops<Self::State, 1>,
-        grads: &mut Gradients,
-        _checkpointer: &mut Checkpointer,
-    ) {
-        let [node_x] = ops.parents;
-        let dy = grads.consume::<Flex>(&ops.node);
-        let (y, rstd, slope) = ops.state;
-        if let Some(node) = node_x {
-            let dx = norm::instance_norm_act_backward(
-                &flex_slice(&y),
-                &flex_slice(&dy),
-                &rstd,
-                row_len(&y),
-                slope,
-            );
-            grads.register::<Flex>(node.id, flex_tensor(dx, y.shape()));
-        }
-    }
-}
-
-/// `LeakyReLU(a + b)`'s backward, from the output: the same gradient reaches both inputs.
-#[derive(Debug)]
-struct AddActBackward;
-
-impl Backward<Flex, 2> for AddActBackward {
-    /// The output and the slope.
-    type State = (FloatTensor<Flex>, f32);
-
-    fn backward(
-        self,
-        ops: Ops<Self::State, 2>,
-        grads: &mut Gradients,
-        _checkpointer: &mut Checkpointer,
-    ) {
-        let parents = ops.parents.map(|n| n.map(|n| n.id));
-        let dy = grads.consume::<Flex>(&ops.node);
-        let (y, slope) = ops.state;
-        let g = flex_tensor(
-            norm::act_backward(&flex_slice(&y), &flex_slice(&dy), slope),
-            y.shape(),
-        );
-        register_to_each::<Flex>(grads, parents, g);
-    }
-}
-
-/// The window softmax's kernels on an inner backend (`Flex`; `Cube` with the `gpu` feature):
-/// the forward's probabilities, and from them the backward's dS and `Σ_batch dS`. One autodiff
-/// recording ([`autodiff_window_softmax`]) and one backward step serve every backend.
-pub(crate) trait WindowSoftmaxKernels: burn::backend::Backend {
+/// The fused passes' kernels on an inner backend (`Flex`; `Cube` with the `gpu` feature): each
+/// forward, and a backward that reads only that forward's output. One autodiff recording and one
+/// backward step per pass ([`autodiff_instance_norm_act`], [`autodiff_add_leaky_relu`],
+/// [`autodiff_window_softmax`]) serve every backend.
+pub(crate) trait FusedPassKernels: burn::backend::Backend {
+    /// What the norm's backward needs beside its output: each row's 1/σ.
+    type RowScale: Clone + Send + Sync + std::fmt::Debug + 'static;
+    /// InstanceNorm + LeakyReLU: the output and each row's 1/σ.
+    fn norm_act_forward(
+        x: FloatTensor<Self>,
+        eps: f64,
+        slope: f64,
+    ) -> (FloatTensor<Self>, Self::RowScale);
+    /// dx of the norm from its output, the rows' 1/σ and dy.
+    fn norm_act_backward(
+        y: FloatTensor<Self>,
+        rstd: Self::RowScale,
+        dy: FloatTensor<Self>,
+        slope: f64,
+    ) -> FloatTensor<Self>;
+    /// `LeakyReLU(a + b, slope)`.
+    fn add_act_forward(a: FloatTensor<Self>, b: FloatTensor<Self>, slope: f64)
+        -> FloatTensor<Self>;
+    /// The gradient of both inputs of [`FusedPassKernels::add_act_forward`], from its output.
+    fn add_act_backward(
+        y: FloatTensor<Self>,
+        dy: FloatTensor<Self>,
+        slope: f64,
+    ) -> FloatTensor<Self>;
     /// `softmax(scores + bias (+ mask))` over the last axis.
     fn window_softmax_forward(
         scores: FloatTensor<Self>,
@@ -510,7 +465,55 @@ pub(crate) trait WindowSoftmaxKernels: burn::backend::Backend {
     ) -> (FloatTensor<Self>, FloatTensor<Self>);
 }
 
-impl WindowSoftmaxKernels for Flex {
+impl FusedPassKernels for Flex {
+    type RowScale = Vec<f32>;
+
+    fn norm_act_forward(
+        x: FloatTensor<Self>,
+        eps: f64,
+        slope: f64,
+    ) -> (FloatTensor<Self>, Vec<f32>) {
+        let (y, rstd) =
+            norm::instance_norm_act(&flex_slice(&x), row_len(&x), eps as f32, slope as f32);
+        (flex_tensor(y, x.shape()), rstd)
+    }
+    fn norm_act_backward(
+        y: FloatTensor<Self>,
+        rstd: Vec<f32>,
+        dy: FloatTensor<Self>,
+        slope: f64,
+    ) -> FloatTensor<Self> {
+        let dx = norm::instance_norm_act_backward(
+            &flex_slice(&y),
+            &flex_slice(&dy),
+            &rstd,
+            row_len(&y),
+            slope as f32,
+        );
+        flex_tensor(dx, y.shape())
+    }
+    fn add_act_forward(
+        a: FloatTensor<Self>,
+        b: FloatTensor<Self>,
+        slope: f64,
+    ) -> FloatTensor<Self> {
+        let shape = a.shape();
+        assert_eq!(shape, b.shape(), "add_leaky_relu: shapes differ");
+        flex_tensor(
+            norm::add_act(&flex_slice(&a), &flex_slice(&b), slope as f32),
+            shape,
+        )
+    }
+    fn add_act_backward(
+        y: FloatTensor<Self>,
+        dy: FloatTensor<Self>,
+        slope: f64,
+    ) -> FloatTensor<Self> {
+        flex_tensor(
+            norm::act_backward(&flex_slice(&y), &flex_slice(&dy), slope as f32),
+            y.shape(),
+        )
+    }
     fn window_softmax_forward(
         scores: FloatTensor<Self>,
         bias: &FloatTensor<Self>,
@@ -539,11 +542,55 @@ impl WindowSoftmaxKernels for Flex {
     }
 }
 
+/// InstanceNorm + LeakyReLU's backward, from the output and the rows' 1/σ.
+#[derive(Debug)]
+struct NormActBackward;
+
+impl<B: FusedPassKernels> Backward<B, 1> for NormActBackward {
+    /// The output, each row's 1/σ and the slope.
+    type State = (FloatTensor<B>, B::RowScale, f64);
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 1>,
+        grads: &mut Gradients,
+        _checkpointer: &mut Checkpointer,
+    ) {
+        let [node_x] = ops.parents;
+        let dy = grads.consume::<B>(&ops.node);
+        let (y, rstd, slope) = ops.state;
+        if let Some(node) = node_x {
+            grads.register::<B>(node.id, B::norm_act_backward(y, rstd, dy, slope));
+        }
+    }
+}
+
+/// `LeakyReLU(a + b)`'s backward, from the output: the same gradient reaches both inputs.
+#[derive(Debug)]
+struct AddActBackward;
+
+impl<B: FusedPassKernels> Backward<B, 2> for AddActBackward {
+    /// The output and the slope.
+    type State = (FloatTensor<B>, f64);
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 2>,
+        grads: &mut Gradients,
+        _checkpointer: &mut Checkpointer,
+    ) {
+        let parents = ops.parents.map(|n| n.map(|n| n.id));
+        let dy = grads.consume::<B>(&ops.node);
+        let (y, slope) = ops.state;
+        register_to_each::<B>(grads, parents, B::add_act_backward(y, dy, slope));
+    }
+}
+
 /// The window softmax's backward from its output.
 #[derive(Debug)]
 struct WindowSoftmaxBackward;
 
-impl<B: WindowSoftmaxKernels> Backward<B, 2> for WindowSoftmaxBackward {
+impl<B: FusedPassKernels> Backward<B, 2> for WindowSoftmaxBackward {
     /// The output.
     type State = FloatTensor<B>;
 
@@ -565,8 +612,43 @@ impl<B: WindowSoftmaxKernels> Backward<B, 2> for WindowSoftmaxBackward {
     }
 }
 
+/// Records InstanceNorm + LeakyReLU on the autodiff graph over `B`; the backward keeps only the
+/// output and the rows' 1/σ.
+pub(crate) fn autodiff_instance_norm_act<B: FusedPassKernels, C: CheckpointStrategy>(
+    x: FloatTensor<Autodiff<B, C>>,
+    eps: f64,
+    slope: f64,
+) -> FloatTensor<Autodiff<B, C>> {
+    let (y, rstd) = B::norm_act_forward(x.primitive().clone(), eps, slope);
+    match NormActBackward
+        .prepare::<C>([x.node()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => prep.finish((y.clone(), rstd, slope), y),
+        OpsKind::UnTracked(prep) => prep.finish(y),
+    }
+}
+
+/// Records `LeakyReLU(a + b)` on the autodiff graph over `B`; the backward keeps only the output.
+pub(crate) fn autodiff_add_leaky_relu<B: FusedPassKernels, C: CheckpointStrategy>(
+    a: FloatTensor<Autodiff<B, C>>,
+    b: FloatTensor<Autodiff<B, C>>,
+    slope: f64,
+) -> FloatTensor<Autodiff<B, C>> {
+    let y = B::add_act_forward(a.primitive().clone(), b.primitive().clone(), slope);
+    match AddActBackward
+        .prepare::<C>([a.node(), b.node()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => prep.finish((y.clone(), slope), y),
+        OpsKind::UnTracked(prep) => prep.finish(y),
+    }
+}
+
 /// Records the window softmax on the autodiff graph over `B`; the backward keeps only its output.
-pub(crate) fn autodiff_window_softmax<B: WindowSoftmaxKernels, C: CheckpointStrategy>(
+pub(crate) fn autodiff_window_softmax<B: FusedPassKernels, C: CheckpointStrategy>(
     scores: FloatTensor<Autodiff<B, C>>,
     bias: FloatTensor<Autodiff<B, C>>,
     mask: Option<&FloatTensor<B>>,
@@ -959,30 +1041,10 @@ impl<C: CheckpointStrategy> ConvBackend for Autodiff<Flex, C> {
         )
     }
     fn instance_norm_act(x: FloatTensor<Self>, eps: f64, slope: f64) -> FloatTensor<Self> {
-        let (y, rstd) = flex_instance_norm_act(x.primitive(), eps, slope);
-        match NormActBackward
-            .prepare::<C>([x.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => prep.finish((y.clone(), rstd, slope as f32), y),
-            OpsKind::UnTracked(prep) => prep.finish(y),
-        }
+        autodiff_instance_norm_act::<Flex, C>(x, eps, slope)
     }
     fn add_leaky_relu(a: FloatTensor<Self>, b: FloatTensor<Self>, slope: f64) -> FloatTensor<Self> {
-        let y = <Flex as ConvBackend>::add_leaky_relu(
-            a.primitive().clone(),
-            b.primitive().clone(),
-            slope,
-        );
-        match AddActBackward
-            .prepare::<C>([a.node(), b.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => prep.finish((y.clone(), slope as f32), y),
-            OpsKind::UnTracked(prep) => prep.finish(y),
-        }
+        autodiff_add_leaky_relu::<Flex, C>(a, b, slope)
     }
     fn window_softmax(scores: FloatTensor<Self>, bias: FloatTensor<Self>) -> FloatTensor<Self> {
         autodiff_window_softmax::<Flex, C>(scores, bias, None)

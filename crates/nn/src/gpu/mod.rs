@@ -29,7 +29,7 @@ use crate::ops::{
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::ops::{Backward, Ops};
 use burn::backend::autodiff::NodeId;
 use burn::backend::ops::FloatTensorOps;
 use burn::backend::tensor::FloatTensor;
@@ -177,55 +177,38 @@ impl Backward<Cube, 3> for DepthwiseBackward {
     }
 }
 
-/// InstanceNorm + LeakyReLU's backward on the GPU, from the output and the rows' 1/σ.
-#[derive(Debug)]
-struct NormActBackward;
+impl crate::ops::FusedPassKernels for Cube {
+    type RowScale = FloatTensor<Cube>;
 
-impl Backward<Cube, 1> for NormActBackward {
-    /// The output, each row's 1/σ and the slope.
-    type State = (FloatTensor<Cube>, FloatTensor<Cube>, f64);
-
-    fn backward(
-        self,
-        ops: Ops<Self::State, 1>,
-        grads: &mut Gradients,
-        _checkpointer: &mut Checkpointer,
-    ) {
-        let [node_x] = ops.parents;
-        let dy = grads.consume::<Cube>(&ops.node);
-        let (y, rstd, slope) = ops.state;
-        if let Some(node) = node_x {
-            grads.register::<Cube>(
-                node.id,
-                norm::instance_norm_act_backward(y, rstd, dy, slope),
-            );
-        }
+    fn norm_act_forward(
+        x: FloatTensor<Self>,
+        eps: f64,
+        slope: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        norm::instance_norm_act(x, eps, slope)
     }
-}
-
-/// `LeakyReLU(a + b)`'s backward on the GPU, from the output: one gradient for both inputs.
-#[derive(Debug)]
-struct AddActBackward;
-
-impl Backward<Cube, 2> for AddActBackward {
-    /// The output and the slope.
-    type State = (FloatTensor<Cube>, f64);
-
-    fn backward(
-        self,
-        ops: Ops<Self::State, 2>,
-        grads: &mut Gradients,
-        _checkpointer: &mut Checkpointer,
-    ) {
-        let parents = ops.parents.map(|n| n.map(|n| n.id));
-        let dy = grads.consume::<Cube>(&ops.node);
-        let (y, slope) = ops.state;
-        let g = norm::add_leaky_relu_backward(y, dy, slope);
-        crate::ops::register_to_each::<Cube>(grads, parents, g);
+    fn norm_act_backward(
+        y: FloatTensor<Self>,
+        rstd: FloatTensor<Self>,
+        dy: FloatTensor<Self>,
+        slope: f64,
+    ) -> FloatTensor<Self> {
+        norm::instance_norm_act_backward(y, rstd, dy, slope)
     }
-}
-
-impl crate::ops::WindowSoftmaxKernels for Cube {
+    fn add_act_forward(
+        a: FloatTensor<Self>,
+        b: FloatTensor<Self>,
+        slope: f64,
+    ) -> FloatTensor<Self> {
+        norm::add_leaky_relu(a, b, slope)
+    }
+    fn add_act_backward(
+        y: FloatTensor<Self>,
+        dy: FloatTensor<Self>,
+        slope: f64,
+    ) -> FloatTensor<Self> {
+        norm::add_leaky_relu_backward(y, dy, slope)
+    }
     fn window_softmax_forward(
         scores: FloatTensor<Self>,
         bias: &FloatTensor<Self>,
@@ -268,29 +251,13 @@ impl<C: CheckpointStrategy> ConvBackend for Autodiff<Cube, C> {
         if crate::ops::burn_ops() {
             return composite::instance_norm_act::<Self>(x, eps, slope);
         }
-        let (y, rstd) = norm::instance_norm_act(x.primitive().clone(), eps, slope);
-        match NormActBackward
-            .prepare::<C>([x.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => prep.finish((y.clone(), rstd, slope), y),
-            OpsKind::UnTracked(prep) => prep.finish(y),
-        }
+        crate::ops::autodiff_instance_norm_act::<Cube, C>(x, eps, slope)
     }
     fn add_leaky_relu(a: FloatTensor<Self>, b: FloatTensor<Self>, slope: f64) -> FloatTensor<Self> {
         if crate::ops::burn_ops() {
             return composite::add_leaky_relu::<Self>(a, b, slope);
         }
-        let y = norm::add_leaky_relu(a.primitive().clone(), b.primitive().clone(), slope);
-        match AddActBackward
-            .prepare::<C>([a.node(), b.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => prep.finish((y.clone(), slope), y),
-            OpsKind::UnTracked(prep) => prep.finish(y),
-        }
+        crate::ops::autodiff_add_leaky_relu::<Cube, C>(a, b, slope)
     }
     fn window_softmax(scores: FloatTensor<Self>, bias: FloatTensor<Self>) -> FloatTensor<Self> {
         crate::ops::autodiff_window_softmax::<Cube, C>(scores, bias, None)
