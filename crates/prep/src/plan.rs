@@ -107,11 +107,25 @@ pub fn fingerprint(ds: &Dataset, seed: u64) -> Result<Fingerprint, Error> {
         .channel_names
         .len()
         .max(per_case.first().map(|p| p.1.len()).unwrap_or(0));
+    // Every case must bring every channel: a case short of one would leave that channel's
+    // intensity statistics (and so its normalisation) to the other cases without a word.
+    if let Some((case, samples)) = per_case.iter().find(|(_, s)| s.len() != channels) {
+        return Err(Error::Other(format!(
+            "case {}: {} image channel(s), but the dataset has {channels} ({})",
+            case.id,
+            samples.len(),
+            if ds.channel_names.len() == channels {
+                "channel_names"
+            } else {
+                "its other cases"
+            }
+        )));
+    }
     let foreground = (0..channels)
         .map(|c| {
             let mut v: Vec<f32> = per_case
                 .iter()
-                .flat_map(|(_, s)| s.get(c).cloned().unwrap_or_default())
+                .flat_map(|(_, s)| s[c].iter().copied())
                 .collect();
             v.sort_unstable_by(|a, b| a.total_cmp(b));
             let n = v.len().max(1) as f64;

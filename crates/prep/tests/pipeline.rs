@@ -174,6 +174,32 @@ fn bad_inputs_are_errors() {
     assert!(e.contains("label map does not match"), "{e}");
 }
 
+/// A case short of a channel the dataset declares, or of one the other cases have, stops the
+/// fingerprint with the case named, instead of leaving that channel's statistics to the rest.
+#[test]
+fn fingerprint_refuses_cases_with_missing_channels() {
+    let d = tempfile::tempdir().unwrap();
+    repux_volume::synth::write_dataset(d.path(), 3, 21, |_| {}).unwrap();
+    let ds = repux_volume::Dataset::open(d.path()).unwrap();
+    let mut declared = ds.clone();
+    declared.channel_names.push("MR".into());
+    let e = fingerprint(&declared, 0).unwrap_err().to_string();
+    assert!(
+        e.contains(&format!("case {}: 1 image channel(s)", ds.training[0].id))
+            && e.contains("has 2 (channel_names)"),
+        "{e}"
+    );
+    let mut uneven = ds.clone();
+    let extra = uneven.training[0].images[0].clone();
+    uneven.training[0].images.push(extra);
+    let e = fingerprint(&uneven, 0).unwrap_err().to_string();
+    assert!(
+        e.contains(&format!("case {}: 1 image channel(s)", ds.training[1].id))
+            && e.contains("has 2 (its other cases)"),
+        "{e}"
+    );
+}
+
 fn cached(d: &std::path::Path) -> Vec<CachedCase> {
     repux_volume::synth::write_dataset(d, 3, 21, |_| {}).unwrap();
     let ds = repux_volume::Dataset::open(d).unwrap();
