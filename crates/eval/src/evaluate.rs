@@ -78,10 +78,7 @@ pub fn image_files(dir: &Path) -> Result<BTreeMap<String, PathBuf>> {
     let mut out = BTreeMap::new();
     for e in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
         let p = e.map_err(|e| Error::io(dir, e))?.path();
-        let name = p
-            .file_name()
-            .map(|n| n.to_string_lossy().to_string())
-            .unwrap_or_default();
+        let name = repux_volume::fs::file_name(&p);
         if p.is_file() && !name.starts_with('.') && repux_volume::Format::of(&p).is_some() {
             out.insert(case_id(&p), p);
         }

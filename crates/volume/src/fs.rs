@@ -67,3 +67,11 @@ pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     serde_json::from_str(&text)
         .map_err(|e| Error::invalid(path, format!("invalid or truncated JSON: {e}")))
 }
+
+/// The last component of `path` as text (invalid UTF-8 replaced), empty where there is none
+/// (`/`, a path ending in `..`): a case id or a dataset's name, never a file to read.
+pub fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default()
+}

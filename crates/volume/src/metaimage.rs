@@ -425,10 +425,7 @@ pub fn write_metaimage(
             }
         }
     }
-    let raw_name = path
-        .file_name()
-        .map(|f| f.to_string_lossy().to_string())
-        .unwrap_or_default();
+    let raw_name = crate::fs::file_name(path);
     let raw_name = format!("{}.raw", &raw_name[..raw_name.len() - 4]);
     let mut header = format!(
         "ObjectType = Image\nNDims = 3\nBinaryData = True\nBinaryDataByteOrderMSB = False\n\

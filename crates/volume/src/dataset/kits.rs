@@ -17,10 +17,7 @@ pub(super) fn open(dir: &Path) -> Result<Option<Dataset>> {
         }
         let (mut training, mut test) = (Vec::new(), Vec::new());
         for f in folders {
-            let id = f
-                .file_name()
-                .map(|n| n.to_string_lossy().to_string())
-                .unwrap_or_default();
+            let id = crate::fs::file_name(&f);
             let seg = f.join("segmentation.nii.gz");
             let case = Case {
                 id,
@@ -33,10 +30,7 @@ pub(super) fn open(dir: &Path) -> Result<Option<Dataset>> {
                 test.push(case);
             }
         }
-        let name = dir
-            .file_name()
-            .map(|n| n.to_string_lossy().to_string())
-            .unwrap_or_default();
+        let name = crate::fs::file_name(dir);
         let labels = vec![
             ("background".into(), 0),
             ("kidney".into(), 1),

@@ -51,10 +51,7 @@ pub(super) fn open(dir: &Path) -> Result<Option<Dataset>> {
             problems.push(format!("{}: segmentation without a volume", p.display()));
         }
     }
-    let name = dir
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_default();
+    let name = crate::fs::file_name(dir);
     let labels = vec![
         ("background".into(), 0),
         ("liver".into(), 1),

@@ -219,10 +219,7 @@ pub fn split_channel(stem: &str) -> Option<(&str, usize)> {
 
 /// Case id from a file name: the name without its image extension.
 pub fn case_id(path: &Path) -> String {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_default();
+    let name = crate::fs::file_name(path);
     for ext in [
         ".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".hdr.gz", ".hdr", ".img.gz", ".img",
     ] {
@@ -235,10 +232,7 @@ pub fn case_id(path: &Path) -> String {
 
 /// The file ending of an image path (`.nii.gz`, `.nii`, `.nrrd`, …).
 pub fn ending_of(path: &Path) -> String {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_default();
+    let name = crate::fs::file_name(path);
     name[case_id(path).len()..].to_string()
 }
 

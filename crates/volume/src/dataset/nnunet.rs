@@ -34,10 +34,7 @@ pub(super) fn group_channels(
 ) -> BTreeMap<String, Vec<PathBuf>> {
     let mut cases: BTreeMap<String, BTreeMap<usize, PathBuf>> = BTreeMap::new();
     for f in files {
-        let name = f
-            .file_name()
-            .map(|n| n.to_string_lossy().to_string())
-            .unwrap_or_default();
+        let name = crate::fs::file_name(f);
         let Some(stem) = name.strip_suffix(ending) else {
             continue;
         };
@@ -86,11 +83,7 @@ pub(super) fn open(dir: &Path, jp: &Path, v: &Value) -> Result<Dataset> {
         .get("name")
         .and_then(|n| n.as_str())
         .map(String::from)
-        .unwrap_or_else(|| {
-            dir.file_name()
-                .map(|n| n.to_string_lossy().to_string())
-                .unwrap_or_default()
-        });
+        .unwrap_or_else(|| crate::fs::file_name(dir));
     let mut problems = Vec::new();
     let mut training = Vec::new();
     if let Some(explicit) = v.get("dataset") {

@@ -47,10 +47,7 @@ pub(super) fn open(dir: &Path, img_dir: &Path, lab_dir: &Path) -> Result<Dataset
         .first()
         .map(|c| ending_of(&c.images[0]))
         .unwrap_or_else(|| ".nii.gz".into());
-    let name = dir
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_default();
+    let name = crate::fs::file_name(dir);
     let channel_names = (0..n_channels).map(|i| format!("channel{i}")).collect();
     Ok(Dataset {
         root: dir.to_path_buf(),

@@ -44,10 +44,7 @@ pub(super) fn open(dir: &Path) -> Result<Option<Dataset>> {
     let mut labels: BTreeMap<u32, PathBuf> = BTreeMap::new();
     let mut problems = Vec::new();
     for f in files {
-        let name = f
-            .file_name()
-            .map(|n| n.to_string_lossy().to_string())
-            .unwrap_or_default();
+        let name = crate::fs::file_name(&f);
         if let Some(n) = number(&name, "label", &[".nii.gz", ".nii"]) {
             if let Some(other) = labels.insert(n, f.clone()) {
                 problems.push(format!(
@@ -61,10 +58,7 @@ pub(super) fn open(dir: &Path) -> Result<Option<Dataset>> {
     let (mut training, mut test) = (Vec::new(), Vec::new());
     let mut ids = BTreeSet::new();
     for p in patients {
-        let id = p
-            .file_name()
-            .map(|n| n.to_string_lossy().to_string())
-            .unwrap_or_default();
+        let id = crate::fs::file_name(&p);
         let Some(n) = number(&id, "PANCREAS_", &[]) else {
             continue;
         };
@@ -91,10 +85,7 @@ pub(super) fn open(dir: &Path) -> Result<Option<Dataset>> {
             ));
         }
     }
-    let name = dir
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_default();
+    let name = crate::fs::file_name(dir);
     Ok(Some(Dataset {
         root: dir.to_path_buf(),
         layout: Layout::TciaPancreas,
