@@ -85,6 +85,14 @@ fn dense_convs(c: &mut Criterion) {
             black_box((y, dense::conv3d_backward(&conv, &x, &w, &dy, true)))
         })
     });
+    // dW alone, both ways: Winograd's transpose (what `dense` routes these convs to) against the
+    // direct sums (`shifted::backward_dw`) it replaced.
+    g.bench_function("conv 3^3 48->48 48^3 dw winograd", |bench| {
+        bench.iter(|| black_box(repux_kernels::winograd::backward_dw(&conv, &x, &dy)))
+    });
+    g.bench_function("conv 3^3 48->48 48^3 dw direct", |bench| {
+        bench.iter(|| black_box(repux_kernels::shifted::backward_dw(&conv, &x, &dy)))
+    });
     let up = UpShape {
         n: 1,
         cin: 96,

@@ -220,7 +220,7 @@ fn for_each_slab(s: &ConvShape, x: &[f32], mut f: impl FnMut(usize, usize, usize
     }
 }
 
-/// Whether stride-1 3³ convs (forward and dx) take Winograd F(4³, 3³) (`winograd.rs`, the
+/// Whether stride-1 3³ convs (forward, dx and dW) take Winograd F(4³, 3³) (`winograd.rs`, the
 /// default) or the columns-free direct path (`shifted.rs`).
 static WINOGRAD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
 
@@ -230,7 +230,7 @@ pub fn use_winograd(on: bool) {
     WINOGRAD.store(on, std::sync::atomic::Ordering::Relaxed);
 }
 
-/// Whether this conv's forward and dx run Winograd: the shape suits it, it is switched on, and
+/// Whether this conv's forward, dx and dW run Winograd: the shape suits it, it is switched on, and
 /// the GEMMs are fp32: bf16 operands on Winograd's transformed values give a relative error of
 /// 3e-1 where the direct GEMMs give 1.8e-3 (`cargo test --release -p repux-kernels --test
 /// bf16_props bf16_routes -- --nocapture` prints both).
@@ -305,11 +305,17 @@ pub fn conv3d_backward(
             })
             .collect::<Vec<f32>>()
     };
+    if takes_winograd(s) {
+        let dx = match need_dx {
+            true => crate::winograd::backward_dx(s, w, dy),
+            false => Vec::new(),
+        };
+        return (dx, crate::winograd::backward_dw(s, x, dy), db());
+    }
     if crate::shifted::preferred(s) {
         let dx = match need_dx {
-            false => Vec::new(),
-            true if takes_winograd(s) => crate::winograd::backward_dx(s, w, dy),
             true => crate::shifted::backward_dx(s, w, dy),
+            false => Vec::new(),
         };
         return (dx, crate::shifted::backward_dw(s, x, dy), db());
     }

@@ -88,9 +88,9 @@ proptest! {
         }
     }
 
-    /// Winograd F(4³, 3³) (stride 1, padding 1, one group): odd and even sizes (partial tiles
-    /// on every axis), sizes below a tile, and a one-float block budget so that every block
-    /// holds a single tile row.
+    /// Winograd F(4³, 3³) (stride 1, padding 1, one group), forward, dx and dW: odd and even
+    /// sizes (partial tiles on every axis), sizes below a tile, and a one-float block budget so
+    /// that every block and every dW wave holds a single tile row.
     #[test]
     fn winograd_matches_reference(
         n in 1usize..3, cin in prop_oneof![1usize..6, 8usize..10], cout in prop_oneof![1usize..6, 8usize..10],
@@ -110,12 +110,14 @@ proptest! {
         let dy = data(s.output_len(), seed + 3);
         let y = winograd::forward(&s, &x, &wt, Some(&b));
         let dx = winograd::backward_dx(&s, &wt, &dy);
-        winograd::set_block_budget(1 << 20);
+        let dw = winograd::backward_dw(&s, &x, &dy);
+        winograd::set_block_budget(2 << 20);
         repux_kernels::limit_isa(2);
         let want = reference::conv3d_forward(&s, &x, &wt, Some(&b));
-        let (rdx, _, _) = reference::conv3d_backward(&s, &x, &wt, &dy);
+        let (rdx, rdw, _) = reference::conv3d_backward(&s, &x, &wt, &dy);
         prop_assert!(err(&y, &want) < TOL, "forward {s:?}: {}", err(&y, &want));
         prop_assert!(err(&dx, &rdx) < TOL, "dx {s:?}: {}", err(&dx, &rdx));
+        prop_assert!(err(&dw, &rdw) < TOL, "dw {s:?}: {}", err(&dw, &rdw));
     }
 
     /// `nn.Linear` (SwinUNETR's projections and MLPs): any rows, odd widths, with and without
@@ -176,8 +178,8 @@ proptest! {
 }
 
 /// A conv wide enough for `dense` to route it to Winograd (≥ 32 channels, ≥ 4096 voxels):
-/// the public entry points give the same forward and dx with Winograd on and off (the direct,
-/// columns-free path), and dw and db are the same computation either way.
+/// the public entry points give the same forward, dx and dw with Winograd on and off (the
+/// direct, columns-free path), and db is the same computation either way.
 #[test]
 fn winograd_and_direct_routes_agree() {
     let s = ConvShape {
@@ -216,7 +218,12 @@ fn winograd_and_direct_routes_agree() {
         "dx: {}",
         err(&wino.1, &direct.1)
     );
-    assert_eq!((wino.2, wino.3), (direct.2, direct.3));
+    assert!(
+        err(&wino.2, &direct.2) < TOL,
+        "dw: {}",
+        err(&wino.2, &direct.2)
+    );
+    assert_eq!(wino.3, direct.3);
 }
 
 /// A volume big enough that the columns are built in several depth slabs.

@@ -1,7 +1,8 @@
 //! The hand-written loops' baseline, AVX2 and AVX-512 copies compute the same values, bit for
-//! bit (docs/architecture.md's invariant): Winograd forward and dx, the fused norm passes, the
-//! window softmax.
-//! Its own test binary, so that no other test moves the ISA cap while it runs.
+//! bit (docs/architecture.md's invariant): Winograd forward, dx and dW, the fused norm passes,
+//! the window softmax; and Winograd dW gives the same bits on any number of threads.
+//! Its own test binary, so that no other test moves the ISA cap or Winograd's block budget
+//! while it runs.
 
 use rand::{Rng, SeedableRng};
 use repux_kernels::dense::ConvShape;
@@ -51,6 +52,7 @@ fn isa_copies_agree_bit_for_bit() {
         limit_isa(level);
         let y = winograd::forward(&s, &x, &w, Some(&b));
         let dx = winograd::backward_dx(&s, &w, &dy);
+        let dw = winograd::backward_dw(&s, &x, &dy);
         let (ny, rstd) = norm::instance_norm_act(&nx, sp, 1e-5, 0.01);
         let ndx = norm::instance_norm_act_backward(&ny, &na, &rstd, sp, 0.01);
         let ay = norm::add_act(&nx, &na, 0.01);
@@ -59,7 +61,7 @@ fn isa_copies_agree_bit_for_bit() {
         softmax::window_softmax(attn, &mut p, &bias, Some(&mask));
         let mut ds = dp.clone();
         let dbias = softmax::window_softmax_backward(attn, &p, &mut ds);
-        [y, dx, ny, rstd, ndx, ay, ag, p, ds, dbias]
+        [y, dx, dw, ny, rstd, ndx, ay, ag, p, ds, dbias]
     };
     let base = run(0);
     for level in [1, 2] {
@@ -72,4 +74,38 @@ fn isa_copies_agree_bit_for_bit() {
         }
     }
     limit_isa(2);
+}
+
+/// Winograd dW sums its tiles in waves of a fixed size, not per thread: the same bits on one
+/// thread as on three, over several waves (a small block budget).
+#[test]
+fn winograd_dw_does_not_depend_on_the_thread_count() {
+    use repux_kernels::winograd;
+    let s = ConvShape {
+        n: 2,
+        cin: 9,
+        cout: 7,
+        d: 9,
+        h: 10,
+        w: 11,
+        k: 3,
+        stride: 1,
+        pad: 1,
+        groups: 1,
+    };
+    let (x, dy) = (data(s.input_len(), 5), data(s.output_len(), 6));
+    winograd::set_block_budget(20_000);
+    let on = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .expect("thread pool");
+        pool.install(|| winograd::backward_dw(&s, &x, &dy))
+    };
+    let (one, three) = (on(1), on(3));
+    winograd::set_block_budget(2 << 20);
+    assert!(one
+        .iter()
+        .zip(&three)
+        .all(|(a, b)| a.to_bits() == b.to_bits()));
 }
