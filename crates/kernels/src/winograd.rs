@@ -572,6 +572,9 @@ fn conv(
     };
     let sp = d * h * w;
     let rows = n * g.ntz * g.nty;
+    if rows == 0 || g.ntx == 0 {
+        return Vec::new();
+    }
     let per_row = XI * c_in.max(c_out) * g.ntx;
     let rb = (BLOCK_BUDGET.load(Ordering::Relaxed) / per_row).clamp(1, rows);
     let tb_max = rb * g.ntx;
@@ -698,6 +701,10 @@ pub fn backward_dw(s: &ConvShape, x: &[f32], dy: &[f32]) -> Vec<f32> {
     };
     let sp = s.d * s.h * s.w;
     let rows = s.n * g.ntz * g.nty;
+    if rows == 0 || g.ntx == 0 || c_in * c_out == 0 {
+        // No voxels (or no channel pairs): every sum is empty.
+        return vec![0f32; c_out * c_in * 27];
+    }
     let wave = 2 * BLOCK_BUDGET.load(Ordering::Relaxed);
     let wr = (wave / (XI * (c_in + c_out) * g.ntx)).clamp(1, rows);
     let mut v = vec![0f32; c_in * XI * wr * g.ntx];

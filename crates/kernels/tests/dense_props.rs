@@ -226,6 +226,47 @@ fn winograd_and_direct_routes_agree() {
     assert_eq!(wino.3, direct.3);
 }
 
+/// Winograd on empty shapes (no voxels along an axis, or no channels) gives empty or zero
+/// results, as the reference does, instead of dividing by a zero tile count.
+#[test]
+fn winograd_takes_empty_shapes() {
+    use repux_kernels::winograd;
+    for (n, cin, cout, d, h, w) in [
+        (1, 3, 2, 0, 4, 4),
+        (1, 3, 2, 4, 4, 0),
+        (0, 3, 2, 4, 4, 4),
+        (1, 0, 2, 4, 4, 4),
+        (1, 3, 0, 4, 4, 4),
+    ] {
+        let s = ConvShape {
+            n,
+            cin,
+            cout,
+            d,
+            h,
+            w,
+            k: 3,
+            stride: 1,
+            pad: 1,
+            groups: 1,
+        };
+        let (x, wt, dy) = (
+            data(s.input_len(), 1),
+            data(s.weight_len(), 2),
+            data(s.output_len(), 3),
+        );
+        let b = data(s.cout, 4);
+        assert_eq!(
+            winograd::forward(&s, &x, &wt, Some(&b)),
+            reference::conv3d_forward(&s, &x, &wt, Some(&b)),
+            "{s:?}"
+        );
+        let (rdx, rdw, _) = reference::conv3d_backward(&s, &x, &wt, &dy);
+        assert_eq!(winograd::backward_dx(&s, &wt, &dy), rdx, "{s:?}");
+        assert_eq!(winograd::backward_dw(&s, &x, &dy), rdw, "{s:?}");
+    }
+}
+
 /// A volume big enough that the columns are built in several depth slabs.
 #[test]
 fn slabs_cover_the_volume() {
