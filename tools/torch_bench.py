@@ -14,7 +14,7 @@ torch_s) and model records (model, patch, batch, pass, torch_s, peak_rss_mib). T
 tools/torch_reference.py's independent PyTorch RepUX-Net (BFR forward), or MONAI's SwinUNETR
 for the swinunetr presets, trained with torch.optim.AdamW and MONAI's Dice + CE written out.
 Each time: one warm-up run, then the median of --repeats runs; the warm-up alone where it took
-> 30 s (kernels: > 5 s), the rule `repux bench model` uses.
+> --warm-only-s (default 30 s; kernels: > 5 s), the rule `repux bench model` uses.
 With --device cuda everything runs on the GPU with cuDNN's autotuner on
 (torch.backends.cudnn.benchmark), each time ends with torch.cuda.synchronize(), and model
 records add peak_device_mib (torch.cuda.max_memory_allocated).
@@ -44,7 +44,7 @@ PRESETS = {
 SWIN = {"swinunetr": 48, "swinunetr-small": 24, "swinunetr-tiny": 12}
 
 
-WARM_ONLY_S = 30.0  # the same rule as `repux bench model`
+WARM_ONLY_S = 30.0  # --warm-only-s: the same rule as `repux bench model`
 DEV = torch.device("cpu")  # --device
 
 
@@ -53,9 +53,11 @@ def sync():
         torch.cuda.synchronize()
 
 
-def timed(fn, repeats, once_above=WARM_ONLY_S):
+def timed(fn, repeats, once_above=None):
     """One warm-up run, then the median of `repeats` runs; the warm-up alone where it took
-    longer than `once_above` seconds."""
+    longer than `once_above` seconds (default: --warm-only-s)."""
+    if once_above is None:
+        once_above = WARM_ONLY_S
     sync()
     t = time.perf_counter()
     fn()
@@ -176,14 +178,16 @@ def main():
     ap.add_argument("--size", type=int, help="cubic patch side (default 48x48x32)")
     ap.add_argument("--batch", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--warm-only-s", type=float, default=30.0, help="model: a warm-up above this many seconds is the measurement")
     ap.add_argument("--no-kernels", action="store_true")
     ap.add_argument("--no-model", action="store_true")
     ap.add_argument("--forward-only", action="store_true", help="model: only the eval forward (no training step)")
     ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="model: bf16 runs under torch.autocast(device, bfloat16)")
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="cuda: PyTorch + cuDNN on the GPU")
     a = ap.parse_args()
-    global DEV
+    global DEV, WARM_ONLY_S
     DEV = torch.device(a.device)
+    WARM_ONLY_S = a.warm_only_s
     if DEV.type == "cuda":
         # cuDNN's autotuner on; TF32 as PyTorch ships it (on for cuDNN convs): the peer users run.
         torch.backends.cudnn.benchmark = True

@@ -19,6 +19,15 @@ pub fn triple<T: std::str::FromStr>(s: &str) -> Result<[T; 3], String> {
     }
 }
 
+/// Parses a number of seconds: finite and not negative.
+pub fn seconds(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        Ok(_) => Err(format!("{s:?} is not a number of seconds (finite, ≥ 0)")),
+        Err(_) => Err(format!("{s:?} is not a number")),
+    }
+}
+
 /// Parses `a,b` into two values.
 pub fn pair(s: &str) -> Result<(f64, f64), String> {
     let (a, b) = s

@@ -1,4 +1,4 @@
-use crate::args::{triple, PrecisionArg};
+use crate::args::{seconds, triple, PrecisionArg};
 use anyhow::Result;
 use repux_prep::resample::{resample, shape_for_spacing, Interp};
 use std::process::ExitCode;
@@ -52,10 +52,15 @@ pub enum Command {
         /// Crops per step (the training batch).
         #[arg(long, default_value_t = 2)]
         batch: usize,
-        /// Runs per measurement (median), after one warm-up (a warm-up above 30 s is the
+        /// Runs per measurement (median), after one warm-up (a warm-up above --warm-only-s is the
         /// measurement).
         #[arg(long, default_value_t = 3)]
         repeats: usize,
+        /// Seconds above which the warm-up run is itself the measurement (saves a paper-size
+        /// training step; that first run also pays for first touching its memory, which later
+        /// steps of a training run reuse). Same flag in tools/torch_bench.py.
+        #[arg(long, default_value_t = 30.0, value_parser = seconds)]
+        warm_only_s: f64,
         /// Only repux's kernels (skip burn's generic ops).
         #[arg(long)]
         no_burn: bool,
@@ -221,6 +226,7 @@ pub fn run(c: Command) -> Result<ExitCode> {
             patch,
             batch,
             repeats,
+            warm_only_s,
             no_burn,
             forward_only,
             winograd_block,
@@ -236,7 +242,10 @@ pub fn run(c: Command) -> Result<ExitCode> {
                 &model_config,
                 size.map(|n| [n; 3]).unwrap_or(patch),
                 batch,
-                repeats,
+                Timing {
+                    repeats,
+                    warm_only_s,
+                },
                 no_burn,
                 !forward_only,
                 json,
@@ -257,16 +266,16 @@ fn peak_rss_mib() -> f64 {
 }
 
 /// Seconds of (eval forward, training step) for one network with the current conv ops on the
-/// installed device, the process's peak RSS (MiB) after each, and on a GPU the device memory its
+/// installed device, the process's peak RSS (MiB) after each, on a GPU the device memory its
 /// allocator reserved after each (MiB; the pool keeps what it reserved, so this is the pass's peak
-/// reservation).
+/// reservation), and whether each time is of the first (warm-up) run.
 fn model_times(
     cfg: &repux_nn::ModelConfig,
     patch: [usize; 3],
     batch: usize,
-    repeats: usize,
+    timing: Timing,
     train: bool,
-) -> ([f64; 2], [f64; 2], [Option<f64>; 2]) {
+) -> ([f64; 2], [f64; 2], [Option<f64>; 2], [bool; 2]) {
     use burn::optim::GradientsParams;
     use burn::tensor::{Distribution, Tensor};
     let [d, h, w] = patch;
@@ -282,7 +291,7 @@ fn model_times(
     let fwd = || {
         let _ = net.forward(x.clone()).into_data();
     };
-    let forward = time_warm(repeats, fwd);
+    let (forward, first_forward) = time_warm(timing, fwd);
     let rss_forward = peak_rss_mib();
     let dev_forward = reserved();
     drop(net);
@@ -291,6 +300,7 @@ fn model_times(
             [forward, f64::NAN],
             [rss_forward, f64::NAN],
             [dev_forward, None],
+            [first_forward, false],
         );
     }
     let dev = plain.clone().autodiff();
@@ -318,11 +328,12 @@ fn model_times(
             panic!("benchmark training step: {e}");
         }
     };
-    let train = time_warm(repeats, &mut step);
+    let (train, first_train) = time_warm(timing, &mut step);
     (
         [forward, train],
         [rss_forward, peak_rss_mib()],
         [dev_forward, reserved()],
+        [first_forward, first_train],
     )
 }
 
@@ -330,7 +341,7 @@ fn model(
     preset: &str,
     patch: [usize; 3],
     batch: usize,
-    repeats: usize,
+    timing: Timing,
     no_burn: bool,
     train: bool,
     json: bool,
@@ -342,29 +353,33 @@ fn model(
         ..cfg
     };
     repux_nn::ops::use_burn_ops(false);
-    let ([f_ours, t_ours], [rss_f, rss_t], [dev_f, dev_t]) =
-        model_times(&cfg, patch, batch, repeats, train);
+    let ([f_ours, t_ours], [rss_f, rss_t], [dev_f, dev_t], [first_f, first_t]) =
+        model_times(&cfg, patch, batch, timing, train);
     let [f_burn, t_burn] = if no_burn {
         [f64::NAN, f64::NAN]
     } else {
         repux_nn::ops::use_burn_ops(true);
-        let (r, _, _) = model_times(&cfg, patch, batch, repeats, train);
+        let (r, _, _, _) = model_times(&cfg, patch, batch, timing, train);
         repux_nn::ops::use_burn_ops(false);
         r
     };
     let threads = rayon::current_num_threads();
     if json {
         let device = repux_nn::device::installed().description;
-        let rec = |pass: &str, ours: f64, burn: f64, rss: f64, dev: Option<f64>| serde_json::json!({"preset": preset, "patch": patch, "batch": batch, "pass": pass, "ours_s": ours, "burn_s": if burn.is_finite() { serde_json::json!(burn) } else { serde_json::Value::Null }, "peak_rss_mib": rss, "device_reserved_mib": dev, "device": device, "threads": threads, "precision": repux_kernels::bf16::precision().name(), "isa": gemm_isa()});
-        let mut recs = vec![rec("forward", f_ours, f_burn, rss_f, dev_f)];
+        // `first_run`: repux's time is of the process's first run of the pass (the warm-up took
+        // longer than --warm-only-s), which also pays for first touching its memory.
+        let rec = |pass: &str, ours: f64, burn: f64, rss: f64, dev: Option<f64>, first: bool| serde_json::json!({"preset": preset, "patch": patch, "batch": batch, "pass": pass, "ours_s": ours, "burn_s": if burn.is_finite() { serde_json::json!(burn) } else { serde_json::Value::Null }, "peak_rss_mib": rss, "device_reserved_mib": dev, "device": device, "threads": threads, "precision": repux_kernels::bf16::precision().name(), "isa": gemm_isa(), "first_run": first});
+        let mut recs = vec![rec("forward", f_ours, f_burn, rss_f, dev_f, first_f)];
         if train {
-            recs.push(rec("train_step", t_ours, t_burn, rss_t, dev_t));
+            recs.push(rec("train_step", t_ours, t_burn, rss_t, dev_t, first_t));
         }
         println!("{}", serde_json::Value::Array(recs));
     } else {
         println!(
-            "model {preset}, batch {batch} × {patch:?}, {}, {threads} threads, median of {repeats}, {} GEMMs ({})",
+            "model {preset}, batch {batch} × {patch:?}, {}, {threads} threads, median of {} (a warm-up above {} s alone), {} GEMMs ({})",
             repux_nn::device::installed().description,
+            timing.repeats,
+            timing.warm_only_s,
             repux_kernels::bf16::precision().name(),
             gemm_isa()
         );
@@ -547,19 +562,25 @@ fn all_reduce(_: &str, _: usize, _: bool) -> Result<ExitCode> {
     anyhow::bail!("`repux bench all-reduce` needs the MPI build: cargo build --release --features mpi, then mpirun -np N target/release/repux bench all-reduce")
 }
 
-/// Above this, a warm-up run is itself the measurement (the same rule in tools/torch_bench.py).
-const WARM_ONLY_S: f64 = 30.0;
+/// How a pass of `bench model` is timed: the median of `repeats` runs after one warm-up, or the
+/// warm-up alone where it took longer than `warm_only_s` (the same rule in tools/torch_bench.py).
+#[derive(Clone, Copy)]
+struct Timing {
+    repeats: usize,
+    warm_only_s: f64,
+}
 
 /// One warm-up run, then the median of `repeats` runs — or the warm-up's time where it took
-/// longer than [`WARM_ONLY_S`] (a paper-size training step).
-fn time_warm(repeats: usize, mut f: impl FnMut()) -> f64 {
+/// longer than `warm_only_s` (a paper-size training step, by default); with whether the time is
+/// the warm-up's.
+fn time_warm(timing: Timing, mut f: impl FnMut()) -> (f64, bool) {
     let t = Instant::now();
     f();
     let warm = t.elapsed().as_secs_f64();
-    if warm > WARM_ONLY_S {
-        return warm;
+    if warm > timing.warm_only_s {
+        return (warm, true);
     }
-    time_median(repeats, f)
+    (time_median(timing.repeats, f), false)
 }
 
 fn time_median(repeats: usize, mut f: impl FnMut()) -> f64 {

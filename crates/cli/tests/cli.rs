@@ -1457,6 +1457,47 @@ fn bench_predict_reports_its_record() {
     assert!(stderr(&o).contains("multiple of 16"), "{}", stderr(&o));
 }
 
+/// `bench model --json` says whether a time is of the process's first run: with
+/// `--warm-only-s 0` the warm-up is the measurement, by default (30 s) a micro network's passes
+/// are timed after it; a negative or non-numeric limit is refused before any work.
+#[test]
+fn bench_model_says_which_run_it_timed() {
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "bench",
+            "model",
+            "--model-config",
+            "micro",
+            "--patch",
+            "32,32,32",
+            "--no-burn",
+            "--repeats",
+            "1",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let o = repux_ok(&args);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let recs = v.as_array().unwrap().clone();
+        assert_eq!(recs.len(), 2);
+        assert_eq!(
+            (recs[0]["pass"].clone(), recs[1]["pass"].clone()),
+            ("forward".into(), "train_step".into())
+        );
+        recs.iter()
+            .map(|r| r["first_run"].as_bool().unwrap())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(run(&["--warm-only-s", "0"]), [true, true]);
+    assert_eq!(run(&[]), [false, false]);
+    for bad in ["-1", "nan", "soon"] {
+        let o = repux(&["bench", "model", &format!("--warm-only-s={bad}")]);
+        assert_eq!(o.status.code(), Some(2), "{bad}");
+        assert!(stderr(&o).contains("--warm-only-s"), "{}", stderr(&o));
+        assert!(o.stdout.is_empty());
+    }
+}
+
 /// `REPUX_BF16_LEVEL` caps the bf16 level the record names; a value it does not know stops the
 /// run before any work, naming the variable.
 #[test]
