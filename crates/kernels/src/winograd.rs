@@ -140,6 +140,20 @@ struct Geo {
     ntx: usize,
 }
 
+impl Geo {
+    /// A D×H×W volume cut into 4×4×4 tiles (the last ones partial).
+    fn new([d, h, w]: [usize; 3]) -> Geo {
+        Geo {
+            d,
+            h,
+            w,
+            ntz: d.div_ceil(T),
+            nty: h.div_ceil(T),
+            ntx: w.div_ceil(T),
+        }
+    }
+}
+
 /// `Bᵀ (a0 … a5)` element-wise over equal-length rows, into six outputs.
 #[inline(always)]
 fn bt6(a: [&[f32]; A], out: [&mut [f32]; A]) {
@@ -562,14 +576,7 @@ fn conv(
     u: &[f32],
     bias: Option<&[f32]>,
 ) -> Vec<f32> {
-    let g = Geo {
-        d,
-        h,
-        w,
-        ntz: d.div_ceil(T),
-        nty: h.div_ceil(T),
-        ntx: w.div_ceil(T),
-    };
+    let g = Geo::new([d, h, w]);
     let sp = d * h * w;
     let rows = n * g.ntz * g.nty;
     if rows == 0 || g.ntx == 0 {
@@ -691,14 +698,7 @@ pub fn backward_dx(s: &ConvShape, w: &[f32], dy: &[f32]) -> Vec<f32> {
 pub fn backward_dw(s: &ConvShape, x: &[f32], dy: &[f32]) -> Vec<f32> {
     assert!(applies(s), "winograd: not a stride-1 'same' 3³ conv: {s:?}");
     let (c_in, c_out) = (s.cin, s.cout);
-    let g = Geo {
-        d: s.d,
-        h: s.h,
-        w: s.w,
-        ntz: s.d.div_ceil(T),
-        nty: s.h.div_ceil(T),
-        ntx: s.w.div_ceil(T),
-    };
+    let g = Geo::new([s.d, s.h, s.w]);
     let sp = s.d * s.h * s.w;
     let rows = s.n * g.ntz * g.nty;
     if rows == 0 || g.ntx == 0 || c_in * c_out == 0 {
