@@ -67,7 +67,8 @@ pub enum Command {
         /// Only the eval forward (no training step; its record is left out).
         #[arg(long)]
         forward_only: bool,
-        /// Floats of one Winograd block's transformed input (tuning; default 2097152).
+        /// Floats of one Winograd block's transformed input (tuning; default: 48 tiles, 216 ·
+        /// channels · 48 floats).
         #[arg(long)]
         winograd_block: Option<usize>,
         /// GEMM precision of repux's kernels: auto, fp32 or bf16 (burn's ops stay fp32).
@@ -234,9 +235,7 @@ pub fn run(c: Command) -> Result<ExitCode> {
             json,
             device,
         } => {
-            if let Some(b) = winograd_block {
-                repux_kernels::winograd::set_block_budget(b);
-            }
+            repux_kernels::winograd::set_block_budget(winograd_block);
             crate::args::apply_device(&device.device, precision)?;
             model(
                 &model_config,

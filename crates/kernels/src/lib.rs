@@ -13,6 +13,7 @@ pub mod dense;
 pub mod depthwise;
 pub mod linear;
 pub mod norm;
+mod phases;
 pub mod reference;
 pub mod shifted;
 mod shifted_dw;

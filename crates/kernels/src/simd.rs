@@ -59,6 +59,30 @@ pub fn fp32_isa_name() -> &'static str {
 /// Defines `$name` calling `$imp` compiled for the ISA picked at run time (the body is inlined
 /// into a `#[target_feature]` copy per ISA, so the compiler vectorises it for that width).
 macro_rules! isa_dispatch_ {
+    // `$imp(isa; …)`: the body also gets the ISA (to pick intrinsics it cannot express as
+    // plain loops).
+    ($vis:vis $name:ident => $imp:ident (isa; $($arg:ident: $ty:ty),*)) => {
+        $vis fn $name(isa: $crate::simd::Isa, $($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+                        unsafe fn v4(isa: $crate::simd::Isa, $($arg: $ty),*) {
+                    $imp(isa, $($arg),*)
+                }
+                #[target_feature(enable = "avx2,fma")]
+                        unsafe fn v3(isa: $crate::simd::Isa, $($arg: $ty),*) {
+                    $imp(isa, $($arg),*)
+                }
+                match isa {
+                    // SAFETY: `isa()` detected these features on this CPU.
+                    $crate::simd::Isa::Avx512 => return unsafe { v4(isa, $($arg),*) },
+                    $crate::simd::Isa::Avx2 => return unsafe { v3(isa, $($arg),*) },
+                    $crate::simd::Isa::Base => {}
+                }
+            }
+            $imp(isa, $($arg),*)
+        }
+    };
     ($vis:vis $name:ident => $imp:ident ($($arg:ident: $ty:ty),*)) => {
         $vis fn $name(isa: $crate::simd::Isa, $($arg: $ty),*) {
             #[cfg(target_arch = "x86_64")]

@@ -14,11 +14,11 @@
 //! `M_ξ [Cout × tiles] = U_ξ [Cout × Cin] · V_ξ [Cin × tiles]`.
 //!
 //! Work is cut into blocks of whole tile rows (a tile row: fixed sample, tile depth, tile
-//! height, every tile along W), so that a block's transformed input `V` (216 × Cin × tiles) and
-//! products `M` stay within [`set_block_budget`]'s floats (default 2 Mi floats, 8 MiB); blocks
-//! run in parallel, each with its own scratch, and write disjoint output rows. The transforms
-//! run over whole tile rows at a time (input rows split into their four column phases), so they
-//! vectorise.
+//! height, every tile along W) of about [`BLOCK_TILES`] tiles, whose transformed input `V`
+//! (216 × Cin × tiles) and products `M` stay in the cache between the transforms and the GEMMs;
+//! blocks run in parallel, each with its own scratch, and write disjoint output rows. The
+//! transforms run over groups of tile rows at a time ([`Geo::group`], input rows split into
+//! their column phases by [`phases`]), so they vectorise.
 //!
 //! dx is the same conv on dY with the weight transposed over channels and its taps reversed.
 //! dW is the algorithm's transpose ([`backward_dw`]): the same input transform, dY transformed
@@ -32,19 +32,40 @@
 //! against the f64 reference at 1e-4.
 
 use crate::conv_core::{matmul_with, operand, ConvShape, Dst, SharedOut};
-use crate::simd::{isa, isa_dispatch};
+use crate::phases;
+use crate::simd::{isa, isa_dispatch, Isa};
 use gemm::Parallelism;
 use rayon::prelude::*;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// Floats of one block's transformed input (or products), the block size's cap.
-static BLOCK_BUDGET: AtomicUsize = AtomicUsize::new(2 << 20);
+/// Tiles per block (and per dW wave) by default. A block's `V` and `M` then take
+/// 216 · (Cin + Cout) · 48 floats — 4 MiB at 48 channels, where two threads' blocks stay in the
+/// L3 cache — and `U`'s 216 · Cin · Cout floats, read once per block, cost no more than
+/// them up to ~96 channels. Against blocks of 2 Mi floats (8 MiB, the old cap) it took 0.6–0.7×
+/// the time at 48 channels (2 × 96³ forward and dW) and the same at 96 and 192 channels
+/// (2 × 48³, 2 × 24³); 24 tiles and 96 tiles were both slower at 48 channels
+/// (`cargo run --release -p repux-kernels --example winograd_blocks`, machine C).
+pub const BLOCK_TILES: usize = 48;
 
-/// Sets the block budget in floats (≥ one tile row is always taken; [`backward_dw`]'s waves
-/// hold two budgets). Results do not depend on it but for dW's order of sums; tests use small
-/// budgets so that block and wave edges are exercised.
-pub fn set_block_budget(floats: usize) {
-    BLOCK_BUDGET.store(floats.max(1), Ordering::Relaxed);
+/// Floats of one block's transformed input (or products) when set; 0: [`BLOCK_TILES`].
+static BLOCK_BUDGET: AtomicUsize = AtomicUsize::new(0);
+
+/// Sets the block size by a budget in floats (≥ one tile row is always taken; [`backward_dw`]'s
+/// waves hold two budgets), or back to [`BLOCK_TILES`] with `None`. Results do not depend on
+/// it but for dW's order of sums; tests use small budgets so that block and wave edges are
+/// exercised.
+pub fn set_block_budget(floats: Option<usize>) {
+    BLOCK_BUDGET.store(floats.map_or(0, |f| f.max(1)), Ordering::Relaxed);
+}
+
+/// Tile rows per block (or dW wave) of `rows` when a row takes `floats_per_row` of the
+/// budget.
+fn rows_per_block(g: &Geo, floats_per_row: usize, rows: usize) -> usize {
+    let fit = match BLOCK_BUDGET.load(Ordering::Relaxed) {
+        0 => BLOCK_TILES.div_ceil(g.ntx),
+        budget => budget / floats_per_row.max(1),
+    };
+    whole_groups(fit, g.group(), rows)
 }
 
 /// Whether the geometry suits this path: k 3, stride 1, padding 1, one group.
@@ -152,11 +173,68 @@ impl Geo {
             ntx: w.div_ceil(T),
         }
     }
+
+    /// Tile rows transformed together. One tile row has `ntx` lanes — 24, 12 and 6 at the
+    /// paper network's 96³ … 24³ stages, 16, 8 and 4 at 64³ —, which 16-lane vectors cover in
+    /// part: the three passes of a transform run over `16 / gcd(ntx, 16)` rows at once (a whole
+    /// number of vectors; only the column phases are split or joined row by row), at most 64
+    /// lanes when a row is longer (the scratch stays in L1/L2).
+    fn group(&self) -> usize {
+        let n = self.ntx.max(1);
+        let mut gcd = (n, LANES);
+        while gcd.1 != 0 {
+            gcd = (gcd.1, gcd.0 % gcd.1);
+        }
+        (LANES / gcd.0).min((64 / n).max(1))
+    }
+
+    /// Sample, tile depth and tile height of tile row `r` (r = (b·ntz + tz)·nty + ty).
+    fn row(&self, r: usize) -> (usize, usize, usize) {
+        (
+            r / (self.ntz * self.nty),
+            (r / self.nty) % self.ntz,
+            r % self.nty,
+        )
+    }
+}
+
+/// Lanes of the widest vector (AVX-512's 16 floats): the element-wise transforms run in
+/// chunks of this many, which LLVM turns into exactly one vector op each (two on AVX2).
+const LANES: usize = 16;
+
+/// Runs an element-wise transform over its rows' `n` lanes in chunks of [`LANES`]: `$f` on
+/// sub-slices of length 16 (a constant after slicing, so the loop inside vectorises whole),
+/// then once on the rest. A plain loop over `n` is vectorised 64 lanes at a time with 8-, 4-
+/// and 1-lane remainders, where the 6 … 24 lanes of a tile row spent most of their time.
+macro_rules! by_vectors {
+    ($f:ident, [$($i:ident),*], [$($o:ident),*]) => {{
+        let n = [$($o.len()),*][0];
+        let mut c = 0;
+        while n - c >= LANES {
+            let e = c + LANES;
+            $f([$(&$i[c..e]),*], [$(&mut $o[c..e]),*]);
+            c = e;
+        }
+        if c < n {
+            $f([$(&$i[c..n]),*], [$(&mut $o[c..n]),*]);
+        }
+    }};
 }
 
 /// `Bᵀ (a0 … a5)` element-wise over equal-length rows, into six outputs.
 #[inline(always)]
 fn bt6(a: [&[f32]; A], out: [&mut [f32]; A]) {
+    let [a0, a1, a2, a3, a4, a5] = a;
+    let [o0, o1, o2, o3, o4, o5] = out;
+    by_vectors!(
+        bt6_lanes,
+        [a0, a1, a2, a3, a4, a5],
+        [o0, o1, o2, o3, o4, o5]
+    );
+}
+
+#[inline(always)]
+fn bt6_lanes(a: [&[f32]; A], out: [&mut [f32]; A]) {
     let [o0, o1, o2, o3, o4, o5] = out;
     let n = o0.len();
     let (a0, a1, a2, a3, a4, a5) = (
@@ -187,6 +265,13 @@ fn bt6(a: [&[f32]; A], out: [&mut [f32]; A]) {
 /// `Aᵀ (m0 … m5)` element-wise, into four outputs.
 #[inline(always)]
 fn at6(m: [&[f32]; A], out: [&mut [f32]; T]) {
+    let [m0, m1, m2, m3, m4, m5] = m;
+    let [o0, o1, o2, o3] = out;
+    by_vectors!(at6_lanes, [m0, m1, m2, m3, m4, m5], [o0, o1, o2, o3]);
+}
+
+#[inline(always)]
+fn at6_lanes(m: [&[f32]; A], out: [&mut [f32]; T]) {
     let [o0, o1, o2, o3] = out;
     let n = o0.len();
     let (m0, m1, m2, m3, m4, m5) = (
@@ -211,6 +296,13 @@ fn at6(m: [&[f32]; A], out: [&mut [f32]; T]) {
 /// six outputs.
 #[inline(always)]
 fn a6(z: [&[f32]; T], out: [&mut [f32]; A]) {
+    let [z0, z1, z2, z3] = z;
+    let [o0, o1, o2, o3, o4, o5] = out;
+    by_vectors!(a6_lanes, [z0, z1, z2, z3], [o0, o1, o2, o3, o4, o5]);
+}
+
+#[inline(always)]
+fn a6_lanes(z: [&[f32]; T], out: [&mut [f32]; A]) {
     let [o0, o1, o2, o3, o4, o5] = out;
     let n = o0.len();
     let (z0, z1, z2, z3) = (&z[0][..n], &z[1][..n], &z[2][..n], &z[3][..n]);
@@ -282,8 +374,9 @@ fn split6(buf: &mut [f32], len: usize, first: usize, step: usize) -> [&mut [f32]
     ]
 }
 
-/// Scratch of one transform: two stages of up to 216 rows over a tile row, the four column
-/// phases of one input row (or output row), and an output row.
+/// Scratch of one transform: two stages of 216 rows over a group of tile rows
+/// ([`Geo::group`]), the six (input) or four (output) column phases of the group's rows at one
+/// (z, y) offset, and an output row.
 struct InScratch {
     a: Vec<f32>,
     b: Vec<f32>,
@@ -294,18 +387,17 @@ struct InScratch {
 impl InScratch {
     fn new(g: &Geo) -> InScratch {
         InScratch {
-            a: vec![0.0; XI * g.ntx],
-            b: vec![0.0; XI * g.ntx],
-            ph: vec![0.0; T * (g.ntx + 1)],
+            a: vec![0.0; XI * g.group() * g.ntx],
+            b: vec![0.0; XI * g.group() * g.ntx],
+            ph: vec![0.0; A * g.group() * g.ntx],
             row: vec![0.0; g.w],
         }
     }
 }
 
 /// Asks the cache for the two input rows per plane that tile row (tz, ty) reads and tile row
-/// (tz, ty − 1) does not (what the next call, with `reuse`, loads first): each plane's rows sit
-/// in another page, where the hardware prefetcher does not follow, and the loads then wait on
-/// memory one row at a time.
+/// (tz, ty − 1) does not: each plane's rows sit in another page, where the hardware prefetcher
+/// does not follow, and the loads then wait on memory one row at a time.
 #[inline(always)]
 fn prefetch_rows(g: &Geo, xc: &[f32], tz: usize, ty: usize) {
     #[cfg(target_arch = "x86_64")]
@@ -330,239 +422,245 @@ fn prefetch_rows(g: &Geo, xc: &[f32], tz: usize, ty: usize) {
     let _ = (g, xc, tz, ty);
 }
 
-/// Tile row (tz, ty) of a channel, and whether the previous transform call was row (tz, ty − 1)
-/// of the same channel (so its scratch holds two of this row's input rows, transformed).
+/// Tile rows `first .. first + count` ([`Geo::row`]) of one channel, at most [`Geo::group`]
+/// of them, transformed together.
 #[derive(Clone, Copy)]
-struct TileRow {
-    tz: usize,
-    ty: usize,
-    reuse: bool,
+struct Rows {
+    first: usize,
+    count: usize,
 }
 
-/// `Bᵀ d B` (three axes) for every tile of tile row (tz, ty) of one channel `xc` (D·H·W);
-/// transform point ξ = (cz·6 + cy)·6 + cx of tile t lands at `v[ξ·stride + t]`. Consecutive
-/// tile rows share two of their six input rows per plane: with `reuse` their x-axis transforms
-/// are taken from the previous call.
+/// Channel `c` of `channels` of an `N × channels × D·H·W` tensor.
+#[derive(Clone, Copy)]
+struct Channel<'a> {
+    data: &'a [f32],
+    c: usize,
+    channels: usize,
+}
+
+impl<'a> Channel<'a> {
+    /// The channel's D·H·W volume in sample `b`.
+    #[inline(always)]
+    fn volume(self, g: &Geo, b: usize) -> &'a [f32] {
+        let sp = g.d * g.h * g.w;
+        &self.data[(b * self.channels + self.c) * sp..][..sp]
+    }
+}
+
+/// `Bᵀ d B` (three axes) for every tile of tile rows `rows` of channel `x`; transform point
+/// ξ = (cz·6 + cy)·6 + cx of the group's tile t (tile rows one after another) lands at
+/// `v[ξ·stride + t]`. All three passes run over the group's lanes at once: the x-pass on the
+/// six column phases `e_i[t] = xp[4t + i]` of each padded input row `xp[c] = row[c − 1]`.
 #[inline(always)]
 fn input_row_impl(
+    isa: Isa,
     g: &Geo,
-    xc: &[f32],
-    TileRow { tz, ty, reuse }: TileRow,
+    x: Channel,
+    rows: Rows,
     s: &mut InScratch,
     v: &mut [f32],
     stride: usize,
 ) {
     let n = g.ntx;
-    let m = n + 1;
-    prefetch_rows(g, xc, tz, ty + 1);
-    // x axis: input rows (zz, yy) → a[((zz·6 + yy)·6 + cx)·n + t]. With `reuse`, `s.a` holds
-    // tile row (tz, ty − 1) of the same channel, whose input rows yy = 4, 5 are this one's 0, 1.
-    for zz in 0..A {
-        if reuse {
-            s.a.copy_within((zz * A + T) * A * n..(zz * A + A) * A * n, zz * A * A * n);
+    let l = rows.count * n;
+    // Ask the cache for the rows that the next group reads first (other pages than this
+    // group's: the hardware prefetcher does not follow).
+    for r in rows.first + rows.count..rows.first + 2 * rows.count {
+        let (b, tz, ty) = g.row(r);
+        if b < x.data.len() / (x.channels * g.d * g.h * g.w) {
+            prefetch_rows(g, x.volume(g, b), tz, ty);
         }
-        for yy in if reuse { A - T..A } else { 0..A } {
-            let (z, y) = ((T * tz + zz) as isize - 1, (T * ty + yy) as isize - 1);
-            let r = (zz * A + yy) * A;
-            if z < 0 || z >= g.d as isize || y < 0 || y >= g.h as isize {
-                s.a[r * n..(r + A) * n].fill(0.0);
-                continue;
-            }
-            let row = &xc[(z as usize * g.h + y as usize) * g.w..][..g.w];
-            // Padded row xp[i] = row[i − 1] in four phases: ph[p·m + j] = xp[4j + p], zero past
-            // the row (n + 1 entries each; W ≤ 4n).
-            let (p0, rest) = s.ph.split_at_mut(m);
-            let (p1, rest) = rest.split_at_mut(m);
-            let (p2, p3) = rest.split_at_mut(m);
-            let quads = row.chunks_exact(4);
-            let tail = quads.remainder();
-            for (j, q) in quads.enumerate() {
-                // Columns 4j … 4j + 3 are xp[4j + 1 … 4j + 4].
-                p1[j] = q[0];
-                p2[j] = q[1];
-                p3[j] = q[2];
-                p0[j + 1] = q[3];
-            }
-            let (j, rem) = (g.w / 4, g.w % 4);
-            for (c, &val) in tail.iter().enumerate() {
-                match c {
-                    0 => p1[j] = val,
-                    1 => p2[j] = val,
-                    _ => p3[j] = val,
+    }
+    // x axis: input rows (zz, yy) → a[((zz·6 + yy)·6 + cx)·l + t].
+    for zz in 0..A {
+        for yy in 0..A {
+            let e = &mut s.ph[..A * l];
+            for j in 0..rows.count {
+                let (b, tz, ty) = g.row(rows.first + j);
+                let (z, y) = ((T * tz + zz) as isize - 1, (T * ty + yy) as isize - 1);
+                if z < 0 || z >= g.d as isize || y < 0 || y >= g.h as isize {
+                    for i in 0..A {
+                        e[i * l + j * n..][..n].fill(0.0);
+                    }
+                    continue;
                 }
+                let xc = x.volume(g, b);
+                let row = &xc[(z as usize * g.h + y as usize) * g.w..][..g.w];
+                // e_i[t] = xp[4t + i] = row[4t + i − 1]; e4, e5 are phases 0, 1 shifted a tile.
+                let [e0, e1, e2, e3, e4, e5] = split6(e, n, j * n, l);
+                phases::split(isa, row, -1, [e0, e1, e2, e3]);
+                phases::split(isa, row, 3, [e4, e5]);
             }
-            // Zero what the row does not reach: the left pad xp[0], and each phase past the end.
-            p0[0] = 0.0;
-            p0[j + 1..].fill(0.0);
-            p1[j + usize::from(rem > 0)..].fill(0.0);
-            p2[j + usize::from(rem > 1)..].fill(0.0);
-            p3[j + usize::from(rem > 2)..].fill(0.0);
-            // Patch of tile t: d_i = xp[4t + i] = ph[i mod 4][t + i div 4].
-            bt6(
-                [
-                    &p0[..n],
-                    &p1[..n],
-                    &p2[..n],
-                    &p3[..n],
-                    &p0[1..=n],
-                    &p1[1..=n],
-                ],
-                split6(&mut s.a, n, r * n, n),
-            );
+            let r = (zz * A + yy) * A;
+            bt6(take6(&s.ph, l, 0, l), split6(&mut s.a, l, r * l, l));
         }
     }
     // y axis: a[(zz, yy, cx)] → b[(zz, cy, cx)].
     for zz in 0..A {
         for cx in 0..A {
             bt6(
-                take6(&s.a, n, (zz * A * A + cx) * n, A * n),
-                split6(&mut s.b, n, (zz * A * A + cx) * n, A * n),
+                take6(&s.a, l, (zz * A * A + cx) * l, A * l),
+                split6(&mut s.b, l, (zz * A * A + cx) * l, A * l),
             );
         }
     }
     // z axis: b[(zz, cy, cx)] → v[ξ = (cz, cy, cx)].
     for cyx in 0..A * A {
         bt6(
-            take6(&s.b, n, cyx * n, A * A * n),
-            split6(v, n, cyx * stride, A * A * stride),
+            take6(&s.b, l, cyx * l, A * A * l),
+            split6(v, l, cyx * stride, A * A * stride),
         );
     }
 }
 
-/// One output channel of one sample being written: its `bias`, and its D·H·W floats starting
-/// at `base` of `out`.
+/// One output channel being written: its `bias`, and its D·H·W floats in each sample of the
+/// `N × channels × D·H·W` tensor `out`.
 #[derive(Clone, Copy)]
 struct OutChannel {
     out: SharedOut,
-    base: usize,
+    c: usize,
+    channels: usize,
     bias: f32,
 }
 
-/// `Aᵀ M A` (three axes) for tile row (tz, ty) of one output channel: transform point ξ of
-/// tile t is `m[ξ·stride + t]`; writes the (up to) 4×4 output rows, plus the bias, of `dst`.
+/// `Aᵀ M A` (three axes) for tile rows `rows` of one output channel: transform point ξ of the
+/// group's tile t is `m[ξ·stride + t]`; writes the (up to) 4×4 output rows per tile row, plus
+/// the bias, of `dst`.
 #[inline(always)]
 fn output_row_impl(
+    isa: Isa,
     g: &Geo,
     m: &[f32],
     stride: usize,
-    (tz, ty): (usize, usize),
+    rows: Rows,
     s: &mut InScratch,
     dst: OutChannel,
 ) {
-    let OutChannel { out, base, bias } = dst;
+    let OutChannel {
+        out,
+        c,
+        channels,
+        bias,
+    } = dst;
     let n = g.ntx;
+    let l = rows.count * n;
     // z axis: m[(cz, cy, cx)] → a[(oz, cy, cx)] (oz < 4).
     for cyx in 0..A * A {
         at6(
-            take6(m, n, cyx * stride, A * A * stride),
-            split4(&mut s.a, n, cyx * n, A * A * n),
+            take6(m, l, cyx * stride, A * A * stride),
+            split4(&mut s.a, l, cyx * l, A * A * l),
         );
     }
     // y axis: a[(oz, cy, cx)] → b[(oz, oy, cx)].
     for oz in 0..T {
         for cx in 0..A {
             at6(
-                take6(&s.a, n, (oz * A * A + cx) * n, A * n),
-                split4(&mut s.b, n, (oz * T * A + cx) * n, A * n),
+                take6(&s.a, l, (oz * A * A + cx) * l, A * l),
+                split4(&mut s.b, l, (oz * T * A + cx) * l, A * l),
             );
         }
     }
-    // x axis: b[(oz, oy, cx)] → output row (4tz + oz, 4ty + oy), columns 4t + ox.
+    // x axis: b[(oz, oy, cx)] → ph[ox·l + t], then tile row j's part → output row
+    // (4tz + oz, 4ty + oy), columns 4t + ox.
     for oz in 0..T {
         for oy in 0..T {
-            let (z, y) = (T * tz + oz, T * ty + oy);
-            if z >= g.d || y >= g.h {
-                continue;
-            }
             let r = (oz * T + oy) * A;
-            at6(take6(&s.b, n, r * n, n), split4(&mut s.ph, n, 0, n));
-            let (ph, row) = (&s.ph, &mut s.row[..g.w]);
-            let mut quads = row.chunks_exact_mut(4);
-            for (t, q) in (&mut quads).enumerate() {
-                q[0] = ph[t] + bias;
-                q[1] = ph[n + t] + bias;
-                q[2] = ph[2 * n + t] + bias;
-                q[3] = ph[3 * n + t] + bias;
+            at6(take6(&s.b, l, r * l, l), split4(&mut s.ph, l, 0, l));
+            for j in 0..rows.count {
+                let (b, tz, ty) = g.row(rows.first + j);
+                let (z, y) = (T * tz + oz, T * ty + oy);
+                if z >= g.d || y >= g.h {
+                    continue;
+                }
+                let row = &mut s.row[..g.w];
+                phases::join(isa, take4(&s.ph, n, j * n, l), bias, row);
+                let base = (b * channels + c) * g.d * g.h * g.w;
+                // SAFETY: each (tile row, output channel) writes its own output rows
+                // (4tz + oz, 4ty + oy) of its channel, and tile rows are split among blocks, so
+                // concurrent writes never overlap; `write` checks the bound.
+                unsafe { out.write(base + (z * g.h + y) * g.w, row) };
             }
-            let t = g.w / 4;
-            for (ox, o) in quads.into_remainder().iter_mut().enumerate() {
-                *o = ph[ox * n + t] + bias;
-            }
-            // SAFETY: each (tile row, output channel) writes its own output rows
-            // (4tz + oz, 4ty + oy) of its channel, and tile rows are split among blocks, so
-            // concurrent writes never overlap; `write` checks the bound.
-            unsafe { out.write(base + (z * g.h + y) * g.w, row) };
         }
     }
 }
 
-/// `A z Aᵀ` (three axes) for every tile of tile row (tz, ty) of one dY channel `dyc` (D·H·W):
-/// the 4×4×4 outputs of a tile (zero past the volume) become its 216 transform points, point ξ
-/// of tile t at `v[ξ·stride + t]` — the layout of [`input_row_impl`], which dW pairs them with.
+/// `A z Aᵀ` (three axes) for every tile of tile rows `rows` of one dY channel: the 4×4×4
+/// outputs of a tile (zero past the volume) become its 216 transform points, point ξ of the
+/// group's tile t at `v[ξ·stride + t]` — the layout of [`input_row_impl`], which dW pairs them
+/// with.
 #[inline(always)]
 fn dy_row_impl(
+    isa: Isa,
     g: &Geo,
-    dyc: &[f32],
-    (tz, ty): (usize, usize),
+    dy: Channel,
+    rows: Rows,
     s: &mut InScratch,
     v: &mut [f32],
     stride: usize,
 ) {
     let n = g.ntx;
-    // x axis: dY rows (oz, oy) → a[((oz·4 + oy)·6 + cx)·n + t].
+    let l = rows.count * n;
+    // x axis: dY rows (oz, oy) → a[((oz·4 + oy)·6 + cx)·l + t], over four column phases
+    // ph[ox·l + j·n + t] = row[4t + ox] of tile row j's dY row (zero past the volume).
     for oz in 0..T {
         for oy in 0..T {
-            let (z, y) = (T * tz + oz, T * ty + oy);
-            let r = (oz * T + oy) * A;
-            if z >= g.d || y >= g.h {
-                s.a[r * n..(r + A) * n].fill(0.0);
-                continue;
-            }
-            let row = &dyc[(z * g.h + y) * g.w..][..g.w];
-            // Four column phases: ph[ox·n + t] = row[4t + ox], zero past the row.
-            let ph = &mut s.ph[..T * n];
-            let quads = row.chunks_exact(4);
-            let tail = quads.remainder();
-            for (t, q) in quads.enumerate() {
-                ph[t] = q[0];
-                ph[n + t] = q[1];
-                ph[2 * n + t] = q[2];
-                ph[3 * n + t] = q[3];
-            }
-            if !tail.is_empty() {
-                let t = g.w / 4;
-                for ox in 0..T {
-                    ph[ox * n + t] = tail.get(ox).copied().unwrap_or(0.0);
+            let ph = &mut s.ph[..T * l];
+            for j in 0..rows.count {
+                let (b, tz, ty) = g.row(rows.first + j);
+                let (z, y) = (T * tz + oz, T * ty + oy);
+                let [p0, p1, p2, p3] = split4(ph, n, j * n, l);
+                if z >= g.d || y >= g.h {
+                    for p in [p0, p1, p2, p3] {
+                        p.fill(0.0);
+                    }
+                    continue;
                 }
+                let row = &dy.volume(g, b)[(z * g.h + y) * g.w..][..g.w];
+                phases::split(isa, row, 0, [p0, p1, p2, p3]);
             }
-            a6(take4(&s.ph, n, 0, n), split6(&mut s.a, n, r * n, n));
+            let r = (oz * T + oy) * A;
+            a6(take4(&s.ph, l, 0, l), split6(&mut s.a, l, r * l, l));
         }
     }
     // y axis: a[(oz, oy, cx)] → b[(oz, cy, cx)].
     for oz in 0..T {
         for cx in 0..A {
             a6(
-                take4(&s.a, n, (oz * T * A + cx) * n, A * n),
-                split6(&mut s.b, n, (oz * A * A + cx) * n, A * n),
+                take4(&s.a, l, (oz * T * A + cx) * l, A * l),
+                split6(&mut s.b, l, (oz * A * A + cx) * l, A * l),
             );
         }
     }
     // z axis: b[(oz, cy, cx)] → v[ξ = (cz, cy, cx)].
     for cyx in 0..A * A {
         a6(
-            take4(&s.b, n, cyx * n, A * A * n),
-            split6(v, n, cyx * stride, A * A * stride),
+            take4(&s.b, l, cyx * l, A * A * l),
+            split6(v, l, cyx * stride, A * A * stride),
         );
     }
 }
 
-isa_dispatch!(input_row => input_row_impl(g: &Geo, xc: &[f32], row: TileRow, s: &mut InScratch, v: &mut [f32], stride: usize));
-isa_dispatch!(output_row => output_row_impl(g: &Geo, m: &[f32], stride: usize, tile: (usize, usize), s: &mut InScratch, dst: OutChannel));
-isa_dispatch!(dy_row => dy_row_impl(g: &Geo, dyc: &[f32], tile: (usize, usize), s: &mut InScratch, v: &mut [f32], stride: usize));
+isa_dispatch!(input_row => input_row_impl(isa; g: &Geo, x: Channel, rows: Rows, s: &mut InScratch, v: &mut [f32], stride: usize));
+isa_dispatch!(output_row => output_row_impl(isa; g: &Geo, m: &[f32], stride: usize, rows: Rows, s: &mut InScratch, dst: OutChannel));
+isa_dispatch!(dy_row => dy_row_impl(isa; g: &Geo, dy: Channel, rows: Rows, s: &mut InScratch, v: &mut [f32], stride: usize));
+
+/// Tile rows per block for a budget of `fit` rows: at least one, at most `rows`, a multiple of
+/// the group size where the budget holds a group (so that no group but the last is short).
+fn whole_groups(fit: usize, group: usize, rows: usize) -> usize {
+    let fit = if fit >= group { fit - fit % group } else { fit };
+    fit.clamp(1, rows)
+}
+
+/// Rows `r0 .. r0 + nr` in groups of `group` (the last one shorter).
+fn groups(r0: usize, nr: usize, group: usize) -> impl Iterator<Item = Rows> {
+    (r0..r0 + nr).step_by(group).map(move |first| Rows {
+        first,
+        count: group.min(r0 + nr - first),
+    })
+}
 
 thread_local! {
-    /// Each worker thread's transformed input `V` and products `M` for one block (at most
-    /// [`set_block_budget`] floats each, or one tile row).
+    /// Each worker thread's transformed input `V` and products `M` for one block.
     static BLOCKS: std::cell::RefCell<(Vec<f32>, Vec<f32>)> = const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
 }
 
@@ -583,7 +681,7 @@ fn conv(
         return Vec::new();
     }
     let per_row = XI * c_in.max(c_out) * g.ntx;
-    let rb = (BLOCK_BUDGET.load(Ordering::Relaxed) / per_row).clamp(1, rows);
+    let rb = rows_per_block(&g, per_row, rows);
     let tb_max = rb * g.ntx;
     let mut y = vec![0f32; n * c_out * sp];
     let isa = isa();
@@ -603,26 +701,20 @@ fn conv(
                 let r0 = blk * rb;
                 let nr = rb.min(rows - r0);
                 let tb = nr * g.ntx;
-                let row_of = |j: usize| {
-                    let r = r0 + j;
-                    (r / (g.ntz * g.nty), (r / g.nty) % g.ntz, r % g.nty)
-                };
                 for ci in 0..c_in {
-                    for j in 0..nr {
-                        let (b, tz, ty) = row_of(j);
-                        let xc = &x[(b * c_in + ci) * sp..][..sp];
-                        // Tile row j − 1 (same channel, just transformed) is (b, tz, ty − 1) when ty > 0.
+                    let x = Channel {
+                        data: x,
+                        c: ci,
+                        channels: c_in,
+                    };
+                    for rows in groups(r0, nr, g.group()) {
                         input_row(
                             isa,
                             &g,
-                            xc,
-                            TileRow {
-                                tz,
-                                ty,
-                                reuse: j > 0 && ty > 0,
-                            },
+                            x,
+                            rows,
                             s,
-                            &mut v[ci * tb + j * g.ntx..],
+                            &mut v[ci * tb + (rows.first - r0) * g.ntx..],
                             c_in * tb,
                         );
                     }
@@ -641,19 +733,19 @@ fn conv(
                         operand(&v[xi * c_in * tb..], (tb, 1)),
                     );
                 }
-                for j in 0..nr {
-                    let (b, tz, ty) = row_of(j);
+                for rows in groups(r0, nr, g.group()) {
                     for co in 0..c_out {
                         output_row(
                             isa,
                             &g,
-                            &m[co * tb + j * g.ntx..],
+                            &m[co * tb + (rows.first - r0) * g.ntx..],
                             c_out * tb,
-                            (tz, ty),
+                            rows,
                             s,
                             OutChannel {
                                 out,
-                                base: (b * c_out + co) * sp,
+                                c: co,
+                                channels: c_out,
                                 bias: bias.map_or(0.0, |b| b[co]),
                             },
                         );
@@ -688,25 +780,23 @@ pub fn backward_dx(s: &ConvShape, w: &[f32], dy: &[f32]) -> Vec<f32> {
 /// `M_ξ [Cout × Cin] += Z_ξ [Cout × tiles] · V_ξᵀ [tiles × Cin]`, and `Gᵀ` runs once per channel
 /// pair at the end — 216 multiplies per (tile, channel pair) instead of the direct 1728.
 ///
-/// Tile rows go in waves of up to two blocks' budget ([`set_block_budget`]; 4 Mi floats, 16 MiB,
-/// by default) of transformed input and dY together (8 budgets ran the paper network's training
-/// step no faster and raised its peak RSS by 150 MiB) — a number of floats, not a share per
-/// thread, so the waves, and with them the order of dW's sums, do not depend on the thread
-/// count (≥ one tile row is always taken). A wave's transforms run in parallel over
+/// Tile rows go in waves of [`BLOCK_TILES`] tiles (or two blocks' budget when
+/// [`set_block_budget`] set one) of transformed input and dY together — a size of the problem,
+/// not a share per thread, so the waves, and with them the order of dW's sums, do not depend
+/// on the thread count (≥ one tile row is always taken). A wave's transforms run in parallel over
 /// channels (V and Z stored channel-major, `[c][ξ][t]`), then its GEMMs in parallel over ξ, each
 /// adding onto its own `M_ξ` in wave order.
 pub fn backward_dw(s: &ConvShape, x: &[f32], dy: &[f32]) -> Vec<f32> {
     assert!(applies(s), "winograd: not a stride-1 'same' 3³ conv: {s:?}");
     let (c_in, c_out) = (s.cin, s.cout);
     let g = Geo::new([s.d, s.h, s.w]);
-    let sp = s.d * s.h * s.w;
     let rows = s.n * g.ntz * g.nty;
     if rows == 0 || g.ntx == 0 || c_in * c_out == 0 {
         // No voxels (or no channel pairs): every sum is empty.
         return vec![0f32; c_out * c_in * 27];
     }
-    let wave = 2 * BLOCK_BUDGET.load(Ordering::Relaxed);
-    let wr = (wave / (XI * (c_in + c_out) * g.ntx)).clamp(1, rows);
+    // A wave holds two budgets: V and Z.
+    let wr = rows_per_block(&g, (XI * (c_in + c_out) * g.ntx).div_ceil(2), rows);
     let mut v = vec![0f32; c_in * XI * wr * g.ntx];
     let mut z = vec![0f32; c_out * XI * wr * g.ntx];
     let mut m = vec![0f32; XI * c_out * c_in];
@@ -714,23 +804,20 @@ pub fn backward_dw(s: &ConvShape, x: &[f32], dy: &[f32]) -> Vec<f32> {
     for r0 in (0..rows).step_by(wr) {
         let nr = wr.min(rows - r0);
         let tw = nr * g.ntx;
-        let row_of = |j: usize| {
-            let r = r0 + j;
-            (r / (g.ntz * g.nty), (r / g.nty) % g.ntz, r % g.nty)
-        };
         let (vw, zw) = (&mut v[..c_in * XI * tw], &mut z[..c_out * XI * tw]);
         rayon::join(
             || {
                 vw.par_chunks_mut(XI * tw).enumerate().for_each_init(
                     || InScratch::new(&g),
                     |sc, (ci, vc)| {
-                        for j in 0..nr {
-                            let (b, tz, ty) = row_of(j);
-                            let xc = &x[(b * c_in + ci) * sp..][..sp];
-                            // Row j − 1 of this channel, just transformed, is (b, tz, ty − 1).
-                            let reuse = j > 0 && ty > 0;
-                            let row = TileRow { tz, ty, reuse };
-                            input_row(isa, &g, xc, row, sc, &mut vc[j * g.ntx..], tw);
+                        let x = Channel {
+                            data: x,
+                            c: ci,
+                            channels: c_in,
+                        };
+                        for rows in groups(r0, nr, g.group()) {
+                            let vr = &mut vc[(rows.first - r0) * g.ntx..];
+                            input_row(isa, &g, x, rows, sc, vr, tw);
                         }
                     },
                 )
@@ -739,10 +826,14 @@ pub fn backward_dw(s: &ConvShape, x: &[f32], dy: &[f32]) -> Vec<f32> {
                 zw.par_chunks_mut(XI * tw).enumerate().for_each_init(
                     || InScratch::new(&g),
                     |sc, (co, zc)| {
-                        for j in 0..nr {
-                            let (b, tz, ty) = row_of(j);
-                            let dyc = &dy[(b * c_out + co) * sp..][..sp];
-                            dy_row(isa, &g, dyc, (tz, ty), sc, &mut zc[j * g.ntx..], tw);
+                        let dy = Channel {
+                            data: dy,
+                            c: co,
+                            channels: c_out,
+                        };
+                        for rows in groups(r0, nr, g.group()) {
+                            let zr = &mut zc[(rows.first - r0) * g.ntx..];
+                            dy_row(isa, &g, dy, rows, sc, zr, tw);
                         }
                     },
                 )

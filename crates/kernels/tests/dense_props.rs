@@ -102,7 +102,7 @@ proptest! {
         let s = ConvShape { n, cin, cout, d, h, w, k: 3, stride: 1, pad: 1, groups: 1 };
         prop_assert!(winograd::applies(&s));
         if small {
-            winograd::set_block_budget(1);
+            winograd::set_block_budget(Some(1));
         }
         let x = data(s.input_len(), seed);
         let wt = data(s.weight_len(), seed + 1);
@@ -111,7 +111,7 @@ proptest! {
         let y = winograd::forward(&s, &x, &wt, Some(&b));
         let dx = winograd::backward_dx(&s, &wt, &dy);
         let dw = winograd::backward_dw(&s, &x, &dy);
-        winograd::set_block_budget(2 << 20);
+        winograd::set_block_budget(None);
         repux_kernels::limit_isa(2);
         let want = reference::conv3d_forward(&s, &x, &wt, Some(&b));
         let (rdx, rdw, _) = reference::conv3d_backward(&s, &x, &wt, &dy);
@@ -302,4 +302,45 @@ fn slabs_cover_the_volume() {
         err(&dx, &rdx),
         err(&dw, &rdw)
     );
+}
+
+/// The transforms run over groups of consecutive tile rows (16 / gcd(tiles per row, 16) of
+/// them: 4 at 12 tiles, 12 at 5, 2 at 24) that cross tile planes and samples, the last group
+/// of a block shorter. Block budgets of one tile row, of a few groups (8 rows at 12
+/// tiles: two whole groups a block, a short group in the last block), and the default (48
+/// tiles: 4, 10 and 2 rows).
+#[test]
+fn winograd_groups_of_tile_rows() {
+    use repux_kernels::winograd;
+    for (i, &w) in [45usize, 20, 96].iter().enumerate() {
+        // H = 9: 3 tile rows a plane, so groups start mid-plane.
+        let s = ConvShape {
+            n: 2,
+            cin: 5,
+            cout: 7,
+            d: 7,
+            h: 9,
+            w,
+            k: 3,
+            stride: 1,
+            pad: 1,
+            groups: 1,
+        };
+        let seed = 40 + 4 * i as u64;
+        let (x, wt) = (data(s.input_len(), seed), data(s.weight_len(), seed + 1));
+        let (b, dy) = (data(s.cout, seed + 2), data(s.output_len(), seed + 3));
+        let want = reference::conv3d_forward(&s, &x, &wt, Some(&b));
+        let (rdx, rdw, _) = reference::conv3d_backward(&s, &x, &wt, &dy);
+        let per_row = 216 * 7 * w.div_ceil(4);
+        for budget in [Some(1), Some(8 * per_row), None] {
+            winograd::set_block_budget(budget);
+            let y = winograd::forward(&s, &x, &wt, Some(&b));
+            let dx = winograd::backward_dx(&s, &wt, &dy);
+            let dw = winograd::backward_dw(&s, &x, &dy);
+            winograd::set_block_budget(None);
+            assert!(err(&y, &want) < TOL, "forward w {w} budget {budget:?}");
+            assert!(err(&dx, &rdx) < TOL, "dx w {w} budget {budget:?}");
+            assert!(err(&dw, &rdw) < TOL, "dw w {w} budget {budget:?}");
+        }
+    }
 }
