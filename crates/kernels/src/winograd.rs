@@ -77,15 +77,19 @@ pub fn applies(s: &ConvShape) -> bool {
 /// least 32 (below that the 64 small GEMMs per block and the transforms cost more than they
 /// save: the tiny preset's forward at the demo's 2 × 32×16×16 took 0.055 s with the threshold
 /// at 8 channels and 0.033–0.048 s at 32, `repux bench model --model-config tiny --patch
-/// 32,16,16`), and the batch holds at least [`MIN_VOXELS`] output voxels: the weight transform
-/// costs about as much per (in, out) channel pair as a few hundred voxels of the conv, so the
-/// deep, small stages (8³ and below at the paper's 96³ … 64³ inputs, wide channels) stay direct.
+/// 32,16,16`), and the batch holds at least [`MIN_VOXELS`] output voxels.
 pub fn preferred(s: &ConvShape) -> bool {
     applies(s) && s.cin.min(s.cout) >= 32 && s.n * s.d * s.h * s.w >= MIN_VOXELS
 }
 
-/// Output voxels (over the batch) from which Winograd is preferred.
-pub const MIN_VOXELS: usize = 4096;
+/// Output voxels (over the batch) from which Winograd is preferred: below it the weight
+/// transform and the partial tiles cost what the 8× fewer multiplies save. Forward, dx and dW
+/// against the direct path (`cargo run --release -p repux-kernels --example winograd_route --
+/// N CIN COUT S`, machine C): 2 × 384 → 384 at 12³ (3456 voxels, the paper network's deepest
+/// 3³ convs at a 96³ patch) 126, 121, 153 ms against 242, 212, 247 ms; 4 × 384 at 8³ (2048)
+/// 2× faster; 1 × 384 at 12³ (1728) and 1 × 192 at 13³ (2197) even; 2 × 384 → 768 at 6³ (432)
+/// even or slower.
+pub const MIN_VOXELS: usize = 2048;
 
 /// Transform points per axis (α = m + r − 1 = 4 + 3 − 1) and per tile (α³).
 const A: usize = 6;
@@ -102,51 +106,90 @@ const G: [[f64; 3]; 6] = [
     [0.0, 0.0, 1.0],
 ];
 
-/// `U[ξ][o][i] = (G ⊗ G ⊗ G) g_{o,i}` for the 3³ kernel `g(o, i, tap)` (tap = (a·3 + b)·3 + c).
+/// `U[ξ][o][i] = (G ⊗ G ⊗ G) g_{o,i}` for the 3³ kernel `g(o, i, tap)` (tap = (a·3 + b)·3 + c),
+/// in f64, rounded once to f32. Runs over 16 input channels at a time (the taps gathered into
+/// `[tap][channel]`, every sum a vector op), each output channel's 216 rows written whole: one
+/// channel pair at a time, with 216 scattered writes per pair, it took longer than the conv's
+/// GEMMs at 384 channels (2 × 12³).
 fn transform_weight(
     c_out: usize,
     c_in: usize,
     g: impl Fn(usize, usize, usize) -> f32 + Sync,
 ) -> Vec<f32> {
     let per = c_out * c_in;
-    let vals: Vec<[f32; XI]> = (0..per)
-        .into_par_iter()
-        .map(|oi| {
-            let (o, i) = (oi / c_in, oi % c_in);
-            let k: [f64; 27] = std::array::from_fn(|t| g(o, i, t) as f64);
-            // Along c, then b, then a.
-            let mut t1 = [0f64; 9 * A]; // [a 3][b 3][γ 6]
-            for ab in 0..9 {
-                for (gm, row) in G.iter().enumerate() {
-                    t1[ab * A + gm] = (0..3).map(|c| row[c] * k[ab * 3 + c]).sum();
-                }
-            }
-            let mut t2 = [0f64; 3 * A * A]; // [a 3][β 6][γ 6]
-            for a in 0..3 {
-                for (bt, row) in G.iter().enumerate() {
-                    for gm in 0..A {
-                        t2[(a * A + bt) * A + gm] =
-                            (0..3).map(|b| row[b] * t1[(a * 3 + b) * A + gm]).sum();
+    let mut u = vec![0f32; XI * per];
+    if per == 0 {
+        return u;
+    }
+    let dst = SharedOut::new(&mut u);
+    (0..c_out).into_par_iter().for_each_init(
+        || vec![0f32; XI * c_in],
+        |rows, o| {
+            for i0 in (0..c_in).step_by(LANES) {
+                let lanes = LANES.min(c_in - i0);
+                let k: [[f64; LANES]; 27] = std::array::from_fn(|t| {
+                    std::array::from_fn(|l| {
+                        if l < lanes {
+                            g(o, i0 + l, t) as f64
+                        } else {
+                            0.0
+                        }
+                    })
+                });
+                let out = transform_lanes(&k);
+                for (xi, v) in out.iter().enumerate() {
+                    for (l, &val) in v[..lanes].iter().enumerate() {
+                        rows[xi * c_in + i0 + l] = val as f32;
                     }
                 }
             }
-            let mut out = [0f32; XI];
-            for (al, row) in G.iter().enumerate() {
-                for bg in 0..A * A {
-                    out[al * A * A + bg] =
-                        (0..3).map(|a| row[a] * t2[a * A * A + bg]).sum::<f64>() as f32;
-                }
+            for (xi, row) in rows.chunks_exact(c_in).enumerate() {
+                // SAFETY: output channel o writes only its own rows `U[ξ][o][..]`.
+                unsafe { dst.write(xi * per + o * c_in, row) };
             }
-            out
-        })
-        .collect();
-    let mut u = vec![0f32; XI * per];
-    for (oi, v) in vals.iter().enumerate() {
-        for (xi, &val) in v.iter().enumerate() {
-            u[xi * per + oi] = val;
+        },
+    );
+    u
+}
+
+/// `(G ⊗ G ⊗ G) k` for 16 kernels side by side (`k[tap][lane]`): along c, then b, then a, each
+/// sum left to right from the first product (the order of a scalar f64 `sum`).
+#[inline(always)]
+fn transform_lanes(k: &[[f64; LANES]; 27]) -> [[f64; LANES]; XI] {
+    let mut t1 = [[0f64; LANES]; 9 * A]; // [a 3][b 3][γ 6]
+    for ab in 0..9 {
+        for (gm, row) in G.iter().enumerate() {
+            let (k0, k1, k2) = (&k[ab * 3], &k[ab * 3 + 1], &k[ab * 3 + 2]);
+            let t = &mut t1[ab * A + gm];
+            for l in 0..LANES {
+                t[l] = row[0] * k0[l] + row[1] * k1[l] + row[2] * k2[l];
+            }
         }
     }
-    u
+    let mut t2 = [[0f64; LANES]; 3 * A * A]; // [a 3][β 6][γ 6]
+    for a in 0..3 {
+        for (bt, row) in G.iter().enumerate() {
+            for gm in 0..A {
+                let q = |b: usize| &t1[(a * 3 + b) * A + gm];
+                let (q0, q1, q2) = (q(0), q(1), q(2));
+                let t = &mut t2[(a * A + bt) * A + gm];
+                for l in 0..LANES {
+                    t[l] = row[0] * q0[l] + row[1] * q1[l] + row[2] * q2[l];
+                }
+            }
+        }
+    }
+    let mut out = [[0f64; LANES]; XI];
+    for (al, row) in G.iter().enumerate() {
+        for bg in 0..A * A {
+            let (q0, q1, q2) = (&t2[bg], &t2[A * A + bg], &t2[2 * A * A + bg]);
+            let t = &mut out[al * A * A + bg];
+            for l in 0..LANES {
+                t[l] = row[0] * q0[l] + row[1] * q1[l] + row[2] * q2[l];
+            }
+        }
+    }
+    out
 }
 
 /// Volume geometry shared by the transforms.

@@ -177,7 +177,7 @@ proptest! {
     }
 }
 
-/// A conv wide enough for `dense` to route it to Winograd (≥ 32 channels, ≥ 4096 voxels):
+/// A conv wide enough for `dense` to route it to Winograd (≥ 32 channels, ≥ 2048 voxels):
 /// the public entry points give the same forward, dx and dw with Winograd on and off (the
 /// direct, columns-free path), and db is the same computation either way.
 #[test]
