@@ -16,7 +16,10 @@
 //! Work is cut into blocks of whole tile rows (a tile row: fixed sample, tile depth, tile
 //! height, every tile along W) of about [`BLOCK_TILES`] tiles, whose transformed input `V`
 //! (216 × Cin × tiles) and products `M` stay in the cache between the transforms and the GEMMs;
-//! blocks run in parallel, each with its own scratch, and write disjoint output rows. The
+//! blocks run in parallel, each with its own scratch, and write disjoint output rows. Where
+//! the transformed weights `U` (216 × Cin × Cout) outweigh all tiles' `V` and `M` — few voxels,
+//! many channels — the conv instead transforms every tile once and goes by chunks of output
+//! channels ([`by_channel_chunks`]), so that `U` is never held whole. The
 //! transforms run over groups of tile rows at a time ([`Geo::group`], input rows split into
 //! their column phases by [`phases`]), so they vectorise.
 //!
@@ -68,6 +71,38 @@ fn rows_per_block(g: &Geo, floats_per_row: usize, rows: usize) -> usize {
     whole_groups(fit, g.group(), rows)
 }
 
+/// Floats of one chunk of transformed weights in the weight-heavy regime ([`by_channel_chunks`])
+/// by default (16 MiB: 48 output channels at 384 input channels).
+pub const CHUNK_FLOATS: usize = 1 << 22;
+
+/// Whether the transformed weights (216 · c_in · c_out floats) outweigh all tiles' transformed
+/// input and output (216 · tiles · (c_in + c_out)): then the conv keeps the latter whole and
+/// goes by chunks of output channels, and its memory falls from the former to the latter.
+fn weights_heavy(tiles: usize, c_in: usize, c_out: usize) -> bool {
+    c_in * c_out > tiles * (c_in + c_out)
+}
+
+/// Whether `s` goes by chunks of output channels (forward, dx and dW alike: the condition is
+/// symmetric in the channels) rather than by blocks of tile rows: few voxels and many
+/// channels, as at the paper network's 12³ stage (2 × 12³: 54 tiles, 384 channels).
+pub fn by_channel_chunks(s: &ConvShape) -> bool {
+    let g = Geo::new([s.d, s.h, s.w]);
+    weights_heavy(s.n * g.ntz * g.nty * g.ntx, s.cin, s.cout)
+}
+
+/// Output channels per chunk in the weight-heavy regime: the chunk's transformed weights
+/// within [`CHUNK_FLOATS`] (or the budget of [`set_block_budget`]), a multiple of 16 (the GEMM
+/// kernels' rows) where that fits, at least one, at most `c_out`.
+fn chunk_channels(c_in: usize, c_out: usize) -> usize {
+    let budget = match BLOCK_BUDGET.load(Ordering::Relaxed) {
+        0 => CHUNK_FLOATS,
+        budget => budget,
+    };
+    let fit = budget / (XI * c_in).max(1);
+    let fit = if fit >= LANES { fit - fit % LANES } else { fit };
+    fit.clamp(1, c_out.max(1))
+}
+
 /// Whether the geometry suits this path: k 3, stride 1, padding 1, one group.
 pub fn applies(s: &ConvShape) -> bool {
     s.k == 3 && s.stride == 1 && s.pad == 1 && s.groups == 1
@@ -85,11 +120,11 @@ pub fn preferred(s: &ConvShape) -> bool {
 /// Output voxels (over the batch) from which Winograd is preferred: below it the weight
 /// transform and the partial tiles cost what the 8× fewer multiplies save. Forward, dx and dW
 /// against the direct path (`cargo run --release -p repux-kernels --example winograd_route --
-/// N CIN COUT S`, machine C): 2 × 384 → 384 at 12³ (3456 voxels, the paper network's deepest
-/// 3³ convs at a 96³ patch) 126, 121, 153 ms against 242, 212, 247 ms; 4 × 384 at 8³ (2048)
-/// 2× faster; 1 × 384 at 12³ (1728) and 1 × 192 at 13³ (2197) even; 2 × 384 → 768 at 6³ (432)
-/// even or slower.
-pub const MIN_VOXELS: usize = 2048;
+/// N CIN COUT S`, machine B, with [`by_channel_chunks`]): 1 × 384 → 384 at 12³ (1728 voxels,
+/// the paper network's deepest 3³ convs in a batch-1 window) 77, 78, 67 ms against 95, 93,
+/// 78 ms; 2 × 384 at 8³ (1024) faster forward, slower dW; 1 × 384 at 10³ (1000) 1.4× slower
+/// forward; 2 × 384 → 768 at 6³ (432) even forward, 0.8× dW.
+pub const MIN_VOXELS: usize = 1536;
 
 /// Transform points per axis (α = m + r − 1 = 4 + 3 − 1) and per tile (α³).
 const A: usize = 6;
@@ -707,14 +742,16 @@ thread_local! {
     static BLOCKS: std::cell::RefCell<(Vec<f32>, Vec<f32>)> = const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
 }
 
-/// `y (n × c_out × D × H × W) = conv(x (n × c_in × D × H × W), U) + bias`.
-fn conv(
+/// `y (n × c_out × D × H × W) = conv(x (n × c_in × D × H × W), weight) + bias` for the 3³
+/// kernel `weight(o, i, tap)`: by blocks of tile rows, or by chunks of output channels
+/// ([`conv_by_chunks`]) where the transformed weights outweigh the transformed activations.
+fn conv<W: Fn(usize, usize, usize) -> f32 + Sync>(
     n: usize,
     [d, h, w]: [usize; 3],
     c_in: usize,
     c_out: usize,
     x: &[f32],
-    u: &[f32],
+    weight: W,
     bias: Option<&[f32]>,
 ) -> Vec<f32> {
     let g = Geo::new([d, h, w]);
@@ -723,6 +760,10 @@ fn conv(
     if rows == 0 || g.ntx == 0 {
         return Vec::new();
     }
+    if weights_heavy(rows * g.ntx, c_in, c_out) {
+        return conv_by_chunks(&g, n, c_in, c_out, x, weight, bias);
+    }
+    let u = transform_weight(c_out, c_in, weight);
     let per_row = XI * c_in.max(c_out) * g.ntx;
     let rb = rows_per_block(&g, per_row, rows);
     let tb_max = rb * g.ntx;
@@ -800,20 +841,130 @@ fn conv(
     y
 }
 
+/// The weight-heavy regime: all tiles' transformed input `V` at once (channel-major,
+/// `[c][ξ][t]`), then the output channels in chunks of [`chunk_channels`], each with its own
+/// transformed weights, its 216 GEMMs `M_ξ [chunk × tiles] = U_ξ [chunk × c_in] · V_ξ [c_in ×
+/// tiles]` (in parallel over ξ) and its output transform (in parallel over channels). The
+/// whole `U` (216 · c_in · c_out floats: 127 MB at 384 → 384, the paper network's deepest 3³
+/// convs at a 96³ patch, where `V` takes 18 MB) is never held.
+fn conv_by_chunks<W: Fn(usize, usize, usize) -> f32 + Sync>(
+    g: &Geo,
+    n: usize,
+    c_in: usize,
+    c_out: usize,
+    x: &[f32],
+    weight: W,
+    bias: Option<&[f32]>,
+) -> Vec<f32> {
+    let rows = n * g.ntz * g.nty;
+    let tiles = rows * g.ntx;
+    let isa = isa();
+    let mut v = vec![0f32; c_in * XI * tiles];
+    transform_channels(isa, g, x, c_in, 0, rows, &mut v, input_row);
+    let oc = chunk_channels(c_in, c_out);
+    let mut m = vec![0f32; XI * oc * tiles];
+    let mut y = vec![0f32; n * c_out * g.d * g.h * g.w];
+    let out = SharedOut::new(&mut y);
+    for o0 in (0..c_out).step_by(oc) {
+        let k = oc.min(c_out - o0);
+        let u = transform_weight(k, c_in, |o, i, t| weight(o0 + o, i, t));
+        let m = &mut m[..XI * k * tiles];
+        m.par_chunks_mut(k * tiles)
+            .enumerate()
+            .for_each(|(xi, mx)| {
+                matmul_with(
+                    Parallelism::None,
+                    [k, tiles, c_in],
+                    Dst {
+                        data: mx,
+                        row_stride: tiles,
+                        accumulate: false,
+                    },
+                    operand(&u[xi * k * c_in..], (c_in, 1)),
+                    operand(&v[xi * tiles..], (XI * tiles, 1)),
+                );
+            });
+        let m = &*m;
+        (0..k).into_par_iter().for_each_init(
+            || InScratch::new(g),
+            |s, co| {
+                for rows in groups(0, rows, g.group()) {
+                    output_row(
+                        isa,
+                        g,
+                        &m[co * tiles + rows.first * g.ntx..],
+                        k * tiles,
+                        rows,
+                        s,
+                        OutChannel {
+                            out,
+                            c: o0 + co,
+                            channels: c_out,
+                            bias: bias.map_or(0.0, |b| b[o0 + co]),
+                        },
+                    );
+                }
+            },
+        );
+    }
+    y
+}
+
+/// Transforms tile rows `r0 .. r0 + nr` of every channel of `x` by `row` ([`input_row`] or
+/// [`dy_row`]) into `v`, channel-major: channel c's point ξ of tile t (over those rows) at
+/// `v[(c·216 + ξ)·tiles + t]`. In parallel over channels.
+#[allow(clippy::too_many_arguments)]
+fn transform_channels(
+    isa: Isa,
+    g: &Geo,
+    x: &[f32],
+    channels: usize,
+    r0: usize,
+    nr: usize,
+    v: &mut [f32],
+    row: fn(Isa, &Geo, Channel, Rows, &mut InScratch, &mut [f32], usize),
+) {
+    let tiles = nr * g.ntx;
+    v[..channels * XI * tiles]
+        .par_chunks_mut(XI * tiles)
+        .enumerate()
+        .for_each_init(
+            || InScratch::new(g),
+            |s, (c, vc)| {
+                let x = Channel {
+                    data: x,
+                    c,
+                    channels,
+                };
+                for rows in groups(r0, nr, g.group()) {
+                    let vr = &mut vc[(rows.first - r0) * g.ntx..];
+                    row(isa, g, x, rows, s, vr, tiles);
+                }
+            },
+        );
+}
+
 /// `y = conv3d(x, w) + b` for shapes where [`applies`] holds.
 pub fn forward(s: &ConvShape, x: &[f32], w: &[f32], b: Option<&[f32]>) -> Vec<f32> {
     assert!(applies(s), "winograd: not a stride-1 'same' 3³ conv: {s:?}");
     let cin = s.cin;
-    let u = transform_weight(s.cout, cin, |o, i, t| w[(o * cin + i) * 27 + t]);
-    conv(s.n, [s.d, s.h, s.w], cin, s.cout, x, &u, b)
+    conv(
+        s.n,
+        [s.d, s.h, s.w],
+        cin,
+        s.cout,
+        x,
+        |o, i, t| w[(o * cin + i) * 27 + t],
+        b,
+    )
 }
 
 /// `dx` for upstream `dy`: the same conv on dY with `W'[ci, co, t] = W[co, ci, 26 − t]`.
 pub fn backward_dx(s: &ConvShape, w: &[f32], dy: &[f32]) -> Vec<f32> {
     assert!(applies(s), "winograd: not a stride-1 'same' 3³ conv: {s:?}");
     let cin = s.cin;
-    let u = transform_weight(cin, s.cout, |i, o, t| w[(o * cin + i) * 27 + 26 - t]);
-    conv(s.n, [s.d, s.h, s.w], s.cout, cin, dy, &u, None)
+    let weight = |i: usize, o: usize, t: usize| w[(o * cin + i) * 27 + 26 - t];
+    conv(s.n, [s.d, s.h, s.w], s.cout, cin, dy, weight, None)
 }
 
 /// `dw` (`[Cout, Cin, 3, 3, 3]`) for upstream `dy`, by the transpose of F(4³, 3³): with
@@ -828,7 +979,8 @@ pub fn backward_dx(s: &ConvShape, w: &[f32], dy: &[f32]) -> Vec<f32> {
 /// not a share per thread, so the waves, and with them the order of dW's sums, do not depend
 /// on the thread count (≥ one tile row is always taken). A wave's transforms run in parallel over
 /// channels (V and Z stored channel-major, `[c][ξ][t]`), then its GEMMs in parallel over ξ, each
-/// adding onto its own `M_ξ` in wave order.
+/// adding onto its own `M_ξ` in wave order. Where [`by_channel_chunks`] holds, one wave takes
+/// every tile, and `M` is summed and folded in chunks of output channels instead of whole.
 pub fn backward_dw(s: &ConvShape, x: &[f32], dy: &[f32]) -> Vec<f32> {
     assert!(applies(s), "winograd: not a stride-1 'same' 3³ conv: {s:?}");
     let (c_in, c_out) = (s.cin, s.cout);
@@ -838,70 +990,60 @@ pub fn backward_dw(s: &ConvShape, x: &[f32], dy: &[f32]) -> Vec<f32> {
         // No voxels (or no channel pairs): every sum is empty.
         return vec![0f32; c_out * c_in * 27];
     }
-    // A wave holds two budgets: V and Z.
-    let wr = rows_per_block(&g, (XI * (c_in + c_out) * g.ntx).div_ceil(2), rows);
+    // A wave holds two budgets: V and Z. Where the weights outweigh the activations, one wave
+    // of every tile row, and M (216 · c_out · c_in floats) in chunks of output channels, each
+    // folded into its rows of dW as soon as it is summed.
+    let heavy = weights_heavy(rows * g.ntx, c_in, c_out);
+    let wr = match heavy {
+        true => rows,
+        false => rows_per_block(&g, (XI * (c_in + c_out) * g.ntx).div_ceil(2), rows),
+    };
+    let oc = match heavy {
+        true => chunk_channels(c_in, c_out),
+        false => c_out,
+    };
     let mut v = vec![0f32; c_in * XI * wr * g.ntx];
     let mut z = vec![0f32; c_out * XI * wr * g.ntx];
-    let mut m = vec![0f32; XI * c_out * c_in];
+    let mut m = vec![0f32; XI * oc * c_in];
+    let mut dw = vec![0f32; c_out * c_in * 27];
     let isa = isa();
     for r0 in (0..rows).step_by(wr) {
         let nr = wr.min(rows - r0);
         let tw = nr * g.ntx;
-        let (vw, zw) = (&mut v[..c_in * XI * tw], &mut z[..c_out * XI * tw]);
         rayon::join(
-            || {
-                vw.par_chunks_mut(XI * tw).enumerate().for_each_init(
-                    || InScratch::new(&g),
-                    |sc, (ci, vc)| {
-                        let x = Channel {
-                            data: x,
-                            c: ci,
-                            channels: c_in,
-                        };
-                        for rows in groups(r0, nr, g.group()) {
-                            let vr = &mut vc[(rows.first - r0) * g.ntx..];
-                            input_row(isa, &g, x, rows, sc, vr, tw);
-                        }
-                    },
-                )
-            },
-            || {
-                zw.par_chunks_mut(XI * tw).enumerate().for_each_init(
-                    || InScratch::new(&g),
-                    |sc, (co, zc)| {
-                        let dy = Channel {
-                            data: dy,
-                            c: co,
-                            channels: c_out,
-                        };
-                        for rows in groups(r0, nr, g.group()) {
-                            let zr = &mut zc[(rows.first - r0) * g.ntx..];
-                            dy_row(isa, &g, dy, rows, sc, zr, tw);
-                        }
-                    },
-                )
-            },
+            || transform_channels(isa, &g, x, c_in, r0, nr, &mut v, input_row),
+            || transform_channels(isa, &g, dy, c_out, r0, nr, &mut z, dy_row),
         );
         let (v, z) = (&v[..c_in * XI * tw], &z[..c_out * XI * tw]);
-        m.par_chunks_mut(c_out * c_in)
-            .enumerate()
-            .for_each(|(xi, mx)| {
+        // Several chunks only with one wave: M's chunk is summed whole before the next.
+        for o0 in (0..c_out).step_by(oc) {
+            let k = oc.min(c_out - o0);
+            let m = &mut m[..XI * k * c_in];
+            m.par_chunks_mut(k * c_in).enumerate().for_each(|(xi, mx)| {
                 matmul_with(
                     Parallelism::None,
-                    [c_out, c_in, tw],
+                    [k, c_in, tw],
                     Dst {
                         data: mx,
                         row_stride: c_in,
                         accumulate: r0 > 0,
                     },
-                    operand(&z[xi * tw..], (XI * tw, 1)),
+                    operand(&z[o0 * XI * tw + xi * tw..], (XI * tw, 1)),
                     operand(&v[xi * tw..], (1, XI * tw)),
                 );
             });
+            if r0 + nr == rows {
+                fold_dw(m, &mut dw[o0 * c_in * 27..(o0 + k) * c_in * 27]);
+            }
+        }
     }
-    // dW[o][i] = (Gᵀ ⊗ Gᵀ ⊗ Gᵀ) M[·][o][i], in f64.
-    let per = c_out * c_in;
-    let mut dw = vec![0f32; per * 27];
+    dw
+}
+
+/// `dW[o][i] = (Gᵀ ⊗ Gᵀ ⊗ Gᵀ) M[·][o][i]` in f64 for the channel pairs of `m`
+/// (`[ξ][pair]`, `dw.len() / 27` pairs), in parallel over pairs.
+fn fold_dw(m: &[f32], dw: &mut [f32]) {
+    let per = dw.len() / 27;
     dw.par_chunks_mut(27).enumerate().for_each(|(oi, out)| {
         let mv: [f64; XI] = std::array::from_fn(|xi| m[xi * per + oi] as f64);
         // Along γ (x), then β, then α.
@@ -924,5 +1066,4 @@ pub fn backward_dw(s: &ConvShape, x: &[f32], dy: &[f32]) -> Vec<f32> {
             }
         }
     });
-    dw
 }

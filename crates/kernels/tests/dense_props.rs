@@ -331,6 +331,10 @@ fn winograd_groups_of_tile_rows() {
         let (b, dy) = (data(s.cout, seed + 2), data(s.output_len(), seed + 3));
         let want = reference::conv3d_forward(&s, &x, &wt, Some(&b));
         let (rdx, rdw, _) = reference::conv3d_backward(&s, &x, &wt, &dy);
+        assert!(
+            !winograd::by_channel_chunks(&s),
+            "blocks of tile rows: {s:?}"
+        );
         let per_row = 216 * 7 * w.div_ceil(4);
         for budget in [Some(1), Some(8 * per_row), None] {
             winograd::set_block_budget(budget);
@@ -341,6 +345,61 @@ fn winograd_groups_of_tile_rows() {
             assert!(err(&y, &want) < TOL, "forward w {w} budget {budget:?}");
             assert!(err(&dx, &rdx) < TOL, "dx w {w} budget {budget:?}");
             assert!(err(&dw, &rdw) < TOL, "dw w {w} budget {budget:?}");
+        }
+    }
+}
+
+/// Few voxels and many channels: the transformed weights outweigh the transformed activations,
+/// so every tile is transformed once and the output channels go in chunks (forward, dx and
+/// dW). Chunks of one channel, of 16 with a short last one (41 = 16 + 16 + 9, 17 = 16 + 1),
+/// and the default (one chunk at these sizes).
+#[test]
+fn winograd_chunks_of_output_channels() {
+    use repux_kernels::winograd;
+    for (i, &(n, cin, cout, d, h, w)) in [(2, 40, 41, 5, 6, 7), (1, 33, 17, 4, 4, 9)]
+        .iter()
+        .enumerate()
+    {
+        let s = ConvShape {
+            n,
+            cin,
+            cout,
+            d,
+            h,
+            w,
+            k: 3,
+            stride: 1,
+            pad: 1,
+            groups: 1,
+        };
+        assert!(winograd::by_channel_chunks(&s), "chunks of channels: {s:?}");
+        let seed = 60 + 4 * i as u64;
+        let (x, wt) = (data(s.input_len(), seed), data(s.weight_len(), seed + 1));
+        let (b, dy) = (data(s.cout, seed + 2), data(s.output_len(), seed + 3));
+        let want = reference::conv3d_forward(&s, &x, &wt, Some(&b));
+        let (rdx, rdw, _) = reference::conv3d_backward(&s, &x, &wt, &dy);
+        // dx's chunks are of input channels, over cout: 16 of them take 216 · cout · 16 floats.
+        for budget in [Some(1), Some(216 * cin * 16), Some(216 * cout * 16), None] {
+            winograd::set_block_budget(budget);
+            let y = winograd::forward(&s, &x, &wt, Some(&b));
+            let dx = winograd::backward_dx(&s, &wt, &dy);
+            let dw = winograd::backward_dw(&s, &x, &dy);
+            winograd::set_block_budget(None);
+            assert!(
+                err(&y, &want) < TOL,
+                "forward {s:?} budget {budget:?}: {}",
+                err(&y, &want)
+            );
+            assert!(
+                err(&dx, &rdx) < TOL,
+                "dx {s:?} budget {budget:?}: {}",
+                err(&dx, &rdx)
+            );
+            assert!(
+                err(&dw, &rdw) < TOL,
+                "dw {s:?} budget {budget:?}: {}",
+                err(&dw, &rdw)
+            );
         }
     }
 }

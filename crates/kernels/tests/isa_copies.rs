@@ -1,6 +1,7 @@
 //! The hand-written loops' baseline, AVX2 and AVX-512 copies compute the same values, bit for
-//! bit (docs/architecture.md's invariant): Winograd forward, dx and dW, the fused norm passes,
-//! the window softmax; and Winograd dW gives the same bits on any number of threads.
+//! bit (docs/architecture.md's invariant): Winograd forward, dx and dW (by blocks of tile rows
+//! and by chunks of output channels), the fused norm passes, the window softmax; and Winograd
+//! dW gives the same bits on any number of threads.
 //! Its own test binary, so that no other test moves the ISA cap or Winograd's block budget
 //! while it runs; its two tests take turns (`GLOBALS`): dW's bits depend on the budget.
 
@@ -40,6 +41,22 @@ fn isa_copies_agree_bit_for_bit() {
         data(s.cout, 3),
         data(s.output_len(), 4),
     );
+    // Few voxels, many channels: Winograd by chunks of output channels.
+    let c = ConvShape {
+        n: 1,
+        cin: 40,
+        cout: 41,
+        d: 5,
+        h: 6,
+        w: 7,
+        ..s
+    };
+    assert!(winograd::by_channel_chunks(&c) && !winograd::by_channel_chunks(&s));
+    let (cx, cw, cdy) = (
+        data(c.input_len(), 11),
+        data(c.weight_len(), 12),
+        data(c.output_len(), 13),
+    );
     let sp = 1000;
     let (nx, na) = (data(6 * sp, 5), data(6 * sp, 6));
     let attn = AttnShape {
@@ -67,7 +84,10 @@ fn isa_copies_agree_bit_for_bit() {
         softmax::window_softmax(attn, &mut p, &bias, Some(&mask));
         let mut ds = dp.clone();
         let dbias = softmax::window_softmax_backward(attn, &p, &mut ds);
-        [y, dx, dw, ny, rstd, ndx, ay, ag, p, ds, dbias]
+        let cy = winograd::forward(&c, &cx, &cw, None);
+        let cdx = winograd::backward_dx(&c, &cw, &cdy);
+        let cdw = winograd::backward_dw(&c, &cx, &cdy);
+        [y, dx, dw, ny, rstd, ndx, ay, ag, p, ds, dbias, cy, cdx, cdw]
     };
     let base = run(0);
     for level in [1, 2] {
@@ -102,19 +122,34 @@ fn winograd_dw_does_not_depend_on_the_thread_count() {
         pad: 1,
         groups: 1,
     };
-    let (x, dy) = (data(s.input_len(), 5), data(s.output_len(), 6));
-    winograd::set_block_budget(Some(20_000));
-    let on = |threads: usize| {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .expect("thread pool");
-        pool.install(|| winograd::backward_dw(&s, &x, &dy))
+    // And by chunks of output channels (one wave, several chunks at this budget).
+    let c = ConvShape {
+        n: 1,
+        cin: 40,
+        cout: 41,
+        d: 5,
+        h: 6,
+        w: 7,
+        ..s
     };
-    let (one, three) = (on(1), on(3));
-    winograd::set_block_budget(None);
-    assert!(one
-        .iter()
-        .zip(&three)
-        .all(|(a, b)| a.to_bits() == b.to_bits()));
+    assert!(winograd::by_channel_chunks(&c) && !winograd::by_channel_chunks(&s));
+    for (i, s) in [s, c].iter().enumerate() {
+        let (x, dy) = (data(s.input_len(), 5 + i as u64), data(s.output_len(), 7));
+        winograd::set_block_budget(Some(20_000));
+        let on = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .expect("thread pool");
+            pool.install(|| winograd::backward_dw(s, &x, &dy))
+        };
+        let (one, three) = (on(1), on(3));
+        winograd::set_block_budget(None);
+        assert!(
+            one.iter()
+                .zip(&three)
+                .all(|(a, b)| a.to_bits() == b.to_bits()),
+            "{s:?}"
+        );
+    }
 }
