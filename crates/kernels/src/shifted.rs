@@ -261,6 +261,154 @@ pub fn backward_dx(s: &ConvShape, w: &[f32], dy: &[f32]) -> Vec<f32> {
     conv_same(&t, dy, &wt)
 }
 
+/// Whether [`backward_dw`] splits its work by output channels. By default it splits the columns
+/// among `2 × threads` tasks, each summing all of dW; where those partial sums outweigh the first
+/// slab's operands (few voxels, many channels), they cost more than the sums: 2 × 768 → 768 at
+/// 3³ took 1.73 s, by channels 0.20 s; at 6³ 1.81 s and 0.15 s, the paper network's encoder5
+/// (384 → 768 at 6³) 0.32 s and 0.13 s (`cargo run --release -p repux-kernels --example
+/// winograd_route -- 2 768 768 3`, the "direct" dW, machine B).
+pub fn dw_by_channels(s: &ConvShape) -> bool {
+    let g = Grid::new(s, slab_planes(s, s.cin + s.cout));
+    let chunks = 2 * rayon::current_num_threads();
+    chunks * s.k.pow(3) * s.cout * s.cin > (s.cin + s.cout) * g.rows * g.wp
+}
+
+/// dY of sample `n`, depth planes `z0 .. z0 + planes`, on slab `g`'s grid (`[Cout × rows·Wp]`,
+/// zero on the thrown-away columns), into `dyg`.
+fn dy_on_grid(
+    s: &ConvShape,
+    dy: &[f32],
+    n: usize,
+    g: &Grid,
+    [z0, planes]: [usize; 2],
+    dyg: &mut Vec<f32>,
+) {
+    let sp = s.d * s.h * s.w;
+    let q = g.rows * g.wp;
+    dyg.clear();
+    dyg.resize(s.cout * q, 0.0);
+    let dyn_ = &dy[n * s.cout * sp..][..s.cout * sp];
+    dyg.par_chunks_mut(q).enumerate().for_each(|(co, row)| {
+        for zz in 0..planes {
+            for y in 0..s.h {
+                let r = zz * g.hp + y;
+                row[r * g.wp..r * g.wp + s.w]
+                    .copy_from_slice(&dyn_[co * sp + ((z0 + zz) * s.h + y) * s.w..][..s.w]);
+            }
+        }
+    });
+}
+
+/// [`backward_dw`] over ranges of output channels (whole micro-kernel rows, `chunks` of them
+/// where there are enough channels), each task summing its rows of dW over every column of every
+/// slab in place: no partial sums of the whole dW to write and add up.
+fn backward_dw_by_channels(
+    s: &ConvShape,
+    x: &[f32],
+    dy: &[f32],
+    chunks: usize,
+    fast: bool,
+) -> Vec<f32> {
+    let k3 = s.k.pow(3);
+    let sp = s.d * s.h * s.w;
+    let (ci_n, co_n) = (s.cin, s.cout);
+    let per = co_n.div_ceil(chunks).div_ceil(8) * 8;
+    let ranges: Vec<(usize, usize)> = (0..co_n)
+        .step_by(per)
+        .map(|co0| (co0, per.min(co_n - co0)))
+        .collect();
+    // Per range: the padded sums of `shifted_dw` (AVX-512), or `[k³][rows][Cin]` (tap GEMMs).
+    let mut parts: Vec<Vec<f32>> = ranges
+        .iter()
+        .map(|&(_, rows)| match fast {
+            true => crate::shifted_dw::padded_part(k3, rows, ci_n),
+            false => vec![0f32; k3 * rows * ci_n],
+        })
+        .collect();
+    let planes = slab_planes(s, ci_n + co_n);
+    let mut xbuf = vec![0f32; ci_n * Grid::new(s, planes).chan];
+    let (mut xt, mut dyg) = (Vec::new(), Vec::new());
+    for n in 0..s.n {
+        for z0 in (0..s.d).step_by(planes) {
+            let pl = planes.min(s.d - z0);
+            let g = Grid::new(s, pl);
+            pad_slab(
+                &x[n * ci_n * sp..][..ci_n * sp],
+                ci_n,
+                &g,
+                z0,
+                pl,
+                &mut xbuf,
+            );
+            dy_on_grid(s, dy, n, &g, [z0, pl], &mut dyg);
+            let q = g.rows * g.wp;
+            let taps = g.taps(s.k);
+            let xs = &xbuf[..ci_n * g.chan];
+            if fast {
+                crate::shifted_dw::transpose(xs, ci_n, g.chan, g.chan, &mut xt);
+            }
+            let (xt, dyg) = (&xt, &dyg);
+            parts
+                .par_iter_mut()
+                .zip(&ranges)
+                .for_each(|(part, &(co0, rows))| {
+                    if fast {
+                        let chunk = crate::shifted_dw::Chunk {
+                            dy: &dyg[co0 * q..],
+                            q_stride: q,
+                            c_out: rows,
+                            xt,
+                            c_in: ci_n,
+                            taps: &taps,
+                            q0: 0,
+                            len: q,
+                        };
+                        crate::shifted_dw::chunk_dw_into(
+                            &chunk,
+                            crate::shifted_dw::Micro::Avx512,
+                            part,
+                        );
+                        return;
+                    }
+                    for (t, &off) in taps.iter().enumerate() {
+                        // part_t [rows × Cin] += dY[co0.., :] · X_shifted[:, :]ᵀ
+                        matmul_with(
+                            Parallelism::None,
+                            [rows, ci_n, q],
+                            Dst {
+                                data: &mut part[t * rows * ci_n..],
+                                row_stride: ci_n,
+                                accumulate: true,
+                            },
+                            operand(&dyg[co0 * q..], (q, 1)),
+                            operand(&xs[off..], (1, g.chan)),
+                        );
+                    }
+                });
+        }
+    }
+    // Per range [k³][rows][Cin] → dW [Cout][Cin][k³]
+    let mut dw = vec![0f32; co_n * ci_n * k3];
+    dw.par_chunks_mut(per * ci_n * k3)
+        .zip(parts.par_iter().zip(&ranges))
+        .for_each(|(out, (part, &(_, rows)))| {
+            let unpadded;
+            let part = match fast {
+                true => {
+                    unpadded = crate::shifted_dw::unpad(part, k3, rows, ci_n);
+                    &unpadded
+                }
+                false => part,
+            };
+            for (pair, v) in out.chunks_mut(k3).enumerate() {
+                for (t, v) in v.iter_mut().enumerate() {
+                    *v = part[t * rows * ci_n + pair];
+                }
+            }
+        });
+    dw
+}
+
 /// `dw` (`[Cout, Cin, k, k, k]`) for upstream `dy`.
 pub fn backward_dw(s: &ConvShape, x: &[f32], dy: &[f32]) -> Vec<f32> {
     let k3 = s.k.pow(3);
@@ -274,8 +422,11 @@ pub fn backward_dw(s: &ConvShape, x: &[f32], dy: &[f32]) -> Vec<f32> {
     // fp32 on AVX-512: the taps' sums from the slab transposed once (`shifted_dw`), not a GEMM
     // per tap that packs its shifted view again.
     let fast = crate::shifted_dw::runs_here();
-    let mut xt = Vec::new();
+    let (mut xt, mut dyg) = (Vec::new(), Vec::new());
     let chunks = 2 * rayon::current_num_threads();
+    if dw_by_channels(s) {
+        return backward_dw_by_channels(s, x, dy, chunks, fast);
+    }
     for n in 0..s.n {
         for z0 in (0..s.d).step_by(planes) {
             let pl = planes.min(s.d - z0);
@@ -288,19 +439,8 @@ pub fn backward_dw(s: &ConvShape, x: &[f32], dy: &[f32]) -> Vec<f32> {
                 pl,
                 &mut xbuf,
             );
-            // dY on the grid: [Cout × rows·Wp], zero on the thrown-away columns.
             let q = g.rows * g.wp;
-            let mut dyg = vec![0f32; co_n * q];
-            let dyn_ = &dy[n * co_n * sp..][..co_n * sp];
-            dyg.par_chunks_mut(q).enumerate().for_each(|(co, row)| {
-                for zz in 0..pl {
-                    for y in 0..s.h {
-                        let r = zz * g.hp + y;
-                        row[r * g.wp..r * g.wp + s.w]
-                            .copy_from_slice(&dyn_[co * sp + ((z0 + zz) * s.h + y) * s.w..][..s.w]);
-                    }
-                }
-            });
+            dy_on_grid(s, dy, n, &g, [z0, pl], &mut dyg);
             let taps = g.taps(s.k);
             let len = q.div_ceil(chunks);
             let xs = &xbuf[..ci_n * g.chan];

@@ -191,6 +191,32 @@ pub(crate) struct Chunk<'a> {
 
 /// dW partial sums of one chunk, `[taps][c_out][c_in]`.
 pub(crate) fn chunk_dw(ch: &Chunk, micro: Micro) -> Vec<f32> {
+    let mut part = padded_part(ch.taps.len(), ch.c_out, ch.c_in);
+    chunk_dw_into(ch, micro, &mut part);
+    unpad(&part, ch.taps.len(), ch.c_out, ch.c_in)
+}
+
+/// Zero sums in the padded layout `[taps][c_out up to a multiple of 8][c_in up to a multiple of
+/// 16]`, where every micro-kernel call stores whole rows and vectors.
+pub(crate) fn padded_part(k3: usize, c_out: usize, c_in: usize) -> Vec<f32> {
+    vec![0f32; k3 * c_out.div_ceil(ROWS) * ROWS * padded_channels(c_in)]
+}
+
+/// `[tap][c_out][c_in]` from the padded layout of [`padded_part`].
+pub(crate) fn unpad(part: &[f32], k3: usize, c_out: usize, c_in: usize) -> Vec<f32> {
+    let (co_pad, ci_pad) = (c_out.div_ceil(ROWS) * ROWS, padded_channels(c_in));
+    let mut out = vec![0f32; k3 * c_out * c_in];
+    for tap in 0..k3 {
+        for co in 0..c_out {
+            out[(tap * c_out + co) * c_in..][..c_in]
+                .copy_from_slice(&part[(tap * co_pad + co) * ci_pad..][..c_in]);
+        }
+    }
+    out
+}
+
+/// Adds one chunk's dW sums onto `part` (the layout of [`padded_part`]).
+pub(crate) fn chunk_dw_into(ch: &Chunk, micro: Micro, part: &mut [f32]) {
     let ci_pad = padded_channels(ch.c_in);
     let co_pad = ch.c_out.div_ceil(ROWS) * ROWS;
     let k3 = ch.taps.len();
@@ -203,8 +229,11 @@ pub(crate) fn chunk_dw(ch: &Chunk, micro: Micro) -> Vec<f32> {
         ch.len == 0 || (ch.q0 + ch.len - 1 + max_off + 1) * ci_pad <= ch.xt.len(),
         "shifted dW: the transposed slab does not cover the chunk's taps"
     );
-    // Padded partials [tap][co_pad][ci_pad]: every tile stores whole rows and vectors.
-    let mut part = vec![0f32; k3 * co_pad * ci_pad];
+    assert_eq!(
+        part.len(),
+        k3 * co_pad * ci_pad,
+        "shifted dW: partial sums of another shape"
+    );
     let zeros = vec![0f32; Q_BLOCK];
     for b0 in (0..ch.len).step_by(Q_BLOCK) {
         let q = ch.q0 + b0;
@@ -238,15 +267,6 @@ pub(crate) fn chunk_dw(ch: &Chunk, micro: Micro) -> Vec<f32> {
             }
         }
     }
-    // [tap][co_pad][ci_pad] → [tap][c_out][c_in]
-    let mut out = vec![0f32; k3 * ch.c_out * ch.c_in];
-    for tap in 0..k3 {
-        for co in 0..ch.c_out {
-            out[(tap * ch.c_out + co) * ch.c_in..][..ch.c_in]
-                .copy_from_slice(&part[(tap * co_pad + co) * ci_pad..][..ch.c_in]);
-        }
-    }
-    out
 }
 
 #[cfg(test)]

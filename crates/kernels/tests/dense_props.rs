@@ -403,3 +403,47 @@ fn winograd_chunks_of_output_channels() {
         }
     }
 }
+
+/// The shifted path's dW split by output channels (few voxels, many channels) and by columns,
+/// with the AVX-512 sums and (ISA capped at AVX2) the tap GEMMs; 41 and 17 output channels
+/// leave a short last range.
+#[test]
+fn shifted_dw_by_output_channels() {
+    use repux_kernels::shifted;
+    let shape = |n, cin, cout, d, k| ConvShape {
+        n,
+        cin,
+        cout,
+        d,
+        h: d + 1,
+        w: d + 2,
+        k,
+        stride: 1,
+        pad: k / 2,
+        groups: 1,
+    };
+    for (i, (s, by_channels)) in [
+        (shape(2, 40, 41, 3, 3), true),
+        (shape(1, 33, 17, 2, 5), true),
+        (shape(1, 9, 12, 20, 3), false),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        assert_eq!(shifted::dw_by_channels(&s), by_channels, "{s:?}");
+        let seed = 80 + 2 * i as u64;
+        let (x, dy) = (data(s.input_len(), seed), data(s.output_len(), seed + 1));
+        let wt = data(s.weight_len(), seed + 2);
+        let (_, rdw, _) = reference::conv3d_backward(&s, &x, &wt, &dy);
+        for isa in [2, 1] {
+            repux_kernels::limit_isa(isa);
+            let dw = shifted::backward_dw(&s, &x, &dy);
+            repux_kernels::limit_isa(2);
+            assert!(
+                err(&dw, &rdw) < TOL,
+                "dw {s:?} isa {isa}: {}",
+                err(&dw, &rdw)
+            );
+        }
+    }
+}
