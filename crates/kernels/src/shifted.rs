@@ -273,30 +273,64 @@ pub fn dw_by_channels(s: &ConvShape) -> bool {
     chunks * s.k.pow(3) * s.cout * s.cin > (s.cin + s.cout) * g.rows * g.wp
 }
 
-/// dY of sample `n`, depth planes `z0 .. z0 + planes`, on slab `g`'s grid (`[Cout × rows·Wp]`,
-/// zero on the thrown-away columns), into `dyg`.
-fn dy_on_grid(
-    s: &ConvShape,
-    dy: &[f32],
-    n: usize,
-    g: &Grid,
-    [z0, planes]: [usize; 2],
-    dyg: &mut Vec<f32>,
-) {
+/// One depth slab of dW's operands: its grid, the padded input slab `xs` (`[Cin][chan]`), its
+/// channels-last transpose `xt` (only where the AVX-512 sums run, else empty), and dY on the
+/// grid (`[Cout × q]`, q = rows·Wp, zero on the thrown-away columns).
+struct DwSlab<'a> {
+    g: Grid,
+    q: usize,
+    taps: Vec<usize>,
+    xs: &'a [f32],
+    xt: &'a [f32],
+    dyg: &'a [f32],
+}
+
+/// Calls `f` on every depth slab of every sample, in order (the buffers reused between slabs).
+fn for_each_dw_slab(s: &ConvShape, x: &[f32], dy: &[f32], fast: bool, mut f: impl FnMut(DwSlab)) {
     let sp = s.d * s.h * s.w;
-    let q = g.rows * g.wp;
-    dyg.clear();
-    dyg.resize(s.cout * q, 0.0);
-    let dyn_ = &dy[n * s.cout * sp..][..s.cout * sp];
-    dyg.par_chunks_mut(q).enumerate().for_each(|(co, row)| {
-        for zz in 0..planes {
-            for y in 0..s.h {
-                let r = zz * g.hp + y;
-                row[r * g.wp..r * g.wp + s.w]
-                    .copy_from_slice(&dyn_[co * sp + ((z0 + zz) * s.h + y) * s.w..][..s.w]);
+    let (ci_n, co_n) = (s.cin, s.cout);
+    let planes = slab_planes(s, ci_n + co_n);
+    let mut xbuf = vec![0f32; ci_n * Grid::new(s, planes).chan];
+    let (mut xt, mut dyg) = (Vec::new(), Vec::new());
+    for n in 0..s.n {
+        let dyn_ = &dy[n * co_n * sp..][..co_n * sp];
+        for z0 in (0..s.d).step_by(planes) {
+            let pl = planes.min(s.d - z0);
+            let g = Grid::new(s, pl);
+            pad_slab(
+                &x[n * ci_n * sp..][..ci_n * sp],
+                ci_n,
+                &g,
+                z0,
+                pl,
+                &mut xbuf,
+            );
+            let q = g.rows * g.wp;
+            dyg.clear();
+            dyg.resize(co_n * q, 0.0);
+            dyg.par_chunks_mut(q).enumerate().for_each(|(co, row)| {
+                for zz in 0..pl {
+                    for y in 0..s.h {
+                        let r = zz * g.hp + y;
+                        row[r * g.wp..r * g.wp + s.w]
+                            .copy_from_slice(&dyn_[co * sp + ((z0 + zz) * s.h + y) * s.w..][..s.w]);
+                    }
+                }
+            });
+            let xs = &xbuf[..ci_n * g.chan];
+            if fast {
+                crate::shifted_dw::transpose(xs, ci_n, g.chan, g.chan, &mut xt);
             }
+            f(DwSlab {
+                g,
+                q,
+                taps: g.taps(s.k),
+                xs,
+                xt: &xt,
+                dyg: &dyg,
+            });
         }
-    });
+    }
 }
 
 /// [`backward_dw`] over ranges of output channels (whole micro-kernel rows, `chunks` of them
@@ -310,7 +344,6 @@ fn backward_dw_by_channels(
     fast: bool,
 ) -> Vec<f32> {
     let k3 = s.k.pow(3);
-    let sp = s.d * s.h * s.w;
     let (ci_n, co_n) = (s.cin, s.cout);
     let per = co_n.div_ceil(chunks).div_ceil(8) * 8;
     let ranges: Vec<(usize, usize)> = (0..co_n)
@@ -325,68 +358,53 @@ fn backward_dw_by_channels(
             false => vec![0f32; k3 * rows * ci_n],
         })
         .collect();
-    let planes = slab_planes(s, ci_n + co_n);
-    let mut xbuf = vec![0f32; ci_n * Grid::new(s, planes).chan];
-    let (mut xt, mut dyg) = (Vec::new(), Vec::new());
-    for n in 0..s.n {
-        for z0 in (0..s.d).step_by(planes) {
-            let pl = planes.min(s.d - z0);
-            let g = Grid::new(s, pl);
-            pad_slab(
-                &x[n * ci_n * sp..][..ci_n * sp],
-                ci_n,
-                &g,
-                z0,
-                pl,
-                &mut xbuf,
-            );
-            dy_on_grid(s, dy, n, &g, [z0, pl], &mut dyg);
-            let q = g.rows * g.wp;
-            let taps = g.taps(s.k);
-            let xs = &xbuf[..ci_n * g.chan];
-            if fast {
-                crate::shifted_dw::transpose(xs, ci_n, g.chan, g.chan, &mut xt);
-            }
-            let (xt, dyg) = (&xt, &dyg);
-            parts
-                .par_iter_mut()
-                .zip(&ranges)
-                .for_each(|(part, &(co0, rows))| {
-                    if fast {
-                        let chunk = crate::shifted_dw::Chunk {
-                            dy: &dyg[co0 * q..],
-                            q_stride: q,
-                            c_out: rows,
-                            xt,
-                            c_in: ci_n,
-                            taps: &taps,
-                            q0: 0,
-                            len: q,
-                        };
-                        crate::shifted_dw::chunk_dw_into(
-                            &chunk,
-                            crate::shifted_dw::Micro::Avx512,
-                            part,
-                        );
-                        return;
-                    }
-                    for (t, &off) in taps.iter().enumerate() {
-                        // part_t [rows × Cin] += dY[co0.., :] · X_shifted[:, :]ᵀ
-                        matmul_with(
-                            Parallelism::None,
-                            [rows, ci_n, q],
-                            Dst {
-                                data: &mut part[t * rows * ci_n..],
-                                row_stride: ci_n,
-                                accumulate: true,
-                            },
-                            operand(&dyg[co0 * q..], (q, 1)),
-                            operand(&xs[off..], (1, g.chan)),
-                        );
-                    }
-                });
-        }
-    }
+    for_each_dw_slab(s, x, dy, fast, |slab| {
+        let DwSlab {
+            g,
+            q,
+            taps,
+            xs,
+            xt,
+            dyg,
+        } = slab;
+        parts
+            .par_iter_mut()
+            .zip(&ranges)
+            .for_each(|(part, &(co0, rows))| {
+                if fast {
+                    let chunk = crate::shifted_dw::Chunk {
+                        dy: &dyg[co0 * q..],
+                        q_stride: q,
+                        c_out: rows,
+                        xt,
+                        c_in: ci_n,
+                        taps: &taps,
+                        q0: 0,
+                        len: q,
+                    };
+                    crate::shifted_dw::chunk_dw_into(
+                        &chunk,
+                        crate::shifted_dw::Micro::Avx512,
+                        part,
+                    );
+                    return;
+                }
+                for (t, &off) in taps.iter().enumerate() {
+                    // part_t [rows × Cin] += dY[co0.., :] · X_shifted[:, :]ᵀ
+                    matmul_with(
+                        Parallelism::None,
+                        [rows, ci_n, q],
+                        Dst {
+                            data: &mut part[t * rows * ci_n..],
+                            row_stride: ci_n,
+                            accumulate: true,
+                        },
+                        operand(&dyg[co0 * q..], (q, 1)),
+                        operand(&xs[off..], (1, g.chan)),
+                    );
+                }
+            });
+    });
     // Per range [k³][rows][Cin] → dW [Cout][Cin][k³]
     let mut dw = vec![0f32; co_n * ci_n * k3];
     dw.par_chunks_mut(per * ci_n * k3)
@@ -412,88 +430,69 @@ fn backward_dw_by_channels(
 /// `dw` (`[Cout, Cin, k, k, k]`) for upstream `dy`.
 pub fn backward_dw(s: &ConvShape, x: &[f32], dy: &[f32]) -> Vec<f32> {
     let k3 = s.k.pow(3);
-    let sp = s.d * s.h * s.w;
     let (ci_n, co_n) = (s.cin, s.cout);
-    // Tap-major partial sums [k³][Cout × Cin], reduced at the end.
-    let mut acc = vec![0f64; k3 * co_n * ci_n];
-    let planes = slab_planes(s, ci_n + co_n);
-    let g0 = Grid::new(s, planes);
-    let mut xbuf = vec![0f32; ci_n * g0.chan];
     // fp32 on AVX-512: the taps' sums from the slab transposed once (`shifted_dw`), not a GEMM
     // per tap that packs its shifted view again.
     let fast = crate::shifted_dw::runs_here();
-    let (mut xt, mut dyg) = (Vec::new(), Vec::new());
     let chunks = 2 * rayon::current_num_threads();
     if dw_by_channels(s) {
         return backward_dw_by_channels(s, x, dy, chunks, fast);
     }
-    for n in 0..s.n {
-        for z0 in (0..s.d).step_by(planes) {
-            let pl = planes.min(s.d - z0);
-            let g = Grid::new(s, pl);
-            pad_slab(
-                &x[n * ci_n * sp..][..ci_n * sp],
-                ci_n,
-                &g,
-                z0,
-                pl,
-                &mut xbuf,
-            );
-            let q = g.rows * g.wp;
-            dy_on_grid(s, dy, n, &g, [z0, pl], &mut dyg);
-            let taps = g.taps(s.k);
-            let len = q.div_ceil(chunks);
-            let xs = &xbuf[..ci_n * g.chan];
-            if fast {
-                crate::shifted_dw::transpose(xs, ci_n, g.chan, g.chan, &mut xt);
-            }
-            let parts: Vec<Vec<f32>> = (0..q)
-                .step_by(len)
-                .collect::<Vec<_>>()
-                .into_par_iter()
-                .map(|q0| {
-                    let l = len.min(q - q0);
-                    if fast {
-                        let chunk = crate::shifted_dw::Chunk {
-                            dy: &dyg,
-                            q_stride: q,
-                            c_out: co_n,
-                            xt: &xt,
-                            c_in: ci_n,
-                            taps: &taps,
-                            q0,
-                            len: l,
-                        };
-                        return crate::shifted_dw::chunk_dw(
-                            &chunk,
-                            crate::shifted_dw::Micro::Avx512,
-                        );
-                    }
-                    let mut part = vec![0f32; k3 * co_n * ci_n];
-                    for (t, &off) in taps.iter().enumerate() {
-                        // part_t [Cout × Cin] = dY[:, q0..q0+l] · X_shifted[:, q0..q0+l]ᵀ
-                        matmul_with(
-                            Parallelism::None,
-                            [co_n, ci_n, l],
-                            Dst {
-                                data: &mut part[t * co_n * ci_n..],
-                                row_stride: ci_n,
-                                accumulate: false,
-                            },
-                            operand(&dyg[q0..], (q, 1)),
-                            operand(&xs[q0 + off..], (1, g.chan)),
-                        );
-                    }
-                    part
-                })
-                .collect();
-            for p in parts {
-                acc.par_iter_mut()
-                    .zip(p.par_iter())
-                    .for_each(|(a, v)| *a += *v as f64);
-            }
+    // Tap-major partial sums [k³][Cout × Cin], reduced at the end.
+    let mut acc = vec![0f64; k3 * co_n * ci_n];
+    for_each_dw_slab(s, x, dy, fast, |slab| {
+        let DwSlab {
+            g,
+            q,
+            taps,
+            xs,
+            xt,
+            dyg,
+        } = slab;
+        let len = q.div_ceil(chunks);
+        let parts: Vec<Vec<f32>> = (0..q)
+            .step_by(len)
+            .collect::<Vec<_>>()
+            .into_par_iter()
+            .map(|q0| {
+                let l = len.min(q - q0);
+                if fast {
+                    let chunk = crate::shifted_dw::Chunk {
+                        dy: dyg,
+                        q_stride: q,
+                        c_out: co_n,
+                        xt,
+                        c_in: ci_n,
+                        taps: &taps,
+                        q0,
+                        len: l,
+                    };
+                    return crate::shifted_dw::chunk_dw(&chunk, crate::shifted_dw::Micro::Avx512);
+                }
+                let mut part = vec![0f32; k3 * co_n * ci_n];
+                for (t, &off) in taps.iter().enumerate() {
+                    // part_t [Cout × Cin] = dY[:, q0..q0+l] · X_shifted[:, q0..q0+l]ᵀ
+                    matmul_with(
+                        Parallelism::None,
+                        [co_n, ci_n, l],
+                        Dst {
+                            data: &mut part[t * co_n * ci_n..],
+                            row_stride: ci_n,
+                            accumulate: false,
+                        },
+                        operand(&dyg[q0..], (q, 1)),
+                        operand(&xs[q0 + off..], (1, g.chan)),
+                    );
+                }
+                part
+            })
+            .collect();
+        for p in parts {
+            acc.par_iter_mut()
+                .zip(p.par_iter())
+                .for_each(|(a, v)| *a += *v as f64);
         }
-    }
+    });
     // [k³][Cout][Cin] → [Cout][Cin][k³]
     let mut dw = vec![0f32; co_n * ci_n * k3];
     dw.par_chunks_mut(k3).enumerate().for_each(|(oc_ic, out)| {

@@ -18,6 +18,21 @@ fn data(n: usize, seed: u64) -> Vec<f32> {
     (0..n).map(|_| r.gen_range(-1.0f32..1.0)).collect()
 }
 
+/// A shape Winograd runs by chunks of output channels (`s` runs by blocks of tile rows).
+fn few_voxels_many_channels(s: ConvShape) -> ConvShape {
+    let c = ConvShape {
+        n: 1,
+        cin: 40,
+        cout: 41,
+        d: 5,
+        h: 6,
+        w: 7,
+        ..s
+    };
+    assert!(winograd::by_channel_chunks(&c) && !winograd::by_channel_chunks(&s));
+    c
+}
+
 #[test]
 fn isa_copies_agree_bit_for_bit() {
     let _turn = GLOBALS
@@ -41,17 +56,7 @@ fn isa_copies_agree_bit_for_bit() {
         data(s.cout, 3),
         data(s.output_len(), 4),
     );
-    // Few voxels, many channels: Winograd by chunks of output channels.
-    let c = ConvShape {
-        n: 1,
-        cin: 40,
-        cout: 41,
-        d: 5,
-        h: 6,
-        w: 7,
-        ..s
-    };
-    assert!(winograd::by_channel_chunks(&c) && !winograd::by_channel_chunks(&s));
+    let c = few_voxels_many_channels(s);
     let (cx, cw, cdy) = (
         data(c.input_len(), 11),
         data(c.weight_len(), 12),
@@ -123,16 +128,7 @@ fn winograd_dw_does_not_depend_on_the_thread_count() {
         groups: 1,
     };
     // And by chunks of output channels (one wave, several chunks at this budget).
-    let c = ConvShape {
-        n: 1,
-        cin: 40,
-        cout: 41,
-        d: 5,
-        h: 6,
-        w: 7,
-        ..s
-    };
-    assert!(winograd::by_channel_chunks(&c) && !winograd::by_channel_chunks(&s));
+    let c = few_voxels_many_channels(s);
     for (i, s) in [s, c].iter().enumerate() {
         let (x, dy) = (data(s.input_len(), 5 + i as u64), data(s.output_len(), 7));
         winograd::set_block_budget(Some(20_000));
