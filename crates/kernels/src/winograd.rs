@@ -54,9 +54,10 @@ pub const BLOCK_TILES: usize = 48;
 static BLOCK_BUDGET: AtomicUsize = AtomicUsize::new(0);
 
 /// Sets the block size by a budget in floats (≥ one tile row is always taken; [`backward_dw`]'s
-/// waves hold two budgets), or back to [`BLOCK_TILES`] with `None`. Results do not depend on
-/// it but for dW's order of sums; tests use small budgets so that block and wave edges are
-/// exercised.
+/// waves hold two budgets) and, in the weight-heavy regime ([`by_channel_chunks`]), the chunk
+/// of transformed weights; `None` goes back to [`BLOCK_TILES`] and [`CHUNK_FLOATS`]. Results
+/// do not depend on it but for dW's order of sums; tests use small budgets so that block, wave
+/// and chunk edges are exercised.
 pub fn set_block_budget(floats: Option<usize>) {
     BLOCK_BUDGET.store(floats.map_or(0, |f| f.max(1)), Ordering::Relaxed);
 }

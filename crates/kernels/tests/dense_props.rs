@@ -338,6 +338,35 @@ fn slabs_cover_the_volume() {
     );
 }
 
+/// Winograd's forward, dx and dW of `s` (3³, stride 1, padding 1) at each block budget,
+/// against the reference within [`TOL`].
+fn winograd_at_budgets(s: &ConvShape, seed: u64, budgets: &[Option<usize>]) {
+    use repux_kernels::winograd;
+    let (x, wt) = (data(s.input_len(), seed), data(s.weight_len(), seed + 1));
+    let (b, dy) = (data(s.cout, seed + 2), data(s.output_len(), seed + 3));
+    let want = reference::conv3d_forward(s, &x, &wt, Some(&b));
+    let (rdx, rdw, _) = reference::conv3d_backward(s, &x, &wt, &dy);
+    for &budget in budgets {
+        let (y, dx, dw) = with_knobs(|| {
+            winograd::set_block_budget(budget);
+            let out = (
+                winograd::forward(s, &x, &wt, Some(&b)),
+                winograd::backward_dx(s, &wt, &dy),
+                winograd::backward_dw(s, &x, &dy),
+            );
+            winograd::set_block_budget(None);
+            out
+        });
+        for (what, got, want) in [("forward", &y, &want), ("dx", &dx, &rdx), ("dw", &dw, &rdw)] {
+            assert!(
+                err(got, want) < TOL,
+                "{what} {s:?} budget {budget:?}: {}",
+                err(got, want)
+            );
+        }
+    }
+}
+
 /// The transforms run over groups of consecutive tile rows (16 / gcd(tiles per row, 16) of
 /// them: 4 at 12 tiles, 12 at 5, 2 at 24) that cross tile planes and samples, the last group
 /// of a block shorter. Block budgets of one tile row, of a few groups (8 rows at 12
@@ -360,31 +389,12 @@ fn winograd_groups_of_tile_rows() {
             pad: 1,
             groups: 1,
         };
-        let seed = 40 + 4 * i as u64;
-        let (x, wt) = (data(s.input_len(), seed), data(s.weight_len(), seed + 1));
-        let (b, dy) = (data(s.cout, seed + 2), data(s.output_len(), seed + 3));
-        let want = reference::conv3d_forward(&s, &x, &wt, Some(&b));
-        let (rdx, rdw, _) = reference::conv3d_backward(&s, &x, &wt, &dy);
         assert!(
             !winograd::by_channel_chunks(&s),
             "blocks of tile rows: {s:?}"
         );
         let per_row = 216 * 7 * w.div_ceil(4);
-        for budget in [Some(1), Some(8 * per_row), None] {
-            let (y, dx, dw) = with_knobs(|| {
-                winograd::set_block_budget(budget);
-                let out = (
-                    winograd::forward(&s, &x, &wt, Some(&b)),
-                    winograd::backward_dx(&s, &wt, &dy),
-                    winograd::backward_dw(&s, &x, &dy),
-                );
-                winograd::set_block_budget(None);
-                out
-            });
-            assert!(err(&y, &want) < TOL, "forward w {w} budget {budget:?}");
-            assert!(err(&dx, &rdx) < TOL, "dx w {w} budget {budget:?}");
-            assert!(err(&dw, &rdw) < TOL, "dw w {w} budget {budget:?}");
-        }
+        winograd_at_budgets(&s, 40 + 4 * i as u64, &[Some(1), Some(8 * per_row), None]);
     }
 }
 
@@ -412,39 +422,9 @@ fn winograd_chunks_of_output_channels() {
             groups: 1,
         };
         assert!(winograd::by_channel_chunks(&s), "chunks of channels: {s:?}");
-        let seed = 60 + 4 * i as u64;
-        let (x, wt) = (data(s.input_len(), seed), data(s.weight_len(), seed + 1));
-        let (b, dy) = (data(s.cout, seed + 2), data(s.output_len(), seed + 3));
-        let want = reference::conv3d_forward(&s, &x, &wt, Some(&b));
-        let (rdx, rdw, _) = reference::conv3d_backward(&s, &x, &wt, &dy);
         // dx's chunks are of input channels, over cout: 16 of them take 216 · cout · 16 floats.
-        for budget in [Some(1), Some(216 * cin * 16), Some(216 * cout * 16), None] {
-            let (y, dx, dw) = with_knobs(|| {
-                winograd::set_block_budget(budget);
-                let out = (
-                    winograd::forward(&s, &x, &wt, Some(&b)),
-                    winograd::backward_dx(&s, &wt, &dy),
-                    winograd::backward_dw(&s, &x, &dy),
-                );
-                winograd::set_block_budget(None);
-                out
-            });
-            assert!(
-                err(&y, &want) < TOL,
-                "forward {s:?} budget {budget:?}: {}",
-                err(&y, &want)
-            );
-            assert!(
-                err(&dx, &rdx) < TOL,
-                "dx {s:?} budget {budget:?}: {}",
-                err(&dx, &rdx)
-            );
-            assert!(
-                err(&dw, &rdw) < TOL,
-                "dw {s:?} budget {budget:?}: {}",
-                err(&dw, &rdw)
-            );
-        }
+        let budgets = [Some(1), Some(216 * cin * 16), Some(216 * cout * 16), None];
+        winograd_at_budgets(&s, 60 + 4 * i as u64, &budgets);
     }
 }
 

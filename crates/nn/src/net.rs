@@ -156,8 +156,11 @@ pub struct UxNet {
     pub config: ModelConfig,
 }
 
-/// Serialises seeded initialisation: burn's device RNG is process-wide, so two networks built at
-/// once (parallel tests, a benchmark beside a trainer) would interleave their draws.
+/// Serialises initialisation: burn's device RNG is process-wide, so two networks built at once
+/// (parallel tests, a trainer's evaluation copy beside another trainer's seeded network) would
+/// interleave their draws. Every network built here takes it, not only the seeded ones: an
+/// unseeded build draws too, and its draws between another thread's seed and build would
+/// change that thread's weights.
 static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 impl Net {
@@ -174,7 +177,7 @@ impl Net {
             crate::cpu()
         };
         on_cpu.seed(seed);
-        let net = Net::new(cfg, &on_cpu);
+        let net = Net::build(cfg, &on_cpu);
         if *device == on_cpu {
             net
         } else {
@@ -183,7 +186,15 @@ impl Net {
         }
     }
 
+    /// A network with weights from the device's generator as it stands (which other threads
+    /// may have drawn from): for one that is then loaded, or where any weights do.
     pub fn new(cfg: &ModelConfig, device: &Device) -> Self {
+        let _guard = INIT.lock().unwrap_or_else(|e| e.into_inner());
+        Net::build(cfg, device)
+    }
+
+    /// [`Net::new`] without [`INIT`]: the caller holds it.
+    fn build(cfg: &ModelConfig, device: &Device) -> Self {
         match cfg.arch {
             Arch::Swinunetr => Net::Swin(SwinUnetr::new(cfg, device)),
             Arch::Repuxnet | Arch::Uxnet => Net::Ux(UxNet::new(cfg, device)),
