@@ -1,6 +1,8 @@
 //! `repux`: thin commands over the repux crates. Errors carry context with anyhow and exit 1;
 //! `dataset check` exits 1 when it finds problems.
 
+#[cfg(unix)]
+mod alloc;
 mod args;
 mod bench;
 mod dataset;
@@ -18,6 +20,11 @@ mod train;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
+
+/// Large blocks start on a cache line (see `alloc.rs` for why and how).
+#[cfg(unix)]
+#[global_allocator]
+static GLOBAL: alloc::CacheLineAligned = alloc::CacheLineAligned;
 
 #[derive(Parser)]
 #[command(name = "repux", version, about = "3D medical image segmentation with RepUX-Net", long_about = None)]
