@@ -165,7 +165,8 @@ static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 impl Net {
     /// A freshly initialised network whose weights depend only on `seed` (and the config), even
-    /// when other threads draw random tensors on the same device through this function. The
+    /// when other threads build networks meanwhile (every build takes [`INIT`]); a random tensor
+    /// drawn on the CPU device outside a build (`Tensor::random`) still takes its numbers. The
     /// draws are the CPU's on every device — a GPU's generator draws other numbers from the same
     /// seed — so one seed is one network wherever it trains.
     pub fn seeded(cfg: &ModelConfig, device: &Device, seed: u64) -> Self {
