@@ -151,6 +151,24 @@ thread_local! {
     static ROUNDED_RHS: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
+static POISON: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// For tests: fill the outputs that kernels write whole into uninitialised memory (skipping the
+/// zeroing) with NaN first, so that a float a kernel failed to write shows against the
+/// reference. Process-wide; off by default.
+pub fn poison_fresh_outputs(on: bool) {
+    POISON.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// [`poison_fresh_outputs`]' NaN over `fresh` when it is on.
+pub(crate) fn poison(fresh: &mut [std::mem::MaybeUninit<f32>]) {
+    if POISON.load(std::sync::atomic::Ordering::Relaxed) {
+        fresh.par_iter_mut().for_each(|v| {
+            v.write(f32::NAN);
+        });
+    }
+}
+
 /// An output buffer that parallel tasks writing disjoint ranges share (tiles of a conv).
 #[derive(Clone, Copy)]
 pub(crate) struct SharedOut(*mut f32, usize);
@@ -161,6 +179,16 @@ impl SharedOut {
     /// The buffer must outlive every `write`.
     pub(crate) fn new(buf: &mut [f32]) -> SharedOut {
         SharedOut(buf.as_mut_ptr(), buf.len())
+    }
+    /// Over `len` floats of the empty `v`'s uninitialised capacity (reserved here): for outputs
+    /// the tasks write whole, which then skip being zeroed first. The caller sets `v`'s length
+    /// once every float is written.
+    pub(crate) fn spare(v: &mut Vec<f32>, len: usize) -> SharedOut {
+        assert!(v.is_empty(), "spare: the vector must be empty");
+        v.reserve_exact(len);
+        let spare = &mut v.spare_capacity_mut()[..len];
+        poison(spare);
+        SharedOut(spare.as_mut_ptr().cast(), len)
     }
     /// # Safety
     /// Concurrent callers write disjoint ranges, while the buffer is alive.

@@ -22,6 +22,6 @@ pub mod softmax;
 pub mod winograd;
 
 pub use bf16::{set_precision, Precision};
-pub use conv_core::ConvShape;
+pub use conv_core::{poison_fresh_outputs, ConvShape};
 pub use depthwise::{DwAlgo, DwShape};
 pub use simd::{fp32_isa_name, limit_isa};

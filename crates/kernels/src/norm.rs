@@ -7,9 +7,13 @@
 //! per norm instead of its input and output, and the conv output before the norm is freed as
 //! soon as the norm has run.
 //!
-//! Statistics accumulate in f64; every pass is parallel over rows.
+//! Statistics accumulate in f64; every pass is parallel over rows. Outputs are written once
+//! into fresh, uninitialised memory ([`written`]): zeroing them first cost a memset of every
+//! output (memset, mostly of these outputs and Winograd's, took 5 % of a paper-size forward's
+//! samples under `perf`).
 
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 use crate::simd::{isa, isa_dispatch};
 
@@ -46,10 +50,10 @@ fn sums_impl(a: &[f32], b: &[f32], acc: &mut [f64; 2]) {
 
 /// `out = LeakyReLU((x − m) · r, slope)`.
 #[inline(always)]
-fn norm_act_impl(x: &[f32], out: &mut [f32], m: f32, r: f32, slope: f32) {
+fn norm_act_impl(x: &[f32], out: &mut [MaybeUninit<f32>], m: f32, r: f32, slope: f32) {
     for (o, &v) in out.iter_mut().zip(x) {
         let h = (v - m) * r;
-        *o = if h > 0.0 { h } else { h * slope };
+        o.write(if h > 0.0 { h } else { h * slope });
     }
 }
 
@@ -66,38 +70,52 @@ fn invert_impl(y: &[f32], dy: &[f32], h: &mut [f32], g: &mut [f32], slope: f32) 
 
 /// `out = r · (g − mg − h · mgx)`.
 #[inline(always)]
-fn norm_grad_impl(h: &[f32], g: &[f32], out: &mut [f32], r: f32, mg: f32, mgx: f32) {
+fn norm_grad_impl(h: &[f32], g: &[f32], out: &mut [MaybeUninit<f32>], r: f32, mg: f32, mgx: f32) {
     for ((o, &h), &g) in out.iter_mut().zip(h).zip(g) {
-        *o = r * (g - mg - h * mgx);
+        o.write(r * (g - mg - h * mgx));
     }
 }
 
 /// `out = LeakyReLU(a + b, slope)`.
 #[inline(always)]
-fn add_act_impl(a: &[f32], b: &[f32], out: &mut [f32], slope: f32) {
+fn add_act_impl(a: &[f32], b: &[f32], out: &mut [MaybeUninit<f32>], slope: f32) {
     for ((o, &u), &v) in out.iter_mut().zip(a).zip(b) {
         let s = u + v;
-        *o = if s > 0.0 { s } else { s * slope };
+        o.write(if s > 0.0 { s } else { s * slope });
     }
 }
 
 /// `out = dy · LeakyReLU'` read from the output `y`.
 #[inline(always)]
-fn act_grad_impl(y: &[f32], dy: &[f32], out: &mut [f32], slope: f32) {
+fn act_grad_impl(y: &[f32], dy: &[f32], out: &mut [MaybeUninit<f32>], slope: f32) {
     for ((o, &v), &d) in out.iter_mut().zip(y).zip(dy) {
-        *o = if v > 0.0 { d } else { d * slope };
+        o.write(if v > 0.0 { d } else { d * slope });
     }
 }
 
 isa_dispatch!(sums => sums_impl(a: &[f32], b: &[f32], acc: &mut [f64; 2]));
-isa_dispatch!(norm_act => norm_act_impl(x: &[f32], out: &mut [f32], m: f32, r: f32, slope: f32));
+isa_dispatch!(norm_act => norm_act_impl(x: &[f32], out: &mut [MaybeUninit<f32>], m: f32, r: f32, slope: f32));
 isa_dispatch!(invert => invert_impl(y: &[f32], dy: &[f32], h: &mut [f32], g: &mut [f32], slope: f32));
-isa_dispatch!(norm_grad => norm_grad_impl(h: &[f32], g: &[f32], out: &mut [f32], r: f32, mg: f32, mgx: f32));
-isa_dispatch!(add_act_chunk => add_act_impl(a: &[f32], b: &[f32], out: &mut [f32], slope: f32));
-isa_dispatch!(act_grad => act_grad_impl(y: &[f32], dy: &[f32], out: &mut [f32], slope: f32));
+isa_dispatch!(norm_grad => norm_grad_impl(h: &[f32], g: &[f32], out: &mut [MaybeUninit<f32>], r: f32, mg: f32, mgx: f32));
+isa_dispatch!(add_act_chunk => add_act_impl(a: &[f32], b: &[f32], out: &mut [MaybeUninit<f32>], slope: f32));
+isa_dispatch!(act_grad => act_grad_impl(y: &[f32], dy: &[f32], out: &mut [MaybeUninit<f32>], slope: f32));
 
 /// Element-wise chunk for the row-free passes.
 const CHUNK: usize = 1 << 16;
+
+/// A vector of `len` floats that `fill` writes, each element exactly once, through the
+/// uninitialised view it is given (every caller below hands each element to one kernel loop
+/// that writes all of its slice). Panics, leaving nothing half-made, if `fill` does.
+fn written(len: usize, fill: impl FnOnce(&mut [MaybeUninit<f32>])) -> Vec<f32> {
+    let mut v = Vec::with_capacity(len);
+    let fresh = &mut v.spare_capacity_mut()[..len];
+    crate::conv_core::poison(fresh);
+    fill(fresh);
+    // SAFETY: `fill` wrote all `len` elements (the contract above; each kernel loop zips its
+    // output with inputs of the same length, checked by the callers' asserts).
+    unsafe { v.set_len(len) };
+    v
+}
 
 /// `y = LeakyReLU((x − μ) / √(σ² + eps), slope)` per row of `sp` values, with μ and the biased
 /// variance σ² of the row; returns `y` and each row's `1 / √(σ² + eps)`.
@@ -109,20 +127,22 @@ pub fn instance_norm_act(x: &[f32], sp: usize, eps: f32, slope: f32) -> (Vec<f32
         x.len()
     );
     let isa = isa();
-    let mut y = vec![0f32; x.len()];
-    let rstd: Vec<f32> = y
-        .par_chunks_mut(sp)
-        .zip(x.par_chunks(sp))
-        .map(|(out, row)| {
-            let mut acc = [0f64; 2];
-            sums(isa, row, row, &mut acc);
-            let mean = acc[0] / sp as f64;
-            let var = (acc[1] / sp as f64 - mean * mean).max(0.0);
-            let r = (1.0 / (var + eps as f64).sqrt()) as f32;
-            norm_act(isa, row, out, mean as f32, r, slope);
-            r
-        })
-        .collect();
+    let mut rstd = Vec::new();
+    let y = written(x.len(), |y| {
+        rstd = y
+            .par_chunks_mut(sp)
+            .zip(x.par_chunks(sp))
+            .map(|(out, row)| {
+                let mut acc = [0f64; 2];
+                sums(isa, row, row, &mut acc);
+                let mean = acc[0] / sp as f64;
+                let var = (acc[1] / sp as f64 - mean * mean).max(0.0);
+                let r = (1.0 / (var + eps as f64).sqrt()) as f32;
+                norm_act(isa, row, out, mean as f32, r, slope);
+                r
+            })
+            .collect();
+    });
     (y, rstd)
 }
 
@@ -141,30 +161,30 @@ pub fn instance_norm_act_backward(
         "instance norm backward: lengths do not match"
     );
     let isa = isa();
-    let mut dx = vec![0f32; y.len()];
-    dx.par_chunks_mut(sp)
-        .zip(y.par_chunks(sp).zip(dy.par_chunks(sp)))
-        .zip(rstd.par_iter())
-        .for_each_init(
-            || (Vec::new(), Vec::new()),
-            |(h, g), ((out, (yr, dyr)), &r)| {
-                h.resize(sp, 0f32);
-                g.resize(sp, 0f32);
-                invert(isa, yr, dyr, h, g, slope);
-                let mut acc = [0f64; 2];
-                sums(isa, g, h, &mut acc);
-                norm_grad(
-                    isa,
-                    h,
-                    g,
-                    out,
-                    r,
-                    (acc[0] / sp as f64) as f32,
-                    (acc[1] / sp as f64) as f32,
-                );
-            },
-        );
-    dx
+    written(y.len(), |dx| {
+        dx.par_chunks_mut(sp)
+            .zip(y.par_chunks(sp).zip(dy.par_chunks(sp)))
+            .zip(rstd.par_iter())
+            .for_each_init(
+                || (Vec::new(), Vec::new()),
+                |(h, g), ((out, (yr, dyr)), &r)| {
+                    h.resize(sp, 0f32);
+                    g.resize(sp, 0f32);
+                    invert(isa, yr, dyr, h, g, slope);
+                    let mut acc = [0f64; 2];
+                    sums(isa, g, h, &mut acc);
+                    norm_grad(
+                        isa,
+                        h,
+                        g,
+                        out,
+                        r,
+                        (acc[0] / sp as f64) as f32,
+                        (acc[1] / sp as f64) as f32,
+                    );
+                },
+            );
+    })
 }
 
 /// `f(a, b, out)` over equal parallel chunks of two equal-length inputs, into a new vector.
@@ -172,14 +192,14 @@ fn zip_chunks(
     a: &[f32],
     b: &[f32],
     what: &str,
-    f: impl Fn(&[f32], &[f32], &mut [f32]) + Sync,
+    f: impl Fn(&[f32], &[f32], &mut [MaybeUninit<f32>]) + Sync,
 ) -> Vec<f32> {
     assert_eq!(a.len(), b.len(), "{what}: lengths do not match");
-    let mut out = vec![0f32; a.len()];
-    out.par_chunks_mut(CHUNK)
-        .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
-        .for_each(|(o, (a, b))| f(a, b, o));
-    out
+    written(a.len(), |out| {
+        out.par_chunks_mut(CHUNK)
+            .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
+            .for_each(|(o, (a, b))| f(a, b, o))
+    })
 }
 
 /// `y = LeakyReLU(a + b, slope)`.

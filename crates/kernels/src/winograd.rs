@@ -768,9 +768,9 @@ fn conv<W: Fn(usize, usize, usize) -> f32 + Sync>(
     let per_row = XI * c_in.max(c_out) * g.ntx;
     let rb = rows_per_block(&g, per_row, rows);
     let tb_max = rb * g.ntx;
-    let mut y = vec![0f32; n * c_out * sp];
+    let mut y = Vec::new();
+    let out = SharedOut::spare(&mut y, n * c_out * sp);
     let isa = isa();
-    let out = SharedOut::new(&mut y);
     (0..rows.div_ceil(rb)).into_par_iter().for_each_init(
         || InScratch::new(&g),
         |s, blk| {
@@ -839,6 +839,9 @@ fn conv<W: Fn(usize, usize, usize) -> f32 + Sync>(
             })
         },
     );
+    // SAFETY: every tile row of every output channel wrote its (up to) 4×4 output rows, and
+    // the tile rows cover the volume, so all n·c_out·D·H·W floats are written.
+    unsafe { y.set_len(n * c_out * g.d * g.h * g.w) };
     y
 }
 
@@ -864,8 +867,8 @@ fn conv_by_chunks<W: Fn(usize, usize, usize) -> f32 + Sync>(
     transform_channels(isa, g, x, c_in, 0, rows, &mut v, input_row);
     let oc = chunk_channels(c_in, c_out);
     let mut m = vec![0f32; XI * oc * tiles];
-    let mut y = vec![0f32; n * c_out * g.d * g.h * g.w];
-    let out = SharedOut::new(&mut y);
+    let mut y = Vec::new();
+    let out = SharedOut::spare(&mut y, n * c_out * g.d * g.h * g.w);
     for o0 in (0..c_out).step_by(oc) {
         let k = oc.min(c_out - o0);
         let u = transform_weight(k, c_in, |o, i, t| weight(o0 + o, i, t));
@@ -908,6 +911,9 @@ fn conv_by_chunks<W: Fn(usize, usize, usize) -> f32 + Sync>(
             },
         );
     }
+    // SAFETY: every tile row of every output channel wrote its (up to) 4×4 output rows, and
+    // the tile rows cover the volume, so all n·c_out·D·H·W floats are written.
+    unsafe { y.set_len(n * c_out * g.d * g.h * g.w) };
     y
 }
 

@@ -38,7 +38,14 @@ fn data(n: usize, seed: u64) -> Vec<f32> {
 fn err(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
     let scale = b.iter().fold(1f32, |m, v| m.max(v.abs()));
-    a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / scale
+    // A NaN (a float a kernel left unwritten, under `poison_fresh_outputs`) counts as infinite.
+    a.iter().zip(b).fold(0f32, |m, (x, y)| {
+        m.max(if x.is_nan() {
+            f32::INFINITY
+        } else {
+            (x - y).abs()
+        })
+    }) / scale
 }
 
 // Tolerance: f32 GEMM sums of up to Cin·k³ (forward, dx) or N·P (dw) terms of |v| ≤ 1 against
@@ -342,6 +349,8 @@ fn slabs_cover_the_volume() {
 /// against the reference within [`TOL`].
 fn winograd_at_budgets(s: &ConvShape, seed: u64, budgets: &[Option<usize>]) {
     use repux_kernels::winograd;
+    // The output is written into unzeroed memory: NaN there first shows a float left out.
+    repux_kernels::poison_fresh_outputs(true);
     let (x, wt) = (data(s.input_len(), seed), data(s.weight_len(), seed + 1));
     let (b, dy) = (data(s.cout, seed + 2), data(s.output_len(), seed + 3));
     let want = reference::conv3d_forward(s, &x, &wt, Some(&b));
