@@ -2,6 +2,21 @@
 
 use crate::depthwise::DwShape;
 
+/// Largest |got − want| relative to max(1, max |want|), the measure the property tests hold to
+/// a stated tolerance; a NaN in `got` (a float a kernel left unwritten, under
+/// [`crate::poison_fresh_outputs`]) counts as infinite.
+pub fn rel_err(got: &[f32], want: &[f32]) -> f32 {
+    assert_eq!(got.len(), want.len(), "rel_err: lengths differ");
+    let scale = want.iter().fold(1f32, |m, v| m.max(v.abs()));
+    got.iter().zip(want).fold(0f32, |m, (x, y)| {
+        m.max(if x.is_nan() {
+            f32::INFINITY
+        } else {
+            (x - y).abs()
+        })
+    }) / scale
+}
+
 /// `y[n,c,p] = b[c] + Σ_q x[n,c,p+q−P] · w[c,q]`, zero padding, P = K/2 (PyTorch's conv3d with
 /// groups = C, padding = K/2).
 pub fn depthwise_forward(s: &DwShape, x: &[f32], w: &[f32], b: Option<&[f32]>) -> Vec<f32> {

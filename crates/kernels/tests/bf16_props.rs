@@ -23,12 +23,8 @@ fn rounded(v: &[f32]) -> Vec<f32> {
     v.iter().map(|&x| round_to_bf16(x)).collect()
 }
 
-/// Largest |a − b| relative to max(1, max|b|).
-fn err(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    let scale = b.iter().fold(1f32, |m, v| m.max(v.abs()));
-    a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / scale
-}
+// The error measure every kernel property test holds to its tolerance.
+use repux_kernels::reference::rel_err as err;
 
 /// fp32 sums of exact bf16 products against f64 sums of the same products (as `dense_props`).
 const TOL: f32 = 1e-4;

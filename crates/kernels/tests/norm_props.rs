@@ -13,19 +13,8 @@ fn data(n: usize, seed: u64, scale: f32) -> Vec<f32> {
         .collect()
 }
 
-/// Largest |a − b| relative to max(1, max|b|).
-fn err(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    let scale = b.iter().fold(1f32, |m, v| m.max(v.abs()));
-    // A NaN (a float a kernel left unwritten, under `poison_fresh_outputs`) counts as infinite.
-    a.iter().zip(b).fold(0f32, |m, (x, y)| {
-        m.max(if x.is_nan() {
-            f32::INFINITY
-        } else {
-            (x - y).abs()
-        })
-    }) / scale
-}
+// The error measure every kernel property test holds to its tolerance.
+use repux_kernels::reference::rel_err as err;
 
 // Tolerance: f32 element-wise arithmetic on normalised values (|x̂| ≲ √sp) against f64, and
 // the output → x̂ inversion (division by the slope, one rounding): 1e-4 of the scale.
