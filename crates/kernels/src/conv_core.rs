@@ -169,6 +169,35 @@ pub(crate) fn poison(fresh: &mut [std::mem::MaybeUninit<f32>]) {
     }
 }
 
+/// A vector of `len` floats that `fill` writes, each element exactly once, through the
+/// uninitialised view it is given — for outputs a kernel writes whole, which so skip being
+/// zeroed first. Panics, leaving nothing half-made, if `fill` does.
+///
+/// # Safety
+/// `fill` must write all `len` elements.
+pub(crate) unsafe fn written(
+    len: usize,
+    fill: impl FnOnce(&mut [std::mem::MaybeUninit<f32>]),
+) -> Vec<f32> {
+    let mut v = Vec::with_capacity(len);
+    let fresh = &mut v.spare_capacity_mut()[..len];
+    poison(fresh);
+    fill(fresh);
+    // SAFETY: `fill` wrote all `len` elements (the caller's promise).
+    unsafe { v.set_len(len) };
+    v
+}
+
+/// [`written`] for parallel tasks that each write their own ranges of the output (the tiles
+/// of a conv) through a [`SharedOut`].
+///
+/// # Safety
+/// The tasks `fill` runs must together write all `len` elements, in disjoint ranges.
+pub(crate) unsafe fn written_shared(len: usize, fill: impl FnOnce(SharedOut)) -> Vec<f32> {
+    // SAFETY: passed on to the caller.
+    unsafe { written(len, |fresh| fill(SharedOut(fresh.as_mut_ptr().cast(), len))) }
+}
+
 /// An output buffer that parallel tasks writing disjoint ranges share (tiles of a conv).
 #[derive(Clone, Copy)]
 pub(crate) struct SharedOut(*mut f32, usize);
@@ -179,16 +208,6 @@ impl SharedOut {
     /// The buffer must outlive every `write`.
     pub(crate) fn new(buf: &mut [f32]) -> SharedOut {
         SharedOut(buf.as_mut_ptr(), buf.len())
-    }
-    /// Over `len` floats of the empty `v`'s uninitialised capacity (reserved here): for outputs
-    /// the tasks write whole, which then skip being zeroed first. The caller sets `v`'s length
-    /// once every float is written.
-    pub(crate) fn spare(v: &mut Vec<f32>, len: usize) -> SharedOut {
-        assert!(v.is_empty(), "spare: the vector must be empty");
-        v.reserve_exact(len);
-        let spare = &mut v.spare_capacity_mut()[..len];
-        poison(spare);
-        SharedOut(spare.as_mut_ptr().cast(), len)
     }
     /// # Safety
     /// Concurrent callers write disjoint ranges, while the buffer is alive.

@@ -103,20 +103,6 @@ isa_dispatch!(act_grad => act_grad_impl(y: &[f32], dy: &[f32], out: &mut [MaybeU
 /// Element-wise chunk for the row-free passes.
 const CHUNK: usize = 1 << 16;
 
-/// A vector of `len` floats that `fill` writes, each element exactly once, through the
-/// uninitialised view it is given (every caller below hands each element to one kernel loop
-/// that writes all of its slice). Panics, leaving nothing half-made, if `fill` does.
-fn written(len: usize, fill: impl FnOnce(&mut [MaybeUninit<f32>])) -> Vec<f32> {
-    let mut v = Vec::with_capacity(len);
-    let fresh = &mut v.spare_capacity_mut()[..len];
-    crate::conv_core::poison(fresh);
-    fill(fresh);
-    // SAFETY: `fill` wrote all `len` elements (the contract above; each kernel loop zips its
-    // output with inputs of the same length, checked by the callers' asserts).
-    unsafe { v.set_len(len) };
-    v
-}
-
 /// `y = LeakyReLU((x − μ) / √(σ² + eps), slope)` per row of `sp` values, with μ and the biased
 /// variance σ² of the row; returns `y` and each row's `1 / √(σ² + eps)`.
 pub fn instance_norm_act(x: &[f32], sp: usize, eps: f32, slope: f32) -> (Vec<f32>, Vec<f32>) {
@@ -128,21 +114,25 @@ pub fn instance_norm_act(x: &[f32], sp: usize, eps: f32, slope: f32) -> (Vec<f32
     );
     let isa = isa();
     let mut rstd = Vec::new();
-    let y = written(x.len(), |y| {
-        rstd = y
-            .par_chunks_mut(sp)
-            .zip(x.par_chunks(sp))
-            .map(|(out, row)| {
-                let mut acc = [0f64; 2];
-                sums(isa, row, row, &mut acc);
-                let mean = acc[0] / sp as f64;
-                let var = (acc[1] / sp as f64 - mean * mean).max(0.0);
-                let r = (1.0 / (var + eps as f64).sqrt()) as f32;
-                norm_act(isa, row, out, mean as f32, r, slope);
-                r
-            })
-            .collect();
-    });
+    // SAFETY: the rows of `y` pair one to one with those of `x`, and `norm_act` writes each
+    // whole (it asserts the lengths match).
+    let y = unsafe {
+        crate::conv_core::written(x.len(), |y| {
+            rstd = y
+                .par_chunks_mut(sp)
+                .zip(x.par_chunks(sp))
+                .map(|(out, row)| {
+                    let mut acc = [0f64; 2];
+                    sums(isa, row, row, &mut acc);
+                    let mean = acc[0] / sp as f64;
+                    let var = (acc[1] / sp as f64 - mean * mean).max(0.0);
+                    let r = (1.0 / (var + eps as f64).sqrt()) as f32;
+                    norm_act(isa, row, out, mean as f32, r, slope);
+                    r
+                })
+                .collect();
+        })
+    };
     (y, rstd)
 }
 
@@ -161,30 +151,34 @@ pub fn instance_norm_act_backward(
         "instance norm backward: lengths do not match"
     );
     let isa = isa();
-    written(y.len(), |dx| {
-        dx.par_chunks_mut(sp)
-            .zip(y.par_chunks(sp).zip(dy.par_chunks(sp)))
-            .zip(rstd.par_iter())
-            .for_each_init(
-                || (Vec::new(), Vec::new()),
-                |(h, g), ((out, (yr, dyr)), &r)| {
-                    h.resize(sp, 0f32);
-                    g.resize(sp, 0f32);
-                    invert(isa, yr, dyr, h, g, slope);
-                    let mut acc = [0f64; 2];
-                    sums(isa, g, h, &mut acc);
-                    norm_grad(
-                        isa,
-                        h,
-                        g,
-                        out,
-                        r,
-                        (acc[0] / sp as f64) as f32,
-                        (acc[1] / sp as f64) as f32,
-                    );
-                },
-            );
-    })
+    // SAFETY: the rows of `dx` pair one to one with those of `y` (`rstd.len() · sp` of them,
+    // asserted), and `norm_grad` writes each whole.
+    unsafe {
+        crate::conv_core::written(y.len(), |dx| {
+            dx.par_chunks_mut(sp)
+                .zip(y.par_chunks(sp).zip(dy.par_chunks(sp)))
+                .zip(rstd.par_iter())
+                .for_each_init(
+                    || (Vec::new(), Vec::new()),
+                    |(h, g), ((out, (yr, dyr)), &r)| {
+                        h.resize(sp, 0f32);
+                        g.resize(sp, 0f32);
+                        invert(isa, yr, dyr, h, g, slope);
+                        let mut acc = [0f64; 2];
+                        sums(isa, g, h, &mut acc);
+                        norm_grad(
+                            isa,
+                            h,
+                            g,
+                            out,
+                            r,
+                            (acc[0] / sp as f64) as f32,
+                            (acc[1] / sp as f64) as f32,
+                        );
+                    },
+                );
+        })
+    }
 }
 
 /// `f(a, b, out)` over equal parallel chunks of two equal-length inputs, into a new vector.
@@ -195,11 +189,15 @@ fn zip_chunks(
     f: impl Fn(&[f32], &[f32], &mut [MaybeUninit<f32>]) + Sync,
 ) -> Vec<f32> {
     assert_eq!(a.len(), b.len(), "{what}: lengths do not match");
-    written(a.len(), |out| {
-        out.par_chunks_mut(CHUNK)
-            .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
-            .for_each(|(o, (a, b))| f(a, b, o))
-    })
+    // SAFETY: the chunks of `out` pair one to one with those of `a` (of the same length), and
+    // every `f` given here is a kernel loop that writes all of its chunk.
+    unsafe {
+        crate::conv_core::written(a.len(), |out| {
+            out.par_chunks_mut(CHUNK)
+                .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
+                .for_each(|(o, (a, b))| f(a, b, o))
+        })
+    }
 }
 
 /// `y = LeakyReLU(a + b, slope)`.

@@ -34,7 +34,7 @@
 //! relative (L2) for dW at 48 channels, where the direct sums give 2e-7; the property tests bound the error
 //! against the f64 reference at 1e-4.
 
-use crate::conv_core::{matmul_with, operand, ConvShape, Dst, SharedOut};
+use crate::conv_core::{matmul_with, operand, written_shared, ConvShape, Dst, SharedOut};
 use crate::phases;
 use crate::simd::{isa, isa_dispatch, Isa};
 use gemm::Parallelism;
@@ -768,81 +768,81 @@ fn conv<W: Fn(usize, usize, usize) -> f32 + Sync>(
     let per_row = XI * c_in.max(c_out) * g.ntx;
     let rb = rows_per_block(&g, per_row, rows);
     let tb_max = rb * g.ntx;
-    let mut y = Vec::new();
-    let out = SharedOut::spare(&mut y, n * c_out * sp);
     let isa = isa();
-    (0..rows.div_ceil(rb)).into_par_iter().for_each_init(
-        || InScratch::new(&g),
-        |s, blk| {
-            BLOCKS.with_borrow_mut(|(v, m)| {
-                // Every float of V and M a block reads it wrote first, so the buffers (kept per
-                // thread across convs) are only grown, never cleared.
-                if v.len() < XI * c_in * tb_max {
-                    v.resize(XI * c_in * tb_max, 0.0);
-                }
-                if m.len() < XI * c_out * tb_max {
-                    m.resize(XI * c_out * tb_max, 0.0);
-                }
-                let r0 = blk * rb;
-                let nr = rb.min(rows - r0);
-                let tb = nr * g.ntx;
-                for ci in 0..c_in {
-                    let x = Channel {
-                        data: x,
-                        c: ci,
-                        channels: c_in,
-                    };
-                    for rows in groups(r0, nr, g.group()) {
-                        input_row(
-                            isa,
-                            &g,
-                            x,
-                            rows,
-                            s,
-                            &mut v[ci * tb + (rows.first - r0) * g.ntx..],
-                            c_in * tb,
-                        );
-                    }
-                }
-                for xi in 0..XI {
-                    // M_ξ [c_out × tb] = U_ξ [c_out × c_in] · V_ξ [c_in × tb]
-                    matmul_with(
-                        Parallelism::None,
-                        [c_out, tb, c_in],
-                        Dst {
-                            data: &mut m[xi * c_out * tb..],
-                            row_stride: tb,
-                            accumulate: false,
-                        },
-                        operand(&u[xi * c_out * c_in..], (c_in, 1)),
-                        operand(&v[xi * c_in * tb..], (tb, 1)),
-                    );
-                }
-                for rows in groups(r0, nr, g.group()) {
-                    for co in 0..c_out {
-                        output_row(
-                            isa,
-                            &g,
-                            &m[co * tb + (rows.first - r0) * g.ntx..],
-                            c_out * tb,
-                            rows,
-                            s,
-                            OutChannel {
-                                out,
-                                c: co,
-                                channels: c_out,
-                                bias: bias.map_or(0.0, |b| b[co]),
-                            },
-                        );
-                    }
-                }
-            })
-        },
-    );
-    // SAFETY: every tile row of every output channel wrote its (up to) 4×4 output rows, and
-    // the tile rows cover the volume, so all n·c_out·D·H·W floats are written.
-    unsafe { y.set_len(n * c_out * g.d * g.h * g.w) };
-    y
+    // SAFETY: every tile row of every output channel writes its (up to) 4×4 output rows, the
+    // blocks of tile rows are disjoint, and they cover the volume: all n·c_out·D·H·W floats.
+    unsafe {
+        written_shared(n * c_out * sp, |out| {
+            (0..rows.div_ceil(rb)).into_par_iter().for_each_init(
+                || InScratch::new(&g),
+                |s, blk| {
+                    BLOCKS.with_borrow_mut(|(v, m)| {
+                        // Every float of V and M a block reads it wrote first, so the buffers (kept per
+                        // thread across convs) are only grown, never cleared.
+                        if v.len() < XI * c_in * tb_max {
+                            v.resize(XI * c_in * tb_max, 0.0);
+                        }
+                        if m.len() < XI * c_out * tb_max {
+                            m.resize(XI * c_out * tb_max, 0.0);
+                        }
+                        let r0 = blk * rb;
+                        let nr = rb.min(rows - r0);
+                        let tb = nr * g.ntx;
+                        for ci in 0..c_in {
+                            let x = Channel {
+                                data: x,
+                                c: ci,
+                                channels: c_in,
+                            };
+                            for rows in groups(r0, nr, g.group()) {
+                                input_row(
+                                    isa,
+                                    &g,
+                                    x,
+                                    rows,
+                                    s,
+                                    &mut v[ci * tb + (rows.first - r0) * g.ntx..],
+                                    c_in * tb,
+                                );
+                            }
+                        }
+                        for xi in 0..XI {
+                            // M_ξ [c_out × tb] = U_ξ [c_out × c_in] · V_ξ [c_in × tb]
+                            matmul_with(
+                                Parallelism::None,
+                                [c_out, tb, c_in],
+                                Dst {
+                                    data: &mut m[xi * c_out * tb..],
+                                    row_stride: tb,
+                                    accumulate: false,
+                                },
+                                operand(&u[xi * c_out * c_in..], (c_in, 1)),
+                                operand(&v[xi * c_in * tb..], (tb, 1)),
+                            );
+                        }
+                        for rows in groups(r0, nr, g.group()) {
+                            for co in 0..c_out {
+                                output_row(
+                                    isa,
+                                    &g,
+                                    &m[co * tb + (rows.first - r0) * g.ntx..],
+                                    c_out * tb,
+                                    rows,
+                                    s,
+                                    OutChannel {
+                                        out,
+                                        c: co,
+                                        channels: c_out,
+                                        bias: bias.map_or(0.0, |b| b[co]),
+                                    },
+                                );
+                            }
+                        }
+                    })
+                },
+            );
+        })
+    }
 }
 
 /// The weight-heavy regime: all tiles' transformed input `V` at once (channel-major,
@@ -867,54 +867,54 @@ fn conv_by_chunks<W: Fn(usize, usize, usize) -> f32 + Sync>(
     transform_channels(isa, g, x, c_in, 0, rows, &mut v, input_row);
     let oc = chunk_channels(c_in, c_out);
     let mut m = vec![0f32; XI * oc * tiles];
-    let mut y = Vec::new();
-    let out = SharedOut::spare(&mut y, n * c_out * g.d * g.h * g.w);
-    for o0 in (0..c_out).step_by(oc) {
-        let k = oc.min(c_out - o0);
-        let u = transform_weight(k, c_in, |o, i, t| weight(o0 + o, i, t));
-        let m = &mut m[..XI * k * tiles];
-        m.par_chunks_mut(k * tiles)
-            .enumerate()
-            .for_each(|(xi, mx)| {
-                matmul_with(
-                    Parallelism::None,
-                    [k, tiles, c_in],
-                    Dst {
-                        data: mx,
-                        row_stride: tiles,
-                        accumulate: false,
+    // SAFETY: every chunk of output channels writes, channel by channel, every tile row's
+    // (up to) 4×4 output rows: all n·c_out·D·H·W floats, each once.
+    unsafe {
+        written_shared(n * c_out * g.d * g.h * g.w, |out| {
+            for o0 in (0..c_out).step_by(oc) {
+                let k = oc.min(c_out - o0);
+                let u = transform_weight(k, c_in, |o, i, t| weight(o0 + o, i, t));
+                let m = &mut m[..XI * k * tiles];
+                m.par_chunks_mut(k * tiles)
+                    .enumerate()
+                    .for_each(|(xi, mx)| {
+                        matmul_with(
+                            Parallelism::None,
+                            [k, tiles, c_in],
+                            Dst {
+                                data: mx,
+                                row_stride: tiles,
+                                accumulate: false,
+                            },
+                            operand(&u[xi * k * c_in..], (c_in, 1)),
+                            operand(&v[xi * tiles..], (XI * tiles, 1)),
+                        );
+                    });
+                let m = &*m;
+                (0..k).into_par_iter().for_each_init(
+                    || InScratch::new(g),
+                    |s, co| {
+                        for rows in groups(0, rows, g.group()) {
+                            output_row(
+                                isa,
+                                g,
+                                &m[co * tiles + rows.first * g.ntx..],
+                                k * tiles,
+                                rows,
+                                s,
+                                OutChannel {
+                                    out,
+                                    c: o0 + co,
+                                    channels: c_out,
+                                    bias: bias.map_or(0.0, |b| b[o0 + co]),
+                                },
+                            );
+                        }
                     },
-                    operand(&u[xi * k * c_in..], (c_in, 1)),
-                    operand(&v[xi * tiles..], (XI * tiles, 1)),
                 );
-            });
-        let m = &*m;
-        (0..k).into_par_iter().for_each_init(
-            || InScratch::new(g),
-            |s, co| {
-                for rows in groups(0, rows, g.group()) {
-                    output_row(
-                        isa,
-                        g,
-                        &m[co * tiles + rows.first * g.ntx..],
-                        k * tiles,
-                        rows,
-                        s,
-                        OutChannel {
-                            out,
-                            c: o0 + co,
-                            channels: c_out,
-                            bias: bias.map_or(0.0, |b| b[o0 + co]),
-                        },
-                    );
-                }
-            },
-        );
+            }
+        })
     }
-    // SAFETY: every tile row of every output channel wrote its (up to) 4×4 output rows, and
-    // the tile rows cover the volume, so all n·c_out·D·H·W floats are written.
-    unsafe { y.set_len(n * c_out * g.d * g.h * g.w) };
-    y
 }
 
 /// Transforms tile rows `r0 .. r0 + nr` of every channel of `x` by `row` ([`input_row`] or
