@@ -291,20 +291,7 @@ pub fn conv3d_backward(
     );
     let [od, oh, ow] = s.out();
     let sp_out = od * oh * ow;
-    let db = || {
-        (0..s.cout)
-            .map(|c| {
-                (0..s.n)
-                    .map(|n| {
-                        dy[(n * s.cout + c) * sp_out..][..sp_out]
-                            .iter()
-                            .map(|&v| v as f64)
-                            .sum::<f64>()
-                    })
-                    .sum::<f64>() as f32
-            })
-            .collect::<Vec<f32>>()
-    };
+    let db = || crate::conv_core::bias_grad(dy, s.cout, sp_out);
     if takes_winograd(s) {
         let dx = match need_dx {
             true => crate::winograd::backward_dx(s, w, dy),

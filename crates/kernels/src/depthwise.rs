@@ -710,20 +710,7 @@ pub fn backward_saved(saved: &DwSaved, dy: &[f32]) -> (Vec<f32>, Vec<f32>, Vec<f
 }
 
 fn bias_grad(s: &DwShape, dy: &[f32]) -> Vec<f32> {
-    let sp = s.spatial();
-    (0..s.c)
-        .into_par_iter()
-        .map(|c| {
-            (0..s.n)
-                .map(|n| {
-                    dy[(n * s.c + c) * sp..(n * s.c + c + 1) * sp]
-                        .iter()
-                        .map(|&v| v as f64)
-                        .sum::<f64>()
-                })
-                .sum::<f64>() as f32
-        })
-        .collect()
+    crate::conv_core::bias_grad(dy, s.c, s.spatial())
 }
 
 /// Where the backward finds the input's spectra.

@@ -109,9 +109,37 @@ pub fn linear_backward(
         operand(dy, (1, cout)),
         operand(x, (cin, 1)),
     );
-    let db = (0..cout)
-        .into_par_iter()
-        .map(|o| (0..rows).map(|r| dy[r * cout + o] as f64).sum::<f64>() as f32)
-        .collect();
-    (dx, dw, db)
+    (dx, dw, column_sums(dy, cout))
+}
+
+/// `Σ_r m[r, j]` in f64 for the row-major `m` with `cols` columns: by blocks of rows in
+/// parallel, each summed row by row (contiguous, vectorised), then the blocks' sums added. Per
+/// column, a pass down `m`'s stride would read all of `m` `cols` times.
+fn column_sums(m: &[f32], cols: usize) -> Vec<f32> {
+    const ROWS_PER_TASK: usize = 1024;
+    if cols == 0 {
+        return Vec::new();
+    }
+    m.par_chunks(cols * ROWS_PER_TASK)
+        .fold(
+            || vec![0f64; cols],
+            |mut acc, block| {
+                for row in block.chunks_exact(cols) {
+                    for (a, &v) in acc.iter_mut().zip(row) {
+                        *a += v as f64;
+                    }
+                }
+                acc
+            },
+        )
+        .reduce(
+            || vec![0f64; cols],
+            |mut a, b| {
+                a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
+                a
+            },
+        )
+        .into_iter()
+        .map(|v| v as f32)
+        .collect()
 }
