@@ -17,10 +17,11 @@ pub enum Command {
     },
     /// Time repux's kernels against burn's generic ops on the networks' shapes, forward and
     /// forward+backward, in the same run: the depthwise conv (burn: conv3d, groups = C), the
-    /// dense and transposed convs, and SwinUNETR's attention softmax.
+    /// dense and transposed convs, SwinUNETR's attention softmax, and GELU.
     Kernels {
         /// One JSON array of records (op, channels, size, kernel, pass, ours_s, burn_s, gflops;
-        /// the softmax's also heads, window, batch and masked, without kernel and gflops).
+        /// the softmax's also heads, window, batch and masked, without kernel and gflops; GELU's
+        /// also batch, without kernel and gflops).
         #[arg(long)]
         json: bool,
         /// Runs per measurement (median).
@@ -715,6 +716,7 @@ fn kernels(json: bool, repeats: usize, burn_limit_s: f64) -> Result<ExitCode> {
     }
     dense_records(repeats, burn_limit_s, &mut records, &mut notes);
     records.extend(window_softmax_records(repeats)?);
+    records.extend(gelu_records(repeats)?);
     tag_precision(
         &mut records,
         repux_kernels::bf16::precision().name(),
@@ -809,6 +811,39 @@ fn device_norm(c: usize, size: usize, backward: bool) -> Result<f64> {
         |x| repux_nn::ops::instance_norm_act(x, 1e-5, 0.01),
         &format!("instance norm {c} ch·{size}³"),
     )
+}
+
+/// One GELU of the paper network's first-stage activation, `[2, 48, 48³]` (a 2 × 96³ step),
+/// on the installed device through `repux_nn::ops::gelu` (repux's pass, or burn's `gelu` with
+/// `use_burn_ops`), forward or forward + backward, in seconds.
+fn device_gelu(backward: bool) -> Result<f64> {
+    use burn::tensor::{Distribution, Tensor};
+    let plain = repux_nn::compute_device();
+    let device = if backward { plain.autodiff() } else { plain };
+    let x = Tensor::<5>::random([2, 48, 48, 48, 48], Distribution::Normal(0.0, 1.0), &device);
+    let x = if backward { x.require_grad() } else { x };
+    time_on_device(x, backward, repux_nn::ops::gelu, "gelu 2 × 48 ch·48³")
+}
+
+/// The [`device_gelu`] records, forward and forward + backward, repux's pass against burn's
+/// `gelu`, each after one warm-up run.
+fn gelu_records(repeats: usize) -> Result<Vec<serde_json::Value>> {
+    let time = |fb: bool, burn: bool| -> Result<f64> {
+        repux_nn::ops::use_burn_ops(burn);
+        let r = device_gelu(fb).and_then(|_| {
+            let runs: Result<Vec<f64>> = (0..repeats.max(1)).map(|_| device_gelu(fb)).collect();
+            Ok(median(runs?))
+        });
+        repux_nn::ops::use_burn_ops(false);
+        r
+    };
+    let mut records = Vec::new();
+    for (pass, fb) in [("forward", false), ("forward_backward", true)] {
+        let ours = time(fb, false)?;
+        let burn_s = time(fb, true)?;
+        records.push(serde_json::json!({"op": "gelu", "channels": 48, "size": [48, 48, 48], "batch": 2, "pass": pass, "ours_s": ours, "burn_s": burn_s}));
+    }
+    Ok(records)
 }
 
 /// SwinUNETR's attention softmax where it is largest: the first stage of a 2 × 96³ step, 48³
@@ -1002,7 +1037,10 @@ fn gpu_kernels(
             records.push(serde_json::json!({"op": "instance_norm_act", "channels": c, "size": [size, size, size], "pass": pass, "ours_s": ours, "burn_s": burn_s, "device": device.description}));
         }
     }
-    for mut r in window_softmax_records(repeats)? {
+    for mut r in window_softmax_records(repeats)?
+        .into_iter()
+        .chain(gelu_records(repeats)?)
+    {
         r["device"] = device.description.clone().into();
         records.push(r);
     }

@@ -11,6 +11,7 @@ pub mod bmm;
 mod conv_core;
 pub mod dense;
 pub mod depthwise;
+pub mod gelu;
 pub mod linear;
 pub mod norm;
 mod phases;

@@ -447,3 +447,26 @@ pub fn window_softmax_backward(
     }
     (ds, dbias.into_iter().map(|v| v as f32).collect())
 }
+
+/// Exact GELU, `x · Φ(x)` with `Φ(x) = erfc(−x/√2) / 2`, in f64 (libm's erfc).
+pub fn gelu(x: &[f32]) -> Vec<f32> {
+    x.iter()
+        .map(|&v| {
+            let v = v as f64;
+            (v * 0.5 * libm::erfc(-v * std::f64::consts::FRAC_1_SQRT_2)) as f32
+        })
+        .collect()
+}
+
+/// dx of [`gelu`]: `dy · (Φ(x) + x · φ(x))`, in f64.
+pub fn gelu_backward(x: &[f32], dy: &[f32]) -> Vec<f32> {
+    x.iter()
+        .zip(dy)
+        .map(|(&v, &d)| {
+            let v = v as f64;
+            let cdf = 0.5 * libm::erfc(-v * std::f64::consts::FRAC_1_SQRT_2);
+            let pdf = (-0.5 * v * v).exp() / (2.0 * std::f64::consts::PI).sqrt();
+            (d as f64 * (cdf + v * pdf)) as f32
+        })
+        .collect()
+}

@@ -60,3 +60,54 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+    /// GELU on data spread over ±`scale` (the tails included), element by element against libm's
+    /// erfc in f64: forward within 1e-6 relative to each value (the erfc fit's error is
+    /// relative, so the far negative tail, y ≈ 0⁻, keeps its digits) down to 1e-37, below
+    /// which values may flush to 0; backward within 1e-6 of the largest gradient (it crosses
+    /// zero at x ≈ −0.75, where no relative bound holds).
+    #[test]
+    fn gelu_matches_reference(n in 1usize..100_000, scale in prop_oneof![Just(1.0f32), Just(6.0f32), Just(14.0f32), Just(1e-20f32)], isa in 0u8..3, seed in 0u64..1000) {
+        use repux_kernels::gelu;
+        repux_kernels::limit_isa(isa);
+        repux_kernels::poison_fresh_outputs(true);
+        let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let x: Vec<f32> = (0..n).map(|_| r.gen_range(-1.0f32..1.0) * scale).collect();
+        let dy = data(n, seed + 1, 1.0);
+        let y = gelu::gelu(&x);
+        let want = reference::gelu(&x);
+        for (i, (&g, &w)) in y.iter().zip(&want).enumerate() {
+            prop_assert!((g - w).abs() <= 1e-6 * w.abs() + 1e-37, "gelu({}) = {g}, want {w}", x[i]);
+        }
+        let dx = gelu::gelu_backward(&x, &dy);
+        let rdx = reference::gelu_backward(&x, &dy);
+        prop_assert!(err(&dx, &rdx) < 1e-6, "backward: {}", err(&dx, &rdx));
+    }
+}
+
+/// GELU at the edges of f32: zeros, subnormals, the largest values, infinities and NaN.
+#[test]
+fn gelu_at_the_edges() {
+    use repux_kernels::gelu;
+    let x = [
+        0.0f32,
+        -0.0,
+        1e-40,
+        -1e-40,
+        f32::MAX,
+        -f32::MAX,
+        88.0,
+        -88.0,
+        1e4,
+        -1e4,
+    ];
+    let y = gelu::gelu(&x);
+    assert_eq!(&y[..4], &[0.0, -0.0, 1e-40 * 0.5, -1e-40 * 0.5]);
+    assert_eq!(y[4], f32::MAX);
+    assert_eq!(y[5], -0.0);
+    assert_eq!(&y[6..], &reference::gelu(&x[6..])[..]);
+    assert_eq!(gelu::gelu(&[f32::INFINITY])[0], f32::INFINITY);
+    assert!(gelu::gelu(&[f32::NAN])[0].is_nan());
+}

@@ -22,7 +22,7 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::autodiff::NodeId;
 use burn::backend::flex::FlexTensor;
-use burn::backend::ops::ModuleOps;
+use burn::backend::ops::{ActivationOps, ModuleOps};
 use burn::backend::tensor::FloatTensor;
 use burn::backend::TensorMetadata;
 use burn::backend::{backend_extension, Autodiff, Dispatch, Flex};
@@ -30,6 +30,7 @@ use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
 use burn::tensor::{Shape, Tensor, TensorData};
 use repux_kernels::dense::{self, ConvShape, UpShape};
 use repux_kernels::depthwise::{self, DwAlgo, DwSaved, DwShape};
+use repux_kernels::gelu;
 use repux_kernels::norm;
 use repux_kernels::softmax::{self, AttnShape};
 use std::borrow::Cow;
@@ -99,6 +100,8 @@ pub trait ConvBackend: burn::backend::Backend {
     /// Element-wise sum over the ranks of the installed [`crate::collective`] group (identity
     /// without one); its backward sums the gradient over ranks the same way.
     fn all_reduce_sum(x: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// Exact GELU, `x · Φ(x)` (PyTorch's `approximate='none'`); the backward keeps the input.
+    fn gelu(x: FloatTensor<Self>) -> FloatTensor<Self>;
 }
 
 /// Sums `x` over the installed group's ranks (a copy of `x` without a group).
@@ -420,6 +423,40 @@ impl ConvBackend for Flex {
     }
     fn all_reduce_sum(x: FloatTensor<Self>) -> FloatTensor<Self> {
         flex_all_reduce(&x)
+    }
+    fn gelu(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        if burn_ops() {
+            return <Self as ActivationOps<Self>>::gelu(x);
+        }
+        flex_gelu(&x)
+    }
+}
+
+fn flex_gelu(x: &FloatTensor<Flex>) -> FloatTensor<Flex> {
+    flex_tensor(gelu::gelu(&flex_slice(x)), x.shape())
+}
+
+/// GELU's backward, from its input.
+#[derive(Debug)]
+struct GeluBackward;
+
+impl Backward<Flex, 1> for GeluBackward {
+    /// The input.
+    type State = FloatTensor<Flex>;
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 1>,
+        grads: &mut Gradients,
+        _checkpointer: &mut Checkpointer,
+    ) {
+        let [node_x] = ops.parents;
+        let dy = grads.consume::<Flex>(&ops.node);
+        if let Some(node) = node_x {
+            let x = ops.state;
+            let dx = gelu::gelu_backward(&flex_slice(&x), &flex_slice(&dy));
+            grads.register::<Flex>(node.id, flex_tensor(dx, x.shape()));
+        }
     }
 }
 
@@ -1063,6 +1100,26 @@ impl<C: CheckpointStrategy> ConvBackend for Autodiff<Flex, C> {
             .compute_bound()
             .stateless(y)
     }
+    fn gelu(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        if burn_ops() {
+            return <Self as ActivationOps<Self>>::gelu(x);
+        }
+        let y = flex_gelu(x.primitive());
+        match GeluBackward
+            .prepare::<C>([x.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish(x.primitive().clone(), y),
+            OpsKind::UnTracked(prep) => prep.finish(y),
+        }
+    }
+}
+
+/// Exact GELU (`x · Φ(x)`, PyTorch's default): one parallel pass each way on the CPU; burn's
+/// own op under [`use_burn_ops`] and on the GPU.
+pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    Tensor::from_dispatch(<Dispatch as ConvBackend>::gelu(x.into_dispatch()))
 }
 
 /// Sum over the installed group's ranks, differentiable (see [`ConvBackend::all_reduce_sum`]).

@@ -31,7 +31,7 @@ use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops};
 use burn::backend::autodiff::NodeId;
-use burn::backend::ops::FloatTensorOps;
+use burn::backend::ops::{ActivationOps, FloatTensorOps};
 use burn::backend::tensor::FloatTensor;
 use burn::backend::TensorMetadata;
 use burn::backend::{Autodiff, Cube};
@@ -107,6 +107,9 @@ impl ConvBackend for Cube {
     }
     fn all_reduce_sum(x: FloatTensor<Self>) -> FloatTensor<Self> {
         cube_all_reduce(x)
+    }
+    fn gelu(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        <Self as ActivationOps<Self>>::gelu(x)
     }
 }
 
@@ -275,6 +278,9 @@ impl<C: CheckpointStrategy> ConvBackend for Autodiff<Cube, C> {
             .prepare::<C>([x.node()])
             .compute_bound()
             .stateless(y)
+    }
+    fn gelu(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        <Self as ActivationOps<Self>>::gelu(x)
     }
 }
 

@@ -13,9 +13,9 @@
 
 use super::conv::DwConv;
 use super::reparam::{bfr_delta, fold_bn, pad_kernel, BnStats};
+use crate::ops::gelu;
 use burn::module::{Module, Param, RunningState};
 use burn::nn::{BatchNorm, BatchNormConfig};
-use burn::tensor::activation::gelu;
 use burn::tensor::{Device, Tensor, TensorData};
 
 /// One SR side branch: a small depthwise conv and its BatchNorm.

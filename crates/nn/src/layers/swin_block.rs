@@ -5,8 +5,8 @@
 use super::linear::Linear;
 use super::norm::LayerNorm;
 use super::window_attention::{window_partition, window_reverse, WindowAttention};
+use crate::ops::gelu;
 use burn::module::Module;
-use burn::tensor::activation::gelu;
 use burn::tensor::ops::PadMode;
 use burn::tensor::{Device, Tensor};
 

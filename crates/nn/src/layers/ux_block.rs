@@ -3,8 +3,8 @@
 
 use super::conv::{Conv, ConvConfig, DwConv};
 use super::norm::LayerNormCf;
+use crate::ops::gelu;
 use burn::module::{Module, Param};
-use burn::tensor::activation::gelu;
 use burn::tensor::{Device, Tensor};
 
 #[derive(Module, Debug)]
