@@ -428,35 +428,7 @@ impl ConvBackend for Flex {
         if burn_ops() {
             return <Self as ActivationOps<Self>>::gelu(x);
         }
-        flex_gelu(&x)
-    }
-}
-
-fn flex_gelu(x: &FloatTensor<Flex>) -> FloatTensor<Flex> {
-    flex_tensor(gelu::gelu(&flex_slice(x)), x.shape())
-}
-
-/// GELU's backward, from its input.
-#[derive(Debug)]
-struct GeluBackward;
-
-impl Backward<Flex, 1> for GeluBackward {
-    /// The input.
-    type State = FloatTensor<Flex>;
-
-    fn backward(
-        self,
-        ops: Ops<Self::State, 1>,
-        grads: &mut Gradients,
-        _checkpointer: &mut Checkpointer,
-    ) {
-        let [node_x] = ops.parents;
-        let dy = grads.consume::<Flex>(&ops.node);
-        if let Some(node) = node_x {
-            let x = ops.state;
-            let dx = gelu::gelu_backward(&flex_slice(&x), &flex_slice(&dy));
-            grads.register::<Flex>(node.id, flex_tensor(dx, x.shape()));
-        }
+        Self::exact_gelu(x)
     }
 }
 
@@ -500,6 +472,10 @@ pub(crate) trait FusedPassKernels: burn::backend::Backend {
         p: FloatTensor<Self>,
         dp: FloatTensor<Self>,
     ) -> (FloatTensor<Self>, FloatTensor<Self>);
+    /// Exact GELU, `x · Φ(x)`.
+    fn exact_gelu(x: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// dx of [`FusedPassKernels::exact_gelu`] from its input: `dy · (Φ(x) + x · φ(x))`.
+    fn exact_gelu_backward(x: FloatTensor<Self>, dy: FloatTensor<Self>) -> FloatTensor<Self>;
 }
 
 impl FusedPassKernels for Flex {
@@ -576,6 +552,13 @@ impl FusedPassKernels for Flex {
             flex_tensor(ds, shape),
             flex_tensor(dbias, [s.heads, s.n, s.n]),
         )
+    }
+    fn exact_gelu(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        flex_tensor(gelu::gelu(&flex_slice(&x)), x.shape())
+    }
+    fn exact_gelu_backward(x: FloatTensor<Self>, dy: FloatTensor<Self>) -> FloatTensor<Self> {
+        let dx = gelu::gelu_backward(&flex_slice(&x), &flex_slice(&dy));
+        flex_tensor(dx, x.shape())
     }
 }
 
@@ -699,6 +682,43 @@ pub(crate) fn autodiff_window_softmax<B: FusedPassKernels, C: CheckpointStrategy
     {
         OpsKind::Tracked(prep) => prep.finish(p.clone(), p),
         OpsKind::UnTracked(prep) => prep.finish(p),
+    }
+}
+
+/// GELU's backward, from its input.
+#[derive(Debug)]
+struct GeluBackward;
+
+impl<B: FusedPassKernels> Backward<B, 1> for GeluBackward {
+    /// The input.
+    type State = FloatTensor<B>;
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 1>,
+        grads: &mut Gradients,
+        _checkpointer: &mut Checkpointer,
+    ) {
+        let [node_x] = ops.parents;
+        let dy = grads.consume::<B>(&ops.node);
+        if let Some(node) = node_x {
+            grads.register::<B>(node.id, B::exact_gelu_backward(ops.state, dy));
+        }
+    }
+}
+
+/// Records exact GELU on the autodiff graph over `B`; the backward keeps the input.
+pub(crate) fn autodiff_gelu<B: FusedPassKernels, C: CheckpointStrategy>(
+    x: FloatTensor<Autodiff<B, C>>,
+) -> FloatTensor<Autodiff<B, C>> {
+    let y = B::exact_gelu(x.primitive().clone());
+    match GeluBackward
+        .prepare::<C>([x.node()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => prep.finish(x.primitive().clone(), y),
+        OpsKind::UnTracked(prep) => prep.finish(y),
     }
 }
 
@@ -1104,20 +1124,14 @@ impl<C: CheckpointStrategy> ConvBackend for Autodiff<Flex, C> {
         if burn_ops() {
             return <Self as ActivationOps<Self>>::gelu(x);
         }
-        let y = flex_gelu(x.primitive());
-        match GeluBackward
-            .prepare::<C>([x.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => prep.finish(x.primitive().clone(), y),
-            OpsKind::UnTracked(prep) => prep.finish(y),
-        }
+        autodiff_gelu::<Flex, C>(x)
     }
 }
 
-/// Exact GELU (`x · Φ(x)`, PyTorch's default): one parallel pass each way on the CPU; burn's
-/// own op under [`use_burn_ops`] and on the GPU.
+/// Exact GELU (`x · Φ(x)`, PyTorch's default), and its exact gradient: one parallel pass each
+/// way on the CPU; on the GPU burn's forward and an exact backward composed of burn's ops (burn's
+/// own GELU backward there is the tanh approximation's derivative); burn's own op under
+/// [`use_burn_ops`].
 pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     Tensor::from_dispatch(<Dispatch as ConvBackend>::gelu(x.into_dispatch()))
 }

@@ -196,6 +196,21 @@ fn norm_kernels_match_the_cpu_kernels() {
     }
 }
 
+/// GELU on the GPU (burn's forward, repux's exact backward from burn's ops) against the CPU
+/// pass: the gradient is exact GELU's, where burn's own GELU backward there is the derivative of
+/// the tanh approximation (5e-4 apart in relative L2 on such data, 50 times the tolerance).
+#[test]
+fn gelu_and_its_exact_gradient_match_the_cpu() {
+    cpu().seed(8);
+    // Tolerance: two f32 erf evaluations and exps, each within ~1e-6 relative: 1e-5.
+    same_on_both(
+        "gelu",
+        &[random([2, 3, 9, 10, 11], 2.0)],
+        |t| repux_nn::ops::gelu(t[0].clone()),
+        1e-5,
+    );
+}
+
 /// The window-attention softmax kernels (forward, dS and the bias gradient) against the CPU
 /// kernel: with and without the shifted-window mask, rows shorter and longer than one cube, and
 /// more rows than one grid axis holds (65535 cubes), so the kernels' y layers run.

@@ -1,6 +1,6 @@
-//! The GPU path's linear layer as a composition of burn's tensor ops, and the fused norm passes'
-//! burn compositions — the peer [`crate::ops::use_burn_ops`] runs in place of repux's kernels
-//! ([`super::norm`]). Generic over the backend, so the same code runs plain (inference) and under
+//! The GPU path's linear layer and GELU's exact backward as compositions of burn's tensor ops,
+//! and the fused norm passes' burn compositions — the peer [`crate::ops::use_burn_ops`] runs in
+//! place of repux's kernels ([`super::norm`]). Generic over the backend, so the same code runs plain (inference) and under
 //! autodiff (training, differentiated by burn). Every broadcast is an explicit `expand`.
 
 use burn::backend::tensor::FloatTensor;
@@ -56,4 +56,22 @@ pub(crate) fn add_leaky_relu<B: Backend>(
     slope: f64,
 ) -> FloatTensor<B> {
     B::leaky_relu(B::float_add(a, b), Scalar::Float(slope))
+}
+
+/// GELU's exact gradient, `dy · (Φ(x) + x · φ(x))` with `Φ(x) = (1 + erf(x/√2)) / 2` and
+/// `φ(x) = e^(−x²/2) / √(2π)`. burn's default `gelu_backward`, which the CubeCL backend keeps,
+/// is the derivative of GELU's tanh approximation, not of the exact GELU its forward computes.
+pub(crate) fn gelu_backward<B: Backend>(x: FloatTensor<B>, dy: FloatTensor<B>) -> FloatTensor<B> {
+    let half = Scalar::Float(0.5);
+    let z = B::float_mul_scalar(x.clone(), Scalar::Float(std::f64::consts::FRAC_1_SQRT_2));
+    let cdf = B::float_mul_scalar(
+        B::float_add_scalar(B::float_erf(z), Scalar::Float(1.0)),
+        half,
+    );
+    let square = B::float_mul(x.clone(), x.clone());
+    let pdf = B::float_mul_scalar(
+        B::float_exp(B::float_mul_scalar(square, Scalar::Float(-0.5))),
+        Scalar::Float(1.0 / (2.0 * std::f64::consts::PI).sqrt()),
+    );
+    B::float_mul(dy, B::float_add(cdf, B::float_mul(x, pdf)))
 }

@@ -225,6 +225,13 @@ impl crate::ops::FusedPassKernels for Cube {
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
         softmax::window_softmax_backward(p, dp)
     }
+    fn exact_gelu(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        // burn's forward is exact (erf).
+        <Self as ActivationOps<Self>>::gelu(x)
+    }
+    fn exact_gelu_backward(x: FloatTensor<Self>, dy: FloatTensor<Self>) -> FloatTensor<Self> {
+        composite::gelu_backward::<Self>(x, dy)
+    }
 }
 
 impl<C: CheckpointStrategy> ConvBackend for Autodiff<Cube, C> {
@@ -280,7 +287,10 @@ impl<C: CheckpointStrategy> ConvBackend for Autodiff<Cube, C> {
             .stateless(y)
     }
     fn gelu(x: FloatTensor<Self>) -> FloatTensor<Self> {
-        <Self as ActivationOps<Self>>::gelu(x)
+        if crate::ops::burn_ops() {
+            return <Self as ActivationOps<Self>>::gelu(x);
+        }
+        crate::ops::autodiff_gelu::<Cube, C>(x)
     }
 }
 
