@@ -9,9 +9,10 @@
 //! computing all its gradients together (dx only when the input needs one — the network's input
 //! does not). The UNETR blocks' InstanceNorm + LeakyReLU and add + LeakyReLU go through the same
 //! extension as fused passes whose backward reads only their output, and so does SwinUNETR's
-//! attention softmax (relative position bias + shifted-window mask + softmax). Burn's own ops
-//! stay available as the reference ([`burn_depthwise`], [`burn_conv3d`],
-//! [`burn_window_softmax`]) that tests and `repux bench` compare against.
+//! attention softmax (relative position bias + shifted-window mask + softmax); every block's
+//! exact GELU is one more pass (its backward reads its input). Burn's own ops stay available as
+//! the reference ([`burn_depthwise`], [`burn_conv3d`], [`burn_window_softmax`], burn's `gelu`)
+//! that tests and `repux bench` compare against.
 //!
 //! Shapes: x [N, C, D, H, W]; depthwise weight [C, 1, K, K, K]; dense weight [O, I/g, k, k, k];
 //! transposed weight [I, O, 2, 2, 2] (PyTorch's layout).
@@ -433,9 +434,10 @@ impl ConvBackend for Flex {
 }
 
 /// The fused passes' kernels on an inner backend (`Flex`; `Cube` with the `gpu` feature): each
-/// forward, and a backward that reads only that forward's output. One autodiff recording and one
-/// backward step per pass ([`autodiff_instance_norm_act`], [`autodiff_add_leaky_relu`],
-/// [`autodiff_window_softmax`]) serve every backend.
+/// forward, and a backward that reads only that forward's output (GELU's: its input). One
+/// autodiff recording and one backward step per pass ([`autodiff_instance_norm_act`],
+/// [`autodiff_add_leaky_relu`], [`autodiff_window_softmax`], [`autodiff_gelu`]) serve every
+/// backend.
 pub(crate) trait FusedPassKernels: burn::backend::Backend {
     /// What the norm's backward needs beside its output: each row's 1/σ.
     type RowScale: Clone + Send + Sync + std::fmt::Debug + 'static;
